@@ -1,0 +1,140 @@
+"""Experiment configuration: defaults, YAML files in ``configs/`` and dotted command-line overrides.
+
+A config is a plain nested dict. ``load_config(path, ["train.lr=3e-4", "model.fusion.attention=moh"])``
+deep-merges the YAML file onto :data:`DEFAULTS`, then applies each override (values parsed as YAML,
+so ``3e-4`` is a float, ``[vap]`` a list and ``null`` None). Unknown keys are an error, so a typo
+never silently trains the default.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DEFAULTS", "ConfigError", "apply_overrides", "load_config", "merge", "dump_config"]
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+DEFAULTS: dict[str, Any] = {
+    "name": "physioser",
+    # classes: null = the corpus's own class set; or an explicit list of canonical names,
+    # e.g. [neutral, happy, angry, sad] (the four-class cross-corpus set)
+    "classes": None,
+    "backbone": {"name": "whisper-tiny.en", "options": {}},
+    "model": {
+        # branches the model uses: any non-empty subset of [vap, backbone]
+        "branches": ["vap", "backbone"],
+        "dim": 128,  # width of branch tokens, fusion block and classifier input
+        "featurizer": True,  # learned softmax layer weights (False: last layer only)
+        "segments": 4,  # pooled frame tokens per branch fed to the fusion block (0 = utterance vectors only)
+        "vap": {},  # physioser.vap config fields (defaults of the VAP branch when empty)
+        "head": "fusion",  # fusion | linear | mlp
+        "fusion": {"attention": "mha", "heads": 4, "mlp_ratio": 2.0, "options": {}},
+        "dropout": 0.1,
+    },
+    "cpa": {"weight": 0.1, "dim": 128, "hidden": 0, "temperature": 0.07, "max_logit_scale": 100.0, "supervised": False},
+    "train": {
+        "epochs": 60,
+        "batch_size": 32,
+        "lr": 2.0e-3,
+        "weight_decay": 0.05,
+        "warmup": 0.05,  # fraction of all steps
+        "grad_clip": 1.0,
+        "label_smoothing": 0.1,
+        "class_weighting": False,
+        "patience": 12,  # epochs without a better validation UA before stopping
+        "seed": 0,
+        "aux_weight": 1.0,  # weight of the attention variant's auxiliary losses
+        "max_seconds": 12.0,  # utterances are cropped (centre) to this length when caching quartets
+    },
+}
+
+
+def merge(base: dict, update: dict, *, path: str = "", strict: bool = True) -> dict:
+    """Deep-merge ``update`` onto a copy of ``base``; unknown keys raise unless the base value is a free dict."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        where = f"{path}.{key}" if path else key
+        if strict and key not in out:
+            raise ConfigError(f"unknown config key {where!r} (known here: {sorted(out)})")
+        if isinstance(out.get(key), dict) and isinstance(value, dict) and out[key]:
+            out[key] = merge(out[key], value, path=where, strict=strict)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(cfg: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``key.sub=value`` overrides (value parsed as YAML) to a copy of ``cfg``."""
+    out = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = out
+        for i, key in enumerate(keys[:-1]):
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(keys[: i + 1])!r} is not a config section")
+            node = node[key]
+        last = keys[-1]
+        free = node is not out and not _is_schema_dict(keys[:-1])
+        if last not in node and not free:
+            raise ConfigError(f"override {item!r}: unknown key {dotted!r} (known here: {sorted(node)})")
+        node[last] = yaml.safe_load(raw)
+    return out
+
+
+def _is_schema_dict(keys: list[str]) -> bool:
+    """True when the section at ``keys`` is a fixed-schema section of DEFAULTS (non-empty dict there)."""
+    node: Any = DEFAULTS
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return isinstance(node, dict) and bool(node)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """DEFAULTS ← YAML file (optional) ← dotted overrides."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+        try:
+            cfg = merge(cfg, data)
+        except ConfigError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    cfg = apply_overrides(cfg, overrides)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: dict) -> None:
+    branches = cfg["model"]["branches"]
+    if not branches or any(b not in ("vap", "backbone") for b in branches):
+        raise ConfigError(f"model.branches must be a non-empty subset of [vap, backbone], got {branches}")
+    if cfg["model"]["head"] not in ("fusion", "linear", "mlp"):
+        raise ConfigError(f"model.head must be fusion, linear or mlp, got {cfg['model']['head']!r}")
+    if cfg["cpa"]["weight"] and set(branches) != {"vap", "backbone"}:
+        raise ConfigError("cpa.weight > 0 needs both branches (model.branches: [vap, backbone])")
+    seg = cfg["model"]["segments"]
+    if seg not in (0, 1, 2, 4):
+        raise ConfigError(f"model.segments must be 0, 1, 2 or 4 (divisors of the cached 4 segments), got {seg}")
+
+
+def dump_config(cfg: dict, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))

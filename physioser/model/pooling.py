@@ -1,0 +1,45 @@
+"""Masked segment pooling (ONNX-friendly: masks from ``arange`` comparisons).
+
+An utterance of ``n`` valid frames is cut into ``K`` contiguous segments, segment ``k`` holding
+frames ``[floor(k n / K), floor((k+1) n / K))``. Segment means of a linear map of the frames equal
+the linear map of the segment means, which is what lets training read pooled backbone statistics
+from the cache while the exported model pools frames: both give the same numbers.
+Boundaries nest (K=4 boundaries contain the K=2 and K=1 ones), so 4 cached segments serve 2 and 1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["segment_mean", "merge_segments", "masked_mean"]
+
+
+def segment_mean(x: torch.Tensor, lengths: torch.Tensor, segments: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, T, D], lengths [B] -> (means [B, K, D], counts [B, K] float; empty segments mean 0)."""
+    t = torch.arange(x.shape[1], device=x.device)[None, None, :]  # [1, 1, T]
+    k = torch.arange(segments, device=x.device)[None, :, None]  # [1, K, 1]
+    n = lengths.to(x.device)[:, None, None]  # [B, 1, 1]
+    start = torch.div(k * n, segments, rounding_mode="floor")
+    stop = torch.div((k + 1) * n, segments, rounding_mode="floor")
+    weights = ((t >= start) & (t < stop)).to(x.dtype)  # [B, K, T]
+    counts = weights.sum(dim=-1)
+    means = weights @ x / counts.clamp(min=1.0)[..., None]
+    return means, counts
+
+
+def merge_segments(means: torch.Tensor, counts: torch.Tensor, segments: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge [..., K, D] segment means (with counts [..., K]) into ``segments`` groups of adjacent ones."""
+    k = means.shape[-2]
+    if k % segments:
+        raise ValueError(f"cannot merge {k} segments into {segments}")
+    group = k // segments
+    c = counts.reshape(*counts.shape[:-1], segments, group)
+    s = (means * counts[..., None]).reshape(*means.shape[:-2], segments, group, means.shape[-1]).sum(-2)
+    total = c.sum(-1)
+    return s / total.clamp(min=1.0)[..., None], total
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x [B, T, D], lengths [B] -> mean over the valid frames [B, D]."""
+    mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]).to(x.dtype)
+    return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
