@@ -1,0 +1,241 @@
+"""Audio I/O: loading, downmix, resampling, sample-format conversion and waveform validation.
+
+Everything downstream works on float32 mono waveforms at ``physioser.SAMPLE_RATE`` (16 kHz).
+
+- :func:`load_audio` reads wav/flac/ogg with soundfile, mixes channels down to mono, resamples
+  with soxr (high quality) and validates the result.
+- :func:`validate_waveform` checks an in-memory array (used by the runtime and the ROS node):
+  dtype, shape (mono, 1-D), sample rate, emptiness, minimum duration, NaN/Inf.  Hard problems
+  raise :class:`AudioError` (a ``ValueError``) naming the file or stream; clipping and DC
+  offset are only reported as warnings (:class:`ClippingWarning`, :class:`DCOffsetWarning`).
+- :func:`to_float32` / :func:`to_int16` / :func:`to_int32` convert between sample formats.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from physioser import SAMPLE_RATE
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioError",
+    "AudioWarning",
+    "ClippingWarning",
+    "DCOffsetWarning",
+    "DownmixWarning",
+    "MIN_SECONDS",
+    "audio_info",
+    "downmix",
+    "load_audio",
+    "resample",
+    "to_float32",
+    "to_int16",
+    "to_int32",
+    "validate_waveform",
+]
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+MIN_SECONDS = 0.1
+"""Default minimum duration: shorter clips carry no usable emotion cue and break framing."""
+CLIP_LEVEL = 0.999
+"""|x| at or above this (float full scale 1.0) counts as a clipped sample."""
+CLIP_RUN = 3
+"""This many consecutive samples at full scale are reported as clipping."""
+DC_THRESHOLD = 0.01
+"""|mean| above this (fraction of full scale) is reported as DC offset."""
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used: the message names the file or stream and the problem."""
+
+
+class AudioWarning(UserWarning):
+    """Audio that is usable but suspicious."""
+
+
+class ClippingWarning(AudioWarning):
+    """Runs of samples at full scale (or float samples beyond ±1)."""
+
+
+class DCOffsetWarning(AudioWarning):
+    """A constant offset in the waveform."""
+
+
+class DownmixWarning(AudioWarning):
+    """Channels cancel each other when mixed down to mono (phase-inverted stereo)."""
+
+
+def to_float32(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
+    """Convert integer PCM (int16, int32, uint8) or float64 samples to float32 in [-1, 1)."""
+    x = np.asarray(x)
+    if x.dtype == np.int16:
+        return x.astype(np.float32) / 32768.0
+    if x.dtype == np.int32:
+        return (x.astype(np.float64) / 2147483648.0).astype(np.float32)
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(x.dtype, np.floating):
+        return x.astype(np.float32, copy=False)
+    raise AudioError(f"{name}: unsupported sample type {x.dtype} (expected int16, int32, uint8 or float)")
+
+
+def _to_int(x: np.ndarray, bits: int, dtype: type, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == dtype:
+        return x
+    if not np.issubdtype(x.dtype, np.floating):
+        x = to_float32(x, name=name)
+    scale = float(2 ** (bits - 1))
+    return np.clip(np.round(x.astype(np.float64) * scale), -scale, scale - 1).astype(dtype)
+
+
+def to_int16(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
+    """Convert float (full scale ±1) or other integer PCM to int16, saturating at full scale."""
+    return _to_int(x, 16, np.int16, name)
+
+
+def to_int32(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
+    """Convert float (full scale ±1) or other integer PCM to int32, saturating at full scale."""
+    return _to_int(x, 32, np.int32, name)
+
+
+def downmix(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
+    """Mix ``[frames, channels]`` down to mono ``[frames]`` (mean of the channels).
+
+    A 1-D input is returned unchanged.  Warns with :class:`DownmixWarning` when the mix keeps
+    less than a quarter of the channels' energy (channels in opposite phase cancel out).
+    """
+    x = np.asarray(x)
+    if x.ndim == 1:
+        return x
+    if x.ndim != 2:
+        raise AudioError(f"{name}: expected [frames] or [frames, channels], got shape {x.shape}")
+    if x.shape[1] == 1:
+        return x[:, 0]
+    mono = x.mean(axis=1, dtype=np.float64).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
+    channel_energy = float(np.mean(np.square(x, dtype=np.float64)))
+    if channel_energy > 0 and float(np.mean(np.square(mono, dtype=np.float64))) < 0.25 * channel_energy:
+        warnings.warn(
+            f"{name}: the {x.shape[1]} channels cancel when mixed to mono (opposite phase?); "
+            "the mono signal keeps under 25% of their energy",
+            DownmixWarning,
+            stacklevel=2,
+        )
+    return mono
+
+
+def resample(x: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample float32 mono audio with soxr (high quality); a no-op when the rates match."""
+    if orig_sr == target_sr:
+        return x
+    if orig_sr <= 0 or target_sr <= 0:
+        raise AudioError(f"invalid sample rates {orig_sr} -> {target_sr}")
+    return soxr.resample(x, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def validate_waveform(
+    x: np.ndarray,
+    sr: int = SAMPLE_RATE,
+    *,
+    name: str = "waveform",
+    min_seconds: float = MIN_SECONDS,
+    expected_sr: int | None = None,
+) -> np.ndarray:
+    """Check one waveform and return it as contiguous float32 ``[S]``.
+
+    Raises :class:`AudioError` (naming ``name``) for: not an array, integer samples, more than
+    one channel, a sample rate other than ``expected_sr`` (when given), empty, shorter than
+    ``min_seconds``, NaN or Inf.  Warns (:class:`ClippingWarning`, :class:`DCOffsetWarning`)
+    for clipping and DC offset; those waveforms are still returned.
+    """
+    if not isinstance(x, np.ndarray):
+        raise AudioError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise AudioError(
+            f"{name}: samples are {x.dtype}, expected float32 in [-1, 1] (convert with physioser.audio.to_float32)"
+        )
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise AudioError(
+            f"{name}: expected mono [samples], got shape {tuple(x.shape)} "
+            "(multi-channel audio: mix down with physioser.audio.downmix)"
+        )
+    if expected_sr is not None and sr != expected_sr:
+        raise AudioError(f"{name}: sample rate {sr} Hz, expected {expected_sr} Hz (resample first)")
+    if sr <= 0:
+        raise AudioError(f"{name}: invalid sample rate {sr}")
+    if x.size == 0:
+        raise AudioError(f"{name}: empty (0 samples)")
+    seconds = x.size / sr
+    if seconds < min_seconds:
+        raise AudioError(f"{name}: too short ({seconds:.3f} s < minimum {min_seconds:g} s)")
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int(x.size - finite.sum())
+        first = int(np.argmin(finite))
+        raise AudioError(f"{name}: {bad} NaN/Inf samples (first at sample {first})")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    magnitude = np.abs(x)
+    beyond = int((magnitude > 1.0).sum())
+    full = magnitude >= CLIP_LEVEL
+    clipped_runs = full[: -(CLIP_RUN - 1)].copy() if x.size >= CLIP_RUN else np.zeros(0, dtype=bool)
+    for shift in range(1, CLIP_RUN):
+        clipped_runs &= full[shift : x.size - CLIP_RUN + 1 + shift]
+    if beyond or clipped_runs.any():
+        warnings.warn(
+            f"{name}: clipped ({int(full.sum())} samples at full scale, {beyond} beyond ±1)",
+            ClippingWarning,
+            stacklevel=2,
+        )
+    offset = float(x.mean(dtype=np.float64))
+    if abs(offset) > DC_THRESHOLD:
+        warnings.warn(f"{name}: DC offset {offset:+.4f} of full scale", DCOffsetWarning, stacklevel=2)
+    return x
+
+
+def audio_info(path: str | Path) -> sf._SoundFileInfo:
+    """Header of an audio file (sample rate, channels, frames) without decoding it."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioError(f"{path}: cannot decode audio ({error})") from error
+
+
+def load_audio(
+    path: str | Path,
+    *,
+    target_sr: int = SAMPLE_RATE,
+    min_seconds: float = MIN_SECONDS,
+) -> np.ndarray:
+    """Read an audio file (wav/flac/ogg) as float32 mono ``[S]`` at ``target_sr``.
+
+    Stereo is mixed down (mean of channels), other rates are resampled with soxr (HQ).
+    Raises :class:`AudioError` naming the file for a missing file, an undecodable file, an
+    empty file, audio shorter than ``min_seconds`` and NaN/Inf samples; clipping and DC
+    offset produce warnings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioError(f"{path}: cannot decode audio ({error})") from error
+    if data.size == 0:
+        raise AudioError(f"{path}: empty (0 samples)")
+    name = str(path)
+    mono = downmix(data, name=name)
+    if not np.isfinite(mono).all():
+        # check before resampling, which would smear NaN over the whole signal
+        validate_waveform(mono, sr, name=name, min_seconds=0.0)
+    return validate_waveform(resample(mono, sr, target_sr), target_sr, name=name, min_seconds=min_seconds)
