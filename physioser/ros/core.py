@@ -74,33 +74,23 @@ ENGINE_KEYS = {"model_path", "profile"}
 FIXED_KEYS = {"msg_type"}  # the subscription's type: needs a restart
 
 
-VAD_KINDS = ("energy", "silero", "none")
-
-
 def validate_config(config: NodeConfig) -> NodeConfig:
-    """Return `config` if every value is usable, else raise ValueError naming the parameter."""
+    """Return `config` if the node-level values are usable, else raise ValueError naming the parameter.
+
+    Window, hop, VAD and smoothing are checked by the runtime Streamer when it is built.
+    """
     audio_type(config.msg_type)
     check_format(config.audio_format(), "parameters")
     if config.sample_format.upper() not in PCM_ENCODINGS:
         raise ValueError(f"sample_format {config.sample_format!r} is not one of {sorted(PCM_ENCODINGS)}")
-    if not 0.1 <= config.window_s <= 30.0:
-        raise ValueError(f"window_s {config.window_s} must be within 0.1..30 s")
-    if not 0.01 <= config.hop_s <= config.window_s:
-        raise ValueError(f"hop_s {config.hop_s} must be within 0.01 s..window_s ({config.window_s} s)")
-    if config.vad not in VAD_KINDS:
-        raise ValueError(f"vad {config.vad!r} is not one of {VAD_KINDS}")
-    if not -120.0 <= config.vad_threshold_db <= 0.0:
-        raise ValueError(f"vad_threshold_db {config.vad_threshold_db} must be within -120..0 dBFS")
-    if not 0.0 <= config.smoothing < 1.0:
-        raise ValueError(f"smoothing {config.smoothing} must be within 0..1 (exclusive)")
     if not 0.05 <= config.gap_s <= 3600:
         raise ValueError(f"gap_s {config.gap_s} must be within 0.05..3600 s")
     if not config.window_s <= config.max_backlog_s <= 600:
         raise ValueError(f"max_backlog_s {config.max_backlog_s} must be within window_s..600 s")
     if not 10 <= config.latency_history <= 100_000:
         raise ValueError(f"latency_history {config.latency_history} must be within 10..100000")
-    if config.model_path and not Path(config.model_path).is_file():
-        raise ValueError(f"model_path {config.model_path!r} is not a file")
+    if config.model_path and not Path(config.model_path).exists():
+        raise ValueError(f"model_path {config.model_path!r} does not exist")
     return config
 
 
@@ -186,6 +176,7 @@ class EmotionCore:
         self.engine = engine if engine is not None else engine_loader(config.model_path, config.profile)
         self._model_signature = _file_signature(config.model_path)
         self.streamer = streamer_factory(self.engine, config)
+        self._offset_s = 0.0  # stream time consumed by streamers replaced at run time
         self.format = self.config.audio_format()
         self._resampler = _Resampler(self.format.sample_rate)
         self._queue: deque[tuple[np.ndarray, float]] = deque()
@@ -265,7 +256,10 @@ class EmotionCore:
                 self._queued -= samples.size
             with self._stream_lock:
                 events = self.streamer.push(samples)
+                offset = self._offset_s
             for event in events:
+                if offset:
+                    event = replace(event, start_s=event.start_s + offset, end_s=event.end_s + offset)
                 self.stats.windows += 1
                 self._inference_ms.append(float(event.latency_ms))
                 out.append(TimedEvent(event, arrival))
@@ -290,27 +284,30 @@ class EmotionCore:
         return validate_config(replace(self.config, **changes))
 
     def set_config(self, changes: dict[str, Any]) -> None:
-        """Apply validated parameter changes (raises ValueError and changes nothing if invalid)."""
+        """Apply parameter changes; if any is invalid (or a new model fails to load), raise and change nothing."""
         new = self.check_config(changes)
         changed = {k for k in changes if getattr(new, k) != getattr(self.config, k)}
-        engine = self.engine
+        engine, streamer = self.engine, None
         if changed & ENGINE_KEYS:
-            engine = self._engine_loader(new.model_path, new.profile)  # raises: keep the old one
+            engine = self._engine_loader(new.model_path, new.profile)
+        if engine is not self.engine or changed & STREAMER_KEYS:
+            streamer = self._streamer_factory(engine, new)  # the runtime validates window/hop/VAD/smoothing
         self.config = new
+        if streamer is not None:
+            self._replace_engine(engine, streamer)
+        if changed & ENGINE_KEYS:
+            self._model_signature = _file_signature(new.model_path)
         if changed & FORMAT_KEYS:
             self.set_format(new.audio_format())
-        if engine is not self.engine or changed & STREAMER_KEYS:
-            self._replace_engine(engine, changed & ENGINE_KEYS and _file_signature(new.model_path))
         if "latency_history" in changed:
             self._latencies = deque(self._latencies, maxlen=new.latency_history)
             self._inference_ms = deque(self._inference_ms, maxlen=new.latency_history)
 
-    def _replace_engine(self, engine, signature) -> None:
-        streamer = self._streamer_factory(engine, self.config)
+    def _replace_engine(self, engine, streamer) -> None:
+        """Swap engine and streamer; stream time goes on from where the old streamer was."""
         with self._stream_lock:
+            self._offset_s += self.streamer.time_s
             self.engine, self.streamer = engine, streamer
-        if signature:
-            self._model_signature = signature
 
     def check_model_file(self) -> bool | None:
         """Reload the model if its file changed on disk. True: reloaded; False: the new file is
@@ -325,7 +322,7 @@ class EmotionCore:
             self.stats.model_reload_failures += 1
             self.stats.model_error = f"{self.config.model_path}: {type(err).__name__}: {err}; keeping the previous model"
             return False
-        self._replace_engine(engine, signature)
+        self._replace_engine(engine, streamer)
         self.stats.model_reloads += 1
         self.stats.model_error = ""
         return True

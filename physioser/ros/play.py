@@ -1,0 +1,242 @@
+"""Play audio onto a ROS 2 topic as a microphone driver would, and record what the emotion node says.
+
+Used by `physioser ros play`, by the live tests and by the latency benchmark. The player publishes
+chunks (default 20 ms) of one of the std_msgs audio types at real-time pace (or `speed`× faster),
+listens to the node's JSON emotion messages and its JSON diagnostics, and keeps, per chunk, the
+monotonic time it was published, so the latency from the last sample of a window arriving to its
+emotion message being received can be computed in this process.
+
+Needs rclpy (the `ros` extra); imported lazily so `physioser.ros` stays importable without ROS.
+A session is a list of steps: `Audio` (samples at a rate, published in chunks), `Raw` (one message
+as given: malformed input), `Pause` (no messages), `SetParams` (a parameter change on the node).
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+STD_TYPES = ("std_msgs/Int16MultiArray", "std_msgs/Float32MultiArray", "std_msgs/UInt8MultiArray")
+
+
+@dataclass
+class Audio:
+    samples: np.ndarray  # float32 mono; for Int16/UInt8 types quantised to int16
+    rate: int = 16000
+    chunk_ms: float = 20.0
+    speed: float = 1.0  # 1 = real time, 10 = a burst at ten times real time
+
+
+@dataclass
+class Raw:
+    msg: Any  # an rclpy message of the session's type, sent as is
+    label: str = ""
+
+
+@dataclass
+class Pause:
+    seconds: float
+
+
+@dataclass
+class SetParams:
+    values: dict[str, Any]
+
+
+@dataclass
+class Sent:
+    t: float  # time.monotonic() just after publish
+    end_sample: int  # stream position (at the node's 16 kHz) after this chunk, counting Audio steps only
+
+
+@dataclass
+class Session:
+    sent: list[Sent] = field(default_factory=list)
+    emotions: list[tuple[float, dict]] = field(default_factory=list)  # (receive time, JSON record)
+    probabilities: list[tuple[list[str], list[float]]] = field(default_factory=list)
+    diagnostics: list[dict] = field(default_factory=list)
+    param_results: list[tuple[bool, str]] = field(default_factory=list)
+
+    def latencies_ms(self, chunk_samples: int = 320) -> list[float]:
+        """Per emotion message: receive time minus publish time of the chunk holding the window's last sample."""
+        ends = np.array([s.end_sample for s in self.sent])
+        times = np.array([s.t for s in self.sent])
+        out = []
+        for t_recv, rec in self.emotions:
+            end = int(round(rec["window_end_s"] * 16000))
+            k = int(np.searchsorted(ends, end))  # first chunk whose end reaches the window's end
+            if k < len(ends):
+                out.append((t_recv - times[k]) * 1000.0)
+        return out
+
+
+def encode(msg_type: str, samples: np.ndarray):
+    """One rclpy std_msgs audio message carrying `samples` (float32 in [-1, 1])."""
+    from std_msgs import msg as std
+
+    if msg_type == "std_msgs/Float32MultiArray":
+        return std.Float32MultiArray(data=array.array("f", np.asarray(samples, np.float32).tobytes()))
+    pcm = np.clip(np.round(np.asarray(samples, np.float64) * 32768.0), -32768, 32767).astype("<i2")
+    if msg_type == "std_msgs/Int16MultiArray":
+        return std.Int16MultiArray(data=array.array("h", pcm.tobytes()))
+    if msg_type == "std_msgs/UInt8MultiArray":
+        return std.UInt8MultiArray(data=array.array("B", pcm.tobytes()))
+    raise ValueError(f"play publishes {STD_TYPES}, not {msg_type!r}")
+
+
+def quantise(samples: np.ndarray) -> np.ndarray:
+    """The float32 samples the node decodes from int16 PCM of `samples` (what the node will see)."""
+    pcm = np.clip(np.round(np.asarray(samples, np.float64) * 32768.0), -32768, 32767)
+    return (pcm / 32768.0).astype(np.float32)
+
+
+def message_class(msg_type: str):
+    from std_msgs import msg as std
+
+    if msg_type not in STD_TYPES:
+        raise ValueError(f"play publishes {STD_TYPES}, not {msg_type!r}")
+    return getattr(std, msg_type.split("/")[1])
+
+
+class Player:
+    """A ROS node publishing audio and listening to the emotion node (one per process)."""
+
+    def __init__(self, msg_type: str, *, topic: str = "audio", emotion_topic: str = "emotion",
+                 node_name: str = "physioser_emotion", domain_id: int | None = None):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter_client import AsyncParameterClient
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from std_msgs.msg import Float32MultiArray, String
+
+        self.msg_type = msg_type
+        self._rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("physioser_player", context=self.context)
+        self.pub = self.node.create_publisher(message_class(msg_type), topic, qos_profile_sensor_data)
+        self.session = Session()
+        self._lock = threading.Lock()
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(String, emotion_topic, self._on_emotion, reliable)
+        self.node.create_subscription(Float32MultiArray, f"{emotion_topic}/probabilities", self._on_probs, reliable)
+        self.node.create_subscription(String, f"{emotion_topic}/diagnostics", self._on_diag, reliable)
+        self.params = AsyncParameterClient(self.node, node_name)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._running = True
+        self._spin.start()
+
+    def _spin_loop(self) -> None:
+        while self._running and self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - shutdown races end the loop
+                if not self._running:
+                    return
+                raise
+
+    def _on_emotion(self, msg) -> None:
+        t = time.monotonic()
+        with self._lock:
+            self.session.emotions.append((t, json.loads(msg.data)))
+
+    def _on_probs(self, msg) -> None:
+        with self._lock:
+            self.session.probabilities.append(([d.label for d in msg.layout.dim], list(msg.data)))
+
+    def _on_diag(self, msg) -> None:
+        with self._lock:
+            self.session.diagnostics.append(json.loads(msg.data))
+
+    def wait_for_node(self, timeout_s: float = 60.0) -> None:
+        """Until the node subscribes to the audio and publishes its diagnostics (it is then ready)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                have_diag = bool(self.session.diagnostics)
+            if self.pub.get_subscription_count() > 0 and have_diag:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"no emotion node on this ROS domain after {timeout_s:.0f} s")
+
+    def run(self, steps: list) -> Session:
+        """Publish the steps in order at their pace."""
+        position = 0  # samples at 16 kHz published so far (Audio steps)
+        for step in steps:
+            if isinstance(step, Audio):
+                position = self._play(step, position)
+            elif isinstance(step, Raw):
+                self.pub.publish(step.msg)
+            elif isinstance(step, Pause):
+                time.sleep(step.seconds)
+            elif isinstance(step, SetParams):
+                self.session.param_results.append(self.set_params(step.values))
+            else:
+                raise TypeError(f"unknown step {step!r}")
+        return self.session
+
+    def _play(self, step: Audio, position: int) -> int:
+        chunk = max(1, int(round(step.rate * step.chunk_ms / 1000.0)))
+        period = chunk / step.rate / step.speed
+        start = time.monotonic()
+        for k, i in enumerate(range(0, len(step.samples), chunk)):
+            due = start + k * period
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            piece = step.samples[i : i + chunk]
+            msg = encode(self.msg_type, piece)
+            self.pub.publish(msg)
+            position += int(round(len(piece) * 16000 / step.rate))
+            self.session.sent.append(Sent(time.monotonic(), position))
+        return position
+
+    def set_params(self, values: dict[str, Any], timeout_s: float = 30.0) -> tuple[bool, str]:
+        from rclpy.parameter import Parameter
+
+        if not self.params.wait_for_services(timeout_sec=timeout_s):
+            raise TimeoutError("the node's parameter services did not appear")
+        future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        deadline = time.monotonic() + timeout_s
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not future.done():
+            raise TimeoutError(f"set_parameters {values} got no answer")
+        result = future.result().results[0]
+        return bool(result.successful), str(result.reason)
+
+    def wait_quiet(self, settle_s: float = 1.0, timeout_s: float = 30.0) -> None:
+        """Until no emotion message has arrived for `settle_s` (the node has drained its queue)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                last = self.session.emotions[-1][0] if self.session.emotions else 0.0
+                sent = self.session.sent[-1].t if self.session.sent else 0.0
+            if time.monotonic() - max(last, sent) > settle_s:
+                return
+            time.sleep(0.05)
+
+    def last_diagnostics(self, fresh: bool = True, timeout_s: float = 5.0) -> dict:
+        """The newest diagnostics; with `fresh`, wait for one published after this call."""
+        count = len(self.session.diagnostics)
+        if fresh:
+            deadline = time.monotonic() + timeout_s
+            while len(self.session.diagnostics) == count and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with self._lock:
+            return dict(self.session.diagnostics[-1])
+
+    def close(self) -> None:
+        self._running = False
+        self._spin.join(timeout=2.0)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self._rclpy.shutdown(context=self.context)
