@@ -127,10 +127,12 @@ class Attention(nn.Module):
 
     def check_inputs(self, x: Tensor, key_padding_mask: Tensor | None, context: Tensor | None) -> Tensor:
         """Validate shapes and return the key/value source (``context`` or ``x``)."""
+        src = x if context is None else context
+        if torch.jit.is_tracing():  # shapes are symbolic while exporting; checked in eager runs
+            return src
         name = type(self).__name__
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"{name}: expected x [B, N, {self.dim}], got {tuple(x.shape)}")
-        src = x if context is None else context
         if src.dim() != 3 or src.shape[0] != x.shape[0] or src.shape[-1] != self.dim:
             raise ValueError(f"{name}: expected context [{x.shape[0]}, M, {self.dim}], got {tuple(src.shape)}")
         if key_padding_mask is not None and (key_padding_mask.dtype != torch.bool
