@@ -1,7 +1,358 @@
-"""Command-line commands of this area (filled in by its issue)."""
+"""ONNX export: one graph from raw 16 kHz waveform to emotion outputs, verified after writing.
 
+The contract (``export/ONNX_CONTRACT.md``): inputs ``waveform`` float32 [batch, samples] and
+``lengths`` int64 [batch]; outputs ``logits`` [batch, classes], ``probs`` [batch, classes],
+``embedding`` [batch, dim] (+ ``valence``, ``arousal`` [batch] when the model predicts them);
+batch and samples are dynamic; opset >= 17; metadata properties listed in ``REQUIRED_METADATA``.
+
+Library: :func:`export_onnx` works for any ``torch.nn.Module`` whose
+``forward(waveform [B, S], lengths [B])`` returns a dict with (some of) those names or a tuple
+``(logits, probs, embedding, ...)``; :func:`verify_onnx` checks a written graph (onnx checker,
+onnxruntime parity on several lengths, latency); :func:`convert_precision` writes fp16 or int8
+(dynamic quantisation of MatMul/Gemm only) variants.
+Command: ``physioser export --checkpoint CKPT --out model.onnx [--profile ...] [--precision ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
 import typer
+
+import physioser
+
+OPSET = 17
+INPUT_NAMES = ("waveform", "lengths")
+OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal")
+REQUIRED_OUTPUTS = ("logits", "probs", "embedding")
+# metadata_props keys; list values are stored as JSON
+REQUIRED_METADATA = (
+    "class_names",
+    "sample_rate",
+    "window_s",
+    "hop_s",
+    "backbone",
+    "physioser_version",
+    "training_corpora",
+    "precision",
+    "min_samples",
+)
+
+
+class ExportError(RuntimeError):
+    """Export or its verification failed (the message says which step and why)."""
+
+
+class _Outputs(torch.nn.Module):
+    """Adapts a model's dict/tuple output to the fixed output order of the ONNX contract."""
+
+    def __init__(self, model: torch.nn.Module, names: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor):
+        out = self.model(waveform, lengths)
+        if isinstance(out, dict):
+            return tuple(out[n] for n in self.names)
+        return tuple(out[: len(self.names)])
+
+
+def _output_names(model: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> tuple[str, ...]:
+    with torch.no_grad():
+        out = model(*example)
+    if isinstance(out, dict):
+        missing = [n for n in REQUIRED_OUTPUTS if n not in out]
+        if missing:
+            raise ExportError(f"model output dict lacks {missing}; it has {sorted(out)}")
+        return tuple(n for n in OUTPUT_ORDER if n in out)
+    if isinstance(out, (tuple, list)) and len(out) >= 3 and all(isinstance(t, torch.Tensor) for t in out[:3]):
+        return REQUIRED_OUTPUTS
+    raise ExportError(
+        "model.forward(waveform, lengths) must return a dict with logits/probs/embedding "
+        f"or a tuple (logits, probs, embedding, ...), got {type(out).__name__}"
+    )
+
+
+def probe_waveforms(lengths: Sequence[int], seed: int = 0, sample_rate: int = physioser.SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic voiced-like test signals (harmonics with a pitch glide + noise), zero-padded.
+
+    Returns ``(waveforms float32 [B, max(lengths)], lengths int64 [B])``.
+    """
+    rng = np.random.default_rng(seed)
+    n = max(lengths)
+    out = np.zeros((len(lengths), n), dtype=np.float32)
+    for i, length in enumerate(lengths):
+        t = np.arange(length) / sample_rate
+        f0 = 110.0 + 40.0 * i + 30.0 * np.sin(2 * np.pi * 0.7 * t)
+        phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+        x = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2.1 * t) ** 2)
+        x = 0.1 * x + 0.01 * rng.standard_normal(length)
+        out[i, :length] = x.astype(np.float32)
+    return out, np.asarray(lengths, dtype=np.int64)
+
+
+def _metadata_strings(metadata: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path: str | Path,
+    *,
+    metadata: dict[str, Any],
+    opset: int = OPSET,
+    example_seconds: float = 2.0,
+) -> Path:
+    """Export ``model`` to one ONNX graph at ``path`` (fp32) and attach ``metadata``.
+
+    ``metadata`` must hold ``class_names`` (list), ``backbone``, ``training_corpora`` (list);
+    ``sample_rate``, ``window_s``, ``hop_s``, ``physioser_version``, ``precision`` and
+    ``min_samples`` get defaults. Uses the TorchScript exporter (``dynamo=False``), whose
+    ``dynamic_axes`` make batch and samples dynamic.
+    """
+    import onnx
+
+    if opset < 17:
+        raise ExportError(f"opset {opset} is below the contract's minimum 17")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "sample_rate": physioser.SAMPLE_RATE,
+        "window_s": 2.0,
+        "hop_s": 0.5,
+        "physioser_version": physioser.__version__,
+        "precision": "fp32",
+        "min_samples": physioser.SAMPLE_RATE // 4,
+        **metadata,
+    }
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise ExportError(f"export metadata lacks {missing}")
+    if not isinstance(meta["class_names"], (list, tuple)) or not meta["class_names"]:
+        raise ExportError(f"metadata class_names must be a non-empty list, got {meta['class_names']!r}")
+
+    was_training = model.training
+    model.eval()
+    n = int(example_seconds * physioser.SAMPLE_RATE)
+    wave, lens = probe_waveforms([n, n * 3 // 4])
+    example = (torch.from_numpy(wave), torch.from_numpy(lens))
+    names = _output_names(model, example)
+    dynamic = {"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}}
+    dynamic.update({name: {0: "batch"} for name in names})
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is chosen on purpose (see module doc)
+            torch.onnx.export(
+                _Outputs(model, names),
+                example,
+                str(path),
+                input_names=list(INPUT_NAMES),
+                output_names=list(names),
+                dynamic_axes=dynamic,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as exc:  # the exporter raises many types; say which step failed
+        raise ExportError(f"torch.onnx.export of {type(model).__name__} to {path} failed: {exc}") from exc
+    finally:
+        model.train(was_training)
+    proto = onnx.load(str(path))
+    set_metadata(proto, meta)
+    onnx.save(proto, str(path))
+    return path
+
+
+def set_metadata(proto, metadata: dict[str, Any]) -> None:
+    """Replace the metadata_props of an ONNX ModelProto with ``metadata`` (lists as JSON)."""
+    del proto.metadata_props[:]
+    for key, value in _metadata_strings(metadata).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _session(path: Path, threads: int = 2):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_latency_ms(session, seconds: float = 2.0, runs: int = 20, warmup: int = 3, batch: int = 1) -> dict[str, float]:
+    """p50/p95 wall-clock latency (ms) of one onnxruntime call on a ``seconds`` window."""
+    wave, lens = probe_waveforms([int(seconds * physioser.SAMPLE_RATE)] * batch)
+    feed = {"waveform": wave, "lengths": lens}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"p50_ms": statistics.median(times), "p95_ms": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]}
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    checker: str = "ok"
+    parity: list[dict[str, float]] = field(default_factory=list)
+    latency: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(p["max_abs_diff_logits"] for p in self.parity)
+
+    def lines(self) -> list[str]:
+        out = [f"onnx checker: {self.checker}"]
+        for p in self.parity:
+            out.append(
+                f"parity at {p['seconds']:.2f} s (batch 2, second row shorter): max |logits diff| = "
+                f"{p['max_abs_diff_logits']:.2e}, max |probs diff| = {p['max_abs_diff_probs']:.2e}, "
+                f"argmax agreement {p['argmax_agree']:.0%}"
+            )
+        if self.latency:
+            out.append(
+                f"onnxruntime latency, 2 s window, batch 1, 2 threads: p50 {self.latency['p50_ms']:.1f} ms, "
+                f"p95 {self.latency['p95_ms']:.1f} ms"
+            )
+        return out
+
+
+def verify_onnx(
+    model: torch.nn.Module,
+    path: str | Path,
+    *,
+    seconds: Sequence[float] = (1.0, 2.0, 3.7),
+    atol: float | None = 1e-4,
+    latency_runs: int = 20,
+) -> VerifyReport:
+    """Check an exported graph against its PyTorch model.
+
+    onnx checker; onnxruntime vs PyTorch on each length in ``seconds`` (batch of two, the second
+    row 70 % as long, so padding and ``lengths`` are exercised); raises :class:`ExportError` when
+    the max abs logits difference exceeds ``atol`` (``None``: report only, for fp16/int8);
+    latency p50/p95 for a 2 s window (``latency_runs=0`` skips it).
+    """
+    import onnx
+
+    path = Path(path)
+    report = VerifyReport(path)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"onnx checker rejected {path}: {exc}") from exc
+    sess = _session(path)
+    model.eval()
+    for i, sec in enumerate(seconds):
+        n = int(sec * physioser.SAMPLE_RATE)
+        wave, lens = probe_waveforms([n, int(n * 0.7)], seed=i)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(wave), torch.from_numpy(lens))
+        ref_logits = (ref["logits"] if isinstance(ref, dict) else ref[0]).numpy()
+        ref_probs = (ref["probs"] if isinstance(ref, dict) else ref[1]).numpy()
+        logits, probs = sess.run(["logits", "probs"], {"waveform": wave, "lengths": lens})
+        entry = {
+            "seconds": float(sec),
+            "max_abs_diff_logits": float(np.abs(logits.astype(np.float64) - ref_logits).max()),
+            "max_abs_diff_probs": float(np.abs(probs.astype(np.float64) - ref_probs).max()),
+            "argmax_agree": float(np.mean(logits.argmax(-1) == ref_logits.argmax(-1))),
+        }
+        report.parity.append(entry)
+        if atol is not None and entry["max_abs_diff_logits"] > atol:
+            raise ExportError(
+                f"{path}: onnxruntime logits differ from PyTorch by {entry['max_abs_diff_logits']:.3e} "
+                f"at {sec} s (limit {atol:.0e})"
+            )
+    if latency_runs:
+        report.latency = ort_latency_ms(sess, 2.0, runs=latency_runs)
+    return report
+
+
+def convert_precision(src: str | Path, dst: str | Path, precision: str) -> Path:
+    """Write an fp16 (I/O stays float32) or int8 (dynamic, MatMul/Gemm only) copy of ``src``."""
+    import onnx
+
+    src, dst = Path(src), Path(dst)
+    if precision == "fp32":
+        if src != dst:
+            dst.write_bytes(src.read_bytes())
+        return dst
+    proto = onnx.load(str(src))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    meta["precision"] = precision
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        proto = convert_float_to_float16(proto, keep_io_types=True)
+        OnnxModel(proto).topological_sort()  # the converter appends its input casts at the end
+        set_metadata(proto, meta)
+        onnx.save(proto, str(dst))
+    elif precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+        proto = onnx.load(str(dst))
+        set_metadata(proto, meta)
+        onnx.save(proto, str(dst))
+    else:
+        raise ExportError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+    return dst
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("export")
+    def export_cmd(
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint folder (or its model.safetensors) written by `physioser train`, or 'default'"),
+        out: Path = typer.Option(..., "--out", help="where to write the ONNX graph"),
+        profile: str = typer.Option(None, "--profile", help="hardware profile (name or hardware/NAME.yaml): default precision, window/hop"),
+        precision: str = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: the profile's, else fp32)"),
+        keep_slower: bool = typer.Option(False, "--keep-slower", help="keep an int8 graph even where it is not faster than fp32 on this CPU"),
+    ) -> None:
+        """Export a trained model to one ONNX graph (waveform -> logits/probs/embedding) and verify it."""
+        from physioser.runtime.models import load_checkpoint
+        from physioser.runtime.profiles import load_profile
+
+        prof = load_profile(profile) if profile else None
+        precision = precision or (prof.precision if prof else "fp32")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise typer.BadParameter(f"--precision must be fp32, fp16 or int8, got {precision!r}")
+        model, meta = load_checkpoint(checkpoint if str(checkpoint) != "default" else None)
+        if prof:
+            meta.update(window_s=prof.window_s, hop_s=prof.hop_s)
+        fp32_path = out if precision == "fp32" else out.with_name(out.stem + ".fp32.onnx")
+        typer.echo(f"exporting {checkpoint} -> {fp32_path} (opset {OPSET}, dynamic batch and samples)")
+        export_onnx(model, fp32_path, metadata=meta)
+        report = verify_onnx(model, fp32_path)
+        for line in report.lines():
+            typer.echo("  " + line)
+        if precision == "fp32":
+            return
+        convert_precision(fp32_path, out, precision)
+        low = verify_onnx(model, out, atol=None)
+        typer.echo(f"{precision} graph {out}:")
+        for line in low.lines():
+            typer.echo("  " + line)
+        if precision == "int8" and low.latency["p50_ms"] >= 0.95 * report.latency["p50_ms"] and not keep_slower:
+            out.write_bytes(fp32_path.read_bytes())
+            typer.echo(
+                f"int8 is not faster here (p50 {low.latency['p50_ms']:.1f} ms vs fp32 {report.latency['p50_ms']:.1f} ms): "
+                f"kept the fp32 graph at {out} (pass --keep-slower to keep int8)"
+            )
+        elif precision == "fp16":
+            typer.echo("  fp16 is meant for GPU execution providers; the CPU latency above is for reference only")
+        typer.echo(f"fp32 reference graph kept at {fp32_path}")

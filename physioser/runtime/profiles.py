@@ -1,0 +1,209 @@
+"""Hardware profiles: deployment settings as data (``hardware/*.yaml``), validated when loaded.
+
+A profile names the onnxruntime execution providers (in priority order, with their options),
+the thread counts, the graph precision, the Streamer's window/hop/batch/VAD and the latency
+budget the deployment is expected to meet. ``load_profile("cpu")`` reads ``hardware/cpu.yaml``;
+``load_profile(path)`` reads any file. Every mistake raises :class:`ProfileError` naming the
+file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRECISIONS = ("fp32", "fp16", "int8")
+VADS = ("energy", "silero", "none")
+# Execution providers onnxruntime knows by name (a profile naming another is a typo).
+KNOWN_PROVIDERS = (
+    "CPUExecutionProvider",
+    "CUDAExecutionProvider",
+    "TensorrtExecutionProvider",
+    "ROCMExecutionProvider",
+    "MIGraphXExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "DnnlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "QNNExecutionProvider",
+    "XnnpackExecutionProvider",
+    "ArmNNExecutionProvider",
+    "ACLExecutionProvider",
+    "DmlExecutionProvider",
+)
+HARDWARE_DIR = Path(os.environ.get("PHYSIOSER_HARDWARE", Path(__file__).resolve().parents[2] / "hardware"))
+
+
+class ProfileError(ValueError):
+    """A hardware profile is missing, unreadable or invalid (the message names file and field)."""
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One onnxruntime execution provider and its provider options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A validated deployment profile (see ``hardware/cpu.yaml`` for the file format)."""
+
+    name: str
+    description: str = ""
+    providers: tuple[ProviderSpec, ...] = (ProviderSpec("CPUExecutionProvider"),)
+    intra_op_threads: int = 2
+    inter_op_threads: int = 1
+    precision: str = "fp32"
+    window_s: float = 2.0
+    hop_s: float = 0.5
+    batch: int = 4
+    vad: str = "energy"
+    latency_budget_ms: float = 50.0
+    source: Path | None = None
+
+    @property
+    def provider_names(self) -> list[str]:
+        return [p.name for p in self.providers]
+
+
+DEFAULT_PROFILE = HardwareProfile(name="default-cpu", description="built-in CPU profile (2 threads)")
+
+_TOP_KEYS = {"name", "description", "precision", "threads", "providers", "stream", "latency_budget_ms"}
+_THREAD_KEYS = {"intra_op", "inter_op"}
+_STREAM_KEYS = {"window_s", "hop_s", "batch", "vad"}
+
+
+def cache_dir() -> Path:
+    """physioser's cache folder: ``$PHYSIOSER_CACHE`` or ``~/.cache/physioser``."""
+    return Path(os.environ.get("PHYSIOSER_CACHE") or Path.home() / ".cache" / "physioser")
+
+
+def _expand(value: Any) -> Any:
+    """Expand ``${PHYSIOSER_CACHE}`` (default ~/.cache/physioser), other ``${VAR}`` and ``~`` in options."""
+    if not isinstance(value, str):
+        return value
+    return os.path.expanduser(os.path.expandvars(value.replace("${PHYSIOSER_CACHE}", str(cache_dir()))))
+
+
+def _number(where: str, value: Any, *, kind: type, low: float, high: float | None = None, low_open: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise ProfileError(f"{where} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if (value <= low if low_open else value < low) or (high is not None and value > high):
+        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        raise ProfileError(f"{where} must be {bound}, got {value!r}")
+    return kind(value)
+
+
+def _check_keys(where: str, data: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfile:
+    """Validate a profile given as a mapping (as read from YAML) and build it."""
+    src = str(source)
+    if not isinstance(data, dict):
+        raise ProfileError(f"{src}: a profile must be a YAML mapping, got {type(data).__name__}")
+    _check_keys(src, data, _TOP_KEYS)
+    if not isinstance(data.get("name"), str) or not data["name"].strip():
+        raise ProfileError(f"{src}: 'name' is required and must be a non-empty string")
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ProfileError(f"{src}: precision must be one of {list(PRECISIONS)}, got {precision!r}")
+
+    threads = data.get("threads", {}) or {}
+    if not isinstance(threads, dict):
+        raise ProfileError(f"{src}: 'threads' must be a mapping with intra_op / inter_op")
+    _check_keys(f"{src}: threads", threads, _THREAD_KEYS)
+    intra = _number(f"{src}: threads.intra_op", threads.get("intra_op", 2), kind=int, low=1, high=256)
+    inter = _number(f"{src}: threads.inter_op", threads.get("inter_op", 1), kind=int, low=1, high=256)
+
+    raw_providers = data.get("providers")
+    if not isinstance(raw_providers, list) or not raw_providers:
+        raise ProfileError(f"{src}: 'providers' must be a non-empty list of {{name, options}}")
+    providers = []
+    for i, item in enumerate(raw_providers):
+        where = f"{src}: providers[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            raise ProfileError(f"{where} must be a mapping with 'name' and optional 'options'")
+        _check_keys(where, item, {"name", "options"})
+        name = item.get("name")
+        if name not in KNOWN_PROVIDERS:
+            raise ProfileError(f"{where}: unknown execution provider {name!r}; known: {list(KNOWN_PROVIDERS)}")
+        options = item.get("options") or {}
+        if not isinstance(options, dict):
+            raise ProfileError(f"{where}.options must be a mapping, got {type(options).__name__}")
+        for key, val in options.items():
+            if not isinstance(val, (str, int, float, bool)):
+                raise ProfileError(f"{where}.options.{key} must be a string, number or boolean, got {val!r}")
+        providers.append(ProviderSpec(name, {k: _expand(v) for k, v in options.items()}))
+    names = [p.name for p in providers]
+    if len(set(names)) != len(names):
+        raise ProfileError(f"{src}: providers listed twice: {names}")
+
+    stream = data.get("stream", {}) or {}
+    if not isinstance(stream, dict):
+        raise ProfileError(f"{src}: 'stream' must be a mapping with window_s / hop_s / batch / vad")
+    _check_keys(f"{src}: stream", stream, _STREAM_KEYS)
+    window_s = _number(f"{src}: stream.window_s", stream.get("window_s", 2.0), kind=float, low=0.1, high=60.0)
+    hop_s = _number(f"{src}: stream.hop_s", stream.get("hop_s", 0.5), kind=float, low=0.0, low_open=True)
+    if hop_s > window_s:
+        raise ProfileError(f"{src}: stream.hop_s ({hop_s}) must not exceed stream.window_s ({window_s})")
+    batch = _number(f"{src}: stream.batch", stream.get("batch", 4), kind=int, low=1, high=1024)
+    vad = stream.get("vad", "energy")
+    if vad not in VADS:
+        raise ProfileError(f"{src}: stream.vad must be one of {list(VADS)}, got {vad!r}")
+    budget = _number(f"{src}: latency_budget_ms", data.get("latency_budget_ms", 50.0), kind=float, low=0.0, low_open=True)
+    return HardwareProfile(
+        name=data["name"].strip(),
+        description=str(data.get("description", "")),
+        providers=tuple(providers),
+        intra_op_threads=intra,
+        inter_op_threads=inter,
+        precision=precision,
+        window_s=window_s,
+        hop_s=hop_s,
+        batch=batch,
+        vad=vad,
+        latency_budget_ms=budget,
+        source=Path(source) if not src.startswith("<") else None,
+    )
+
+
+def available_profiles() -> list[str]:
+    """Names of the profiles shipped in ``hardware/``."""
+    return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml")) if HARDWARE_DIR.is_dir() else []
+
+
+def load_profile(name_or_path: str | Path | HardwareProfile | None) -> HardwareProfile:
+    """Load and validate a profile: a path to a YAML file, or the name of one in ``hardware/``.
+
+    ``None`` gives the built-in CPU profile; a :class:`HardwareProfile` is returned as is.
+    """
+    if name_or_path is None:
+        return DEFAULT_PROFILE
+    if isinstance(name_or_path, HardwareProfile):
+        return name_or_path
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = HARDWARE_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ProfileError(
+                f"hardware profile {str(name_or_path)!r} not found (looked for {path}); "
+                f"available: {available_profiles()} or pass a path to a YAML file"
+            )
+    if not path.is_file():
+        raise ProfileError(f"hardware profile file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_profile(data, path)
