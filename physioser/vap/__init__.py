@@ -1,0 +1,21 @@
+"""The VAP branch: physiology-informed quartet {M, rho, f_inst, tau_g} and its quaternion encoder.
+
+``VAPFrontEnd(config)(waveforms [B, S], lengths [B]) -> (quartet [B, 4, F, T], frame_lengths [B])``;
+``VAPBranch(config)(waveforms, lengths) -> (z_v [B, D_v], frames [B, T, D_v], frame_lengths)``.
+"""
+
+from physioser.vap.config import COMPONENTS, VAPConfig
+from physioser.vap.encoder import AttentiveStatsPooling, VAPBranch, VAPEncoder
+from physioser.vap.frontend import VAPFrontEnd, filterbank, frame_mask, quartet_statistics
+
+__all__ = [
+    "COMPONENTS",
+    "VAPConfig",
+    "VAPFrontEnd",
+    "VAPEncoder",
+    "VAPBranch",
+    "AttentiveStatsPooling",
+    "filterbank",
+    "frame_mask",
+    "quartet_statistics",
+]

@@ -1,0 +1,313 @@
+"""The VAP front end: waveform -> the quartet {M, rho, f_inst, tau_g} per time-frequency cell.
+
+Pure tensor ops (one strided Conv1d with a fixed Fourier basis, matmuls with fixed matrices,
+atan2), so it traces to ONNX. Frames: Hann window of ``win_length`` samples centred on sample
+``t * hop_length`` (the signal is zero-padded by ``win_length // 2`` on both sides), time inside a
+frame measured from the window centre, ``n_fft``-point DFT. ``T = 1 + S // hop``, and an item of
+``n`` samples has ``1 + n // hop`` valid frames; frames past that are zeroed. Samples past an item's
+length are zeroed first, so an item gives the same valid frames alone or inside a padded batch.
+
+Per bin k (frequency f_k) and frame t, with X = DFT(w x) and the power floored per frame,
+P = |X|^2 + power_floor + 10^(-dynamic_range_db/10) * mean_k |X|^2, log|X| = 0.5 log P (deep spectral
+nulls, whose log is mostly rounding noise, are lifted to dynamic_range_db below the frame's mean power):
+
+* M (amplitude, filter): the cepstral envelope. c = real cepstrum of log|X|; keep quefrencies
+  |n| < lifter (2 ms); M = DFT of the liftered cepstrum. Computed as one matmul ``log|X| @ A``.
+* rho (amplitude, source): log|X| - M, the excitation fine structure (harmonics, noise).
+* f_inst (phase, source): instantaneous frequency from the principal value of the phase advance
+  between frames t-1 and t, ``IF_k = f_k + princarg(angle(X_t conj X_{t-1}) - 2 pi f_k hop/sr)
+  * sr / (2 pi hop)``, in Hz (no unwrapping). Frame 0 copies frame 1. Pooled to band b:
+  ``f_inst_b = sum_k W_bk a_k IF_k / sum_k W_bk a_k - c_b`` with ``a_k = |X_k|^p`` and c_b the band's
+  centre (centroid of its weights); without pooling this is the deviation from the bin centre.
+* tau_g (phase, filter), in ms, by ``config.group_delay``:
+  - "minphase" (default): group delay of the minimum-phase filter whose log magnitude is the
+    envelope M: from the causal cepstrum, tau(w) = sum_{1<=n<lifter} 2 n c[n] cos(w n). It isolates
+    one vocal-tract response however many pitch periods the frame holds, and peaks at the
+    formants (the physics test checks it). It is a fixed linear map of the liftered cepstrum, so it
+    shows the envelope's resonances in phase form rather than adding phase information.
+  - "plain": (X_R Y_R + X_I Y_I) / |X|^2 with Y = DFT(n w x), the measured per-cell group delay.
+    With 25 ms frames (about three pitch periods) it does not follow the formants (DESIGN §1).
+  - "modified": Hegde-Murthy modified group delay, (X_R Y_R + X_I Y_I) / exp(M)^(2 gamma),
+    compressed as sign(t) |t|^alpha (unit-less).
+  Pooled with the same magnitude weights as f_inst.
+
+M and rho are pooled by plain weighted means over the band's triangle (weights summing to 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from physioser.vap.config import VAPConfig
+
+__all__ = ["VAPFrontEnd", "filterbank", "quartet_statistics", "frame_mask"]
+
+UNITS = {"M": "log amplitude (Np)", "rho": "log amplitude (Np)", "f_inst": "Hz from band centre", "tau_g": "ms"}
+
+
+def _hz_to_scale(f: np.ndarray, scale: str) -> np.ndarray:
+    if scale == "mel":
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    return 21.4 * np.log10(1.0 + 0.00437 * f)  # ERB-rate (Glasberg & Moore 1990)
+
+
+def _scale_to_hz(s: np.ndarray, scale: str) -> np.ndarray:
+    if scale == "mel":
+        return 700.0 * (10.0 ** (s / 2595.0) - 1.0)
+    return (10.0 ** (s / 21.4) - 1.0) / 0.00437
+
+
+def filterbank(scale: str, n_bands: int, n_fft: int, sample_rate: int, fmin: float, fmax: float) -> np.ndarray:
+    """Triangular filters [K bins, n_bands], equally spaced on the mel or ERB-rate scale.
+
+    A triangle that catches no FFT bin (narrower than the bin spacing) gets weight 1 on the bin
+    nearest its centre, so every band has data.
+    """
+    if scale not in ("mel", "erb"):
+        raise ValueError(f"filterbank scale must be 'mel' or 'erb', got {scale!r}")
+    if not 0 <= fmin < fmax <= sample_rate / 2:
+        raise ValueError(f"need 0 <= fmin < fmax <= {sample_rate / 2}, got fmin={fmin}, fmax={fmax}")
+    freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
+    edges = _scale_to_hz(np.linspace(_hz_to_scale(np.array(fmin), scale), _hz_to_scale(np.array(fmax), scale), n_bands + 2), scale)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lo) / (mid - lo)
+    falling = (hi - freqs[None, :]) / (hi - mid)
+    w = np.clip(np.minimum(rising, falling), 0.0, None)  # [n_bands, K]
+    for b in np.flatnonzero(w.sum(axis=1) == 0):
+        w[b, np.argmin(np.abs(freqs - mid[b, 0]))] = 1.0
+    return w.T.copy()
+
+
+def _atan2(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """atan2 in (-pi, pi] from Atan and Where, the ops ONNX has, so eager and onnxruntime agree
+    (also at y = 0, x < 0, and at x = y = 0, which gives 0 instead of NaN)."""
+    x = torch.where(x == 0, torch.full_like(x, 1e-30), x)
+    a = torch.atan(y / x)
+    return torch.where(x < 0, torch.where(y >= 0, a + math.pi, a - math.pi), a)
+
+
+def frame_mask(frame_lengths: torch.Tensor, num_frames: int | torch.Tensor) -> torch.Tensor:
+    """[B, T] bool, True on valid frames (built from an arange comparison, ONNX-friendly)."""
+    t = torch.arange(num_frames, device=frame_lengths.device)
+    return t[None, :] < frame_lengths[:, None]
+
+
+def quartet_statistics(quartet: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+    """Utterance statistics of a quartet [B, 4, F, T] over its valid frames -> [B, 4, F, 2] (mean, std)."""
+    mask = frame_mask(frame_lengths, quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+    count = mask.sum(-1).clamp(min=1.0)
+    mean = (quartet * mask).sum(-1) / count
+    var = ((quartet - mean[..., None]).pow(2) * mask).sum(-1) / count
+    return torch.stack([mean, var.sqrt()], dim=-1)
+
+
+class VAPFrontEnd(nn.Module):
+    """Waveform -> quartet. ``forward(waveforms [B, S] float32, lengths [B] int64) -> (quartet [B, 4, F, T], frame_lengths [B])``.
+
+    Channel c of the quartet is component ``component_names[c]`` (= ``config.axes``: quaternion
+    axes r, i, j, k). F = ``config.num_bands``; ``band_centres`` [F] holds each band's centre in Hz.
+    No trainable parameters; buffers ``stat_mean``/``stat_std`` [4, F] hold dataset statistics.
+    """
+
+    def __init__(self, config: VAPConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or VAPConfig()
+        self.config = cfg
+        self.component_names = tuple(cfg.axes)
+        self.units = tuple(UNITS[c] for c in self.component_names)
+        sr, n_fft, win, hop = cfg.sample_rate, cfg.n_fft, cfg.win_length, cfg.hop_length
+        K = cfg.num_bins
+        self.frames_per_second = sr / hop
+        self.relative_floor = 10.0 ** (-cfg.dynamic_range_db / 10.0)
+
+        # Fourier basis, time measured from the window centre (sample win // 2 of the frame).
+        n = np.arange(win, dtype=np.float64)
+        centre = win // 2
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / win)  # periodic Hann
+        omega = 2 * np.pi * np.arange(K)[:, None] / n_fft  # [K, 1]
+        phase = omega * (n[None, :] - centre)
+        basis = [window * np.cos(phase), -window * np.sin(phase)]
+        if cfg.group_delay in ("plain", "modified"):
+            ramp = (n - centre)[None, :]
+            basis += [ramp * window * np.cos(phase), -ramp * window * np.sin(phase)]
+        self.register_buffer("basis", torch.tensor(np.concatenate(basis)[:, None, :], dtype=torch.float32), persistent=False)
+
+        # Cepstral envelope and minimum-phase group delay as fixed [K, K] maps of log|X|.
+        q = np.arange(cfg.lifter_samples, dtype=np.float64)
+        mult = np.full(K, 2.0)
+        mult[0] = 1.0
+        mult[-1] = 1.0 if n_fft % 2 == 0 else 2.0
+        cos_kq = np.cos(2 * np.pi * np.arange(K)[:, None] * q[None, :] / n_fft)  # [K, Q]
+        to_cepstrum = mult[:, None] * cos_kq / n_fft  # log|X| [.., K] @ this -> c[0..Q-1]
+        sym = np.where(q == 0, 1.0, 2.0)
+        self.register_buffer("envelope", torch.tensor(to_cepstrum @ (sym[:, None] * cos_kq.T), dtype=torch.float32), persistent=False)
+        gd = to_cepstrum @ ((2.0 * q)[:, None] * cos_kq.T)  # in samples
+        self.register_buffer("mp_delay", torch.tensor(gd * 1000.0 / sr, dtype=torch.float32), persistent=False)
+
+        bin_hz = np.arange(K) * sr / n_fft
+        advance = 2 * np.pi * bin_hz * hop / sr
+        self.register_buffer("advance_cos", torch.tensor(np.cos(advance), dtype=torch.float32), persistent=False)
+        self.register_buffer("advance_sin", torch.tensor(np.sin(advance), dtype=torch.float32), persistent=False)
+        self.register_buffer("bin_hz", torch.tensor(bin_hz, dtype=torch.float32), persistent=False)
+
+        if cfg.pooling == "none":
+            centres = bin_hz
+            self.pool = None
+            self.pool_mean = None
+        else:
+            fmax = cfg.fmax if cfg.fmax is not None else sr / 2
+            w = filterbank(cfg.pooling, cfg.n_bands, n_fft, sr, cfg.fmin, fmax)  # [K, F]
+            centres = (w * bin_hz[:, None]).sum(0) / w.sum(0)
+            self.register_buffer("pool", torch.tensor(w, dtype=torch.float32), persistent=False)
+            self.register_buffer("pool_mean", torch.tensor(w / w.sum(0, keepdims=True), dtype=torch.float32), persistent=False)
+            # W_kb (f_k - c_b): the bin-centre part of f_inst without subtracting large numbers in float32.
+            offset = w * (bin_hz[:, None] - centres[None, :])
+            self.register_buffer("pool_offset", torch.tensor(offset, dtype=torch.float32), persistent=False)
+        self.register_buffer("band_centres", torch.tensor(centres, dtype=torch.float32), persistent=False)
+        F = cfg.num_bands
+        self.register_buffer("stat_mean", torch.zeros(4, F))
+        self.register_buffer("stat_std", torch.ones(4, F))
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def num_bands(self) -> int:
+        return self.config.num_bands
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid frames of items of ``lengths`` samples: 1 + lengths // hop."""
+        return torch.div(lengths, self.config.hop_length, rounding_mode="floor") + 1
+
+    def _check(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> None:
+        if waveforms.dim() != 2:
+            raise ValueError(f"VAP front end: waveforms must be [batch, samples], got shape {tuple(waveforms.shape)}")
+        if lengths.dim() != 1 or lengths.shape[0] != waveforms.shape[0]:
+            raise ValueError(f"VAP front end: lengths must be [batch={waveforms.shape[0]}], got shape {tuple(lengths.shape)}")
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return
+        cfg = self.config
+        need = cfg.min_samples
+        if waveforms.shape[1] < need:
+            raise ValueError(
+                f"VAP front end: waveform too short: {waveforms.shape[1]} samples "
+                f"({waveforms.shape[1] / cfg.sample_rate:.3f} s); needs at least {need} samples ({cfg.min_seconds:.3f} s)"
+            )
+        for b, n in enumerate(lengths.tolist()):
+            if n < need or n > waveforms.shape[1]:
+                raise ValueError(
+                    f"VAP front end: waveform {b} has length {n} samples ({n / cfg.sample_rate:.3f} s); "
+                    f"needs {need} <= length <= {waveforms.shape[1]} (min {cfg.min_seconds:.3f} s)"
+                )
+        if not bool(torch.isfinite(waveforms).all()):
+            bad = (~torch.isfinite(waveforms)).any(dim=1).nonzero().flatten().tolist()
+            raise ValueError(f"VAP front end: waveform(s) {bad} contain NaN or Inf samples")
+
+    # ------------------------------------------------------------------ main computation
+    def raw(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The un-normalised quartet in physical units (see ``units``) -> ([B, 4, F, T], frame_lengths)."""
+        self._check(waveforms, lengths)
+        cfg = self.config
+        K = cfg.num_bins
+        pad = cfg.win_length // 2
+        samples = torch.arange(waveforms.shape[1], device=waveforms.device)
+        x = waveforms.to(torch.float32) * (samples[None, :] < lengths[:, None]).to(torch.float32)
+        x = nn.functional.pad(x[:, None, :], (pad, pad))
+        spec = nn.functional.conv1d(x, self.basis, stride=cfg.hop_length).transpose(1, 2)  # [B, T, 2K or 4K]
+        re, im = spec[..., :K], spec[..., K : 2 * K]
+        power = re * re + im * im
+        power = power + cfg.power_floor + self.relative_floor * power.mean(dim=-1, keepdim=True)
+        logmag = 0.5 * torch.log(power)
+        envelope = logmag @ self.envelope
+        fine = logmag - envelope
+
+        # f_inst: principal value of the phase advance minus the bin's expected advance.
+        pr = re[:, 1:] * re[:, :-1] + im[:, 1:] * im[:, :-1]
+        pi = im[:, 1:] * re[:, :-1] - re[:, 1:] * im[:, :-1]
+        dev = _atan2(pi * self.advance_cos - pr * self.advance_sin, pr * self.advance_cos + pi * self.advance_sin)
+        dev = torch.cat([dev[:, :1], dev], dim=1) * (cfg.sample_rate / (2 * math.pi * cfg.hop_length))
+
+        if cfg.group_delay == "minphase":
+            delay = logmag @ self.mp_delay
+        else:
+            yr, yi = spec[..., 2 * K : 3 * K], spec[..., 3 * K :]
+            num = re * yr + im * yi
+            if cfg.group_delay == "plain":
+                delay = num / power * (1000.0 / cfg.sample_rate)
+            else:
+                t = num * torch.exp(-2.0 * cfg.mgd_gamma * envelope)
+                delay = torch.sign(t) * torch.abs(t).pow(cfg.mgd_alpha)
+
+        if self.pool is None:
+            parts = {"M": envelope, "rho": fine, "f_inst": dev, "tau_g": delay}
+        else:
+            weight = power.pow(0.5 * cfg.phase_weight_power)
+            den = weight @ self.pool
+            parts = {
+                "M": envelope @ self.pool_mean,
+                "rho": fine @ self.pool_mean,
+                "f_inst": ((weight * dev) @ self.pool + weight @ self.pool_offset) / den,
+                "tau_g": (weight * delay) @ self.pool / den,
+            }
+        quartet = torch.stack([parts[c] for c in self.component_names], dim=1).transpose(2, 3)  # [B, 4, F, T]
+        frame_lengths = self.frame_lengths(lengths)
+        mask = frame_mask(frame_lengths, quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+        return quartet * mask, frame_lengths
+
+    def normalise(self, quartet: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """Apply ``config.normalize`` to a raw quartet [B, 4, F, T]; padded frames stay zero."""
+        cfg = self.config
+        mask = frame_mask(frame_lengths, quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+        if cfg.normalize == "none":
+            return quartet * mask
+        if cfg.normalize == "dataset":
+            out = (quartet - self.stat_mean[..., None]) / self.stat_std[..., None]
+            return out * mask
+        dims = (-1,) if cfg.normalize == "utterance_band" else (-2, -1)
+        count = (mask.sum(-1, keepdim=True) * (1.0 if len(dims) == 1 else quartet.shape[-2])).clamp(min=1.0)
+        mean = (quartet * mask).sum(dims, keepdim=True) / count
+        centred = (quartet - mean) * mask
+        std = torch.sqrt(centred.pow(2).sum(dims, keepdim=True) / count + cfg.norm_eps)
+        return centred / std
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        quartet, frame_lengths = self.raw(waveforms, lengths)
+        return self.normalise(quartet, frame_lengths), frame_lengths
+
+    # ------------------------------------------------------------------ statistics
+    @torch.no_grad()
+    def utterance_statistics(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Mean and std over time of the raw quartet, per component and band -> [B, 4, F, 2]."""
+        return quartet_statistics(*self.raw(waveforms, lengths))
+
+    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Dataset statistics [4, F] (component order ``component_names``) for normalize='dataset'."""
+        shape = (4, self.num_bands)
+        if tuple(mean.shape) != shape or tuple(std.shape) != shape:
+            raise ValueError(f"statistics must be {shape}, got {tuple(mean.shape)} and {tuple(std.shape)}")
+        if not bool((std > 0).all()):
+            raise ValueError("dataset std must be positive")
+        self.stat_mean.copy_(mean)
+        self.stat_std.copy_(std)
+
+    @torch.no_grad()
+    def fit_statistics(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Set dataset statistics from (waveforms, lengths) batches: per component and band, over all valid frames."""
+        total = torch.zeros(4, self.num_bands, dtype=torch.float64)
+        total_sq = torch.zeros_like(total)
+        count = 0
+        for waveforms, lengths in batches:
+            quartet, frame_lengths = self.raw(waveforms, lengths)
+            q = quartet.to(torch.float64)
+            total += q.sum(dim=(0, 3))
+            total_sq += q.pow(2).sum(dim=(0, 3))
+            count += int(frame_lengths.sum())
+        if count == 0:
+            raise ValueError("fit_statistics: no frames were given")
+        mean = total / count
+        std = (total_sq / count - mean.pow(2)).clamp(min=0).sqrt() + self.config.norm_eps
+        self.set_statistics(mean.float(), std.float())
+
