@@ -318,6 +318,7 @@ class EmotionCore:
         self._model_signature = signature  # try each version of the file once
         try:
             engine = self._engine_loader(self.config.model_path, self.config.profile)
+            streamer = self._streamer_factory(engine, self.config)
         except Exception as err:  # noqa: BLE001 - any failure to load must leave the node running
             self.stats.model_reload_failures += 1
             self.stats.model_error = f"{self.config.model_path}: {type(err).__name__}: {err}; keeping the previous model"

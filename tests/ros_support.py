@@ -1,0 +1,89 @@
+"""Helpers of the ROS tests: a real clip, rosbags messages of each audio type, bag writing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from physioser.ros import messages as M
+from physioser.ros.play import quantise
+
+CLIP = "Actor_01/03-01-05-01-01-01-01.flac"  # RAVDESS, angry, 3.9 s
+CHUNK = 320  # 20 ms at 16 kHz
+
+
+def real_clip() -> np.ndarray:
+    """The clip as the node sees it after int16 PCM transport (float32, 16 kHz)."""
+    from physioser.audio import load_audio
+
+    from tests.conftest import corpus_dir
+
+    return quantise(load_audio(corpus_dir("RAVDESS") / CLIP))
+
+
+def chunks(x: np.ndarray, size: int = CHUNK) -> list[np.ndarray]:
+    return [x[i : i + size] for i in range(0, len(x), size)]
+
+
+def pcm16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767).astype("<i2")
+
+
+def bag_message(store, msg_type: str, samples: np.ndarray, rate: int = 16000, stamp_ns: int = 0):
+    """A rosbags message of `msg_type` carrying `samples` exactly as the player publishes them."""
+    T = store.types
+    kind = msg_type.split("/")[-1]
+    if msg_type.startswith("std_msgs/"):
+        layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+        data = {
+            "Int16MultiArray": lambda: pcm16(samples),
+            "Float32MultiArray": lambda: samples.astype(np.float32),
+            "UInt8MultiArray": lambda: np.frombuffer(pcm16(samples).tobytes(), np.uint8),
+        }[kind]()
+        return T[f"std_msgs/msg/{kind}"](layout=layout, data=data)
+    if kind == "AudioData":
+        return T["audio_common_msgs/msg/AudioData"](data=np.frombuffer(pcm16(samples).tobytes(), np.uint8))
+    if kind == "AudioStamped":
+        e = {f: np.zeros(0, d) for f, d in (("float32_data", np.float32), ("int32_data", np.int32),
+                                            ("int8_data", np.int8), ("uint8_data", np.uint8))}
+        audio = T["audio_common_msgs/msg/Audio"](
+            audio_data=T["audio_common_msgs/msg/AudioData"](int16_data=pcm16(samples), **e),
+            info=T["audio_common_msgs/msg/AudioInfo"](format=8, channels=1, rate=rate, chunk=len(samples)),
+        )
+        header = T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="mic")
+        return T["audio_common_msgs/msg/AudioStamped"](header=header, audio=audio)
+    raise ValueError(msg_type)
+
+
+def write_bag(path: Path, msg_type: str, pieces: list[np.ndarray], *, stamps_ns: list[int] | None = None,
+              topic: str = "/audio", storage: str = "sqlite3", rate: int = 16000, audio_info: tuple | None = None) -> Path:
+    """A rosbag2 (rosbags writer) with one audio topic; `audio_info` (channels, rate, format) adds a
+    ros-drivers AudioInfo message on /audio_info before the audio."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    spec = M.audio_type(msg_type)
+    store = M.typestore(spec.flavour)
+    ros_type = msg_type.replace("/", "/msg/")
+    stamps_ns = stamps_ns or [10**9 + i * 20_000_000 for i in range(len(pieces))]
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        if audio_info is not None:
+            info_conn = writer.add_connection("/audio_info", "audio_common_msgs/msg/AudioInfo", typestore=store)
+            channels, info_rate, sample_format = audio_info
+            info = store.types["audio_common_msgs/msg/AudioInfo"](
+                channels=channels, sample_rate=info_rate, sample_format=sample_format, bitrate=0, coding_format="wave")
+            writer.write(info_conn, stamps_ns[0] - 1, store.serialize_cdr(info, info_conn.msgtype))
+        conn = writer.add_connection(topic, ros_type, typestore=store)
+        for piece, stamp in zip(pieces, stamps_ns):
+            msg = bag_message(store, msg_type, piece, rate=rate, stamp_ns=stamp)
+            writer.write(conn, stamp, store.serialize_cdr(msg, ros_type))
+    return path
+
+
+def tiny_engine():
+    from physioser.runtime import Engine
+    from tests.tinyser import METADATA, TinySER
+
+    return Engine.from_model(TinySER(), METADATA)

@@ -1,0 +1,238 @@
+"""The node's logic without ROS (EmotionCore) and `physioser ros replay`, on a real clip."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import soxr
+
+from physioser.ros import messages as M
+from physioser.ros.core import EmotionCore, NodeConfig, event_json, load_engine
+from physioser.ros.replay import BagError, replay
+from tests.ros_support import CHUNK, bag_message, chunks, real_clip, tiny_engine, write_bag
+
+CLEAN = NodeConfig(vad="none", smoothing=0.0)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return real_clip()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return tiny_engine()
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    from tests.tinyser import export_tiny
+
+    return export_tiny(tmp_path_factory.mktemp("model"))[1]
+
+
+def feed(core, store, msg_type, pieces, t0=0.0, step=0.02):
+    events = []
+    for i, piece in enumerate(pieces):
+        core.accept(bag_message(store, msg_type, piece) if isinstance(piece, np.ndarray) else piece, t0 + i * step)
+        events += [t.event for t in core.process()]
+    return events
+
+
+def same_events(a, b, atol=1e-5):
+    assert [(e.start_s, e.end_s, e.label) for e in a] == [(e.start_s, e.end_s, e.label) for e in b]
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(list(x.probs.values()), list(y.probs.values()), atol=atol)
+
+
+def test_events_equal_engine_on_each_window_for_every_std_type(clip, engine):
+    store = M.typestore("std_msgs")
+    runs = {}
+    for msg_type in ("std_msgs/Int16MultiArray", "std_msgs/Float32MultiArray", "std_msgs/UInt8MultiArray"):
+        core = EmotionCore(replace(CLEAN, msg_type=msg_type), engine)
+        runs[msg_type] = feed(core, store, msg_type, chunks(clip))
+        assert core.diagnostics()["messages_rejected"] == 0
+    events = runs["std_msgs/Int16MultiArray"]
+    assert [e.end_s for e in events] == [2.0, 2.5, 3.0, 3.5]
+    for other in runs.values():
+        same_events(events, other)
+    for e in events:
+        window = clip[int(e.start_s * 16000) : int(e.end_s * 16000)]
+        probs = engine.infer(window[None])["probs"][0]
+        assert e.label == engine.class_names[int(np.argmax(probs))]
+        np.testing.assert_allclose(list(e.probs.values()), probs, atol=1e-5)
+        record = json.loads(event_json(e, 3.5))
+        assert set(record) >= {"label", "confidence", "probabilities", "valence", "arousal", "window_start_s",
+                               "window_end_s", "latency_ms"} and -1 <= record["valence"] <= 1
+
+
+def test_malformed_messages_are_counted_and_change_nothing(clip, engine):
+    store = M.typestore("std_msgs")
+    T = store.types
+    layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+    clean = feed(EmotionCore(replace(CLEAN, msg_type="std_msgs/UInt8MultiArray"), engine), store,
+                 "std_msgs/UInt8MultiArray", chunks(clip))
+    bad = [
+        T["std_msgs/msg/UInt8MultiArray"](layout=layout, data=np.zeros(321, np.uint8)),  # odd byte count
+        T["std_msgs/msg/UInt8MultiArray"](layout=layout, data=np.zeros(0, np.uint8)),  # empty
+    ]
+    pieces = chunks(clip)
+    mixed = pieces[:40] + bad + pieces[40:70] + [bad[0]] + pieces[70:]
+    core = EmotionCore(replace(CLEAN, msg_type="std_msgs/UInt8MultiArray"), engine)
+    same_events(clean, feed(core, store, "std_msgs/UInt8MultiArray", mixed))
+    diag = core.diagnostics()
+    assert diag["rejected_by_reason"] == {"empty": 1, "odd_byte_count": 2}
+    assert "std_msgs/UInt8MultiArray" in diag["last_rejection"] and "321 bytes" in diag["last_rejection"]
+    # NaN/Inf and out-of-range floats
+    core = EmotionCore(replace(CLEAN, msg_type="std_msgs/Float32MultiArray"), engine)
+    poison = [np.array([0.1, np.nan], np.float32), np.array([np.inf] * 4, np.float32), np.array([3.0], np.float32)]
+    events = feed(core, store, "std_msgs/Float32MultiArray", pieces[:50] + poison + pieces[50:])
+    same_events(clean, events)
+    assert core.diagnostics()["rejected_by_reason"] == {"non_finite": 2, "out_of_range": 1}
+
+
+def test_declared_rate_change_mid_stream_resamples_and_counts(clip, engine):
+    store = M.typestore("mgonzs13")
+    core = EmotionCore(replace(CLEAN, msg_type="audio_common_msgs/AudioStamped"), engine)
+    first, second = clip[:32000], clip[32000:]
+    second_44k = soxr.resample(second, 16000, 44100).astype(np.float32)
+    msgs = [bag_message(store, "audio_common_msgs/AudioStamped", p) for p in chunks(first)]
+    msgs += [bag_message(store, "audio_common_msgs/AudioStamped", p, rate=44100) for p in chunks(second_44k, 882)]
+    events = feed(core, store, "audio_common_msgs/AudioStamped", msgs)
+    diag = core.diagnostics()
+    assert diag["format_changes"] == 1 and diag["sample_rate"] == 44100 and diag["messages_rejected"] == 0
+    assert events[0].end_s == 2.0 and events[-1].end_s == 3.5  # the stream went on at the new rate
+    direct = engine.infer(first[None])["probs"][0]
+    np.testing.assert_allclose(list(events[0].probs.values()), direct, atol=1e-5)
+    assert abs(core.streamer.time_s - len(clip) / 16000) < 0.05
+
+
+def test_gap_is_counted_and_backlog_stays_bounded(clip, engine):
+    store = M.typestore("std_msgs")
+    core = EmotionCore(replace(CLEAN, msg_type="std_msgs/Int16MultiArray", max_backlog_s=3.0), engine)
+    msg = bag_message(store, "std_msgs/Int16MultiArray", clip[:CHUNK])
+    core.accept(msg, 0.0)
+    core.accept(msg, 4.0)  # four seconds of silence on the topic
+    diag = core.diagnostics()
+    assert diag["gaps"] == 1 and diag["longest_gap_s"] == 4.0
+    burst = bag_message(store, "std_msgs/Int16MultiArray", np.tile(clip[:16000], 2))  # 2 s per message
+    for i in range(30):  # 60 s arriving while inference does not run
+        core.accept(burst, 4.0 + i * 0.001)
+    diag = core.diagnostics()
+    assert diag["backlog_s"] <= 3.0 and diag["dropped_audio_s"] >= 57.0
+    assert len(core.process()) <= 3  # at most the bounded backlog is analysed
+
+
+def test_parameters_are_validated_and_time_goes_on(clip, engine):
+    store = M.typestore("std_msgs")
+    core = EmotionCore(replace(CLEAN, msg_type="std_msgs/Int16MultiArray"), engine)
+    for bad, words in [({"hop_s": 5.0}, "hop_s"), ({"smoothing": 1.5}, "smoothing"), ({"vad": "loud"}, "vad"),
+                       ({"sample_rate": 12}, "sample rate"), ({"msg_type": "std_msgs/Float32MultiArray"}, "restart"),
+                       ({"model_path": "/nonexistent.onnx"}, "does not exist"), ({"colour": 1}, "unknown")]:
+        before = core.config
+        with pytest.raises(ValueError, match=words):
+            core.set_config(bad)
+        assert core.config == before
+    events = feed(core, store, "std_msgs/Int16MultiArray", chunks(clip[:40000]))
+    core.set_config({"window_s": 1.0, "hop_s": 0.25})
+    events += feed(core, store, "std_msgs/Int16MultiArray", chunks(clip[40000:]))
+    ends = [e.end_s for e in events]
+    assert ends == sorted(ends) and ends[-1] == pytest.approx(len(clip) // CHUNK * CHUNK / 16000, abs=0.25)
+    assert events[-1].end_s - events[-1].start_s == pytest.approx(1.0)
+
+
+def test_broken_model_file_keeps_the_old_model(tmp_path, tiny_onnx, clip):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(tiny_onnx.read_bytes())
+    core = EmotionCore(replace(CLEAN, model_path=str(model)))
+    assert core.check_model_file() is None
+    old = core.engine
+    model.write_bytes(b"\x08\x07not an onnx graph")
+    assert core.check_model_file() is False
+    diag = core.diagnostics()
+    assert core.engine is old and diag["model_reload_failures"] == 1
+    assert str(model) in diag["model_error"] and "keeping the previous model" in diag["model_error"]
+    assert core.check_model_file() is None  # reported once per version of the file
+    store = M.typestore("std_msgs")
+    assert len(feed(core, store, "std_msgs/Int16MultiArray", chunks(clip[:48000]))) == 3  # still serving
+    model.write_bytes(tiny_onnx.read_bytes())
+    assert core.check_model_file() is True and core.engine is not old
+    assert core.diagnostics()["model_error"] == "" and core.diagnostics()["model_reloads"] == 1
+
+
+# ---- replay ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("msg_type,storage", [
+    ("std_msgs/Int16MultiArray", "sqlite3"),
+    ("std_msgs/Float32MultiArray", "mcap"),
+    ("std_msgs/UInt8MultiArray", "sqlite3"),
+    ("audio_common_msgs/AudioData", "mcap"),
+    ("audio_common_msgs/AudioStamped", "sqlite3"),
+])
+def test_replay_equals_the_core_on_the_same_messages(tmp_path, clip, engine, msg_type, storage):
+    pieces = chunks(clip)
+    info = (1, 16000, "S16LE") if msg_type == "audio_common_msgs/AudioData" else None
+    bag = write_bag(tmp_path / "bag", msg_type, pieces, storage=storage, audio_info=info)
+    result = replay(bag, config=CLEAN, engine=engine)
+    store = M.typestore(M.audio_type(msg_type).flavour)
+    direct = feed(EmotionCore(replace(CLEAN, msg_type=msg_type), engine), store, msg_type, pieces)
+    assert [(r["window_end_s"], r["label"]) for r in result.timeline] == [(e.end_s, e.label) for e in direct]
+    for r, e in zip(result.timeline, direct):
+        np.testing.assert_allclose(list(r["probabilities"].values()), list(e.probs.values()), atol=1e-5)
+    assert result.timeline[0]["stamp_s"] == pytest.approx(1.0 + 99 * 0.02)  # bag time of the window's last message
+    assert result.diagnostics["messages_accepted"] == len(pieces)
+
+
+def test_replay_follows_audio_info_in_the_bag(tmp_path, clip, engine):
+    x44 = soxr.resample(clip, 16000, 44100).astype(np.float32)
+    bag = write_bag(tmp_path / "bag", "audio_common_msgs/AudioData", chunks(x44, 882), audio_info=(1, 44100, "S16LE"))
+    result = replay(bag, config=CLEAN, engine=engine)
+    assert result.diagnostics["sample_rate"] == 44100 and result.diagnostics["format_changes"] == 1
+    assert [r["window_end_s"] for r in result.timeline] == [2.0, 2.5, 3.0, 3.5]
+
+
+def test_replay_command_writes_csv_and_json(tmp_path, clip, tiny_onnx):
+    from typer.testing import CliRunner
+    import typer
+
+    from physioser.ros import cli
+
+    app = typer.Typer()
+    cli.register(app)
+    bag = write_bag(tmp_path / "bag", "std_msgs/Int16MultiArray", chunks(clip), storage="mcap")
+    args = ["ros", "replay", str(bag), "--model", str(tiny_onnx), "--vad", "none", "--smoothing", "0"]
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "t.csv")])
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[0].split(",") == ["stamp_s", "window_start_s", "window_end_s", "label", "confidence", "valence",
+                                   "arousal", "p_neutral", "p_happy", "p_angry", "p_sad"]
+    assert len(lines) == 5
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "t.json")])
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["msg_type"] == "std_msgs/Int16MultiArray" and len(data["timeline"]) == 4
+    assert [r["label"] for r in data["timeline"]] == [line.split(",")[3] for line in lines[1:]]
+    res = CliRunner().invoke(app, ["ros", "replay", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "no such bag" in res.output
+    res = CliRunner().invoke(app, args + ["--topic", "/mic"])
+    assert res.exit_code == 2 and "no topic '/mic'" in res.output
+
+
+def test_replay_refuses_a_bag_without_audio(tmp_path):
+    from rosbags.rosbag2 import Writer
+
+    store = M.typestore("std_msgs")
+    with Writer(tmp_path / "bag", version=9) as w:
+        c = w.add_connection("/chatter", "std_msgs/msg/String", typestore=store)
+        w.write(c, 1, store.serialize_cdr(store.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
+    with pytest.raises(BagError, match="pass --topic: 0 audio topics"):
+        replay(tmp_path / "bag", engine=tiny_engine())
+
+
+def test_load_engine_error_names_the_file(tmp_path):
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"junk")
+    with pytest.raises(Exception, match="x.onnx"):
+        load_engine(str(bad), "")
