@@ -1,0 +1,1 @@
+"""Benchmarks writing their figures to eval/bench/*.json."""
