@@ -196,6 +196,8 @@ def _read_iemocap(spec: CorpusSpec, root: Path) -> Listing:
     listing = Listing()
     seen: set[str] = set()
     for path in audio_files(root):
+        if path.parent.name == "wav" and path.parent.parent.name == "dialog":
+            continue  # whole-dialog recordings (SessionN/dialog/wav/), documented as not read
         if path.parent.parent.name != "wav" or path.parents[2].name != "sentences":
             _collect(listing, Unmatched(path, f"not under SessionN/sentences/wav/<dialog>/ ({spec.layout})"))
             continue
@@ -225,7 +227,7 @@ register(
         language="en",
         description="Interactive Emotional Dyadic Motion Capture database (5 sessions x 2 speakers)",
         layout="SessionN/sentences/wav/<dialog>/<utt>.wav with labels in SessionN/dialog/EmoEvaluation/<dialog>.txt "
-        "(lines '[start - end]<TAB>utt<TAB>code<TAB>[V, A, D]')",
+        "(lines '[start - end]<TAB>utt<TAB>code<TAB>[V, A, D]'); whole-dialog audio in SessionN/dialog/wav/ is not read",
         labels={
             "neu": "neutral", "hap": "happy", "exc": "excited", "sad": "sad", "ang": "angry", "fru": "frustrated",
             "fea": "fearful", "sur": "surprised", "dis": "disgust", "oth": "other", "xxx": "no_agreement",
