@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-ros_app = typer.Typer(no_args_is_help=True, help="ROS 2: replay recorded bags through the emotion node's logic.")
+ros_app = typer.Typer(no_args_is_help=True, help="ROS 2: replay recorded bags through the emotion node's logic; play audio onto a topic.")
 
 
 @ros_app.command("replay")
@@ -57,6 +57,58 @@ def replay_command(
         + (f" → {out}" if out else ""),
         err=True,
     )
+
+
+@ros_app.command("play")
+def play_command(
+    audio: list[Path] = typer.Argument(..., help="audio files to publish (any rate; resampled to --rate)"),
+    msg_type: str = typer.Option("std_msgs/Int16MultiArray", "--type", help="std_msgs/Int16MultiArray, Float32MultiArray or UInt8MultiArray"),
+    topic: str = typer.Option("audio", help="audio topic"),
+    emotion_topic: str = typer.Option("emotion", help="the node's output topic (its JSON messages are printed)"),
+    rate: int = typer.Option(16000, help="sample rate to publish at (set the node's sample_rate to match)"),
+    chunk_ms: float = typer.Option(20.0, help="milliseconds of audio per message"),
+    speed: float = typer.Option(1.0, help="1 = real time; 10 = ten times faster"),
+    loop: bool = typer.Option(False, help="start again at the end, until interrupted"),
+    wait_s: float = typer.Option(30.0, help="seconds to wait for the node before starting (0 = don't wait)"),
+    out: Optional[Path] = typer.Option(None, help="write the emotion messages received (and latencies) to this JSON"),
+) -> None:
+    """Publish audio files on a topic as a microphone driver would (needs rclpy: the ros extra)."""
+    import numpy as np
+
+    from physioser.audio import load_audio
+    from physioser.ros.play import Audio, Player
+
+    try:
+        player = Player(msg_type, topic=topic, emotion_topic=emotion_topic)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        if wait_s > 0:
+            player.wait_for_node(wait_s)
+        clips = [load_audio(path, target_sr=rate) for path in audio]
+        while True:
+            for clip in clips:
+                player.run([Audio(clip, rate=rate, chunk_ms=chunk_ms, speed=speed)])
+            if not loop:
+                break
+        player.wait_quiet()
+        session = player.session
+        for _, record in session.emotions:
+            typer.echo(json.dumps(record))
+        latencies = session.latencies_ms(int(round(16000 * chunk_ms / 1000)))
+        if latencies:
+            typer.echo(f"{len(latencies)} windows; latency p50 {np.percentile(latencies, 50):.1f} ms, "
+                       f"p95 {np.percentile(latencies, 95):.1f} ms, max {max(latencies):.1f} ms", err=True)
+        if out is not None:
+            out.write_text(json.dumps({"emotions": [r for _, r in session.emotions], "latency_ms": latencies}, indent=1))
+    except KeyboardInterrupt:
+        pass
+    except TimeoutError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        player.close()
 
 
 def register(app: typer.Typer) -> None:
