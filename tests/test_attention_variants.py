@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from physioser.nn.attention import (VARIANTS, TransformerBlock, aux_loss, build_attention, neighborhood_mask,
                                     streaming_mask, strided_mask)
@@ -132,6 +134,18 @@ def test_neighborhood_mask_is_natten(n, k, dilation):
     assert torch.equal(mask2[1, 0, :length, :length], ref[:length, :length])
     if length >= k * dilation:  # windows stay inside the valid part (the module also masks padded keys)
         assert not mask2[1, 0, :length, length:].any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), half=st.integers(0, 6), dilation=st.integers(1, 4), cut=st.integers(0, 10))
+def test_neighborhood_mask_property(n, half, dilation, cut):
+    k = 2 * half + 1
+    length = max(1, n - cut)
+    mask = neighborhood_mask(n, n, torch.tensor(length).view(1, 1, 1, 1), k, dilation, torch.zeros(1))[0, 0]
+    ref = _natten_reference(n, length, k, dilation)
+    assert torch.equal(mask[:length, :length], ref[:length, :length])
+    group_sizes = torch.tensor([len(range(i % dilation, length, dilation)) for i in range(length)])
+    assert torch.equal(mask[:length, :length].sum(-1), torch.clamp(group_sizes, max=k))
 
 
 def test_streaming_mask_is_sink_union_recent_and_used():
