@@ -45,7 +45,7 @@ class AttentiveStatsPooling(nn.Module):
         super().__init__()
         self.channels = channels
         self.attention = (
-            nn.Sequential(nn.Conv1d(channels, attention_dim, 1), nn.Tanh(), nn.Conv1d(attention_dim, 1, 1))
+            nn.Sequential(nn.Conv1d(channels, attention_dim, 1), nn.Tanh(), nn.Conv1d(attention_dim, 1, 1, bias=False))  # softmax ignores a shift
             if attention_dim > 0
             else None
         )

@@ -1,7 +1,7 @@
 """The VAP front end: waveform -> the quartet {M, rho, f_inst, tau_g} per time-frequency cell.
 
-Pure tensor ops (one strided Conv1d with a fixed Fourier basis, matmuls with fixed matrices,
-atan2), so it traces to ONNX. Frames: Hann window of ``win_length`` samples centred on sample
+Pure tensor ops (framing by Gather, the DFT as a float64 matmul with a fixed windowed Fourier
+basis, matmuls with fixed matrices, atan from Atan/Where), so it traces to ONNX. Frames: Hann window of ``win_length`` samples centred on sample
 ``t * hop_length`` (the signal is zero-padded by ``win_length // 2`` on both sides), time inside a
 frame measured from the window centre, ``n_fft``-point DFT. ``T = 1 + S // hop``, and an item of
 ``n`` samples has ``1 + n // hop`` valid frames; frames past that are zeroed. Samples past an item's
@@ -135,7 +135,8 @@ class VAPFrontEnd(nn.Module):
         if cfg.group_delay in ("plain", "modified"):
             ramp = (n - centre)[None, :]
             basis += [ramp * window * np.cos(phase), -ramp * window * np.sin(phase)]
-        self.register_buffer("basis", torch.tensor(np.concatenate(basis)[:, None, :], dtype=torch.float32), persistent=False)
+        self.register_buffer("basis", torch.tensor(np.concatenate(basis).T, dtype=torch.float64), persistent=False)  # [win, 2K or 4K]
+        self.register_buffer("frame_offsets", torch.arange(win), persistent=False)
 
         # Cepstral envelope and minimum-phase group delay as fixed [K, K] maps of log|X|.
         q = np.arange(cfg.lifter_samples, dtype=np.float64)
@@ -151,8 +152,8 @@ class VAPFrontEnd(nn.Module):
 
         bin_hz = np.arange(K) * sr / n_fft
         advance = 2 * np.pi * bin_hz * hop / sr
-        self.register_buffer("advance_cos", torch.tensor(np.cos(advance), dtype=torch.float32), persistent=False)
-        self.register_buffer("advance_sin", torch.tensor(np.sin(advance), dtype=torch.float32), persistent=False)
+        self.register_buffer("advance_cos", torch.tensor(np.cos(advance), dtype=torch.float64), persistent=False)
+        self.register_buffer("advance_sin", torch.tensor(np.sin(advance), dtype=torch.float64), persistent=False)
         self.register_buffer("bin_hz", torch.tensor(bin_hz, dtype=torch.float32), persistent=False)
 
         if cfg.pooling == "none":
@@ -215,11 +216,17 @@ class VAPFrontEnd(nn.Module):
         pad = cfg.win_length // 2
         samples = torch.arange(waveforms.shape[1], device=waveforms.device)
         x = waveforms.to(torch.float32) * (samples[None, :] < lengths[:, None]).to(torch.float32)
-        x = nn.functional.pad(x[:, None, :], (pad, pad))
-        spec = nn.functional.conv1d(x, self.basis, stride=cfg.hop_length).transpose(1, 2)  # [B, T, 2K or 4K]
+        x = nn.functional.pad(x, (pad, pad))
+        # Framing by Gather (exact), DFT as a float64 matmul: phase differences and the log of weak
+        # bins are then free of float32 summation-order noise, so eager and onnxruntime agree.
+        num_frames = torch.div(waveforms.shape[1], cfg.hop_length, rounding_mode="floor") + 1
+        starts = torch.arange(num_frames, device=x.device) * cfg.hop_length
+        frames = x[:, starts[:, None] + self.frame_offsets[None, :]]  # [B, T, win]
+        spec = frames.to(torch.float64) @ self.basis  # [B, T, 2K or 4K]
         re, im = spec[..., :K], spec[..., K : 2 * K]
-        power = re * re + im * im
-        power = power + cfg.power_floor + self.relative_floor * power.mean(dim=-1, keepdim=True)
+        power64 = re * re + im * im
+        power64 = power64 + cfg.power_floor + self.relative_floor * power64.mean(dim=-1, keepdim=True)
+        power = power64.to(torch.float32)
         logmag = 0.5 * torch.log(power)
         envelope = logmag @ self.envelope
         fine = logmag - envelope
@@ -227,7 +234,8 @@ class VAPFrontEnd(nn.Module):
         # f_inst: principal value of the phase advance minus the bin's expected advance.
         pr = re[:, 1:] * re[:, :-1] + im[:, 1:] * im[:, :-1]
         pi = im[:, 1:] * re[:, :-1] - re[:, 1:] * im[:, :-1]
-        dev = _atan2(pi * self.advance_cos - pr * self.advance_sin, pr * self.advance_cos + pi * self.advance_sin)
+        y = (pi * self.advance_cos - pr * self.advance_sin).to(torch.float32)
+        dev = _atan2(y, (pr * self.advance_cos + pi * self.advance_sin).to(torch.float32))
         dev = torch.cat([dev[:, :1], dev], dim=1) * (cfg.sample_rate / (2 * math.pi * cfg.hop_length))
 
         if cfg.group_delay == "minphase":
@@ -236,9 +244,9 @@ class VAPFrontEnd(nn.Module):
             yr, yi = spec[..., 2 * K : 3 * K], spec[..., 3 * K :]
             num = re * yr + im * yi
             if cfg.group_delay == "plain":
-                delay = num / power * (1000.0 / cfg.sample_rate)
+                delay = (num / power64).to(torch.float32) * (1000.0 / cfg.sample_rate)
             else:
-                t = num * torch.exp(-2.0 * cfg.mgd_gamma * envelope)
+                t = num.to(torch.float32) * torch.exp(-2.0 * cfg.mgd_gamma * envelope)
                 delay = torch.sign(t) * torch.abs(t).pow(cfg.mgd_alpha)
 
         if self.pool is None:
