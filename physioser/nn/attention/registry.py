@@ -29,12 +29,15 @@ VARIANTS: dict[str, type[Attention]] = {
 
 
 def _accepted(cls: type) -> set[str]:
+    """Keyword options of ``cls``: its own, plus its base's while an ``__init__`` forwards ``**kw``."""
     names: set[str] = set()
     for klass in cls.__mro__:
-        if klass is nn.Module or not issubclass(klass, Attention):
-            continue
+        if klass is nn.Module:
+            break
         params = inspect.signature(klass.__init__).parameters.values()
         names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
     return names
 
 
