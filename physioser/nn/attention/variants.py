@@ -249,7 +249,7 @@ class StreamingAttention(Attention):
 
     O_h = α_h·Full_h + (1 − α_h)·Stream_h, Stream = attention restricted to j < ``sink`` or
     |i − j| < ``recent`` (the bidirectional adaptation of sink + recent window); α_h ∈ [0, 1]
-    one learnable scalar per head, initialised to 1 and clamped in forward. Training adds
+    one learnable scalar per KV head, initialised to 1 and clamped in forward. Training adds
     ``loss_streaming_l1`` = λ·‖α‖₁ (λ = ``l1_weight``, 0.05). Degenerate: ``alpha_init=1.0``
     (the default) is MHA.
     """
@@ -260,7 +260,7 @@ class StreamingAttention(Attention):
         if sink < 0 or recent < 1:
             raise ValueError(f"streaming: need sink ≥ 0 and recent ≥ 1, got {sink}, {recent}")
         self.sink, self.recent, self.l1_weight = sink, recent, l1_weight
-        self.alpha = nn.Parameter(torch.full((heads,), float(alpha_init)))
+        self.alpha = nn.Parameter(torch.full((self.kv_heads,), float(alpha_init)))  # one per KV head (Duo)
 
     def attend(self, q, k, v, mask, *, x, key_padding, query_padding, aux):
         stream = streaming_mask(q.shape[-2], k.shape[-2], self.sink, self.recent, k)
@@ -269,7 +269,7 @@ class StreamingAttention(Attention):
         alpha = torch.clamp(self.alpha, 0.0, 1.0)
         if self.training:
             aux["loss_streaming_l1"] = self.l1_weight * alpha.abs().sum()
-        a = alpha.to(q.dtype).view(1, -1, 1, 1)
+        a = self.expand_kv(alpha.to(q.dtype).view(1, -1, 1, 1))
         return a * self.core(q, k, v, mask) + (1.0 - a) * self.core(q, k, v, stream)
 
 
