@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from physioser.data.registry import Row, get_spec
 
@@ -224,11 +224,18 @@ def _deal(items: list[str], strata: dict[str, str], k: int, rng: np.random.Gener
 
 
 def _stratified_group_split(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int):
+    """Grouped k-fold, class-stratified where the class counts allow it (else grouped only)."""
+    x = np.zeros(len(labels))
     with warnings.catch_warnings():
         # "The least populated class in y has only N members": expected with few speakers
         warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
-        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        return list(splitter.split(np.zeros(len(labels)), labels, groups))
+        try:
+            splits = list(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(x, labels, groups))
+        except ValueError:  # every class has fewer rows than folds: nothing to stratify
+            splits = []
+    if not splits or any(len(test) == 0 for _, test in splits):
+        splits = list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(x, labels, groups))
+    return splits
 
 
 def _val_speakers(rows: Sequence[Row], eligible: np.ndarray, val_fraction: float, seed: int) -> list[str]:

@@ -93,6 +93,7 @@ def _sha1(path: Path) -> str:
 
 NEAR_DUPLICATE_LSB = 4
 """Files whose 16-bit samples differ by at most this much everywhere count as near-identical."""
+NEAR_DUPLICATE_WINDOW = 2048
 
 
 def _near_duplicates(shapes: dict[Path, tuple], exact: list[list[Path]]) -> list[list[Path]]:
@@ -102,15 +103,25 @@ def _near_duplicates(shapes: dict[Path, tuple], exact: list[list[Path]]) -> list
     for path, shape in shapes.items():
         if same_bytes.get(path, path) == path:  # one representative per byte-identical group
             candidates[shape].append(path)
+    def window(path: Path, frames: int) -> np.ndarray:
+        # a short excerpt from the middle rules out almost every pair without decoding whole files
+        return sf.read(str(path), start=frames // 2, frames=NEAR_DUPLICATE_WINDOW, dtype="int16", always_2d=True)[0].astype(np.int32)
+
+    def close(a: np.ndarray, b: np.ndarray) -> bool:
+        return bool(np.abs(a - b).max() <= NEAR_DUPLICATE_LSB)
+
     groups = []
-    for paths in candidates.values():
+    for (frames, *_), paths in candidates.items():
         if len(paths) < 2:
             continue
-        samples = {p: sf.read(str(p), dtype="int16", always_2d=True)[0].astype(np.int32) for p in paths}
+        excerpts = {p: window(p, frames) for p in paths}
         remaining = sorted(paths)
         while remaining:
             first, rest = remaining[0], remaining[1:]
-            group = [first] + [p for p in rest if np.abs(samples[p] - samples[first]).max() <= NEAR_DUPLICATE_LSB]
+            group = [first] + [p for p in rest if close(excerpts[p], excerpts[first])]
+            if len(group) > 1:
+                whole = {p: sf.read(str(p), dtype="int16", always_2d=True)[0].astype(np.int32) for p in group}
+                group = [first] + [p for p in group[1:] if close(whole[p], whole[first])]
             remaining = [p for p in rest if p not in group]
             if len(group) > 1:
                 groups.append(group)
