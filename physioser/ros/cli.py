@@ -113,3 +113,7 @@ def play_command(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(ros_app, name="ros")
+
+
+if __name__ == "__main__":  # `python -m physioser.ros.cli play ...`: without loading the other areas' commands
+    ros_app()

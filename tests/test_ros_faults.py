@@ -1,0 +1,159 @@
+"""Fault behaviour of the ROS 2 node with the real rclpy (issue 10, part 4), in separate processes:
+the audio publisher dies and comes back; the node is killed and restarted mid-stream; the model
+file is replaced by a broken one at run time (the node keeps the old model and reports it).
+DDS stays on this machine (SHM transport, localhost discovery) on a private domain id.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+pytest.importorskip("rclpy", reason="rclpy is not installed (pip install 'physioser[ros]')")
+
+from physioser.ros.play import Audio, Player  # noqa: E402
+from tests.ros_support import CLIP, DOMAIN_ID, NodeProcess, real_clip, ros_env, wait_until  # noqa: E402
+
+I16 = "std_msgs/Int16MultiArray"
+BASE = {"vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tests.tinyser import export_tiny
+
+    return export_tiny(tmp_path_factory.mktemp("model"))[1]
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return real_clip()
+
+
+def start(name, model, tmp_path, **params):
+    node = NodeProcess(name, {**BASE, "model_path": str(model), "audio_topic": f"audio_{name}",
+                              "emotion_topic": f"emotion_{name}", **params}, tmp_path)
+    return node
+
+
+def player_for(name, topic=None):
+    return Player(I16, topic=topic or f"audio_{name}", emotion_topic=f"emotion_{name}", node_name=name, domain_id=DOMAIN_ID)
+
+
+def diagnostics_with(player, key):
+    """The node's newest diagnostics if `key` is non-zero there, else None."""
+    diag = player.last_diagnostics()
+    return diag if diag[key] else None
+
+
+def emotions_after(player, t0):
+    return [r for t, r in list(player.session.emotions) if t > t0]
+
+
+def test_publisher_dies_and_comes_back(tiny, tmp_path):
+    from tests.conftest import corpus_dir
+
+    name = "fault_pub"
+    node = start(name, tiny, tmp_path, gap_s=0.5)
+    listener = player_for(name, topic="unused_audio")  # listens only
+    clip_path = corpus_dir("RAVDESS") / CLIP
+    cmd = [sys.executable, "-m", "physioser.ros.cli", "play", str(clip_path), "--loop",
+           "--topic", f"audio_{name}", "--emotion-topic", f"emotion_{name}", "--wait-s", "90"]
+    publishers = []
+    try:
+        publishers.append(subprocess.Popen(cmd, env=ros_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        wait_until(lambda: len(listener.session.emotions) >= 2, 90, "emotions from the first publisher")
+        publishers[0].send_signal(signal.SIGKILL)  # the microphone driver crashes
+        publishers[0].wait(10)
+        killed_at = time.monotonic()
+        time.sleep(2.0)
+        assert node.alive()
+        quiet = emotions_after(listener, killed_at + 0.5)
+        assert quiet == [], "emotions without audio"
+        publishers.append(subprocess.Popen(cmd, env=ros_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        restarted = time.monotonic()
+        wait_until(lambda: len(emotions_after(listener, restarted)) >= 2, 60, "emotions after the publisher came back")
+        assert node.alive()
+        diag = listener.last_diagnostics()
+        assert diag["gaps"] >= 1 and diag["longest_gap_s"] >= 2.0 and diag["messages_rejected"] == 0
+        ends = [r["window_end_s"] for _, r in listener.session.emotions]
+        assert ends == sorted(ends)  # one stream: time goes on across the interruption
+    finally:
+        for pub in publishers:
+            if pub.poll() is None:
+                pub.send_signal(signal.SIGINT)
+                pub.wait(15)
+        listener.close()
+        assert node.stop() == 0, node.output()[-2000:]
+
+
+def test_node_killed_and_restarted_mid_stream(tiny, clip, tmp_path):
+    name = "fault_node"
+    node = start(name, tiny, tmp_path)
+    player = player_for(name)
+    restarted = None
+    try:
+        player.wait_for_node(90)
+        stream = threading.Thread(target=player.run, args=([Audio(np.tile(clip, 3))],))
+        stream.start()
+        wait_until(lambda: len(player.session.emotions) >= 1, 30, "the first emotion")
+        node.stop(signal.SIGKILL)  # crash mid-stream
+        assert node.proc.returncode == -signal.SIGKILL
+        killed_at = time.monotonic()
+        restarted = start(name, tiny, tmp_path)
+        wait_until(lambda: len(emotions_after(player, killed_at)) >= 1, 60, "emotions from the restarted node")
+        stream.join()
+        player.wait_quiet()
+        assert restarted.alive()
+        after = emotions_after(player, killed_at)
+        assert after[0]["window_end_s"] == 2.0  # the new process starts a new stream
+        assert [r["window_end_s"] for r in after] == [2.0 + 0.5 * i for i in range(len(after))]
+        assert len(player.session.sent) == len(range(0, 3 * len(clip), 320))  # the publisher never stopped
+    finally:
+        player.close()
+        if restarted is not None:
+            assert restarted.stop() == 0, restarted.output()[-2000:]
+
+
+def test_broken_model_file_at_run_time_keeps_the_old_model(tiny, clip, tmp_path):
+    from physioser.runtime import Engine
+
+    name = "fault_model"
+    model = tmp_path / "model.onnx"
+    shutil.copy(tiny, model)
+    node = start(name, model, tmp_path, model_watch_s="0.2")
+    player = player_for(name)
+    engine = Engine.from_path(str(tiny))
+    try:
+        player.wait_for_node(90)
+        player.run([Audio(clip)])
+        model.write_bytes(b"\x08\x09this is not an ONNX graph")  # replaced by a broken file
+        diag = wait_until(lambda: diagnostics_with(player, "model_reload_failures"), 20, "the failed reload in diagnostics")
+        assert str(model) in diag["model_error"] and "keeping the previous model" in diag["model_error"]
+        assert "keeping the previous model" in node.output()
+        player.run([Audio(clip)])  # still served, by the old model
+        player.wait_quiet()
+        shutil.copy(tiny, model)  # a good file again: reloaded
+        diag = wait_until(lambda: diagnostics_with(player, "model_reloads"), 20, "the reload")
+        assert diag["model_error"] == "" and diag["model_reload_failures"] == 1
+        player.run([Audio(clip)])
+        player.wait_quiet()
+        assert node.alive()
+    finally:
+        player.close()
+        assert node.stop() == 0, node.output()[-2000:]
+    stream = np.concatenate([clip] * 3)
+    records = [r for _, r in player.session.emotions]
+    assert len(records) >= 12
+    for r in records:  # every window, before and after the broken file, is the model's output on that audio
+        window = stream[int(round(r["window_start_s"] * 16000)) : int(round(r["window_end_s"] * 16000))]
+        expected = engine.infer(window[None])["probs"][0]
+        np.testing.assert_allclose(list(r["probabilities"].values()), expected, atol=1e-4)
