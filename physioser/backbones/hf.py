@@ -114,7 +114,7 @@ def build_transformers(family: str, checkpoint: str | Path | None, *, normalize:
         raise CheckpointError(f"{path}: model_type '{config.model_type}' is not a {family} model")
     try:
         model, info = AutoModel.from_pretrained(path, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as error:
+    except Exception as error:  # safetensors/torch raise their own types on corrupt files
         raise CheckpointError(f"{weights}: cannot load {family} weights (truncated or corrupt?): {error}") from error
     if info.get("missing_keys"):
         raise CheckpointError(f"{weights}: {len(info['missing_keys'])} weights missing, e.g. {sorted(info['missing_keys'])[:3]}")

@@ -41,7 +41,7 @@ class _Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, hidden: int) -> None:
         super().__init__()
-        self.heads = heads
+        self.heads, self.head_dim = heads, dim // heads
         self.attn_norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
@@ -50,15 +50,12 @@ class _Block(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        batch, time, dim = x.shape
-        head_dim = dim // self.heads
+        shape = (x.shape[0], x.shape[1], self.heads, self.head_dim)
         q, k, v = self.qkv(self.attn_norm(x)).chunk(3, dim=-1)
-        q = q.reshape(batch, time, self.heads, head_dim).transpose(1, 2)
-        k = k.reshape(batch, time, self.heads, head_dim).transpose(1, 2)
-        v = v.reshape(batch, time, self.heads, head_dim).transpose(1, 2)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(head_dim)) + bias
+        q, k, v = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim)) + bias
         attn = torch.matmul(torch.softmax(scores, dim=-1), v)
-        x = x + self.out(attn.transpose(1, 2).reshape(batch, time, dim))
+        x = x + self.out(attn.transpose(1, 2).flatten(2))
         return x + self.fc2(F.gelu(self.fc1(self.mlp_norm(x))))
 
 
