@@ -11,11 +11,15 @@ Library: :func:`export_onnx` works for any ``torch.nn.Module`` whose
 onnxruntime parity on several lengths, latency); :func:`convert_precision` writes fp16 or int8
 (dynamic quantisation of MatMul/Gemm only) variants.
 Command: ``physioser export --checkpoint CKPT --out model.onnx [--profile ...] [--precision ...]``.
+
+The TorchScript exporter is pinned (``dynamo=False``): its ``dynamic_axes`` give dynamic batch and
+length reliably, where the dynamo exporter's support for them is incomplete (notes/references §4).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import time
 import warnings
@@ -151,6 +155,9 @@ def export_onnx(
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is chosen on purpose (see module doc)
+            # tracer/shape-inference notes; whether the graph is right is what verify_onnx's parity checks decide
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", UserWarning)
             torch.onnx.export(
                 _Outputs(model, names),
                 example,
@@ -305,7 +312,13 @@ def convert_precision(src: str | Path, dst: str | Path, precision: str) -> Path:
     elif precision == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantiser warns about every constant it leaves alone
+        try:
+            quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
         proto = onnx.load(str(dst))
         set_metadata(proto, meta)
         onnx.save(proto, str(dst))

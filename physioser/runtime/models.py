@@ -76,13 +76,12 @@ def load_checkpoint(model_dir: str | Path | None) -> tuple[Any, dict[str, Any]]:
         if not (model_dir / name).is_file():
             raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
     verify_integrity(model_dir)
-    from physioser.model import build_model
-    from physioser.model.checkpoint import CheckpointError, load_state, read_config
+    from physioser.model import load_model, read_config
+    from physioser.model.checkpoint import CheckpointError
 
     try:
         cfg = read_config(model_dir)
-        model = build_model(cfg)
-        load_state(model, model_dir / "model.safetensors")
+        model = load_model(model_dir)
     except CheckpointError as exc:
         raise EngineError(str(exc)) from exc
     model.eval()
@@ -91,8 +90,7 @@ def load_checkpoint(model_dir: str | Path | None) -> tuple[Any, dict[str, Any]]:
 
 def export_metadata(cfg: dict[str, Any]) -> dict[str, Any]:
     """The ONNX metadata of a model config (see ``export/ONNX_CONTRACT.md``)."""
-    data = cfg.get("data") or {}
-    corpora = data.get("corpora") or data.get("train") or cfg.get("corpora") or []
+    corpora = cfg.get("corpora") or []  # written into config.yaml by `physioser train`
     if isinstance(corpora, str):
         corpora = [corpora]
     backbone = cfg.get("backbone", {})

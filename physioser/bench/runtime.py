@@ -1,0 +1,266 @@
+"""Runtime benchmark: PyTorch eager vs onnxruntime, side by side, in one run -> eval/bench/runtime.json.
+
+CPU (``python -m physioser.bench.runtime``): p50/p95 latency of one window (batch 1) of 1, 2 and
+4 s on 1 and 2 threads for PyTorch eager and onnxruntime (fp32; int8 MatMul-only on 2 s/2 threads),
+interleaved so both see the same machine load; real-time factor (p50 / window); the VAP branch's
+cost against the backbone's own (each exported alone, same settings); peak resident memory of a
+process that only loads the engine and runs 20 windows (measured in a child process per backend).
+
+GPU (``--gpu OUT.json``, run on the lent GPU machine): batched throughput in seconds of audio
+per second for 2 s windows, PyTorch fp32 and fp16 (autocast), batch 1..64; merged into
+runtime.json by ``--merge-gpu OUT.json``.
+
+The model is a model directory (``--model``, default: the shipped default model); with
+``--random`` the default config with random weights is timed instead (latency does not depend
+on weight values), and the JSON says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import physioser
+from physioser.export import convert_precision, export_onnx, probe_waveforms
+
+OUT = Path(__file__).resolve().parents[2] / "eval" / "bench" / "runtime.json"
+WINDOWS_S = (1.0, 2.0, 4.0)
+THREADS = (1, 2)
+
+
+def _percentiles(times: list[float]) -> dict[str, float]:
+    times = sorted(times)
+    return {"p50_ms": round(statistics.median(times), 3),
+            "p95_ms": round(times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))], 3)}
+
+
+def build_model(model_dir: str | None, random_weights: bool):
+    """(model, metadata, description)."""
+    from physioser.runtime.models import default_model_dir, export_metadata, load_checkpoint
+
+    if random_weights:
+        from physioser.model import PhysioSER, build_backbone_for, load_config
+
+        cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "physioser.yaml")
+        cfg["class_names"] = ["neutral", "happy", "angry", "sad"]
+        backbone = build_backbone_for(cfg)
+        cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
+        model = PhysioSER(cfg, backbone=backbone).eval()
+        return model, export_metadata(cfg), "configs/physioser.yaml with random head/VAP weights (whisper-tiny.en weights real)"
+    path = Path(model_dir) if model_dir else default_model_dir()
+    model, meta = load_checkpoint(path)
+    return model, meta, str(path)
+
+
+class _Branch(torch.nn.Module):
+    """One branch of the model alone, for timing (outputs its utterance vector / hidden states)."""
+
+    def __init__(self, model, which: str):
+        super().__init__()
+        self.model, self.which = model, which
+
+    def forward(self, waveform, lengths):
+        if self.which == "vap":
+            z, _, _ = self.model.vap(waveform, lengths)
+            return {"logits": z, "probs": z, "embedding": z}
+        hidden, _ = self.model.backbone(waveform, lengths)
+        h = torch.stack(list(hidden), 0).mean(0).mean(1)
+        return {"logits": h, "probs": h, "embedding": h}
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _time_pair(fns: dict, runs: int, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Time several callables interleaved (same load for each); p50/p95 per name."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: _percentiles(v) for k, v in times.items()}
+
+
+def cpu_bench(model, meta: dict, runs: int, workdir: Path) -> dict:
+    fp32 = export_onnx(model, workdir / "model.onnx", metadata=meta)
+    int8 = convert_precision(fp32, workdir / "model.int8.onnx", "int8")
+    branches = {}
+    for which in ("vap", "backbone"):
+        if hasattr(model, which):
+            branches[which] = export_onnx(_Branch(model, which), workdir / f"{which}.onnx", metadata=meta)
+    results = {"latency": [], "int8": {}, "vap_vs_backbone": {}}
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        sess = _session(fp32, threads)
+        for window in WINDOWS_S:
+            wave, lens = probe_waveforms([int(window * physioser.SAMPLE_RATE)])
+            tw, tl = torch.from_numpy(wave), torch.from_numpy(lens)
+            feed = {"waveform": wave, "lengths": lens}
+            with torch.inference_mode():
+                t = _time_pair({"torch": lambda: model(tw, tl), "onnxruntime": lambda: sess.run(None, feed)}, runs)
+            row = {"window_s": window, "threads": threads}
+            for name, stats in t.items():
+                row[name] = {**stats, "rtf": round(stats["p50_ms"] / 1e3 / window, 4)}
+            row["speedup_p50"] = round(t["torch"]["p50_ms"] / t["onnxruntime"]["p50_ms"], 2)
+            results["latency"].append(row)
+            print(f"{threads} thr {window:.0f} s: torch p50 {t['torch']['p50_ms']:.1f} p95 {t['torch']['p95_ms']:.1f} | "
+                  f"ort p50 {t['onnxruntime']['p50_ms']:.1f} p95 {t['onnxruntime']['p95_ms']:.1f} ms", flush=True)
+        if threads == 2:
+            wave, lens = probe_waveforms([2 * physioser.SAMPLE_RATE])
+            feed = {"waveform": wave, "lengths": lens}
+            q = _session(int8, threads)
+            t = _time_pair({"fp32": lambda: sess.run(None, feed), "int8": lambda: q.run(None, feed)}, runs)
+            probe, plen = probe_waveforms([32000, 24000, 40000, 20000], seed=5)
+            a = sess.run(["probs"], {"waveform": probe, "lengths": plen})[0]
+            b = q.run(["probs"], {"waveform": probe, "lengths": plen})[0]
+            results["int8"] = {"window_s": 2.0, "threads": 2, **t,
+                               "speedup_p50": round(t["fp32"]["p50_ms"] / t["int8"]["p50_ms"], 2),
+                               "max_abs_probs_diff_probe": float(np.abs(a - b).max()),
+                               "argmax_agree_probe": float((a.argmax(-1) == b.argmax(-1)).mean())}
+            fns = {}
+            tw, tl = torch.from_numpy(wave), torch.from_numpy(lens)
+            for which, path in branches.items():
+                s = _session(path, threads)
+                fns[f"ort_{which}"] = (lambda s=s: s.run(None, feed))
+                mod = getattr(model, which)
+                fns[f"torch_{which}"] = (lambda mod=mod: mod(tw, tl))
+            fns["ort_full"] = lambda: sess.run(None, feed)
+            with torch.inference_mode():
+                t = _time_pair(fns, runs)
+            vb = {"window_s": 2.0, "threads": 2, **t}
+            if "vap" in branches and "backbone" in branches:
+                for eng in ("ort", "torch"):
+                    vb[f"{eng}_vap_over_backbone"] = round(t[f"{eng}_vap"]["p50_ms"] / t[f"{eng}_backbone"]["p50_ms"], 3)
+            results["vap_vs_backbone"] = vb
+    results["onnx_bytes"] = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
+    return results
+
+
+def peak_memory(model_arg: list[str], backend: str) -> float:
+    """Peak RSS (MiB) of a fresh process that loads the engine and runs 20 windows of 2 s."""
+    code = (
+        "from physioser.bench.runtime import _peak_child\n"
+        f"_peak_child({backend!r}, {model_arg!r})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_child(backend: str, model_arg: list[str]) -> None:
+    from physioser.runtime import Engine
+
+    random_weights = "--random" in model_arg
+    if backend == "onnxruntime":
+        path = Path(model_arg[model_arg.index("--onnx") + 1])
+        engine = Engine.from_path(path, "cpu")
+    else:
+        model, meta, _ = build_model(None if random_weights else (model_arg[0] or None), random_weights)
+        engine = Engine.from_model(model, meta, "cpu")
+    wave, lens = probe_waveforms([32000])
+    for _ in range(20):
+        engine.infer(wave, lens)
+    # VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across exec)
+    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) / 1024.0)
+
+
+def gpu_bench(model, out: Path, seconds: float = 2.0) -> dict:
+    dev = torch.device("cuda")
+    model = model.to(dev).eval()
+    n = int(seconds * physioser.SAMPLE_RATE)
+    res = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "window_s": seconds, "rows": []}
+    for precision in ("fp32", "fp16"):
+        for batch in (1, 8, 32, 64, 128):
+            wave, lens = probe_waveforms([n] * batch)
+            w, l = torch.from_numpy(wave).to(dev), torch.from_numpy(lens).to(dev)
+            ctx = torch.autocast("cuda", dtype=torch.float16) if precision == "fp16" else torch.autocast("cuda", enabled=False)
+            with torch.inference_mode(), ctx:
+                for _ in range(3):
+                    model(w, l)
+                torch.cuda.synchronize()
+                reps = 20
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    model(w, l)
+                torch.cuda.synchronize()
+                dt = (time.perf_counter() - t0) / reps
+            row = {"precision": precision, "batch": batch, "latency_ms": round(dt * 1e3, 3),
+                   "audio_s_per_s": round(batch * seconds / dt, 1)}
+            res["rows"].append(row)
+            print(row, flush=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model directory (default: the shipped default model)")
+    ap.add_argument("--random", action="store_true", help="time the default config with random head/VAP weights")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--gpu", type=Path, default=None, help="run the GPU benchmark and write its JSON here")
+    ap.add_argument("--merge-gpu", type=Path, default=None, help="merge a GPU JSON into --out")
+    args = ap.parse_args(argv)
+    if args.merge_gpu:
+        data = json.loads(args.out.read_text())
+        data["gpu"] = json.loads(args.merge_gpu.read_text())
+        args.out.write_text(json.dumps(data, indent=1))
+        return
+    model, meta, described = build_model(args.model, args.random)
+    if args.gpu:
+        gpu_bench(model, args.gpu)
+        return
+    import onnxruntime as ort
+
+    command = "python -m physioser.bench.runtime " + " ".join(argv if argv is not None else sys.argv[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        results = cpu_bench(model, meta, args.runs, Path(tmp))
+        model_arg = [args.model or "", *(["--random"] if args.random else []), "--onnx", str(Path(tmp) / "model.onnx")]
+        results["peak_rss_mib"] = {b: round(peak_memory(model_arg, b), 1) for b in ("onnxruntime", "torch")}
+    data = {
+        "command": command.strip(),
+        "model": described,
+        "backbone": meta.get("backbone"),
+        "versions": {"physioser": physioser.__version__, "torch": torch.__version__, "onnxruntime": ort.__version__,
+                     "python": platform.python_version()},
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg()[0],
+        "note": "batch 1, one window per call; latency = wall time of one forward pass; rtf = p50 / window length; "
+                "PyTorch and onnxruntime calls interleaved in one run so both see the same machine load",
+        **results,
+    }
+    if args.out.exists():
+        old = json.loads(args.out.read_text())
+        if "gpu" in old:
+            data["gpu"] = old["gpu"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

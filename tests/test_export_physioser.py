@@ -1,0 +1,85 @@
+"""Export and serving of the real PhysioSER model (small config: fbank backbone, narrow head)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from physioser.runtime import Engine, EngineError
+from physioser.runtime.models import load_checkpoint, write_integrity
+
+OVERRIDES = ["backbone.name=fbank", "model.dim=32", "cpa.dim=32", "model.fusion.heads=2"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from physioser.model import PhysioSER, build_backbone_for, load_config
+    from physioser.model.checkpoint import save_model
+
+    torch.manual_seed(0)
+    cfg = load_config("configs/physioser.yaml", OVERRIDES)
+    cfg["class_names"] = ["neutral", "happy", "angry", "sad"]
+    cfg["corpora"] = ["RAVDESS", "EMOVO"]
+    backbone = build_backbone_for(cfg)
+    cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
+    model = PhysioSER(cfg, backbone=backbone).eval()
+    directory = tmp_path_factory.mktemp("physioser") / "model"
+    save_model(model, cfg, directory)
+    return directory
+
+
+@pytest.fixture
+def app():
+    import typer
+
+    from physioser import export
+
+    app = typer.Typer()
+    export.register(app)
+    app.command("noop")(lambda: None)  # a second command keeps typer's sub-command parsing
+    return app
+
+
+def test_export_command_on_a_trained_model_directory(app, model_dir, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(model_dir), "--out", str(out), "--profile", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("parity at") == 3 and "onnx checker: ok" in result.output
+    engine = Engine.from_path(out)
+    assert engine.class_names == ["neutral", "happy", "angry", "sad"]
+    assert engine.metadata["backbone"] == "fbank" and engine.metadata["training_corpora"] == ["RAVDESS", "EMOVO"]
+    model, _ = load_checkpoint(model_dir)
+    x = np.random.default_rng(1).standard_normal((2, 30000)).astype(np.float32) * 0.1
+    lens = np.array([30000, 21000])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x), torch.from_numpy(lens))["logits"].numpy()
+    np.testing.assert_allclose(engine.infer(x, lens)["logits"], ref, atol=1e-4)
+
+
+def test_model_directory_is_exported_once_into_the_cache(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))
+    first = Engine.from_path(model_dir)
+    assert first.backend == "onnxruntime" and first.source.startswith(str(tmp_path / "cache"))
+    stamp = (tmp_path / "cache").joinpath(*first.source.split("/cache/")[1:]).stat().st_mtime_ns
+    second = Engine.from_path(model_dir)
+    assert second.source == first.source
+    assert (tmp_path / "cache").joinpath(*second.source.split("/cache/")[1:]).stat().st_mtime_ns == stamp
+    fallback = Engine.from_path(model_dir, backend="torch")
+    x = np.random.default_rng(2).standard_normal((1, 24000)).astype(np.float32) * 0.1
+    np.testing.assert_allclose(first.infer(x)["probs"], fallback.infer(x)["probs"], atol=1e-5)
+
+
+def test_integrity_hash_is_checked(model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    write_integrity(copy, ["model.safetensors", "config.yaml"])
+    load_checkpoint(copy)  # intact: loads
+    blob = bytearray((copy / "model.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (copy / "model.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(EngineError, match="integrity check failed"):
+        Engine.from_path(copy, backend="torch")
