@@ -6,7 +6,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from physioser.cli import app
-from tests.test_vap_frontend import synthetic_vowel
+from physioser.vap.synthetic import synthetic_vowel
 
 
 def test_plot_writes_a_png(tmp_path):

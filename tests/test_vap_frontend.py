@@ -8,32 +8,13 @@ import scipy.signal as ss
 import torch
 
 from physioser.vap import VAPConfig, VAPFrontEnd, filterbank, quartet_statistics
+from physioser.vap.synthetic import F0, FORMANTS, synthetic_vowel
 
 SR = 16000
-F0 = 120.0
-FORMANTS = (700.0, 1220.0, 2600.0)
-BANDWIDTHS = (80.0, 90.0, 120.0)
-
-
-def synthetic_vowel(f0=F0, glide_to=None, seconds=1.0, noise=0.0, seed=0) -> np.ndarray:
-    """Glottal pulse train (optionally gliding F0) with -6 dB/oct tilt through three formant resonators."""
-    n = int(seconds * SR)
-    f = np.full(n, f0) if glide_to is None else np.linspace(f0, glide_to, n)
-    cycles = np.cumsum(f) / SR
-    pulses = np.zeros(n)
-    pulses[np.flatnonzero(np.diff(np.floor(cycles)) > 0) + 1] = 1.0
-    y = ss.lfilter([1.0], [1.0, -0.97], pulses)
-    for fc, bw in zip(FORMANTS, BANDWIDTHS):
-        r = np.exp(-np.pi * bw / SR)
-        y = ss.lfilter([1 - r], [1.0, -2 * r * np.cos(2 * np.pi * fc / SR), r * r], y)
-    y = 0.5 * y / np.abs(y).max()
-    if noise:
-        y = y + np.random.default_rng(seed).normal(0, noise, n)
-    return y.astype(np.float32)
 
 
 def raw_quartet(x: np.ndarray, **options) -> tuple[VAPFrontEnd, dict[str, np.ndarray]]:
-    """Raw (physical units) quartet of one waveform: name -> [F, T] without the two edge frames."""
+    """Raw (physical units) quartet of one waveform: name -> [F, T]."""
     fe = VAPFrontEnd(VAPConfig(normalize="none", **options))
     q, fl = fe(torch.from_numpy(x)[None], torch.tensor([len(x)]))
     assert int(fl[0]) == 1 + len(x) // 160 == q.shape[-1]
