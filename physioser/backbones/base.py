@@ -62,6 +62,10 @@ class Backbone(nn.Module):
         """Backbones stay in eval mode whatever the caller asks (dropout/batch-norm frozen)."""
         return super().train(False)
 
+    def num_parameters(self) -> int:
+        """Learned weights (fixed signal-processing kernels excluded)."""
+        return sum(p.numel() for p in self.parameters())
+
     # -- interface -------------------------------------------------------------------------
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Number of valid frames per item for ``lengths`` valid samples."""

@@ -75,6 +75,7 @@ class ExtractReport:
     wall_seconds: float = 0.0
     compute_seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def files_per_second(self) -> float:
@@ -91,6 +92,7 @@ class ExtractReport:
             "hits": self.hits,
             "computed": self.computed,
             "failed": len(self.failures),
+            "warnings": len(self.warnings),
             "audio_seconds": round(self.audio_seconds, 2),
             "wall_seconds": round(self.wall_seconds, 2),
             "files_per_second": round(self.files_per_second, 2),
@@ -232,7 +234,11 @@ class FeatureCache:
         """Fill the cache for every item (a path, or a row with a ``path`` attribute).
 
         ``on_error="skip"`` records failing files in ``report.failures`` instead of raising.
+        Warnings raised while loading (e.g. ``physioser.audio`` DC offset, clipping) are collected
+        in ``report.warnings`` rather than printed through the progress bar.
         """
+        import warnings
+
         from tqdm import tqdm
 
         paths = [str(getattr(item, "path", item)) for item in items]
@@ -242,7 +248,10 @@ class FeatureCache:
         for path in bar:
             t0 = time.perf_counter()
             try:
-                features, hit = self.get_or_compute_entry(path, backbone)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    features, hit = self.get_or_compute_entry(path, backbone)
+                report.warnings.extend(str(w.message) for w in caught)
             except (ValueError, OSError) as error:
                 if on_error != "skip":
                     raise

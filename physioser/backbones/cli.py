@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
             f"= {report.files_per_second:.1f} files/s, {report.audio_seconds_per_second:.1f}× real time "
             f"on {threads} thread(s); cache {cache.backbone_dir(model)}"
         )
+        if report.warnings:
+            typer.echo(f"{len(report.warnings)} audio warnings while loading, e.g. {report.warnings[0]}")
         for failure in report.failures:
             typer.echo(f"failed: {failure}", err=True)
         if json_out is not None:

@@ -83,6 +83,10 @@ class PestoBackbone(Backbone):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths, self.hop, rounding_mode="floor") + 1
 
+    def num_parameters(self) -> int:
+        """Learned weights: the HCQT kernels (stored as conv weights by pesto) are fixed, not counted."""
+        return sum(p.numel() for name, p in self.named_parameters() if ".preprocessor." not in f".{name}")
+
     def encode(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         _, _, _, activations = self.model(waveforms, sr=16000, return_activations=True)
         frames = self.output_lengths(lengths)
