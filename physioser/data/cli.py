@@ -7,15 +7,19 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 corpora_app = typer.Typer(no_args_is_help=True, help="Corpus registry, data checks and fold protocols.")
-console = Console()
-errors = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    # made per call so that the terminal width (COLUMNS) is read when the command runs
+    return Console(stderr=stderr)
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=1)
 
 
@@ -26,18 +30,19 @@ def list_command(
     """Registered corpora: name, language, classes, fold scheme and the layout each reader expects."""
     from physioser.data import CORPORA
 
+    console = _console()
     table = Table(title=f"{len(CORPORA)} corpora, {len({s.language for s in CORPORA.values()})} languages", show_lines=True)
     for column in ("corpus", "lang", "classes (canonical)", "folds", "expected layout"):
         table.add_column(column, overflow="fold")
     for spec in CORPORA.values():
-        table.add_row(spec.name, spec.language, ", ".join(spec.class_set), spec.folds, spec.layout)
+        table.add_row(spec.name, spec.language, ", ".join(spec.class_set), spec.folds, escape(spec.layout))
     console.print(table)
     if labels:
         mapping = Table(title="label codes as published -> canonical emotion")
         mapping.add_column("corpus")
         mapping.add_column("mapping", overflow="fold")
         for spec in CORPORA.values():
-            mapping.add_row(spec.name, ", ".join(f"{code}={canonical}" for code, canonical in spec.labels.items()))
+            mapping.add_row(spec.name, escape(", ".join(f"{code}={canonical}" for code, canonical in spec.labels.items())))
         console.print(mapping)
 
 
@@ -46,7 +51,7 @@ def _counts_table(title: str, counts: dict) -> Table:
     table.add_column("value")
     table.add_column("files", justify="right")
     for key, value in sorted(counts.items()):
-        table.add_row(str(key), str(value))
+        table.add_row(escape(str(key)), str(value))
     return table
 
 
@@ -67,7 +72,8 @@ def scan_command(
     except (CorpusLayoutError, KeyError) as error:
         _fail(str(error).strip("'\""))
         return
-    console.print(f"[bold]{report.corpus}[/] at {root}: {len(report.rows)} rows, {len(report.speaker_counts)} speakers")
+    console = _console()
+    console.print(f"[bold]{report.corpus}[/] at {escape(str(root))}: {len(report.rows)} rows, {len(report.speaker_counts)} speakers")
     console.print(_counts_table("labels (as published)", report.label_counts))
     console.print(_counts_table("canonical", report.canonical_counts))
     console.print(_counts_table("speakers", report.speaker_counts))
@@ -92,7 +98,7 @@ def scan_command(
     for title, lines in problems:
         console.print(f"[bold]{title}[/]: {len(lines)}")
         for line in lines[:show]:
-            console.print(f"  {line}", highlight=False, soft_wrap=True)
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
         if len(lines) > show:
             console.print(f"  … and {len(lines) - show} more (see --json)")
     if json_out is not None:
@@ -137,11 +143,12 @@ def folds_command(
     except (CorpusLayoutError, ProtocolError, KeyError) as error:
         _fail(str(error).strip("'\""))
         return
+    console = _console()
     table = Table(title=f"{spec.name}: {protocol.scheme}, {len(folds)} folds, disjoint on {', '.join(protocol.disjoint) or 'official split'}")
     for column in ("fold", "train", "val", "test", "discarded", "test selectors"):
         table.add_column(column, overflow="fold")
     for fold, fold_spec in zip(folds, protocol.folds):
-        selectors = "; ".join(f"{k}: {', '.join(v)}" for k, v in fold_spec.test.items())
+        selectors = escape("; ".join(f"{k}: {', '.join(v)}" for k, v in fold_spec.test.items()))
         table.add_row(fold.name, str(len(fold.train)), str(len(fold.val)), str(len(fold.test)), str(len(fold.discarded)), selectors)
     console.print(table)
     console.print(f"{'checked' if check else 'written'}: {path}")
