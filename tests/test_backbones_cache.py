@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 import physioser.backbones.cache as cache_module
-from physioser.backbones import FeatureCache, build_backbone
+from physioser.backbones import FeatureCache, build_backbone, pad_batch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,6 +53,9 @@ def test_miss_then_hit_and_content_addressing(tmp_path, fbank):
     assert cache.get_or_compute_entry(copy, fbank)[1]
     sf.write(clips[2], np.zeros(8000, np.float32) + 0.01, 16000)
     assert not cache.get_or_compute_entry(clips[2], fbank)[1]
+    batch, lengths = pad_batch([entry.hidden_states, entry.hidden_states[:, :20]])
+    assert batch.shape == (2, 1, 51, 80) and lengths.tolist() == [51, 20]
+    assert torch.equal(batch[1, :, :20], entry.hidden_states[:, :20]) and batch[1, :, 20:].abs().max() == 0
     # options are part of the key
     assert cache.backbone_dir(build_backbone("fbank", n_mels=40)) != cache.backbone_dir(fbank)
 
@@ -88,7 +91,7 @@ def test_two_concurrent_writers(tmp_path):
     root = tmp_path / "cache"
     script = (
         "import sys, torch; torch.set_num_threads(1)\n"
-        "from physioser.backbones import FeatureCache, build_backbone\n"
+        "from physioser.backbones import FeatureCache, build_backbone, pad_batch\n"
         "r = FeatureCache(sys.argv[1]).extract(sys.argv[2:], build_backbone('resemblyzer'), progress=False)\n"
         "print(r.files)\n"
     )

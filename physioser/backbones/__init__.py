@@ -7,7 +7,7 @@
 """
 
 from physioser.backbones.base import Backbone
-from physioser.backbones.cache import CachedFeatures, ExtractReport, FeatureCache, default_cache_dir
+from physioser.backbones.cache import CachedFeatures, ExtractReport, FeatureCache, default_cache_dir, pad_batch
 from physioser.backbones.ct2 import CheckpointError
 from physioser.backbones.featurizer import Featurizer
 from physioser.backbones.registry import BACKBONES, BUILTIN, build_backbone
@@ -23,4 +23,5 @@ __all__ = [
     "Featurizer",
     "build_backbone",
     "default_cache_dir",
+    "pad_batch",
 ]

@@ -100,6 +100,18 @@ class ExtractReport:
         }
 
 
+def pad_batch(hidden_states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch cached clips: list of [L, T_i, D] -> ([B, L, max T, D] zero-padded, lengths [B] int64)."""
+    if not hidden_states:
+        raise ValueError("pad_batch needs at least one clip")
+    lengths = torch.tensor([h.shape[1] for h in hidden_states], dtype=torch.long)
+    layers, _, dim = hidden_states[0].shape
+    batch = hidden_states[0].new_zeros((len(hidden_states), layers, int(lengths.max()), dim))
+    for i, h in enumerate(hidden_states):
+        batch[i, :, : h.shape[1]] = h
+    return batch, lengths
+
+
 def _default_loader(path: str) -> np.ndarray:
     from physioser.audio import load_audio
 
