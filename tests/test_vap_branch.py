@@ -135,3 +135,18 @@ def test_onnx_export_matches_onnxruntime(branch, tmp_path):
         for name, e, g in zip(("quartet", "z_v", "frames"), expected, got):
             assert np.abs(e.numpy() - g).max() <= 1e-4, (name, waveforms.shape, np.abs(e.numpy() - g).max())
         np.testing.assert_array_equal(got[3], expected[3].numpy())
+
+
+def test_config_round_trip_and_validation():
+    cfg = VAPConfig(pooling="erb", n_bands=40, components=("M", "rho"), axes=("rho", "M", "tau_g", "f_inst"))
+    again = VAPConfig.from_dict(cfg.to_dict())
+    assert again == cfg and again.num_bands == 40
+    with pytest.raises(ValueError, match="unknown VAP config keys"):
+        VAPConfig.from_dict({"hop": 160})
+    with pytest.raises(ValueError, match="group_delay must be one of"):
+        VAPConfig(group_delay="centroid")
+    with pytest.raises(ValueError, match="axes must be a permutation"):
+        VAPConfig(axes=("M", "M", "rho", "tau_g"))
+    model = VAPBranch(cfg)
+    z, frames, _ = model(torch.from_numpy(speech_like(0.3, 0))[None], torch.tensor([4800]))
+    assert z.shape == (1, 256) and frames.shape == (1, 31, 256)

@@ -211,6 +211,7 @@ class VAPFrontEnd(nn.Module):
     def raw(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The un-normalised quartet in physical units (see ``units``) -> ([B, 4, F, T], frame_lengths)."""
         self._check(waveforms, lengths)
+        lengths = lengths.to(device=waveforms.device, dtype=torch.long)
         cfg = self.config
         K = cfg.num_bins
         pad = cfg.win_length // 2
