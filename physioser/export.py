@@ -29,7 +29,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import typer
 
 import physioser
 
@@ -327,7 +326,9 @@ def convert_precision(src: str | Path, dst: str | Path, precision: str) -> Path:
     return dst
 
 
-def register(app: typer.Typer) -> None:
+def register(app: "typer.Typer") -> None:
+    import typer
+
     @app.command("export")
     def export_cmd(
         checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint folder (or its model.safetensors) written by `physioser train`, or 'default'"),

