@@ -233,6 +233,26 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
         },
         {},
     ),
+    "ESD": (
+        {
+            "Emotion Speech Dataset/0001/Neutral/0001_000001.wav": ("Neutral", "neutral", "0001", None, "001", None),
+            "Emotion Speech Dataset/0011/Angry/train/0011_000351.flac": ("Angry", "angry", "0011", None, "001", "train"),
+            "Emotion Speech Dataset/0020/Surprise/test/0020_001750.wav": ("Surprise", "surprised", "0020", None, "350", "test"),
+        },
+        {
+            "Emotion Speech Dataset/0001/Happy/0001_000001.wav": "is Neutral, but the file is in folder 'Happy'",
+            "Emotion Speech Dataset/0002/Sad/0001_001100.wav": "not under 0001/<Emotion>/",
+            "Emotion Speech Dataset/0001/Sad/0001_001800.wav": "outside 1-1750",
+            "Emotion Speech Dataset/0001/Sad/0001-001100.wav": "does not match",
+        },
+        {"Emotion Speech Dataset/0001/0001.txt": "0001_000001\t打远一看，它们的确很是美丽，\t中立\n"},
+    ),
+}
+
+
+LANGUAGES = {  # rows whose language differs from their corpus's main language
+    "Emotion Speech Dataset/0011/Angry/train/0011_000351.flac": "en",
+    "Emotion Speech Dataset/0020/Surprise/test/0020_001750.wav": "en",
 }
 
 
@@ -257,7 +277,10 @@ def test_reader_on_fixture_tree(tmp_path, name):
         for r in listing.rows
     }
     assert got == valid
-    assert all(r.corpus == name and r.language == CORPORA[name].language for r in listing.rows)
+    assert all(r.corpus == name for r in listing.rows)
+    languages = {r.path.relative_to(tmp_path).as_posix(): r.language for r in listing.rows}
+    expected_languages = {rel: LANGUAGES.get(rel, CORPORA[name].language) for rel in valid}
+    assert languages == expected_languages
     reported = {u.path.relative_to(tmp_path).as_posix(): u.reason for u in listing.unmatched}
     assert set(reported) == set(malformed)
     for rel, reason in malformed.items():

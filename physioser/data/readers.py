@@ -544,3 +544,42 @@ register(
         url="https://github.com/emotiontts/emotiontts_open_db",
     )
 )
+
+
+# ---------------------------------------------------------------------------------------- ESD
+ESD_RANGES = (("Neutral", 1, 350), ("Angry", 351, 700), ("Happy", 701, 1050), ("Sad", 1051, 1400), ("Surprise", 1401, 1750))
+ESD_SPLITS = ("train", "evaluation", "test")
+
+
+def _esd(spec: CorpusSpec, path: Path, m: re.Match) -> Row | Unmatched:
+    speaker, index = m["speaker"], int(m["index"])
+    split = path.parent.name if path.parent.name in ESD_SPLITS else None
+    emotion_dir = path.parent.parent if split else path.parent
+    if emotion_dir.parent.name != speaker:
+        return Unmatched(path, f"not under {speaker}/<Emotion>/ ({spec.layout})")
+    label = next((name for name, low, high in ESD_RANGES if low <= index <= high), None)
+    if label is None:
+        return Unmatched(path, f"index {index} is outside 1-1750, so it names no emotion")
+    if emotion_dir.name != label:
+        return Unmatched(path, f"index {index} is {label}, but the file is in folder {emotion_dir.name!r}")
+    language = "zh" if int(speaker) <= 10 else "en"
+    sentence = f"{(index - 1) % 350 + 1:03d}"
+    return spec.row(path, label, speaker, sentence=sentence, partition=split, language=language)
+
+
+register(
+    CorpusSpec(
+        name="ESD",
+        language="zh",
+        description="Emotional Speech Dataset (Zhou et al.): 10 Mandarin (0001-0010) and 10 English (0011-0020) speakers, 350 parallel sentences",
+        layout="SSSS/<Emotion>/[train|evaluation|test/]SSSS_NNNNNN.wav (Emotion Neutral 1-350, Angry 351-700, "
+        "Happy 701-1050, Sad 1051-1400, Surprise 1401-1750; speakers 0001-0010 Mandarin, 0011-0020 English)",
+        labels={"Neutral": "neutral", "Angry": "angry", "Happy": "happy", "Sad": "sad", "Surprise": "surprised"},
+        reader=_by_name(r"(?P<speaker>\d{4})_(?P<index>\d{6})", _esd),
+        confounds=(
+            "350 parallel sentences per speaker in every emotion (sentence = index within its emotion block): no sentence-emotion tie",
+            "bilingual: Row.language is zh for speakers 0001-0010, en for 0011-0020",
+        ),
+        url="https://github.com/HLTSingapore/Emotional-Speech-Data",
+    )
+)

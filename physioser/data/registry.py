@@ -65,7 +65,7 @@ class UnmatchedFilesWarning(UserWarning):
 @dataclass(frozen=True)
 class CorpusSpec:
     name: str
-    language: str  # ISO 639-1
+    language: str  # ISO 639-1 (the main language; rows of bilingual corpora carry their own)
     description: str
     layout: str  # the published layout the reader expects
     labels: dict[str, str]  # corpus code -> canonical emotion
@@ -102,12 +102,14 @@ class CorpusSpec:
         gender: str | None = None,
         sentence: str | None = None,
         partition: str | None = None,
+        language: str | None = None,
     ) -> Row | Unmatched:
-        """A row for ``label`` (a corpus code), or Unmatched when the code is not one of the corpus's."""
+        """A row for ``label`` (a corpus code), or Unmatched when the code is not one of the corpus's.
+        ``language`` overrides the corpus language for bilingual corpora."""
         canonical = self.labels.get(label)
         if canonical is None:
             return Unmatched(path, f"label code {label!r} is not one of {self.name}'s ({', '.join(self.labels)})")
-        return Row(path, self.name, self.language, label, canonical, speaker, gender, sentence, partition)
+        return Row(path, self.name, language or self.language, label, canonical, speaker, gender, sentence, partition)
 
 
 CORPORA: dict[str, CorpusSpec] = {}
