@@ -188,10 +188,15 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
     ),
     "TurEV-DB": (
         {
-            "Sound Source/Angry/1157_a_kalem.wav": ("Angry", "angry", "1157", None, "kalem", None),
-            "Sound Source/Calm/1158_c_masa.flac": ("Calm", "calm", "1158", None, "masa", None),
+            "Sound Source/Angry/1157_kz_beste.wav": ("kz", "angry", "1157", None, "beste", None),
+            "Sound Source/Calm/1234_sk_algi.flac": ("sk", "calm", "1234", None, "algi", None),
+            "Sound Source/Sad/1358_hl_acik.wav": ("hl", "sad", "1358", None, "acik", None),
         },
-        {"Sound Source/Sad/badname.wav": "does not match", "Sound Source/Other/1157_a_kalem.wav": "not one of Angry/Calm/Happy/Sad"},
+        {
+            "Sound Source/Happy/1157_kz_okul.wav": "emotion code 'kz' in the name disagrees with its folder 'Happy'",
+            "Sound Source/Sad/badname.wav": "does not match",
+            "Sound Source/Other/1157_kz_kalem.wav": "not one of Angry/Calm/Happy/Sad",
+        },
         {},
     ),
     "AESDD": (

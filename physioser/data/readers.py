@@ -412,14 +412,16 @@ register(
 
 
 # ------------------------------------------------------------------------------------ TurEV-DB
-TUREV_FOLDERS = ("Angry", "Calm", "Happy", "Sad")
+TUREV_FOLDERS = {"angry": "kz", "calm": "sk", "happy": "mt", "sad": "hl"}  # kızgın, sakin, mutlu, hüzünlü
 
 
 def _turev(spec: CorpusSpec, path: Path, m: re.Match) -> Row | Unmatched:
-    folder = next((f for f in TUREV_FOLDERS if f.lower() == path.parent.name.lower()), None)
+    folder = TUREV_FOLDERS.get(path.parent.name.lower())
     if folder is None:
-        return Unmatched(path, f"folder {path.parent.name!r} is not one of {'/'.join(TUREV_FOLDERS)}")
-    return spec.row(path, folder, m["speaker"], sentence=m["word"].lower())
+        return Unmatched(path, f"folder {path.parent.name!r} is not one of Angry/Calm/Happy/Sad")
+    if folder != m["code"]:
+        return Unmatched(path, f"emotion code {m['code']!r} in the name disagrees with its folder {path.parent.name!r}")
+    return spec.row(path, m["code"], m["speaker"], sentence=m["word"].lower())
 
 
 register(
@@ -427,9 +429,10 @@ register(
         name="TurEV-DB",
         language="tr",
         description="Turkish Emotional Voice Database (acted single words)",
-        layout="Angry|Calm|Happy|Sad/SPK_code_word.wav (speaker = first token, word = last)",
-        labels={"Angry": "angry", "Calm": "calm", "Happy": "happy", "Sad": "sad"},
-        reader=_by_name(r"(?P<speaker>[^_]+)_(?P<code>[^_]+)_(?P<word>.+)", _turev),
+        layout="Sound Source/Angry|Calm|Happy|Sad/SPK_code_word.wav (code kz angry, sk calm, mt happy, hl sad), "
+        "e.g. Sound Source/Angry/1157_kz_beste.wav; point ROOT at 'Sound Source' (the repository's other folders hold filtered copies)",
+        labels={"kz": "angry", "sk": "calm", "mt": "happy", "hl": "sad"},
+        reader=_by_name(r"(?P<speaker>\d+)_(?P<code>[a-z]{2})_(?P<word>[A-Za-z]+)", _turev),
         confounds=("single isolated words; the same words are acted in every emotion",),
         url="https://github.com/Xeonen/TurEV-DB",
     )
