@@ -144,9 +144,38 @@ def test_config_round_trip_and_validation():
     with pytest.raises(ValueError, match="unknown VAP config keys"):
         VAPConfig.from_dict({"hop": 160})
     with pytest.raises(ValueError, match="group_delay must be one of"):
-        VAPConfig(group_delay="centroid")
+        VAPConfig(group_delay="hilbert")
     with pytest.raises(ValueError, match="axes must be a permutation"):
         VAPConfig(axes=("M", "M", "rho", "tau_g"))
     model = VAPBranch(cfg)
     z, frames, _ = model(torch.from_numpy(speech_like(0.3, 0))[None], torch.tensor([4800]))
     assert z.shape == (1, 256) and frames.shape == (1, 31, 256)
+
+
+@pytest.mark.parametrize("group_delay", ["centroid", "plain"])
+def test_onnx_front_end_parity_for_measured_group_delays(group_delay, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from physioser.vap import VAPFrontEnd
+
+    class Quartet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fe = VAPFrontEnd(VAPConfig(group_delay=group_delay))
+
+        def forward(self, waveforms, lengths):
+            return self.fe(waveforms, lengths)[0]
+
+    model = Quartet().eval()
+    path = tmp_path / "fe.onnx"
+    example = (torch.from_numpy(speech_like(0.5, 0))[None], torch.tensor([8000]))
+    axes = {"waveforms": {0: "b", 1: "s"}, "lengths": {0: "b"}, "quartet": {0: "b", 3: "t"}}
+    torch.onnx.export(model, example, str(path), dynamo=False, opset_version=17,
+                      input_names=["waveforms", "lengths"], output_names=["quartet"], dynamic_axes=axes)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = np.zeros((2, 32000), np.float32)
+    batch[0], batch[1, :20000] = speech_like(2.0, 1), speech_like(1.25, 2)
+    for waveforms, lengths in ((batch, np.array([32000, 20000])), (batch[1:, :20000], np.array([20000]))):
+        with torch.no_grad():
+            expected = model(torch.from_numpy(waveforms), torch.from_numpy(lengths)).numpy()
+        got = session.run(None, {"waveforms": waveforms, "lengths": lengths})[0]
+        assert np.abs(expected - got).max() <= 1e-4

@@ -107,6 +107,38 @@ def test_mel_filterbank_matches_librosa_htk():
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
+def reference_centroid_delay(x: np.ndarray, sub_len=128, subwindows=10, power=4.0) -> np.ndarray:
+    """tau_g "centroid" [K, T] in ms, one sub-window at a time."""
+    hop, n_fft = 160, 512
+    pad = 200
+    xp = np.pad(x.astype(np.float64), pad)
+    T = 1 + len(x) // hop
+    window = np.hanning(sub_len + 1)[:-1]
+    ramp = np.arange(sub_len) - sub_len // 2
+    shift = np.exp(1j * 2 * np.pi * np.arange(n_fft // 2 + 1) / n_fft * (sub_len // 2))
+    out = np.zeros((n_fft // 2 + 1, T))
+    for t in range(T):
+        num = den = 0.0
+        for j in range(subwindows):
+            centre = t * hop + pad + int(np.round((j - (subwindows - 1) / 2) * hop / subwindows))
+            seg = xp[centre - sub_len // 2 : centre - sub_len // 2 + sub_len]
+            X = np.fft.rfft(seg * window, n_fft) * shift
+            Y = np.fft.rfft(seg * window * ramp, n_fft) * shift
+            P = np.abs(X) ** 2 + 1e-30
+            e = (seg * window) ** 2
+            delay = (X.real * Y.real + X.imag * Y.imag) / P - (e * ramp).sum() / (e.sum() + 1e-30)
+            num = num + P ** (power / 2) * delay
+            den = den + P ** (power / 2)
+        out[:, t] = num / den / SR * 1000
+    return out
+
+
+def test_centroid_group_delay_matches_numpy_reference():
+    x = synthetic_vowel(noise=0.01, seconds=0.2, glide_to=150)
+    _, q = raw_quartet(x, pooling="none", group_delay="centroid")
+    np.testing.assert_allclose(q["tau_g"], reference_centroid_delay(x), atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------- physics
 @pytest.fixture(scope="module")
 def vowel_mel():
@@ -127,8 +159,9 @@ def test_M_peaks_at_the_formants(vowel_mel):
         assert np.min(np.abs(peaks - nearest(centres, formant))) <= 1, (formant, centres[peaks])
 
 
-def test_tau_g_peaks_at_the_formants(vowel_mel):
-    fe, q = vowel_mel
+@pytest.mark.parametrize("group_delay", ["minphase", "centroid"])
+def test_tau_g_peaks_at_the_formants(group_delay, vowel_mel):
+    fe, q = vowel_mel if group_delay == "minphase" else raw_quartet(synthetic_vowel(), group_delay=group_delay)
     centres = fe.band_centres.numpy()
     delay = q["tau_g"][:, 2:-2].mean(axis=1)
     peaks = local_maxima(delay)
@@ -195,7 +228,7 @@ def test_too_short_waveform_is_a_clear_error():
         fe(bad, torch.tensor([4000]))
 
 
-@pytest.mark.parametrize("group_delay", ["minphase", "plain", "modified"])
+@pytest.mark.parametrize("group_delay", ["minphase", "plain", "modified", "centroid"])
 @pytest.mark.parametrize("normalize", ["utterance", "utterance_band", "none"])
 def test_silence_gives_finite_quartet(group_delay, normalize):
     fe = VAPFrontEnd(VAPConfig(group_delay=group_delay, normalize=normalize))

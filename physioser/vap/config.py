@@ -9,7 +9,7 @@ __all__ = ["COMPONENTS", "VAPConfig"]
 # The quartet: (amplitude, phase) x (filter, source).
 COMPONENTS = ("M", "rho", "f_inst", "tau_g")
 
-_GROUP_DELAYS = ("minphase", "plain", "modified")
+_GROUP_DELAYS = ("minphase", "plain", "modified", "centroid")
 _POOLINGS = ("mel", "erb", "none")
 _NORMALIZATIONS = ("utterance", "utterance_band", "dataset", "none")
 _ENCODER_POOLINGS = ("attentive", "mean_std")
@@ -30,6 +30,9 @@ class VAPConfig:
         whose log magnitude is the envelope M, from the causal cepstrum. "plain": per-cell
         (X_R Y_R + X_I Y_I)/|X|^2 with Y = DFT(n x[n]). "modified": Hegde-Murthy modified group delay,
         denominator the cepstrally smoothed |X|^(2 gamma), compressed by sign(t)|t|^alpha.
+        "centroid": measured group delay on short sub-windows (gd_window_ms, about one pitch period;
+        gd_subwindows of them per hop), time from each sub-window's energy centroid, averaged with
+        weights |X|^gd_weight_power.
       mgd_alpha, mgd_gamma: exponents of the modified group delay.
       pooling: "mel" or "erb" triangular bands (n_bands of them, fmin..fmax), or "none" (FFT bins).
       phase_weight_power: f_inst and tau_g are pooled with weights w_bk |X_k|^p.
@@ -61,6 +64,9 @@ class VAPConfig:
     group_delay: str = "minphase"
     mgd_alpha: float = 0.4
     mgd_gamma: float = 0.9
+    gd_window_ms: float = 8.0
+    gd_subwindows: int = 10
+    gd_weight_power: float = 4.0
     pooling: str = "mel"
     n_bands: int = 64
     fmin: float = 0.0
@@ -112,6 +118,8 @@ class VAPConfig:
             raise ValueError("channels_1d, kernels_1d and dilations_1d must have the same length")
         if any(k % 2 == 0 for k in self.kernels_1d):
             raise ValueError(f"kernels_1d must be odd (same-length padding), got {self.kernels_1d}")
+        if not 2 <= self.gd_window_samples <= self.n_fft or self.gd_subwindows < 1:
+            raise ValueError(f"gd_window_ms must give 2..{self.n_fft} samples and gd_subwindows >= 1")
         if self.min_seconds * self.sample_rate < self.win_length:
             raise ValueError(f"min_seconds={self.min_seconds} is shorter than one analysis window")
 
@@ -119,6 +127,10 @@ class VAPConfig:
     def lifter_samples(self) -> int:
         """Cepstral cut-off in samples: quefrencies 0 .. lifter_samples-1 form the envelope."""
         return round(self.lifter_ms * self.sample_rate / 1000)
+
+    @property
+    def gd_window_samples(self) -> int:
+        return int(round(self.gd_window_ms * self.sample_rate / 1000))
 
     @property
     def min_samples(self) -> int:

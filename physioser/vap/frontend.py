@@ -2,7 +2,7 @@
 
 Pure tensor ops (framing by Gather, the DFT as a float64 matmul with a fixed windowed Fourier
 basis, matmuls with fixed matrices, atan from Atan/Where), so it traces to ONNX. Frames: Hann window of ``win_length`` samples centred on sample
-``t * hop_length`` (the signal is zero-padded by ``win_length // 2`` on both sides), time inside a
+``t * hop_length`` (the signal is zero-padded on both sides by at least ``win_length // 2``), time inside a
 frame measured from the window centre, ``n_fft``-point DFT. ``T = 1 + S // hop``, and an item of
 ``n`` samples has ``1 + n // hop`` valid frames; frames past that are zeroed. Samples past an item's
 length are zeroed first, so an item gives the same valid frames alone or inside a padded batch.
@@ -29,6 +29,12 @@ nulls, whose log is mostly rounding noise, are lifted to dynamic_range_db below 
     With 25 ms frames (about three pitch periods) it does not follow the formants (DESIGN §1).
   - "modified": Hegde-Murthy modified group delay, (X_R Y_R + X_I Y_I) / exp(M)^(2 gamma),
     compressed as sign(t) |t|^alpha (unit-less).
+  - "centroid": a measured group delay that sees one excitation response: ``gd_subwindows``
+    short Hann windows (``gd_window_ms``, about one pitch period) spread over each hop; in each,
+    the plain group delay minus the window's energy centroid (so the position of the glottal
+    pulse in the window cancels); averaged over the sub-windows with weights |X|^gd_weight_power,
+    which favours windows that hold a whole pulse response. Formant peaks are coarser (the short
+    window's resolution) and it degrades at high F0 (see eval/bench/vap.json).
   Pooled with the same magnitude weights as f_inst.
 
 M and rho are pooled by plain weighted means over the band's triangle (weights summing to 1).
@@ -136,7 +142,23 @@ class VAPFrontEnd(nn.Module):
             ramp = (n - centre)[None, :]
             basis += [ramp * window * np.cos(phase), -ramp * window * np.sin(phase)]
         self.register_buffer("basis", torch.tensor(np.concatenate(basis).T, dtype=torch.float64), persistent=False)  # [win, 2K or 4K]
-        self.register_buffer("frame_offsets", torch.arange(win), persistent=False)
+        # Zero padding on both sides: half a window, or the reach of the centroid sub-windows.
+        sub_len = cfg.gd_window_samples
+        sub_centres = np.round((np.arange(cfg.gd_subwindows) - (cfg.gd_subwindows - 1) / 2) * hop / cfg.gd_subwindows).astype(int)
+        self.pad = max(win // 2, int(np.abs(sub_centres).max()) + sub_len // 2 + 1)
+        self.register_buffer("frame_offsets", torch.arange(win) + (self.pad - win // 2), persistent=False)
+        if cfg.group_delay == "centroid":
+            m = np.arange(sub_len, dtype=np.float64)
+            sub_window = 0.5 - 0.5 * np.cos(2 * np.pi * m / sub_len)
+            sub_ramp = m - sub_len // 2
+            sub_phase = omega * sub_ramp[None, :]
+            sub_basis = [sub_window * np.cos(sub_phase), -sub_window * np.sin(sub_phase)]
+            sub_basis += [sub_ramp * b for b in sub_basis]
+            self.register_buffer("sub_basis", torch.tensor(np.concatenate(sub_basis).T), persistent=False)  # [L, 4K]
+            energy = np.stack([sub_window**2, sub_ramp * sub_window**2], axis=1)  # [L, 2]
+            self.register_buffer("sub_energy", torch.tensor(energy), persistent=False)
+            offsets = self.pad + sub_centres[:, None] - sub_len // 2 + np.arange(sub_len)[None, :]
+            self.register_buffer("sub_offsets", torch.tensor(offsets), persistent=False)  # [S, L]
 
         # Cepstral envelope and minimum-phase group delay as fixed [K, K] maps of log|X|.
         q = np.arange(cfg.lifter_samples, dtype=np.float64)
@@ -214,7 +236,7 @@ class VAPFrontEnd(nn.Module):
         lengths = lengths.to(device=waveforms.device, dtype=torch.long)
         cfg = self.config
         K = cfg.num_bins
-        pad = cfg.win_length // 2
+        pad = self.pad
         samples = torch.arange(waveforms.shape[1], device=waveforms.device)
         x = waveforms.to(torch.float32) * (samples[None, :] < lengths[:, None]).to(torch.float32)
         x = nn.functional.pad(x, (pad, pad))
@@ -241,6 +263,8 @@ class VAPFrontEnd(nn.Module):
 
         if cfg.group_delay == "minphase":
             delay = logmag @ self.mp_delay
+        elif cfg.group_delay == "centroid":
+            delay = self._centroid_delay(x, starts)
         else:
             yr, yi = spec[..., 2 * K : 3 * K], spec[..., 3 * K :]
             num = re * yr + im * yi
@@ -265,6 +289,21 @@ class VAPFrontEnd(nn.Module):
         frame_lengths = self.frame_lengths(lengths)
         mask = frame_mask(frame_lengths, quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
         return quartet * mask, frame_lengths
+
+    def _centroid_delay(self, x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """Sub-pitch-period group delay from the energy centroid, |X|^p-weighted over sub-windows -> [B, T, K] ms."""
+        cfg = self.config
+        K = cfg.num_bins
+        sub = x[:, starts[:, None, None] + self.sub_offsets[None]].to(torch.float64)  # [B, T, S, L]
+        spec = sub @ self.sub_basis  # [B, T, S, 4K]
+        xr, xi, yr, yi = spec[..., :K], spec[..., K : 2 * K], spec[..., 2 * K : 3 * K], spec[..., 3 * K :]
+        power = xr * xr + xi * xi + 1e-30
+        energy = (sub * sub) @ self.sub_energy  # [B, T, S, 2]: sum w^2 x^2, sum n w^2 x^2
+        centroid = energy[..., 1:] / (energy[..., :1] + 1e-30)
+        delay = (xr * yr + xi * yi) / power - centroid  # [B, T, S, K] samples from the centroid
+        weight = power.pow(0.5 * cfg.gd_weight_power)
+        delay = (weight * delay).sum(dim=2) / weight.sum(dim=2)
+        return delay.to(torch.float32) * (1000.0 / cfg.sample_rate)
 
     def normalise(self, quartet: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Apply ``config.normalize`` to a raw quartet [B, 4, F, T]; padded frames stay zero."""
