@@ -29,6 +29,8 @@ __all__ = [
     "ClippingWarning",
     "DCOffsetWarning",
     "DownmixWarning",
+    "MAX_FILE_RATE",
+    "MIN_FILE_RATE",
     "MIN_SECONDS",
     "audio_info",
     "downmix",
@@ -42,6 +44,10 @@ __all__ = [
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 MIN_SECONDS = 0.1
+MIN_FILE_RATE = 1000
+MAX_FILE_RATE = 768_000
+"""Sample rates a file may declare: outside this a header is corrupt or hostile (1 Hz would make
+resampling to 16 kHz expand a small file 16000-fold)."""
 """Default minimum duration: shorter clips carry no usable emotion cue and break framing."""
 CLIP_LEVEL = 0.999
 """|x| at or above this (float full scale 1.0) counts as a clipped sample."""
@@ -71,6 +77,17 @@ class DownmixWarning(AudioWarning):
     """Channels cancel each other when mixed down to mono (phase-inverted stereo)."""
 
 
+def _check_float32_range(x: np.ndarray, name: str) -> None:
+    """Float samples wider than float32 that the cast would turn into ±Inf are an error."""
+    if x.dtype.itemsize > 4:
+        huge = np.abs(x.reshape(-1)) > np.finfo(np.float32).max
+        if huge.any():
+            raise AudioError(
+                f"{name}: {int(huge.sum())} samples beyond the float32 range (first at sample {int(np.argmax(huge))}); "
+                "audio must be normalised to [-1, 1]"
+            )
+
+
 def to_float32(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
     """Convert integer PCM (int16, int32, uint8) or float64 samples to float32 in [-1, 1)."""
     x = np.asarray(x)
@@ -81,6 +98,7 @@ def to_float32(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
     if x.dtype == np.uint8:
         return (x.astype(np.float32) - 128.0) / 128.0
     if np.issubdtype(x.dtype, np.floating):
+        _check_float32_range(x, name)
         return x.astype(np.float32, copy=False)
     raise AudioError(f"{name}: unsupported sample type {x.dtype} (expected int16, int32, uint8 or float)")
 
@@ -91,6 +109,12 @@ def _to_int(x: np.ndarray, bits: int, dtype: type, name: str) -> np.ndarray:
         return x
     if not np.issubdtype(x.dtype, np.floating):
         x = to_float32(x, name=name)
+    finite = np.isfinite(x)
+    if not finite.all():
+        raise AudioError(f"{name}: {int(x.size - finite.sum())} NaN/Inf samples cannot be converted to int{bits} PCM")
+    beyond = int((np.abs(x) > 1.0).sum())
+    if beyond:
+        warnings.warn(f"{name}: {beyond} samples beyond ±1 saturated at int{bits} full scale", ClippingWarning, stacklevel=3)
     scale = float(2 ** (bits - 1))
     return np.clip(np.round(x.astype(np.float64) * scale), -scale, scale - 1).astype(dtype)
 
@@ -116,11 +140,17 @@ def downmix(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
         return x
     if x.ndim != 2:
         raise AudioError(f"{name}: expected [frames] or [frames, channels], got shape {x.shape}")
+    if x.dtype.kind not in "iuf":  # signed/unsigned integer PCM or float (not bool, complex, timedelta, objects)
+        raise AudioError(f"{name}: unsupported sample type {x.dtype} (expected integer PCM or float)")
+    if x.size == 0:
+        raise AudioError(f"{name}: empty ({x.shape[0]} frames x {x.shape[1]} channels)")
     if x.shape[1] == 1:
         return x[:, 0]
     mono = x.mean(axis=1, dtype=np.float64).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
-    channel_energy = float(np.mean(np.square(x, dtype=np.float64)))
-    if channel_energy > 0 and float(np.mean(np.square(mono, dtype=np.float64))) < 0.25 * channel_energy:
+    with np.errstate(over="ignore"):  # absurd magnitudes (> 1e154) are rejected later by validate_waveform
+        channel_energy = float(np.mean(np.square(x, dtype=np.float64)))
+        mono_energy = float(np.mean(np.square(mono, dtype=np.float64)))
+    if channel_energy > 0 and mono_energy < 0.25 * channel_energy:
         warnings.warn(
             f"{name}: the {x.shape[1]} channels cancel when mixed to mono (opposite phase?); "
             "the mono signal keeps under 25% of their energy",
@@ -181,6 +211,7 @@ def validate_waveform(
         bad = int(x.size - finite.sum())
         first = int(np.argmin(finite))
         raise AudioError(f"{name}: {bad} NaN/Inf samples (first at sample {first})")
+    _check_float32_range(x, name)
     x = np.ascontiguousarray(x, dtype=np.float32)
     magnitude = np.abs(x)
     beyond = int((magnitude > 1.0).sum())
@@ -228,8 +259,14 @@ def load_audio(
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        with sf.SoundFile(str(path)) as handle:
+            sr = handle.samplerate
+            if not MIN_FILE_RATE <= sr <= MAX_FILE_RATE:
+                raise AudioError(f"{path}: sample rate {sr} Hz is outside {MIN_FILE_RATE}..{MAX_FILE_RATE} Hz (corrupt header?)")
+            data = handle.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:  # ValueError: e.g. unknown length
         raise AudioError(f"{path}: cannot decode audio ({error})") from error
     if data.size == 0:
         raise AudioError(f"{path}: empty (0 samples)")

@@ -11,6 +11,15 @@ import pytest
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "SHM")
 
+# hypothesis profiles: "ci" (default, modest example counts) and "long" (the fuzzing campaign
+# reported in RELIABILITY.md); choose with PHYSIOSER_HYPOTHESIS_PROFILE=long. Tests that set
+# their own max_examples keep them; tests/fuzzing.py scales the fuzzers' budgets by profile.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("PHYSIOSER_HYPOTHESIS_PROFILE", "ci"))
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPORA_ROOT = Path(os.environ.get("PHYSIOSER_CORPORA", REPO_ROOT.parent / "shared" / "corpora"))
 
