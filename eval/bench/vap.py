@@ -3,10 +3,10 @@
     OMP_NUM_THREADS=1 .venv/bin/python eval/bench/vap.py
 
 Speed: milliseconds of compute per second of audio on 1 CPU thread, PyTorch eager vs onnxruntime,
-measured side by side in one run (interleaved, median of repeats), for the whole branch and the
-front end alone. Physics: on a synthetic vowel (F0 120 Hz, formants 700/1220/2600 Hz) the peaks
+measured side by side in one run (interleaved, median of repeats), for the whole branch, the
+front end alone, and the front end with the measured "centroid" group delay. Physics: on a synthetic vowel (F0 120 Hz, formants 700/1220/2600 Hz) the peaks
 of M and of each tau_g definition, their correlation with the true vocal-tract group delay, and
-the F0 read from f_inst.
+the F0 read from f_inst; the tau_g definitions also at F0 220 Hz.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def speed() -> dict:
         models = {
             "branch": (branch, ["z_v", "frames", "frame_lengths"]),
             "frontend": (_Quartet(branch.frontend).eval(), ["quartet"]),
+            "frontend_tau_g_centroid": (_Quartet(VAPFrontEnd(VAPConfig(group_delay="centroid"))).eval(), ["quartet"]),
         }
         for name, (model, outputs) in models.items():
             path = Path(tmp) / f"{name}.onnx"
@@ -101,34 +102,32 @@ def speed() -> dict:
 
 
 def physics() -> dict:
-    x = synthetic_vowel()
-    n = torch.tensor([len(x)])
-    out: dict = {"signal": {"f0_hz": F0, "formants_hz": list(FORMANTS)}}
+    out: dict = {"signal": {"f0_hz": [F0, 220.0], "formants_hz": list(FORMANTS)}}
     b, a = vocal_tract()
-    for gd in ("minphase", "plain", "modified"):
-        row = {}
-        for pooling in ("none", "mel"):
-            fe = VAPFrontEnd(VAPConfig(normalize="none", pooling=pooling, group_delay=gd))
-            q = dict(zip(fe.component_names, fe.raw(torch.from_numpy(x)[None], n)[0][0].numpy()))
-            centres = fe.band_centres.numpy()
-            delay = q["tau_g"][:, 2:-2].mean(1)
-            peaks = ss.find_peaks(delay)[0]
-            top3 = np.sort(centres[peaks[np.argsort(-delay[peaks])[:3]]])
-            truth = ss.group_delay((b, a), w=centres, fs=16000)[1]
-            row[pooling] = {
-                "tau_g_top3_peaks_hz": [round(float(f), 1) for f in top3],
-                "corr_with_true_vocal_tract_group_delay": round(float(np.corrcoef(delay, truth)[0, 1]), 3),
-            }
-            if gd == "minphase":
-                envelope = q["M"][:, 2:-2].mean(1)
-                m_peaks = ss.find_peaks(envelope)[0]
-                top = m_peaks[np.argsort(-envelope[m_peaks])[:3]]
-                row[pooling]["M_top3_peaks_hz"] = [round(float(f), 1) for f in np.sort(centres[top])]
-                k = int(np.argmin(np.abs(centres - F0)))
-                f0 = centres[k] + q["f_inst"][k, 2:-2]
-                row[pooling]["f0_from_f_inst_hz"] = {"mean": round(float(f0.mean()), 3), "std": round(float(f0.std()), 3)}
-        out[f"tau_g={gd}"] = row
-    plot_quartet(x, HERE / "vap_synthetic_vowel.png", title="synthetic vowel F0 120 Hz, F1-F3 700/1220/2600 Hz")
+    for f0, gd, pooling in [(f, g, p) for f in (F0, 220.0) for g in ("minphase", "plain", "modified", "centroid") for p in ("none", "mel")]:
+        x = synthetic_vowel(f0=f0)
+        n = torch.tensor([len(x)])
+        row = out.setdefault(f"f0={f0:.0f} tau_g={gd}", {})
+        fe = VAPFrontEnd(VAPConfig(normalize="none", pooling=pooling, group_delay=gd))
+        q = dict(zip(fe.component_names, fe.raw(torch.from_numpy(x)[None], n)[0][0].numpy()))
+        centres = fe.band_centres.numpy()
+        delay = q["tau_g"][:, 2:-2].mean(1)
+        peaks = ss.find_peaks(delay)[0]
+        top3 = np.sort(centres[peaks[np.argsort(-delay[peaks])[:3]]])
+        truth = ss.group_delay((b, a), w=centres, fs=16000)[1]
+        row[pooling] = {
+            "tau_g_top3_peaks_hz": [round(float(f), 1) for f in top3],
+            "corr_with_true_vocal_tract_group_delay": round(float(np.corrcoef(delay, truth)[0, 1]), 3),
+        }
+        if gd == "minphase" and f0 == F0:
+            envelope = q["M"][:, 2:-2].mean(1)
+            m_peaks = ss.find_peaks(envelope)[0]
+            top = m_peaks[np.argsort(-envelope[m_peaks])[:3]]
+            row[pooling]["M_top3_peaks_hz"] = [round(float(f), 1) for f in np.sort(centres[top])]
+            k = int(np.argmin(np.abs(centres - F0)))
+            estimate = centres[k] + q["f_inst"][k, 2:-2]
+            row[pooling]["f0_from_f_inst_hz"] = {"mean": round(float(estimate.mean()), 3), "std": round(float(estimate.std()), 3)}
+    plot_quartet(synthetic_vowel(), HERE / "vap_synthetic_vowel.png", title="synthetic vowel F0 120 Hz, F1-F3 700/1220/2600 Hz")
     return out
 
 
