@@ -102,7 +102,7 @@ class VAPEncoder(nn.Module):
         self.out_dim = cfg.dim
 
     def forward(self, quartet: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mask = frame_mask(frame_lengths, quartet.shape[-1])
+        mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1])
         m4 = mask[:, None, None, :].to(quartet.dtype)
         x = quartet * self.component_mask * m4
         for conv, norm in zip(self.convs2d, self.norms2d):

@@ -105,7 +105,7 @@ def frame_mask(frame_lengths: torch.Tensor, num_frames: int | torch.Tensor) -> t
 
 def quartet_statistics(quartet: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
     """Utterance statistics of a quartet [B, 4, F, T] over its valid frames -> [B, 4, F, 2] (mean, std)."""
-    mask = frame_mask(frame_lengths, quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+    mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
     count = mask.sum(-1).clamp(min=1.0)
     mean = (quartet * mask).sum(-1) / count
     var = ((quartet - mean[..., None]).pow(2) * mask).sum(-1) / count
@@ -287,7 +287,7 @@ class VAPFrontEnd(nn.Module):
             }
         quartet = torch.stack([parts[c] for c in self.component_names], dim=1).transpose(2, 3)  # [B, 4, F, T]
         frame_lengths = self.frame_lengths(lengths)
-        mask = frame_mask(frame_lengths, quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+        mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
         return quartet * mask, frame_lengths
 
     def _centroid_delay(self, x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
@@ -308,7 +308,7 @@ class VAPFrontEnd(nn.Module):
     def normalise(self, quartet: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Apply ``config.normalize`` to a raw quartet [B, 4, F, T]; padded frames stay zero."""
         cfg = self.config
-        mask = frame_mask(frame_lengths, quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+        mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
         if cfg.normalize == "none":
             return quartet * mask
         if cfg.normalize == "dataset":
