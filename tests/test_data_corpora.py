@@ -65,3 +65,14 @@ def test_committed_protocol_reproduces(name):
     folds = saved.apply(rows)  # strict: counts recorded in the file must reproduce
     for fold in folds:
         assert not {rows[i].speaker for i in fold.train} & {rows[i].speaker for i in fold.test}
+
+
+def test_committed_protocol_on_four_class_subset():
+    rows = read_corpus("RAVDESS", corpus_dir("RAVDESS"))
+    keep = np.array([i for i, r in enumerate(rows) if r.canonical in ("neutral", "happy", "angry", "sad")])
+    path = PROTOCOL_DIR / "RAVDESS.yaml"
+    whole, part = make_folds(rows, "RAVDESS", protocol=path), make_folds([rows[i] for i in keep], "RAVDESS", protocol=path)
+    assert len(keep) == 672
+    for a, b in zip(whole, part):
+        for split in ("train", "val", "test"):
+            np.testing.assert_array_equal(keep[getattr(b, split)], np.intersect1d(getattr(a, split), keep))

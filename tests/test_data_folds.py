@@ -135,9 +135,21 @@ def test_protocol_round_trip_and_strict_apply(tmp_path):
             np.testing.assert_array_equal(getattr(a, part), getattr(b, part))
     folds = make_folds(rows, "KoreanEmotionTTS", protocol=path)
     assert len(folds) == 10 and sum(len(f.discarded) for f in folds) > 0
-    with pytest.raises(ProtocolError, match="made on 48 rows, these are 47"):
-        loaded.apply(rows[:-1])
-    assert len(loaded.apply(rows[:-1], strict=False)) == 10
+    # a class subset of the same corpus gets the same folds, restricted to its rows
+    subset = [r for r in rows if r.canonical in ("neutral", "sad")]
+    keep = np.array([i for i, r in enumerate(rows) if r.canonical in ("neutral", "sad")])
+    for whole, part in zip(loaded.apply(rows), loaded.apply(subset)):
+        np.testing.assert_array_equal(keep[part.test], np.intersect1d(whole.test, keep))
+        np.testing.assert_array_equal(keep[part.train], np.intersect1d(whole.train, keep))
+    # rows the protocol does not know (another copy of the corpus) are refused
+    stranger = [Row(Path("/x/new.wav"), "EMOVO", "it", "sad", "sad", "s99", "F", "t0")]
+    with pytest.raises(ProtocolError, match=r"1 of 47 rows fall in no test fold .*s99/t0"):
+        loaded.apply(rows[:-2] + stranger)
+    with pytest.raises(ProtocolError, match=r"rows give .* the protocol recorded"):
+        loaded.apply(rows[:-1] + stranger)  # as many rows as recorded, but not the same ones
+    with pytest.raises(ProtocolError, match="made on 48 rows, these are 49"):
+        loaded.apply(rows + stranger)
+    assert len(loaded.apply(rows + stranger, strict=False)) == 10
     tampered = protocol.to_dict()
     tampered["folds"][0]["counts"]["test"] += 1
     with pytest.raises(ProtocolError, match="fold spk0-sent0: rows give"):

@@ -132,6 +132,8 @@ def folds_command(
             rows = read_corpus(spec.name, root)
         if check:
             protocol = load_protocol(path)
+            if len(rows) != protocol.n_rows:
+                raise ProtocolError(f"{path} was made on {protocol.n_rows} rows, {root} gives {len(rows)}")
             folds = protocol.apply(rows)
         else:
             protocol = make_protocol(

@@ -92,22 +92,36 @@ class Protocol:
     def apply(self, rows: Sequence[Row], *, strict: bool = True) -> list[Fold]:
         """The folds of this protocol on ``rows``.
 
-        With ``strict`` (default) the rows must reproduce the recorded row count and per-fold
-        counts; a different copy of the corpus raises :class:`ProtocolError` saying what differs.
+        ``rows`` is the whole corpus as read (then the recorded per-fold counts must reproduce)
+        or a subset of it, e.g. only the 4-class rows (then every row must fall in a test fold:
+        a speaker or sentence the protocol does not know means another copy of the corpus).
+        With ``strict=False`` neither is checked.  Raises :class:`ProtocolError` saying what differs.
         """
-        if strict and len(rows) != self.n_rows:
+        if strict and len(rows) > self.n_rows:
             raise ProtocolError(
                 f"{self.corpus} protocol was made on {self.n_rows} rows, these are {len(rows)} "
                 "(another copy of the corpus? pass strict=False to apply it anyway)"
             )
         columns = {key: np.array([getattr(r, key) for r in rows], dtype=object) for key in SELECTOR_FIELDS}
-        folds = []
-        for spec in self.folds:
-            fold = _apply_one(spec, columns, self.disjoint, len(rows))
-            got = {"train": len(fold.train), "val": len(fold.val), "test": len(fold.test), "discarded": len(fold.discarded)}
-            if strict and spec.counts and got != spec.counts:
-                raise ProtocolError(f"{self.corpus} fold {spec.name}: rows give {got}, the protocol recorded {spec.counts}")
-            folds.append(fold)
+        folds = [_apply_one(spec, columns, self.disjoint, len(rows)) for spec in self.folds]
+        if not strict:
+            return folds
+        if len(rows) == self.n_rows:
+            for spec, fold in zip(self.folds, folds):
+                got = {"train": len(fold.train), "val": len(fold.val), "test": len(fold.test), "discarded": len(fold.discarded)}
+                if spec.counts and got != spec.counts:
+                    raise ProtocolError(f"{self.corpus} fold {spec.name}: rows give {got}, the protocol recorded {spec.counts}")
+        elif self.scheme != "official_split":
+            tested = np.zeros(len(rows), dtype=bool)
+            for fold in folds:
+                tested[fold.test] = True
+            if not tested.all():
+                unknown = sorted({f"{rows[i].speaker}/{rows[i].sentence}" for i in np.flatnonzero(~tested)})
+                raise ProtocolError(
+                    f"{self.corpus}: {int((~tested).sum())} of {len(rows)} rows fall in no test fold of the protocol "
+                    f"(speaker/sentence {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}): "
+                    f"made on another copy of the corpus ({self.n_rows} rows)?"
+                )
         return folds
 
     def to_dict(self) -> dict:
@@ -201,14 +215,16 @@ def _apply_one(spec: FoldSpec, columns: dict[str, np.ndarray], disjoint: list[st
     test = _match(columns, spec.test, n)
     val = _match(columns, spec.val, n) & ~test if spec.val else np.zeros(n, dtype=bool)
     train = _match(columns, spec.train, n) & ~test & ~val
+    # banned values: those the selectors name plus those the selected rows carry, so that a
+    # subset of the corpus (e.g. one class set) gets exactly the full folds restricted to it
     for key in disjoint:
         column = columns[key].astype(str)
-        in_test = np.isin(column, np.unique(column[test]))
+        in_test = np.isin(column, np.union1d(column[test], spec.test.get(key, [])))
         val &= ~in_test
         train &= ~in_test
     if "speaker" in disjoint:
         speakers = columns["speaker"].astype(str)
-        train &= ~np.isin(speakers, np.unique(speakers[val]))
+        train &= ~np.isin(speakers, np.union1d(speakers[val], spec.val.get("speaker", [])))
     discarded = ~(train | val | test)
     return Fold(spec.name, *(np.flatnonzero(m).astype(np.int64) for m in (train, val, test, discarded)))
 
