@@ -44,11 +44,11 @@ __all__ = [
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 MIN_SECONDS = 0.1
+"""Default minimum duration: shorter clips carry no usable emotion cue and break framing."""
 MIN_FILE_RATE = 1000
 MAX_FILE_RATE = 768_000
 """Sample rates a file may declare: outside this a header is corrupt or hostile (1 Hz would make
 resampling to 16 kHz expand a small file 16000-fold)."""
-"""Default minimum duration: shorter clips carry no usable emotion cue and break framing."""
 CLIP_LEVEL = 0.999
 """|x| at or above this (float full scale 1.0) counts as a clipped sample."""
 CLIP_RUN = 3
