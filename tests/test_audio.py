@@ -71,7 +71,8 @@ def test_int_float_conversions_round_trip():
     i32 = to_int32(x)
     assert i32.dtype == np.int32 and i32[0] == -(2**31)
     np.testing.assert_allclose(to_float32(i32), x, atol=1e-7)
-    assert to_int16(np.array([2.0, -2.0])).tolist() == [32767, -32768]  # saturates, never wraps
+    with pytest.warns(ClippingWarning, match="2 samples beyond ±1 saturated"):
+        assert to_int16(np.array([2.0, -2.0])).tolist() == [32767, -32768]  # saturates, never wraps
     np.testing.assert_allclose(to_float32(np.array([0, 128, 255], dtype=np.uint8)), [-1.0, 0.0, 127 / 128])
     assert to_int16(i32).dtype == np.int16
     with pytest.raises(AudioError, match="unsupported sample type"):
