@@ -147,6 +147,15 @@ def test_config_round_trip_and_validation():
         VAPConfig(group_delay="hilbert")
     with pytest.raises(ValueError, match="axes must be a permutation"):
         VAPConfig(axes=("M", "M", "rho", "tau_g"))
+    from dataclasses import fields, replace
+
+    from physioser.vap import FRONTEND_FIELDS
+
+    encoder_only = {"quaternion", "components", "channels_2d", "channels_1d", "kernels_1d", "dilations_1d", "dim",
+                    "pooling_type", "attention_dim", "dropout", "min_seconds"}
+    assert set(FRONTEND_FIELDS) == {f.name for f in fields(VAPConfig)} - encoder_only  # every front-end field is keyed
+    assert cfg.frontend_key() != VAPConfig(pooling="erb", n_bands=40, dynamic_range_db=60).frontend_key()
+    assert cfg.frontend_key() == replace(cfg, dim=64, quaternion=False, components=("tau_g",)).frontend_key()
     model = VAPBranch(cfg)
     z, frames, _ = model(torch.from_numpy(speech_like(0.3, 0))[None], torch.tensor([4800]))
     assert z.shape == (1, 256) and frames.shape == (1, 31, 256)

@@ -4,12 +4,14 @@
 ``VAPBranch(config)(waveforms, lengths) -> (z_v [B, D_v], frames [B, T, D_v], frame_lengths)``.
 """
 
-from physioser.vap.config import COMPONENTS, VAPConfig
+from physioser.vap.config import COMPONENTS, FRONTEND_FIELDS, FRONTEND_VERSION, VAPConfig
 from physioser.vap.encoder import AttentiveStatsPooling, VAPBranch, VAPEncoder
 from physioser.vap.frontend import VAPFrontEnd, filterbank, frame_mask, quartet_statistics
 
 __all__ = [
     "COMPONENTS",
+    "FRONTEND_FIELDS",
+    "FRONTEND_VERSION",
     "VAPConfig",
     "VAPFrontEnd",
     "VAPEncoder",

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["COMPONENTS", "VAPConfig"]
+__all__ = ["COMPONENTS", "FRONTEND_FIELDS", "FRONTEND_VERSION", "VAPConfig"]
 
 # The quartet: (amplitude, phase) x (filter, source).
 COMPONENTS = ("M", "rho", "f_inst", "tau_g")
+
+# Fields that determine the front end's output (the quartet), e.g. for the key of a quartet cache.
+FRONTEND_FIELDS = (
+    "sample_rate", "win_length", "hop_length", "n_fft", "lifter_ms", "power_floor", "dynamic_range_db",
+    "group_delay", "mgd_alpha", "mgd_gamma", "gd_window_ms", "gd_subwindows", "gd_weight_power",
+    "pooling", "n_bands", "fmin", "fmax", "phase_weight_power", "normalize", "norm_eps", "axes",
+)
+# Bumped whenever the front end computes different numbers for the same config.
+FRONTEND_VERSION = 2
 
 _GROUP_DELAYS = ("minphase", "plain", "modified", "centroid")
 _POOLINGS = ("mel", "erb", "none")
@@ -144,6 +153,13 @@ class VAPConfig:
     def num_bands(self) -> int:
         """F_bands of the quartet."""
         return self.num_bins if self.pooling == "none" else self.n_bands
+
+    def frontend_key(self) -> dict:
+        """What determines the quartet: the front-end fields and FRONTEND_VERSION (for cache keys)."""
+        d = {name: getattr(self, name) for name in FRONTEND_FIELDS}
+        d["axes"] = list(self.axes)
+        d["frontend_version"] = FRONTEND_VERSION
+        return d
 
     def to_dict(self) -> dict:
         d = asdict(self)
