@@ -252,6 +252,18 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
         },
         {"Emotion Speech Dataset/0001/0001.txt": "0001_000001\t打远一看，它们的确很是美丽，\t中立\n"},
     ),
+    "MESD": (
+        {
+            "Mexican Emotional Speech Database (MESD)/Anger_C_A_abajo.wav": ("Anger", "angry", "C", None, "abajo", "corpusA"),
+            "Mexican Emotional Speech Database (MESD)/Sadness_F_B_llanto.flac": ("Sadness", "sad", "F", "F", "llanto", "corpusB"),
+            "Mexican Emotional Speech Database (MESD)/Neutral_M_A_adios.wav": ("Neutral", "neutral", "M", "M", "adios", "corpusA"),
+        },
+        {
+            "Mexican Emotional Speech Database (MESD)/Anger_X_A_abajo.wav": "does not match",
+            "Mexican Emotional Speech Database (MESD)/Joy_F_A_abajo.wav": "label code 'Joy'",
+        },
+        {},
+    ),
 }
 
 

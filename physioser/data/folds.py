@@ -255,12 +255,13 @@ def _stratified_group_split(labels: np.ndarray, groups: np.ndarray, n_splits: in
 
 
 def _val_speakers(rows: Sequence[Row], eligible: np.ndarray, val_fraction: float, seed: int) -> list[str]:
-    """About ``val_fraction`` of the eligible rows' speakers, chosen class-balanced."""
+    """About ``val_fraction`` of the eligible rows' speakers (at least one), chosen class-balanced;
+    none where fewer than 3 speakers are eligible."""
     if val_fraction <= 0:
         return []
     speakers = np.array([rows[i].speaker for i in eligible], dtype=object)
     unique = np.unique(speakers)
-    if len(unique) < 2:
+    if len(unique) < 3:  # holding one out would leave training with a single speaker
         return []
     n_splits = int(min(len(unique), max(2, round(1 / val_fraction))))
     labels = np.array([rows[i].canonical for i in eligible], dtype=object)
@@ -280,8 +281,8 @@ def make_protocol(
 ) -> Protocol:
     """Generate the fold protocol of ``rows`` (one corpus) under the corpus's scheme.
 
-    ``n_folds`` defaults to 5 speaker folds (leave-one-speaker-out for ≤ 6 speakers);
-    ``n_sentence_folds`` (speaker_sentence scheme) defaults to 5.
+    ``n_folds`` defaults to 5 speaker folds (leave-one-speaker-out for ≤ 6 speakers; at most
+    the number of speakers in the speaker_sentence scheme); ``n_sentence_folds`` defaults to 5.
     """
     if not rows:
         raise ProtocolError(f"{corpus_name}: no rows to make folds of")
@@ -300,7 +301,7 @@ def make_protocol(
     def with_val(name: str, test: dict[str, list[str]], eligible: np.ndarray) -> FoldSpec:
         val = _val_speakers(rows, eligible, val_fraction, seed)
         if not val and val_fraction > 0:
-            notes.append(f"{name}: fewer than 2 training speakers, so no speaker-disjoint validation split")
+            notes.append(f"{name}: fewer than 3 training speakers, so no speaker-disjoint validation split")
         return FoldSpec(name, test, {"speaker": val} if val else {})
 
     if scheme == "speaker":
@@ -315,7 +316,7 @@ def make_protocol(
         disjoint = ["speaker", "sentence"]
         if any(r.sentence is None for r in rows):
             raise ProtocolError(f"{corpus_name}: speaker_sentence folds need a sentence id on every row")
-        k_s = n_folds or 5
+        k_s = n_folds or min(5, len(unique_speakers))
         k_t = n_sentence_folds or 5
         sentences = sorted({r.sentence for r in rows})
         if not (2 <= k_s <= len(unique_speakers) and 2 <= k_t <= len(sentences)):

@@ -586,3 +586,29 @@ register(
         url="https://github.com/HLTSingapore/Emotional-Speech-Data",
     )
 )
+
+
+# --------------------------------------------------------------------------------------- MESD
+def _mesd(spec: CorpusSpec, path: Path, m: re.Match) -> Row | Unmatched:
+    gender = {"F": "F", "M": "M"}.get(m["voice"])
+    return spec.row(path, m["emotion"], m["voice"], gender, sentence=m["word"].lower(), partition=f"corpus{m['corpus']}")
+
+
+register(
+    CorpusSpec(
+        name="MESD",
+        language="es",
+        description="Mexican Emotional Speech Database: single words by 3 female, 2 male and 6 child voices",
+        layout="Emotion_V_C_word.wav (Emotion Anger/Disgust/Fear/Happiness/Neutral/Sadness; voice F/M/C; corpus A/B), e.g. Anger_C_A_abajo.wav",
+        labels={"Neutral": "neutral", "Happiness": "happy", "Sadness": "sad", "Anger": "angry", "Fear": "fearful", "Disgust": "disgust"},
+        reader=_by_name(r"(?P<emotion>[A-Za-z]+)_(?P<voice>[FMC])_(?P<corpus>[AB])_(?P<word>.+)", _mesd),
+        folds="speaker_sentence",
+        confounds=(
+            "file names give only the voice type (female adult, male adult, child), not the individual: "
+            "'speaker' is the voice type, so folds are voice-type-independent, not strictly speaker-independent",
+            "corpus B words are chosen per emotion (sentence-emotion tie), corpus A words repeat across emotions: "
+            "folds hold out voices and words together",
+        ),
+        url="https://data.mendeley.com/datasets/cy34mh68j9/5",
+    )
+)
