@@ -87,13 +87,6 @@ def write_bag(path: Path, msg_type: str, pieces: list[np.ndarray], *, stamps_ns:
     return path
 
 
-def tiny_engine():
-    from physioser.runtime import Engine
-    from tests.tinyser import METADATA, TinySER
-
-    return Engine.from_model(TinySER(), METADATA)
-
-
 # ---- live ROS: node processes on a private DDS domain ------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,11 +145,13 @@ class NodeProcess:
         return self.log.read_text(errors="replace")
 
 
-def wait_until(predicate, timeout_s: float, what: str, step: float = 0.05):
+def wait_until(predicate, timeout_s: float, what: str, step: float = 0.05, nodes=()):
+    """Poll `predicate` until truthy (returned); on timeout, raise with the logs of `nodes`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(step)
-    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    logs = "".join(f"\n--- {n.name} (alive: {n.alive()}):\n{n.output()[-3000:]}" for n in nodes)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}{logs}")

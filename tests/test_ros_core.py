@@ -12,7 +12,7 @@ import soxr
 from physioser.ros import messages as M
 from physioser.ros.core import EmotionCore, NodeConfig, event_json, load_engine
 from physioser.ros.replay import BagError, replay
-from tests.ros_support import CHUNK, bag_message, chunks, real_clip, tiny_engine, write_bag
+from tests.ros_support import CHUNK, bag_message, chunks, real_clip, write_bag
 
 CLEAN = NodeConfig(vad="none", smoothing=0.0)
 
@@ -23,15 +23,15 @@ def clip():
 
 
 @pytest.fixture(scope="module")
-def engine():
-    return tiny_engine()
-
-
-@pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
     from tests.tinyser import export_tiny
 
     return export_tiny(tmp_path_factory.mktemp("model"))[1]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_onnx):
+    return load_engine(str(tiny_onnx), "")
 
 
 def feed(core, store, msg_type, pieces, t0=0.0, step=0.02):
@@ -220,7 +220,7 @@ def test_replay_command_writes_csv_and_json(tmp_path, clip, tiny_onnx):
     assert res.exit_code == 2 and "no topic '/mic'" in res.output
 
 
-def test_replay_refuses_a_bag_without_audio(tmp_path):
+def test_replay_refuses_a_bag_without_audio(tmp_path, engine):
     from rosbags.rosbag2 import Writer
 
     store = M.typestore("std_msgs")
@@ -228,7 +228,7 @@ def test_replay_refuses_a_bag_without_audio(tmp_path):
         c = w.add_connection("/chatter", "std_msgs/msg/String", typestore=store)
         w.write(c, 1, store.serialize_cdr(store.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
     with pytest.raises(BagError, match="pass --topic: 0 audio topics"):
-        replay(tmp_path / "bag", engine=tiny_engine())
+        replay(tmp_path / "bag", engine=engine)
 
 
 def test_load_engine_error_names_the_file(tmp_path):

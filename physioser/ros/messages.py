@@ -22,6 +22,7 @@ Multi-channel audio is interleaved and mixed down to mono by averaging.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -317,11 +318,13 @@ MGONZS13_MSGS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def typestore(flavour: str = "ros-drivers"):
-    """A rosbags Typestore (ROS 2 Kilted) with one flavour of audio_common_msgs registered.
+    """A rosbags Typestore (ROS 2 Kilted) with one flavour of audio_common_msgs registered (cached:
+    do not register other types in it).
 
     The two upstream packages share the name `audio_common_msgs` but not their definitions, so a
-    store holds one of them: "ros-drivers" or "mgonzs13" ("std_msgs" needs neither).
+    store holds one of them: "ros-drivers" or "mgonzs13" ("std_msgs" gets the ros-drivers one).
     """
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
