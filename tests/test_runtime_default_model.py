@@ -1,0 +1,56 @@
+"""The shipped default model: integrity, metadata, and the Streamer on a real clip vs offline prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from physioser.runtime import Engine, Streamer
+from physioser.runtime.models import DEFAULT_MODEL_DIR, load_checkpoint, verify_integrity
+from tests.conftest import corpus_dir
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.safetensors").is_file(),
+                                reason="no default model in physioser/assets/default")
+
+
+def test_default_model_is_small_and_intact():
+    sizes = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
+    assert sizes < 5 * 2**20
+    assert (DEFAULT_MODEL_DIR / "SHA256SUMS").is_file() and (DEFAULT_MODEL_DIR / "MODEL_CARD.md").is_file()
+    verify_integrity(DEFAULT_MODEL_DIR)
+
+
+@pytest.mark.slow
+def test_default_model_streams_a_real_clip_like_offline_prediction():
+    from physioser.audio import load_audio
+
+    model, meta = load_checkpoint(None)
+    assert meta["class_names"] == ["neutral", "happy", "angry", "sad"]
+    assert meta["backbone"] == "whisper-tiny.en"
+    assert set(meta["training_corpora"]) == {"RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS"}
+    engine = Engine.from_model(model, meta, "cpu")
+    clip = load_audio(corpus_dir("RAVDESS") / "Actor_01/03-01-05-02-01-01-01.flac")[:48000]
+    events = Streamer(engine, smoothing=0.0, vad="none", batch=4).push(clip)
+    assert [(e.start_s, e.end_s) for e in events] == [(0.0, 2.0), (0.5, 2.5), (1.0, 3.0)]
+    for e in events:
+        offline = engine.infer(clip[None, int(e.start_s * 16000) : int(e.end_s * 16000)])["probs"][0]
+        assert e.label == engine.class_names[int(np.argmax(offline))]
+        assert list(e.probs.values()) == pytest.approx(offline.tolist(), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_default_model_still_computes_what_it_was_shipped_with():
+    """reference.json holds the shipped model's probabilities on fixed probes; a change in the model
+    code (VAP front end, backbone, head) that alters them means the weights must be rebuilt."""
+    import json
+
+    import torch
+
+    from physioser.runtime.build_default import reference_inputs
+
+    ref = json.loads((DEFAULT_MODEL_DIR / "reference.json").read_text())
+    model, _ = load_checkpoint(None)
+    wave, lens = reference_inputs()
+    with torch.no_grad():
+        probs = model(torch.from_numpy(wave), torch.from_numpy(lens))["probs"].numpy()
+    np.testing.assert_allclose(probs, np.array(ref["probs"]), atol=1e-3)
