@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from physioser.ros import messages as M
-from physioser.ros.play import quantise
+from physioser.ros.play import NodeProcess as EmotionNodeProcess, node_env, quantise
 
 CLIP = "Actor_01/03-01-05-01-01-01-01.flac"  # RAVDESS, angry, 3.9 s
 CHUNK = 320  # 20 ms at 16 kHz
@@ -89,60 +86,17 @@ def write_bag(path: Path, msg_type: str, pieces: list[np.ndarray], *, stamps_ns:
 
 # ---- live ROS: node processes on a private DDS domain ------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
 # One DDS domain per test process (xdist workers run in parallel); 1..100 keeps to the default ports.
 DOMAIN_ID = 1 + (os.getpid() % 100)
 
 
 def ros_env(**extra: str) -> dict[str, str]:
-    """Environment of a ROS process: DDS on this machine only (SHM), private domain, the node package."""
-    env = dict(os.environ)
-    env.update(
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        FASTDDS_BUILTIN_TRANSPORTS="SHM",
-        ROS_DOMAIN_ID=str(DOMAIN_ID),
-        PYTHONPATH=os.pathsep.join([str(REPO / "ros"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        OMP_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-        **extra,
-    )
-    return env
+    return node_env(DOMAIN_ID, **extra)
 
 
-class NodeProcess:
-    """`python -m physioser_ros.node` in its own process, named `name`, with `params` (-p k:=v)."""
-
+class NodeProcess(EmotionNodeProcess):
     def __init__(self, name: str, params: dict, log_dir: Path):
-        self.name = name
-        self.log = log_dir / f"{name}.log"
-        args = [sys.executable, "-m", "physioser_ros.node", "--ros-args", "-r", f"__node:={name}"]
-        for key, value in params.items():
-            args += ["-p", f"{key}:={value}"]
-        self._fh = self.log.open("ab")
-        self.proc = subprocess.Popen(args, env=ros_env(), cwd=REPO, stdout=self._fh, stderr=subprocess.STDOUT)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmRSS for {self.name}")
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
-        if self.alive():
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._fh.close()
-        return self.proc.returncode
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__(name, params, log_dir, domain_id=DOMAIN_ID)
 
 
 def wait_until(predicate, timeout_s: float, what: str, step: float = 0.05, nodes=()):

@@ -6,7 +6,9 @@ listens to the node's JSON emotion messages and its JSON diagnostics, and keeps,
 monotonic time it was published, so the latency from the last sample of a window arriving to its
 emotion message being received can be computed in this process.
 
-Needs rclpy (the `ros` extra); imported lazily so `physioser.ros` stays importable without ROS.
+`NodeProcess` starts the node from a source checkout (`ros/physioser_ros`) in its own process with
+DDS kept on this machine. Needs rclpy (the `ros` extra); imported lazily so `physioser.ros` stays
+importable without ROS.
 A session is a list of steps: `Audio` (samples at a rate, published in chunks), `Raw` (one message
 as given: malformed input), `Pause` (no messages), `SetParams` (a parameter change on the node).
 """
@@ -15,13 +17,19 @@ from __future__ import annotations
 
 import array
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[2]
 STD_TYPES = ("std_msgs/Int16MultiArray", "std_msgs/Float32MultiArray", "std_msgs/UInt8MultiArray")
 
 
@@ -240,3 +248,57 @@ class Player:
         self.executor.shutdown()
         self.node.destroy_node()
         self._rclpy.shutdown(context=self.context)
+
+
+def node_env(domain_id: int, **extra: str) -> dict[str, str]:
+    """Environment of a ROS process: DDS on this machine only (SHM transport, localhost discovery),
+    domain `domain_id`, the node package of this checkout on the path, one OpenMP thread."""
+    env = dict(os.environ)
+    env.update(
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        FASTDDS_BUILTIN_TRANSPORTS="SHM",
+        ROS_DOMAIN_ID=str(domain_id),
+        PYTHONPATH=os.pathsep.join([str(REPO / "ros"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+class NodeProcess:
+    """`python -m physioser_ros.node` in its own process, named `name`, with `params` (-p k:=v);
+    output to `log_dir/<name>.log`."""
+
+    def __init__(self, name: str, params: dict, log_dir: Path, *, domain_id: int):
+        self.name = name
+        self.log = Path(log_dir) / f"{name}.log"
+        args = [sys.executable, "-m", "physioser_ros.node", "--ros-args", "-r", f"__node:={name}"]
+        for key, value in params.items():
+            args += ["-p", f"{key}:={value}"]
+        self._fh = self.log.open("ab")
+        self.proc = subprocess.Popen(args, env=node_env(domain_id), cwd=REPO, stdout=self._fh, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for {self.name}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int | None:
+        """Signal the node, wait for it (kill after `timeout`); returns its exit code."""
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._fh.close()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")

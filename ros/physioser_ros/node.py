@@ -41,6 +41,8 @@ NODE_PARAMS: dict[str, tuple[Any, str]] = {
     "audio_topic": ("audio", "audio input topic (restart to change)"),
     "audio_info_topic": ("audio_info", "ros-drivers AudioInfo topic declaring rate/channels/format (restart to change)"),
     "emotion_topic": ("emotion", "output topic prefix (restart to change)"),
+    "qos_depth": (50, "history depth of the audio subscription (sensor-data QoS: best effort, volatile); "
+                      "deep enough to ride out a busy CPU without losing chunks (restart to change)"),
     "diagnostics_period_s": (1.0, "seconds between diagnostics messages (restart to change)"),
     "model_watch_s": (2.0, "seconds between checks of the model file for changes; 0 = off (restart to change)"),
 }
@@ -127,7 +129,11 @@ class EmotionNode(Node):
             missing="diagnostic_msgs is not installed: diagnostics only as JSON on " + f"{out}/diagnostics",
         )
 
-        self.create_subscription(msg_cls, self.opts["audio_topic"], self._on_audio, qos_profile_sensor_data)
+        sensor = QoSProfile(
+            depth=int(self.opts["qos_depth"]), reliability=qos_profile_sensor_data.reliability,
+            durability=qos_profile_sensor_data.durability, history=qos_profile_sensor_data.history,
+        )
+        self.create_subscription(msg_cls, self.opts["audio_topic"], self._on_audio, sensor)
         self._subscribe_audio_info(spec)
         self.add_on_set_parameters_callback(self._on_parameters)
         self.create_timer(float(self.opts["diagnostics_period_s"]), self._publish_diagnostics)

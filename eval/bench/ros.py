@@ -1,0 +1,133 @@
+"""End-to-end latency of the ROS 2 node, measured from another process.
+
+The node (`ros/physioser_ros`, real rclpy, its own process) listens to std_msgs/Int16MultiArray;
+this process publishes real speech clips from ../shared/corpora as 20 ms chunks at real-time pace
+and receives the node's JSON emotion messages. Latency of a window = receive time of its emotion
+message − publish time of the chunk holding the window's last sample (both on this process's
+monotonic clock, so it includes DDS transport both ways, decoding, inference and publishing;
+a lost chunk would shift later windows and inflate their latency: `messages_lost` says if any were).
+VAD is off so every window is analysed. DDS stays on this machine (SHM transport).
+
+    OMP_NUM_THREADS=1 .venv/bin/python eval/bench/ros.py             # default model, writes eval/bench/ros.json
+    .venv/bin/python eval/bench/ros.py --model path/to/model.onnx     # another model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from physioser.audio import load_audio
+from physioser.ros.play import Audio, NodeProcess, Player, quantise
+
+REPO = Path(__file__).resolve().parents[2]
+TARGET_P95_MS = 80.0
+
+
+def clips(corpora: Path, seconds: float) -> tuple[np.ndarray, list[str]]:
+    """Real RAVDESS speech, clip after clip, until `seconds` of audio."""
+    files = sorted((corpora / "RAVDESS").glob("Actor_*/*.flac"))
+    if not files:
+        raise SystemExit(f"no RAVDESS clips under {corpora} (../shared/corpora)")
+    rng = np.random.default_rng(0)
+    audio, names, total = [], [], 0.0
+    for i in rng.permutation(len(files)):
+        x = load_audio(files[i])
+        audio.append(x)
+        names.append(str(files[i].relative_to(corpora)))
+        total += len(x) / 16000
+        if total >= seconds:
+            break
+    return quantise(np.concatenate(audio)), names
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="", help="ONNX graph or model directory (default: the shipped model)")
+    parser.add_argument("--windows", type=int, default=210, help="windows to measure (hop 0.5 s)")
+    parser.add_argument("--corpora", type=Path, default=REPO.parent / "shared" / "corpora")
+    parser.add_argument("--domain-id", type=int, default=1 + os.getpid() % 100)
+    parser.add_argument("--out", type=Path, default=REPO / "eval" / "bench" / "ros.json")
+    args = parser.parse_args()
+
+    from physioser.runtime import Engine
+
+    engine = Engine.from_path(args.model or None)  # resolves (and caches) the ONNX graph once
+    model = engine.source
+    seconds = 2.0 + 0.5 * (args.windows - 1) + 0.3
+    audio, names = clips(args.corpora, seconds)
+    audio = audio[: int(seconds * 16000)]
+    params = {"model_path": model, "vad": "none", "msg_type": "std_msgs/Int16MultiArray",
+              "latency_history": 10000, "diagnostics_period_s": 1.0}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as logs:
+        node = NodeProcess("physioser_emotion", params, Path(logs), domain_id=args.domain_id)
+        player = Player("std_msgs/Int16MultiArray", domain_id=args.domain_id)
+        try:
+            player.wait_for_node(120)
+            player.run([Audio(audio)])
+            player.wait_quiet(settle_s=2.0)
+            diag = player.last_diagnostics()
+        except TimeoutError:
+            sys.exit(f"the node did not answer:\n{node.output()[-3000:]}")
+        finally:
+            player.close()
+            node.stop()
+    load_after = os.getloadavg()
+    session = player.session
+    lat = np.asarray(session.latencies_ms())
+    if lat.size < args.windows:
+        sys.exit(f"only {lat.size} of {args.windows} windows came back")
+
+    def stats(values) -> dict:
+        values = np.asarray(values, dtype=np.float64)
+        return {"p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2),
+                "max": round(float(values.max()), 2), "mean": round(float(values.mean()), 2)}
+
+    result = {
+        "what": "ROS 2 node end-to-end latency: last sample of a window published -> its emotion message "
+                "received by another process (std_msgs/Int16MultiArray, 20 ms chunks, real-time pace, VAD off)",
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python eval/bench/ros.py" + (f" --model {args.model}" if args.model else ""),
+        "model": model,
+        "model_metadata": {k: engine.metadata.get(k) for k in ("backbone", "class_names", "physioser_version")},
+        "profile": engine.profile.name if hasattr(engine.profile, "name") else str(engine.profile),
+        "window_s": 2.0, "hop_s": 0.5, "chunk_ms": 20,
+        "audio_s": round(len(audio) / 16000, 2),
+        "clips": len(names),
+        "windows": int(lat.size),
+        "latency_ms": stats(lat),
+        "node_latency_ms": diag["latency_ms"],
+        "node_inference_ms": diag["inference_ms"],
+        "messages_received": diag["messages_received"],
+        "messages_published": len(session.sent),
+        "messages_lost": len(session.sent) - diag["messages_received"],
+        "dropped_audio_s": diag["dropped_audio_s"],
+        "target_p95_ms": TARGET_P95_MS,
+        "meets_target": bool(np.percentile(lat, 95) <= TARGET_P95_MS),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": [round(load_before[0], 2), round(load_after[0], 2)],
+        "rmw": "rmw_fastrtps_cpp (SHM transport, localhost discovery)",
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result[k] for k in ("windows", "latency_ms", "node_inference_ms", "meets_target")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
