@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 import torch
@@ -114,8 +115,6 @@ class Backbone(nn.Module):
 
 def file_fingerprint(path: str) -> str:
     """Cheap identity of a checkpoint file: size + sha256 of its first and last MiB."""
-    import os
-
     size = os.path.getsize(path)
     digest = hashlib.sha256(str(size).encode())
     with open(path, "rb") as handle:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from physioser.backbones.base import Backbone, file_fingerprint
+from physioser.backbones.base import Backbone, file_fingerprint, valid_mask
 from physioser.backbones.ct2 import CheckpointError
 
 MODEL_TYPES = {"wav2vec2": ("wav2vec2",), "hubert": ("hubert",), "wavlm": ("wavlm",), "data2vec": ("data2vec-audio",)}
@@ -77,7 +77,7 @@ class TransformersBackbone(Backbone):
         return self.model._get_feat_extract_output_lengths(lengths).long()
 
     def _normalise(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = (torch.arange(waveforms.shape[1]) < lengths[:, None]).to(waveforms.dtype)
+        mask = valid_mask(lengths, waveforms.shape[1]).to(waveforms.dtype)
         count = lengths.clamp(min=1).to(waveforms.dtype)[:, None]
         mean = (waveforms * mask).sum(1, keepdim=True) / count
         var = (((waveforms - mean) * mask) ** 2).sum(1, keepdim=True) / count
