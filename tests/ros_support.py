@@ -86,6 +86,7 @@ def write_bag(path: Path, msg_type: str, pieces: list[np.ndarray], *, stamps_ns:
 
 # ---- live ROS: node processes on a private DDS domain ------------------------------------------
 
+REPO = Path(__file__).resolve().parents[1]
 # One DDS domain per test process (xdist workers run in parallel); 1..100 keeps to the default ports.
 DOMAIN_ID = 1 + (os.getpid() % 100)
 

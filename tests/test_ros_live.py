@@ -24,7 +24,7 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (pip install 'physio
 from physioser.ros.play import Audio, Pause, Player, Raw, SetParams, encode  # noqa: E402
 from physioser.ros.replay import replay  # noqa: E402
 from physioser.ros.core import NodeConfig  # noqa: E402
-from tests.ros_support import CHUNK, DOMAIN_ID, NodeProcess, chunks, real_clip, write_bag  # noqa: E402
+from tests.ros_support import CHUNK, DOMAIN_ID, NodeProcess, chunks, real_clip, wait_until, write_bag  # noqa: E402
 
 TYPES = {"i16": "std_msgs/Int16MultiArray", "f32": "std_msgs/Float32MultiArray", "u8": "std_msgs/UInt8MultiArray"}
 NODE_PARAMS = {"vad": "none", "smoothing": "0.0", "max_backlog_s": "4.0", "diagnostics_period_s": "0.5"}
@@ -192,3 +192,43 @@ def test_malformed_input_never_stops_the_node(live, clip):
     assert refused[0] is False and "hop_s" in refused[1]
     assert p16.set_params({"msg_type": TYPES["f32"]})[0] is False
     assert node8.alive()
+
+
+def test_diagnostic_array_on_slash_diagnostics(live):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    _, player = live["i16"]
+    got = []
+    player.node.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
+    wait_until(lambda: any(s.name.startswith("emotion_i16") for a in got for s in a.status), 10, "a DiagnosticArray")
+    status = next(s for a in got for s in a.status if s.name.startswith("emotion_i16"))
+    values = {kv.key: kv.value for kv in status.values}
+    assert {"messages_received", "messages_rejected", "rejected_by_reason", "windows_processed", "latency_ms"} <= set(values)
+    assert json.loads(values["latency_ms"])["count"] >= 4
+
+
+def test_missing_message_package_is_explained(tmp_path, model):
+    node = NodeProcess("emotion_missing", {"model_path": model[0], "msg_type": "audio_common_msgs/AudioData"}, tmp_path)
+    assert node.proc.wait(60) == 2
+    out = node.output()
+    assert "audio_common_msgs" in out and "not installed" in out and "std_msgs/Int16MultiArray" in out
+
+
+def test_parameter_file_and_package_match_the_node(monkeypatch):
+    import xml.etree.ElementTree as ET
+    from dataclasses import fields
+
+    import yaml
+
+    from tests.ros_support import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "ros"))
+    from physioser_ros.node import NODE_PARAMS
+
+    params = yaml.safe_load((REPO / "ros/config/physioser_emotion.yaml").read_text())["physioser_emotion"]["ros__parameters"]
+    assert set(params) == {f.name for f in fields(NodeConfig)} | set(NODE_PARAMS)
+    defaults = NodeConfig()
+    assert all(params[f.name] == getattr(defaults, f.name) for f in fields(NodeConfig))
+    assert ET.parse(REPO / "ros/package.xml").getroot().findtext("name") == "physioser_ros"
+    compile((REPO / "ros/launch/physioser_emotion.launch.py").read_text(), "launch", "exec")
+    assert (REPO / "ros/resource/physioser_ros").is_file()
