@@ -1,0 +1,70 @@
+"""Short soak of the streaming path (the long one: `python -m physioser.bench.soak --hours 2`).
+
+Four minutes of audio (speech, silences, noise, clipped speech) through Streamer + Engine with the
+small test model, in random chunks with empty chunks, pauses and malformed chunks mixed in: every
+malformed chunk is refused without moving the stream, every event matches a clean run on the
+valid audio, the window count adds up, and Python allocations do not grow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from physioser.bench.soak import MALFORMED, run_soak
+from physioser.runtime import Engine, EngineError, Streamer, load_profile
+from tests.tinyser import export_tiny
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    _, path = export_tiny(tmp_path_factory.mktemp("soak"))
+    return Engine.from_path(path, dataclasses.replace(load_profile(None), intra_op_threads=1))
+
+
+def test_short_soak_matches_clean_run_and_memory_is_flat(engine):
+    result = run_soak(engine, audio_s=240.0, seed=3, malformed_rate=0.08, sample_every_s=20.0, progress=False)
+    assert result["failures"] == [] and result["passed"]
+    assert result["audio_s"] >= 240.0
+    assert result["malformed_accepted"] == result["malformed_wrong_error"] == result["malformed_shifted_stream"] == 0
+    assert sum(result["malformed_chunks_rejected"].values()) == result["malformed_total"] > 20
+    assert result["events"] > 200 and result["events_clean_run_unmatched"] == result["events_soak_unmatched"] == 0
+    assert result["events"] + result["windows_unvoiced"] == result["windows_in_schedule"]
+    assert result["windows_unvoiced"] > 0  # silences were gated out, so both branches of the VAD ran
+    assert result["max_abs_diff_vs_clean"] <= 1e-5
+    mem = result["memory"]
+    assert mem["tracemalloc_mb_end"] - mem["tracemalloc_mb_after_warmup"] < 1.0
+    assert {"silence", "synth", "loud_noise"} <= set(result["segment_kinds"])
+
+
+def test_soak_detects_a_streamer_that_loses_events(engine, monkeypatch):
+    """The soak's checks can fail: a Streamer that drops every 7th voiced window is caught."""
+    original = Streamer._run
+    calls = {"n": 0}
+
+    def lossy(self):
+        events = original(self)
+        if self.gate is not None and getattr(self.gate, "__name__", "") == "counting_gate":
+            kept = []
+            for e in events:
+                calls["n"] += 1
+                if calls["n"] % 7:
+                    kept.append(e)
+            return kept
+        return events
+
+    monkeypatch.setattr(Streamer, "_run", lossy)
+    result = run_soak(engine, audio_s=30.0, seed=1, progress=False)
+    assert not result["passed"]
+    assert any("windows in the schedule" in f or "missing" in f for f in result["failures"])
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_each_malformed_chunk_is_refused_without_moving_the_stream(engine, name):
+    s = Streamer(engine, vad="none")
+    s.push(np.zeros(12345, np.float32))
+    with pytest.raises(EngineError):
+        s.push(MALFORMED[name](np.random.default_rng(0)))
+    assert s.total == 12345
