@@ -1,7 +1,234 @@
-"""Command-line commands of this area (filled in by its issue)."""
+"""Training: AdamW, linear warm-up + cosine decay, early stopping on a speaker-disjoint validation
+split, gradient clipping, class weighting, label smoothing, safetensors checkpoints, resume.
 
+``fit`` trains any model that follows the training-path contract of :class:`physioser.model.PhysioSER`:
+``model.forward_cached(batch) -> dict(logits [B, C], cpa (scalar, optional), aux (scalar), stats)``,
+where ``batch`` is what :meth:`physioser.model.data.FeatureSet.collate` returns. Backbone features
+come from the feature cache, VAP quartets from the quartet cache, so an epoch is seconds on a CPU.
+
+``physioser train`` trains one fold of one corpus (or several corpora) from a YAML config.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
 import typer
+from tqdm.auto import tqdm
+
+from physioser.model.checkpoint import load_state, load_train_state, save_model, save_train_state
+from physioser.model.metrics import classification_metrics
+
+__all__ = ["FitResult", "fit", "predict", "lr_factor", "register"]
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_ua: float
+    epochs_run: int
+    step: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def _class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, data, indices: np.ndarray | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Run the training-path model in eval mode: returns logits [N, C] and embeddings [N, E] (numpy)."""
+    model.eval()
+    indices = np.arange(len(data)) if indices is None else np.asarray(indices)
+    logits, embeds = [], []
+    for start in range(0, len(indices), batch_size):
+        out = model.forward_cached(data.collate(indices[start : start + batch_size]))
+        logits.append(out["logits"].float())
+        embeds.append(out["embedding"].float())
+    return {"logits": torch.cat(logits).numpy(), "embedding": torch.cat(embeds).numpy()}
+
+
+def _evaluate_ua(model, data, indices, class_names) -> float:
+    pred = predict(model, data, indices)["logits"].argmax(1)
+    return classification_metrics(data.labels[indices], pred, class_names)["ua"]
+
+
+def fit(
+    model: torch.nn.Module,
+    data,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray | None,
+    cfg: dict,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data[train_idx]``, early-stopping on the UA of ``data[val_idx]``.
+
+    The best model (highest validation UA; the last one without a validation split) is written to
+    ``out_dir/model.safetensors`` with ``out_dir/config.yaml``; training state after every epoch to
+    ``out_dir/last.*``. ``resume=True`` continues from that state. ``stop_after_epochs`` ends the
+    call early (as an interruption would), leaving a resumable state. The model ends holding the
+    best weights.
+    """
+    t = cfg["train"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    class_names = cfg["class_names"]
+    train_idx = np.asarray(train_idx)
+    torch.manual_seed(int(t["seed"]))
+    generator = torch.Generator().manual_seed(int(t["seed"]))
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "log_scale" in name else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": float(t["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=float(t["lr"]),
+    )
+    batch_size = int(t["batch_size"])
+    steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
+    total = steps_per_epoch * int(t["epochs"])
+    warmup = int(round(float(t["warmup"]) * total))
+    weight = _class_weights(data.labels[train_idx], len(class_names)) if t["class_weighting"] else None
+    cpa_weight = float(cfg["cpa"]["weight"])
+    crop_frames = 0
+    if float(t["vap_crop_seconds"]) and "vap" in cfg["model"]["branches"]:
+        from physioser.model.physioser import vap_config
+
+        vcfg = vap_config(cfg)
+        crop_frames = int(float(t["vap_crop_seconds"]) * vcfg.sample_rate / vcfg.hop_length)
+    aux_weight = float(t["aux_weight"])
+
+    state = {"epoch": 0, "step": 0, "best_val_ua": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
+    if resume:
+        state.update(load_train_state(out_dir, model, optimizer, generator))
+    started = time.perf_counter() - state["seconds"]
+    bar = tqdm(total=total, initial=state["step"], disable=not progress, desc=cfg.get("name", "train"), unit="step", leave=False)
+    epochs_this_call = 0
+    while state["epoch"] < int(t["epochs"]) and state["bad_epochs"] < int(t["patience"]):
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
+        sums = {"loss": 0.0, "ce": 0.0, "cpa": 0.0, "aux": 0.0}
+        for start in range(0, len(order), batch_size):
+            batch = data.collate(order[start : start + batch_size], crop_frames=crop_frames, generator=generator)
+            out = model.forward_cached(batch)
+            ce = F.cross_entropy(out["logits"], batch["labels"], weight=weight, label_smoothing=float(t["label_smoothing"]))
+            loss = ce + aux_weight * out["aux"]
+            if "cpa" in out:
+                loss = loss + cpa_weight * out["cpa"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at step {state['step']} ({out_dir})")
+            factor = lr_factor(state["step"], total, warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = float(t["lr"]) * factor
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(t["grad_clip"]))
+            optimizer.step()
+            state["step"] += 1
+            sums["loss"] += loss.item()
+            sums["ce"] += ce.item()
+            sums["cpa"] += float(out["cpa"]) if "cpa" in out else 0.0
+            sums["aux"] += float(out["aux"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", val_ua=f"{max(state['best_val_ua'], 0):.3f}")
+        state["epoch"] += 1
+        record = {"epoch": state["epoch"], "step": state["step"]}
+        record.update({k: v / steps_per_epoch for k, v in sums.items()})
+        if val_idx is not None and len(val_idx):
+            record["val_ua"] = _evaluate_ua(model, data, val_idx, class_names)
+            improved = record["val_ua"] > state["best_val_ua"]
+        else:
+            improved = True
+        if improved:
+            state["best_val_ua"] = record.get("val_ua", -1.0)
+            state["best_epoch"] = state["epoch"]
+            state["bad_epochs"] = 0
+            save_model(model, cfg, out_dir)
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", val_ua=f"{record.get('val_ua', float('nan')):.3f}")
+        state["seconds"] = time.perf_counter() - started
+        save_train_state(out_dir, model, optimizer, generator, state)
+        epochs_this_call += 1
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            break
+    bar.close()
+
+    load_state(model, out_dir / "model.safetensors")
+    return FitResult(
+        best_epoch=state["best_epoch"],
+        best_val_ua=state["best_val_ua"],
+        epochs_run=state["epoch"],
+        step=state["step"],
+        seconds=state["seconds"],
+        history=state["history"],
+    )
+
+
+def new_model(cfg: dict, data, train_idx: np.ndarray) -> torch.nn.Module:
+    """A fresh PhysioSER for ``cfg`` (seeded), its backbone layer statistics set from the training rows."""
+    from physioser.model.physioser import PhysioSER
+
+    torch.manual_seed(int(cfg["train"]["seed"]))
+    model = PhysioSER(cfg)
+    if model.use_backbone:
+        model.set_layer_statistics(data.backbone_segments[train_idx], data.backbone_counts[train_idx])
+    return model
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("train")
+    def train_command(
+        corpus: list[str] = typer.Option(..., "--corpus", "-c", help="training corpus (repeat to train on several)"),
+        out: Path = typer.Option(..., "--out", help="output model directory (model.safetensors, config.yaml, last.*)"),
+        config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (configs/*.yaml)"),
+        override: list[str] = typer.Option([], "--set", "-o", help="dotted config override, e.g. train.lr=1e-3 (repeatable)"),
+        fold: str = typer.Option("all", "--fold", help="fold id of the speaker-independent folds, or 'all' (every "
+                                 "speaker; 15% of them held out for early stopping)"),
+        resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
+        corpora_root: Path = typer.Option(Path(__file__).resolve().parents[1].parent / "shared" / "corpora",
+                                          "--corpora-root", help="folder holding the corpora"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ) -> None:
+        """Train PhysioSER (or a baseline config) on cached features of one or more corpora."""
+        from physioser.evaluate import _speaker_split, fold_plan
+        from physioser.model.config import load_config
+        from physioser.model.data import load_corpora
+
+        cfg = load_config(config, override)
+        cfg, data, spans = load_corpora(cfg, list(corpus), corpora_root, progress=not quiet)
+        if fold == "all":
+            tr, va = _speaker_split(data.rows, np.arange(len(data)), 0.15, int(cfg["train"]["seed"]))
+        else:
+            plan = {p[0]: p for p in fold_plan(data, spans, list(corpus), seed=int(cfg["train"]["seed"]))}
+            if not fold.isdigit() or int(fold) not in plan:
+                raise typer.BadParameter(f"fold must be 'all' or one of {sorted(plan)}, got {fold!r}")
+            _, tr, va, _ = plan[int(fold)]
+        model = new_model(cfg, data, tr)
+        result = fit(model, data, tr, va, cfg, out, resume=resume, progress=not quiet)
+        typer.echo(f"trained {len(tr)} utterances (val {len(va)}): best val UA {result.best_val_ua:.3f} at epoch "
+                   f"{result.best_epoch}/{result.epochs_run}, {result.seconds:.0f} s; wrote {out / 'model.safetensors'}")

@@ -1,0 +1,234 @@
+"""Training data: cached, pooled backbone statistics and cached VAP quartets of corpus rows.
+
+For each utterance the training path needs (see :class:`physioser.model.PhysioSER.forward_cached`):
+
+* ``backbone_segments`` [L, 4, D]: the frozen backbone's hidden states of every layer, mean-pooled
+  over 4 contiguous segments of the utterance, with ``backbone_counts`` [4] frames per segment.
+  They are computed once from the backbone feature cache (``physioser features extract``, issue 4)
+  and kept in ``<cache>/pooled/<backbone spec key>/<corpus>-<rows hash>.safetensors``;
+* ``quartet`` [4, F, T] (float16): the VAP front end's normalised quartet, cached in
+  ``<cache>/quartets/<front-end hash>/<corpus>-<rows hash>.safetensors``.
+
+Both caches are keyed by everything that changes their content (backbone spec, front-end config,
+the files and their sizes), so a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from physioser.model.physioser import CACHE_SEGMENTS
+from physioser.model.pooling import segment_mean
+
+__all__ = ["FeatureSet", "cache_root", "class_names_for", "select_rows", "build_feature_set"]
+
+_FRONTEND_FIELDS = (
+    "sample_rate", "win_length", "hop_length", "n_fft", "lifter_ms", "power_floor", "group_delay", "mgd_alpha",
+    "mgd_gamma", "pooling", "n_bands", "fmin", "fmax", "phase_weight_power", "normalize", "norm_eps", "axes",
+)
+
+
+def cache_root() -> Path:
+    """``$PHYSIOSER_CACHE`` or ``~/.cache/physioser``."""
+    return Path(os.environ.get("PHYSIOSER_CACHE", Path.home() / ".cache" / "physioser"))
+
+
+def class_names_for(cfg: dict, corpora: Sequence[str]) -> list[str]:
+    """The class set: ``cfg['classes']`` when given, else the corpus's own canonical class set
+    (several corpora without explicit classes: the classes they all share, in canonical order)."""
+    from physioser.data.labels import CANONICAL
+    from physioser.data.registry import get_spec
+
+    if cfg["classes"]:
+        return list(cfg["classes"])
+    sets = [set(get_spec(c).class_set) for c in corpora]
+    common = set.intersection(*sets)
+    if not common:
+        raise ValueError(f"corpora {list(corpora)} share no class; set classes: [...] explicitly")
+    return [c for c in CANONICAL if c in common]
+
+
+def select_rows(rows: Sequence, class_names: Sequence[str]) -> list:
+    """Rows whose canonical label (4-class mapping applied when the class set is the 4-class set) is a class."""
+    from physioser.data.labels import FOUR_CLASSES, to_four_class
+
+    four = tuple(class_names) == FOUR_CLASSES or set(class_names) == set(FOUR_CLASSES)
+    out = []
+    for row in rows:
+        label = to_four_class(row.canonical) if four else row.canonical
+        if label in class_names:
+            out.append(row)
+    return out
+
+
+def _label_of(row, class_names: Sequence[str]) -> int:
+    from physioser.data.labels import FOUR_CLASSES, to_four_class
+
+    four = set(class_names) == set(FOUR_CLASSES)
+    return list(class_names).index(to_four_class(row.canonical) if four else row.canonical)
+
+
+def _rows_key(rows: Sequence, extra: dict) -> str:
+    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    for row in rows:
+        p = Path(row.path)
+        h.update(f"{p}|{p.stat().st_size}|{p.stat().st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _load_waveform(row, max_seconds: float | None) -> np.ndarray:
+    from physioser.audio import load_audio
+
+    x = load_audio(row.path)
+    if max_seconds:
+        n = int(max_seconds * 16000)
+        if len(x) > n:
+            start = (len(x) - n) // 2
+            x = x[start : start + n]
+    return x
+
+
+@dataclass
+class FeatureSet:
+    """Rows with labels and their cached features; ``collate(indices)`` builds a padded batch."""
+
+    rows: list
+    labels: np.ndarray
+    class_names: list[str]
+    backbone_segments: torch.Tensor | None = None  # [N, L, 4, D] float32
+    backbone_counts: torch.Tensor | None = None  # [N, 4] float32
+    quartets: list[torch.Tensor] | None = None  # N × [4, F, T_i] float16
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def speakers(self) -> np.ndarray:
+        return np.array([f"{r.corpus}/{r.speaker}" for r in self.rows])
+
+    def collate(self, indices: Sequence[int], *, crop_frames: int = 0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Padded batch of ``indices``; ``crop_frames > 0`` crops each quartet to a random window of
+        at most that many frames (drawn from ``generator``)."""
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        batch = {"labels": torch.as_tensor(self.labels[np.asarray(indices)], dtype=torch.long)}
+        if self.backbone_segments is not None:
+            batch["backbone_segments"] = self.backbone_segments[idx]
+            batch["backbone_counts"] = self.backbone_counts[idx]
+        if self.quartets is not None:
+            items = [self.quartets[i] for i in idx.tolist()]
+            if crop_frames:
+                cropped = []
+                for q in items:
+                    extra = q.shape[-1] - crop_frames
+                    start = int(torch.randint(0, extra + 1, (1,), generator=generator)) if extra > 0 else 0
+                    cropped.append(q[..., start : start + crop_frames])
+                items = cropped
+            lengths = torch.tensor([q.shape[-1] for q in items], dtype=torch.long)
+            out = torch.zeros(len(items), *items[0].shape[:2], int(lengths.max()))
+            for b, q in enumerate(items):
+                out[b, :, :, : q.shape[-1]] = q.float()
+            batch["quartet"] = out
+            batch["quartet_lengths"] = lengths
+        return batch
+
+
+def _backbone_pooled(rows: Sequence, cfg: dict, progress: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Pooled statistics of the rows' backbone hidden states (via the backbone feature cache)."""
+    from physioser.backbones import FeatureCache, build_backbone
+
+    backbone = build_backbone(cfg["backbone"]["name"], **cfg["backbone"]["options"])
+    shape = {"num_layers": int(backbone.num_layers), "dim": int(backbone.dim), "spec": backbone.spec_key()}
+    key = _rows_key(rows, {"spec": backbone.spec(), "segments": CACHE_SEGMENTS})
+    corpus = "+".join(sorted({r.corpus for r in rows}))
+    path = cache_root() / "pooled" / backbone.spec_key() / f"{corpus}-{key}.safetensors"
+    if path.is_file():
+        data = load_file(str(path))
+        return data["segments"], data["counts"], shape
+    cache = FeatureCache()
+    segments = torch.zeros(len(rows), backbone.num_layers, CACHE_SEGMENTS, backbone.dim)
+    counts = torch.zeros(len(rows), CACHE_SEGMENTS)
+    for i, row in enumerate(tqdm(rows, desc=f"pooling {backbone.name} features", disable=not progress, leave=False)):
+        hidden = cache.get_or_compute(row.path, backbone).float()  # [L, T, D]
+        lengths = torch.full((hidden.shape[0],), hidden.shape[1], dtype=torch.long)
+        means, cnt = segment_mean(hidden, lengths, CACHE_SEGMENTS)
+        segments[i] = means
+        counts[i] = cnt[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"segments": segments, "counts": counts}, str(path))
+    return segments, counts, shape
+
+
+def _quartets(rows: Sequence, cfg: dict, progress: bool) -> list[torch.Tensor]:
+    """Cached VAP front-end quartets of the rows (computed and stored on first use)."""
+    from physioser.model.physioser import vap_config
+    from physioser.vap import VAPFrontEnd
+
+    vcfg = vap_config(cfg)
+    front = {k: getattr(vcfg, k) for k in _FRONTEND_FIELDS}
+    max_seconds = cfg["train"]["max_seconds"]
+    fkey = hashlib.sha256(json.dumps([front, max_seconds], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = _rows_key(rows, {"front": front, "max_seconds": max_seconds})
+    corpus = "+".join(sorted({r.corpus for r in rows}))
+    path = cache_root() / "quartets" / fkey / f"{corpus}-{key}.safetensors"
+    if path.is_file():
+        data = load_file(str(path))
+        offsets = data["offsets"].tolist()
+        flat = data["quartets"]
+        return [flat[..., offsets[i] : offsets[i + 1]] for i in range(len(rows))]
+    frontend = VAPFrontEnd(vcfg).eval()
+    items = []
+    with torch.no_grad():
+        for row in tqdm(rows, desc="VAP quartets", disable=not progress, leave=False):
+            x = torch.from_numpy(_load_waveform(row, max_seconds))[None]
+            q, n = frontend(x, torch.tensor([x.shape[1]]))
+            items.append(q[0, :, :, : int(n[0])].to(torch.float16).contiguous())
+    offsets = np.concatenate([[0], np.cumsum([q.shape[-1] for q in items])])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"quartets": torch.cat(items, dim=-1).contiguous(), "offsets": torch.as_tensor(offsets)}, str(path))
+    return items
+
+
+def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: dict, *, progress: bool = True) -> tuple[FeatureSet, dict]:
+    """Features of ``rows`` for the branches of ``cfg``; returns (FeatureSet, backbone shape dict or {})."""
+    rows = list(rows)
+    labels = np.array([_label_of(r, class_names) for r in rows], dtype=np.int64)
+    fs = FeatureSet(rows=rows, labels=labels, class_names=list(class_names))
+    shape: dict = {}
+    branches = cfg["model"]["branches"]
+    if "backbone" in branches:
+        fs.backbone_segments, fs.backbone_counts, shape = _backbone_pooled(rows, cfg, progress)
+    if "vap" in branches:
+        fs.quartets = _quartets(rows, cfg, progress)
+    return fs, shape
+
+
+def load_corpora(cfg: dict, corpora: Sequence[str], corpora_root: str | Path, *, progress: bool = True) -> tuple[dict, FeatureSet, dict[str, np.ndarray]]:
+    """Read ``corpora`` (folders under ``corpora_root``) and build one FeatureSet over all of them.
+
+    Returns (config resolved with ``class_names`` and the backbone's ``num_layers``/``dim``, the
+    FeatureSet, {corpus: its indices in the FeatureSet})."""
+    from physioser.data import read_corpus
+
+    class_names = class_names_for(cfg, corpora)
+    cfg = dict(cfg, class_names=class_names)
+    rows, spans = [], {}
+    for name in corpora:
+        own = select_rows(read_corpus(name, Path(corpora_root) / name), class_names)
+        if not own:
+            raise ValueError(f"{name}: no rows with classes {class_names} under {Path(corpora_root) / name}")
+        spans[name] = np.arange(len(rows), len(rows) + len(own))
+        rows += own
+    data, shape = build_feature_set(rows, class_names, cfg, progress=progress)
+    if shape:
+        cfg = dict(cfg, backbone=dict(cfg["backbone"], num_layers=shape["num_layers"], dim=shape["dim"]))
+    return cfg, data, spans
