@@ -150,8 +150,8 @@ def fit(
             state["step"] += 1
             sums["loss"] += loss.item()
             sums["ce"] += ce.item()
-            sums["cpa"] += float(out["cpa"]) if "cpa" in out else 0.0
-            sums["aux"] += float(out["aux"])
+            sums["cpa"] += out["cpa"].item() if "cpa" in out else 0.0
+            sums["aux"] += out["aux"].item()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", val_ua=f"{max(state['best_val_ua'], 0):.3f}")
         state["epoch"] += 1

@@ -125,27 +125,24 @@ class PhysioSER(nn.Module):
         return self.featurizer(list(layers.unbind(0)))
 
     def _backbone_tokens(self, seg_means: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """seg_means [B, K, dim] projected segment means, counts [B, K] -> (z_s [B, dim], tokens [B, k, dim])."""
+        """seg_means [B, 4, dim] projected segment means, counts [B, 4] -> (z_s [B, dim], tokens [B, K, dim] or None)."""
         z = (seg_means * counts[..., None]).sum(1) / counts.sum(1, keepdim=True).clamp(min=1.0)
-        tokens = merge_segments(seg_means, counts, self.segments)[0] if self.segments else seg_means[:, :0]
+        tokens = merge_segments(seg_means, counts, self.segments)[0] if self.segments else None
         return z, tokens
 
     def _vap_tokens(self, z_v: torch.Tensor, frames: torch.Tensor, lengths: torch.Tensor):
         z = self.vap_proj(z_v)
-        if self.segments:
-            tokens = segment_mean(self.vap_proj(frames), lengths, self.segments)[0]
-        else:
-            tokens = z[:, None, :0]
+        tokens = segment_mean(self.vap_proj(frames), lengths, self.segments)[0] if self.segments else None
         return z, tokens
 
     # -- shared tail -----------------------------------------------------------------------------
     def _head(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """parts: [(z [B, dim], tokens [B, k, dim])] per branch (vap first) -> outputs (pre-activation z kept)."""
+        """parts: [(z [B, dim], tokens [B, K, dim] or None)] per branch (vap first) -> logits, embedding, aux."""
         # the linear head stays linear end to end (SUPERB); fusion and MLP heads see GELU + LayerNorm tokens
         zs = [z if self.head_type == "linear" else self.act(z) for z, _ in parts]
         aux: dict[str, torch.Tensor] = {}
         if self.head_type == "fusion":
-            tokens = torch.cat([z[:, None] for z in zs] + [self.act(t) for _, t in parts], dim=1)
+            tokens = torch.cat([z[:, None] for z in zs] + [self.act(t) for _, t in parts if t is not None], dim=1)
             logits, embedding, aux = self.head(self.drop(tokens))
         else:
             embedding = torch.cat(zs, dim=-1)
