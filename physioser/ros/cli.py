@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -40,8 +39,6 @@ def replay_command(
             vad_threshold_db=vad_threshold_db, smoothing=smoothing, sample_rate=sample_rate,
             channels=channels, sample_format=sample_format,
         )
-        if msg_type:
-            config = replace(config, msg_type=msg_type)
         result = replay(bag, topic=topic, msg_type=msg_type, config=config)
     except (BagError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)

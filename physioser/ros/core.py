@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -264,10 +264,6 @@ class EmotionCore:
                 self._inference_ms.append(float(event.latency_ms))
                 out.append(TimedEvent(event, arrival))
 
-    def pending(self) -> bool:
-        with self._queue_lock:
-            return bool(self._queue)
-
     def record_latency(self, seconds: float) -> None:
         """Arrival of the window's last message → its emotion message published."""
         self._latencies.append(seconds * 1000.0)
@@ -404,18 +400,6 @@ def hri_expression(label: str) -> str:
     return HRI_EXPRESSIONS.get(label, label)
 
 
-def config_from_mapping(values: dict[str, Any]) -> NodeConfig:
-    """A NodeConfig from parameter values (unknown keys rejected), validated."""
-    unknown = set(values) - set(NodeConfig.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"unknown parameters {sorted(unknown)}")
-    return validate_config(NodeConfig(**values))
-
-
-def config_dict(config: NodeConfig) -> dict[str, Any]:
-    return asdict(config)
-
-
 __all__ = [
     "EmotionCore",
     "NodeConfig",
@@ -424,6 +408,4 @@ __all__ = [
     "event_record",
     "hri_expression",
     "validate_config",
-    "config_from_mapping",
-    "config_dict",
 ]
