@@ -92,6 +92,10 @@ def test_malformed_messages_are_counted_and_change_nothing(clip, engine):
     events = feed(core, store, "std_msgs/Float32MultiArray", pieces[:50] + poison + pieces[50:])
     same_events(clean, events)
     assert core.diagnostics()["rejected_by_reason"] == {"non_finite": 2, "out_of_range": 1}
+    # a message of the wrong type altogether (no layout): counted, not raised
+    assert core.accept(T["std_msgs/msg/String"](data="hello"), 9.0) is False
+    diag = core.diagnostics()
+    assert diag["rejected_by_reason"]["undecodable"] == 1 and "AttributeError" in diag["last_rejection"]
 
 
 def test_declared_rate_change_mid_stream_resamples_and_counts(clip, engine):

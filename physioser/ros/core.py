@@ -198,6 +198,9 @@ class EmotionCore:
         except MessageDecodeError as err:
             self._reject(err)
             return False
+        except Exception as err:  # noqa: BLE001 - a message of an unexpected shape must not stop the node
+            self._reject(MessageDecodeError(self.msg.name, "undecodable", f"{type(err).__name__}: {err}"))
+            return False
         if decoded.format.sample_rate != self.format.sample_rate or decoded.format.channels != self.format.channels:
             self._switch_format(decoded.format)
         if self._last_arrival is not None and arrival - self._last_arrival > self.config.gap_s:
