@@ -83,3 +83,19 @@ def test_integrity_hash_is_checked(model_dir, tmp_path):
     (copy / "model.safetensors").write_bytes(bytes(blob))
     with pytest.raises(EngineError, match="integrity check failed"):
         Engine.from_path(copy, backend="torch")
+
+
+def test_engine_falls_back_to_pytorch_when_the_graph_cannot_be_built(model_dir, tmp_path, monkeypatch):
+    import physioser.export as export
+    from physioser.export import ExportError
+
+    def broken(*args, **kwargs):
+        raise ExportError("simulated exporter failure")
+
+    monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(export, "export_onnx", broken)
+    engine = Engine.from_path(model_dir)
+    assert engine.backend == "torch"
+    assert engine.infer(np.zeros((1, 16000), np.float32) + 0.01)["probs"].shape == (1, 4)
+    with pytest.raises(EngineError, match="simulated exporter failure"):
+        Engine.from_path(model_dir, backend="onnxruntime")

@@ -106,7 +106,7 @@ def write_reference(model, directory: Path) -> None:
 def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict) -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     rows = "\n".join(
-        f"| {c} | {len(speakers.get(c, []))} | {fp32[c]['n']} | {fp32[c]['ua']:.3f} | {fp32[c]['wa']:.3f} | "
+        f"| {c} | {len(speakers[c]) if c in speakers else sum(map(len, speakers.values()))} | {fp32[c]['n']} | {fp32[c]['ua']:.3f} | {fp32[c]['wa']:.3f} | "
         f"{fp32[c]['macro_f1']:.3f} | {fp16[c]['ua']:.3f} | {int8[c]['ua']:.3f} |"
         for c in (*CORPORA, "all") if c in fp32
     )
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "default")
     ap.add_argument("--corpora-root", type=Path, default=ROOT.parent / "shared" / "corpora")
     ap.add_argument("--from-dir", type=Path, default=None, help="skip training: package this trained model directory")
+    ap.add_argument("--json", type=Path, default=OUT_JSON, help="where to write the figures")
     args = ap.parse_args(argv)
     from physioser.export import convert_precision, export_onnx
     from physioser.runtime.models import export_metadata, load_checkpoint, write_integrity
@@ -194,11 +195,11 @@ def main(argv: list[str] | None = None) -> None:
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
     (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, command, speakers, sizes))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
-    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-    OUT_JSON.write_text(json.dumps({"command": command, "train": train_line, "metadata": meta, "heldout_speakers": speakers,
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"command": command, "train": train_line, "metadata": meta, "heldout_speakers": speakers,
                                     "results": results, "seconds": round(time.time() - t0, 1), "sizes": sizes}, indent=1))
     print(f"default model in {args.out}; held-out UA fp32 {results['fp32']['all']['ua']:.3f}, "
-          f"int8 {results['int8']['all']['ua']:.3f}; figures in {OUT_JSON}")
+          f"int8 {results['int8']['all']['ua']:.3f}; figures in {args.json}")
 
 
 if __name__ == "__main__":

@@ -78,9 +78,18 @@ def _parse_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
     names = meta["class_names"]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise EngineError(f"{source}: metadata class_names must be a JSON list of names, got {raw['class_names']!r}")
+    if len(set(names)) != len(names):
+        raise EngineError(f"{source}: metadata class_names repeats a name: {names}")
     if meta["sample_rate"] != physioser.SAMPLE_RATE:
         raise EngineError(f"{source}: model expects {meta['sample_rate']} Hz audio; physioser runs at {physioser.SAMPLE_RATE} Hz")
     meta.setdefault("min_samples", physioser.SAMPLE_RATE // 4)
+    checks = (("min_samples", int, 1, 60 * physioser.SAMPLE_RATE), ("window_s", float, 1e-3, 3600.0), ("hop_s", float, 1e-3, 3600.0))
+    for key, kind, low, high in checks:
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)) \
+                or not low <= value <= high:
+            raise EngineError(f"{source}: metadata {key} must be {'an integer' if kind is int else 'a number'} in "
+                              f"[{low:g}, {high:g}], got {raw.get(key, value)!r}")
     return meta
 
 
@@ -126,6 +135,7 @@ class _OrtBackend:
             raise EngineError(f"onnxruntime could not load {path}: {exc}") from exc
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
+        self.path = path
 
     @staticmethod
     def _check_graph(proto, path: Path) -> None:
@@ -148,7 +158,10 @@ class _OrtBackend:
             raise EngineError(f"{path}: graph outputs {missing} missing; outputs are {sorted(outputs)}")
 
     def run(self, waveforms: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
-        values = self.session.run(None, {"waveform": waveforms, "lengths": lengths})
+        try:
+            values = self.session.run(None, {"waveform": waveforms, "lengths": lengths})
+        except Exception as exc:  # onnxruntime's own exception types: a graph that loads but cannot run
+            raise EngineError(f"{self.path}: onnxruntime failed on input {waveforms.shape}: {exc}") from exc
         return dict(zip(self.output_names, values))
 
 
@@ -245,7 +258,16 @@ class Engine:
         if backend == "torch" or not have_ort:
             model, meta = models.load_checkpoint(model_dir)
             return cls.from_model(model, meta, prof, source=str(model_dir))
-        onnx_path = models.cached_onnx(model_dir)
+        from physioser.export import ExportError
+
+        try:
+            onnx_path = models.cached_onnx(model_dir)
+        except ExportError as exc:
+            if backend == "onnxruntime":
+                raise EngineError(f"could not build the ONNX graph of {model_dir}: {exc}") from exc
+            log.warning("could not build the ONNX graph of %s (%s); running the PyTorch model instead", model_dir, exc)
+            model, meta = models.load_checkpoint(model_dir)
+            return cls.from_model(model, meta, prof, source=str(model_dir))
         return cls(_OrtBackend(onnx_path, prof), prof, str(onnx_path))
 
     @classmethod
@@ -271,12 +293,19 @@ class Engine:
         x = np.asarray(waveforms)
         if x.ndim == 1:
             x = x[None]
-        if x.ndim != 2:
-            raise EngineError(f"waveforms must be [batch, samples] mono, got shape {x.shape}")
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise EngineError(f"waveforms must be [batch >= 1, samples] mono, got shape {x.shape}")
         if not np.issubdtype(x.dtype, np.floating):
             raise EngineError(f"waveforms must be float32 in [-1, 1], got {x.dtype} (convert integer PCM first)")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        lens = np.full(x.shape[0], x.shape[1], dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64).reshape(-1)
+        with np.errstate(over="ignore"):  # float64 beyond the float32 range becomes Inf, refused below
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        if lengths is None:
+            lens = np.full(x.shape[0], x.shape[1], dtype=np.int64)
+        else:
+            lens = np.asarray(lengths)
+            if lens.dtype.kind not in "iu":
+                raise EngineError(f"lengths must be integers (int64 samples per row), got {lens.dtype}: {str(lengths)[:80]}")
+            lens = lens.astype(np.int64).reshape(-1)
         if lens.shape[0] != x.shape[0]:
             raise EngineError(f"lengths has {lens.shape[0]} entries for a batch of {x.shape[0]}")
         if (lens > x.shape[1]).any() or (lens < self.min_samples).any():
@@ -285,7 +314,7 @@ class Engine:
                 f"({self.min_samples / self.sample_rate:.2f} s minimum), got {lens.tolist()}"
             )
         if not np.isfinite(x).all():
-            raise EngineError("waveforms contain NaN or Inf")
+            raise EngineError("waveforms contain NaN or Inf (or float64 samples beyond the float32 range)")
         out = self._backend.run(x, lens)
         if "valence" not in out or "arousal" not in out:
             out["valence"], out["arousal"] = valence_arousal(out["probs"], self.class_names)
