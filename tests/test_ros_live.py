@@ -108,7 +108,8 @@ def offline_predict(model_path: str, windows: list[np.ndarray], tmp: Path) -> li
     return json.loads(res.stdout)["results"]
 
 
-def test_live_stream_of_each_std_type_matches_offline_predict_and_replay(live, clip, model, tmp_path):
+def check_clean_stream(live, clip, model, tmp_path):
+    """Each std type at real-time pace: valid messages, labels equal offline `physioser predict`, replay equal."""
     sessions = run_concurrently({key: (lambda p=player: p.run([Audio(clip)])) for key, (_, player) in live.items()})
     for _, player in live.values():
         player.wait_quiet(settle_s=1.0)
@@ -138,13 +139,21 @@ def test_live_stream_of_each_std_type_matches_offline_predict_and_replay(live, c
         np.testing.assert_allclose(list(r["probabilities"].values()), list(live_r["probabilities"].values()), atol=1e-5)
 
 
+def test_live_node_processes(live, clip, model, tmp_path):
+    """One test drives the three node processes in order (so xdist never splits their shared state)."""
+    check_clean_stream(live, clip, model, tmp_path)
+    check_diagnostic_array(live)
+    check_malformed_input(live, clip)
+
+
 def test_live_uses_the_shipped_default_model(model):
     if model[1] != "default":
         pytest.skip("the shipped default model (physioser/assets/default) is not present: the live tests ran on a test model")
     assert Path(model[0]).suffix == ".onnx"
 
 
-def test_malformed_input_never_stops_the_node(live, clip):
+def check_malformed_input(live, clip):
+    """Malformed input, a rate change, a 10x burst and a gap never stop the node and are counted."""
     from std_msgs.msg import Float32MultiArray, UInt8MultiArray
 
     (node16, p16), (_, p32), (node8, p8) = live["i16"], live["f32"], live["u8"]
@@ -194,7 +203,8 @@ def test_malformed_input_never_stops_the_node(live, clip):
     assert node8.alive()
 
 
-def test_diagnostic_array_on_slash_diagnostics(live):
+def check_diagnostic_array(live):
+    """diagnostic_msgs/DiagnosticArray on /diagnostics carries the counters and latency statistics."""
     from diagnostic_msgs.msg import DiagnosticArray
 
     _, player = live["i16"]
@@ -207,8 +217,8 @@ def test_diagnostic_array_on_slash_diagnostics(live):
     assert json.loads(values["latency_ms"])["count"] >= 4
 
 
-def test_missing_message_package_is_explained(tmp_path, model):
-    node = NodeProcess("emotion_missing", {"model_path": model[0], "msg_type": "audio_common_msgs/AudioData"}, tmp_path)
+def test_missing_message_package_is_explained(tmp_path):
+    node = NodeProcess("emotion_missing", {"msg_type": "audio_common_msgs/AudioData"}, tmp_path)
     assert node.proc.wait(60) == 2
     out = node.output()
     assert "audio_common_msgs" in out and "not installed" in out and "std_msgs/Int16MultiArray" in out
