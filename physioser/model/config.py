@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
         "branches": ["vap", "backbone"],
         "dim": 128,  # width of branch tokens, fusion block and classifier input
         "featurizer": True,  # learned softmax layer weights (False: last layer only)
+        "projector": "per_layer",  # shared (SUPERB: weighted layer sum -> projector) | per_layer (projections mixed by the layer weights)
         "segments": 4,  # pooled frame tokens per branch fed to the fusion block (0 = utterance vectors only)
         # physioser.vap config fields; these keep an epoch of RAVDESS to seconds on a 2-core CPU
         "vap": {"n_bands": 32, "channels_2d": [16, 32], "channels_1d": [128], "kernels_1d": [5], "dilations_1d": [1], "dim": 128},
@@ -41,15 +42,15 @@ DEFAULTS: dict[str, Any] = {
     },
     "cpa": {"weight": 0.1, "dim": 128, "hidden": 0, "temperature": 0.07, "max_logit_scale": 100.0, "supervised": False},
     "train": {
-        "epochs": 60,
+        "epochs": 30,
         "batch_size": 32,
-        "lr": 2.0e-3,
-        "weight_decay": 0.05,
+        "lr": 1.0e-3,
+        "weight_decay": 0.5,
         "warmup": 0.05,  # fraction of all steps
         "grad_clip": 1.0,
         "label_smoothing": 0.1,
         "class_weighting": False,
-        "patience": 12,  # epochs without a better validation UA before stopping
+        "patience": 8,  # epochs without a better validation UA before stopping
         "seed": 0,
         "aux_weight": 1.0,  # weight of the attention variant's auxiliary losses
         "max_seconds": 12.0,  # utterances are cropped (centre) to this length when caching quartets
@@ -138,6 +139,8 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"model.head must be fusion, linear or mlp, got {cfg['model']['head']!r}")
     if cfg["cpa"]["weight"] and set(branches) != {"vap", "backbone"}:
         raise ConfigError("cpa.weight > 0 needs both branches (model.branches: [vap, backbone])")
+    if cfg["model"]["projector"] not in ("shared", "per_layer"):
+        raise ConfigError(f"model.projector must be shared or per_layer, got {cfg['model']['projector']!r}")
     seg = cfg["model"]["segments"]
     if seg not in (0, 1, 2, 4):
         raise ConfigError(f"model.segments must be 0, 1, 2 or 4 (divisors of the cached 4 segments), got {seg}")

@@ -72,7 +72,14 @@ class PhysioSER(nn.Module):
             layers, width = int(cfg["backbone"]["num_layers"]), int(cfg["backbone"]["dim"])
             self.num_layers = layers
             self.featurizer = Featurizer(layers) if m["featurizer"] else None
-            self.projector = nn.Linear(width, dim)
+            # shared: one projector after the weighted layer sum (SUPERB); per_layer: each layer has its
+            # own projector and the learned softmax weights mix the projections (a gated concatenation)
+            self.per_layer = m["projector"] == "per_layer"
+            if self.per_layer:
+                self.layer_proj = nn.Parameter(torch.randn(layers, width, dim) / width**0.5)
+                self.layer_bias = nn.Parameter(torch.zeros(layers, 1, 1, dim))
+            else:
+                self.projector = nn.Linear(width, dim)
             # fixed per-layer standardisation (linear, so it commutes with pooling); set from the
             # training set's utterance means by set_layer_statistics, stored with the weights
             self.register_buffer("layer_mean", torch.zeros(layers, 1, width))
@@ -117,12 +124,17 @@ class PhysioSER(nn.Module):
         self.layer_mean.copy_(utt.mean(0)[:, None, :])
         self.layer_std.copy_(utt.std(0).clamp(min=1e-4)[:, None, :])
 
-    def _mix_layers(self, layers: torch.Tensor) -> torch.Tensor:
-        """[L, B, T, D] stacked per-layer tensors -> standardised weighted sum [B, T, D]."""
+    def _project_layers(self, layers: torch.Tensor) -> torch.Tensor:
+        """[L, B, T, D] stacked per-layer hidden states (or segment means) -> [B, T, dim]:
+        standardise each layer, mix with the learned layer weights, project (all linear)."""
         layers = (layers - self.layer_mean[:, None]) / self.layer_std[:, None]
+        if self.per_layer:
+            layers = torch.einsum("lbtd,lde->lbte", layers, self.layer_proj) + self.layer_bias
         if self.featurizer is None:
-            return layers[-1]
-        return self.featurizer(list(layers.unbind(0)))
+            mixed = layers[-1]
+        else:
+            mixed = self.featurizer(list(layers.unbind(0)))
+        return mixed if self.per_layer else self.projector(mixed)
 
     def _backbone_tokens(self, seg_means: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """seg_means [B, 4, dim] projected segment means, counts [B, 4] -> (z_s [B, dim], tokens [B, K, dim] or None)."""
@@ -160,8 +172,8 @@ class PhysioSER(nn.Module):
             if not hasattr(self, "backbone"):
                 raise RuntimeError("PhysioSER.forward needs the frozen backbone: build the model with backbone=...")
             hidden, hidden_lengths = self.backbone(waveforms, lengths)
-            mixed = self._mix_layers(torch.stack(list(hidden[-self.num_layers :]), 0))
-            means, counts = segment_mean(self.projector(mixed), hidden_lengths, CACHE_SEGMENTS)
+            projected = self._project_layers(torch.stack(list(hidden[-self.num_layers :]), 0))
+            means, counts = segment_mean(projected, hidden_lengths, CACHE_SEGMENTS)
             parts.append(self._backbone_tokens(means, counts))
         out = self._head(parts)
         return {"logits": out["logits"], "probs": F.softmax(out["logits"], dim=-1), "embedding": out["embedding"]}
@@ -177,8 +189,8 @@ class PhysioSER(nn.Module):
             z_v, frames, frame_lengths = self.vap.encode_quartet(batch["quartet"], batch["quartet_lengths"])
             parts.append(self._vap_tokens(z_v, frames, frame_lengths))
         if self.use_backbone:
-            mixed = self._mix_layers(batch["backbone_segments"].transpose(0, 1))  # [B, 4, D]
-            parts.append(self._backbone_tokens(self.projector(mixed), batch["backbone_counts"]))
+            projected = self._project_layers(batch["backbone_segments"].transpose(0, 1))  # [B, 4, dim]
+            parts.append(self._backbone_tokens(projected, batch["backbone_counts"]))
         out = self._head(parts)
         from physioser.nn.attention import aux_loss
 
