@@ -75,6 +75,7 @@ def build_app() -> typer.Typer:
         workers: int = typer.Option(2, help="parallel processes (1 torch thread each)"),
         deadline: Optional[str] = typer.Option(None, help="UTC HH:MM after which no new job starts"),
         folds: Optional[str] = typer.Option(None, help="comma-separated fold ids for every corpus (default: all)"),
+        override: list[str] = typer.Option([], "--set", "-o", help="override appended to every experiment's (e.g. train.patience=6)"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
     ) -> None:
@@ -83,9 +84,9 @@ def build_app() -> typer.Typer:
 
         names = [n for e in experiment for n in SUITES.get(e, [e])]
         fold_map = {c: [int(f) for f in folds.split(",")] for c in corpus} if folds else None
-        warm_caches(names, corpus, corpora_root=corpora_root)
+        warm_caches(names, corpus, corpora_root=corpora_root, extra=override)
         res = run_sweep(names, corpus, workers=workers, deadline=deadline, root=results_dir, corpora_root=corpora_root,
-                        folds=fold_map, log=typer.echo)
+                        folds=fold_map, extra=override, log=typer.echo)
         typer.echo(f"sweep: {res['status']}; merged {len(res['merged'])} runs; incomplete: {res['incomplete'] or 'none'}")
         for f in res["failed"]:
             typer.echo(f"failed: {f}", err=True)

@@ -85,6 +85,7 @@ class Job:
     experiment: Experiment
     corpus: str
     fold: int
+    extra: tuple[str, ...] = ()  # sweep-wide overrides appended to the experiment's
 
     @property
     def run(self) -> str:
@@ -97,7 +98,7 @@ class Job:
         exe = Path(sys.executable).with_name("physioser")
         cmd = [str(exe) if exe.exists() else "physioser", "eval", "-c", self.corpus,
                "--config", str(REPO_ROOT / "configs" / f"{self.experiment.config}.yaml")]
-        for o in self.experiment.overrides:
+        for o in (*self.experiment.overrides, *self.extra):
             cmd += ["--set", o]
         cmd += ["--folds", str(self.fold), "--run", self.run, "--quiet", "--corpora-root", str(corpora_root),
                 "--results-dir", str(self.part_dir(root))]
@@ -113,7 +114,7 @@ def fold_ids(corpus: str, corpora_root: Path = DEFAULT_ROOT) -> list[int]:
 
 
 def plan_jobs(experiments: Sequence[str], corpora: Sequence[str], *, folds: dict[str, list[int]] | None = None,
-              corpora_root: Path = DEFAULT_ROOT) -> list[Job]:
+              corpora_root: Path = DEFAULT_ROOT, extra: Sequence[str] = ()) -> list[Job]:
     """Jobs in priority order: experiment by experiment, corpus by corpus, every fold."""
     unknown = [e for e in experiments if e not in EXPERIMENTS]
     if unknown:
@@ -122,7 +123,7 @@ def plan_jobs(experiments: Sequence[str], corpora: Sequence[str], *, folds: dict
     for c in corpora:
         if c not in folds:
             folds[c] = fold_ids(c, corpora_root)
-    return [Job(EXPERIMENTS[e], c, k) for e in experiments for c in corpora for k in folds[c]]
+    return [Job(EXPERIMENTS[e], c, k, tuple(extra)) for e in experiments for c in corpora for k in folds[c]]
 
 
 def _part_done(job: Job, root: Path) -> bool:
@@ -213,10 +214,10 @@ def merge_parts(run: str, folds: Sequence[int], *, root: Path = EXPERIMENTS_DIR)
 
 def run_sweep(experiments: Sequence[str], corpora: Sequence[str] = CORPORA, *, workers: int = 2, deadline: str | None = None,
               root: Path = EXPERIMENTS_DIR, corpora_root: Path = DEFAULT_ROOT, folds: dict[str, list[int]] | None = None,
-              log=print) -> dict:
+              extra: Sequence[str] = (), log=print) -> dict:
     """Plan, run and merge a sweep; returns {"status": counts, "merged": [paths], "incomplete": [runs]}."""
     fold_map = {c: (folds or {}).get(c) or fold_ids(c, corpora_root) for c in corpora}
-    jobs = plan_jobs(experiments, corpora, folds=fold_map, corpora_root=corpora_root)
+    jobs = plan_jobs(experiments, corpora, folds=fold_map, corpora_root=corpora_root, extra=extra)
     status = run_jobs(jobs, root=root, corpora_root=corpora_root, workers=workers, deadline=deadline, log=log)
     merged, incomplete = [], []
     for e in experiments:
@@ -227,7 +228,8 @@ def run_sweep(experiments: Sequence[str], corpora: Sequence[str] = CORPORA, *, w
             "merged": merged, "incomplete": incomplete}
 
 
-def warm_caches(experiments: Sequence[str], corpora: Sequence[str], *, corpora_root: Path = DEFAULT_ROOT, progress: bool = True) -> None:
+def warm_caches(experiments: Sequence[str], corpora: Sequence[str], *, corpora_root: Path = DEFAULT_ROOT, extra: Sequence[str] = (),
+                progress: bool = True) -> None:
     """Build the pooled-backbone and quartet caches each (experiment, corpus) needs, once, in this
     process — so parallel fold processes only read them (two writers of one cache file would race)."""
     from physioser.model.config import load_config
@@ -236,7 +238,7 @@ def warm_caches(experiments: Sequence[str], corpora: Sequence[str], *, corpora_r
     seen = set()
     for name in experiments:
         e = EXPERIMENTS[name]
-        cfg = load_config(REPO_ROOT / "configs" / f"{e.config}.yaml", list(e.overrides))
+        cfg = load_config(REPO_ROOT / "configs" / f"{e.config}.yaml", [*e.overrides, *extra])
         branches = tuple(cfg["model"]["branches"])
         key_cfg = {"branches": branches, "backbone": cfg["backbone"] if "backbone" in branches else None,
                    "vap": {k: v for k, v in cfg["model"]["vap"].items() if k not in ("quaternion", "components")} if "vap" in branches else None,
