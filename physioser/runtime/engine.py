@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -86,8 +87,8 @@ def _parse_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
     checks = (("min_samples", int, 1, 60 * physioser.SAMPLE_RATE), ("window_s", float, 1e-3, 3600.0), ("hop_s", float, 1e-3, 3600.0))
     for key, kind, low, high in checks:
         value = meta[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)) \
-                or not low <= value <= high:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or (kind is int and value != int(value)) or not low <= value <= high:
             raise EngineError(f"{source}: metadata {key} must be {'an integer' if kind is int else 'a number'} in "
                               f"[{low:g}, {high:g}], got {raw.get(key, value)!r}")
     return meta

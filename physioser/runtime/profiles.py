@@ -9,6 +9,7 @@ file and the field.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,8 +92,9 @@ def _expand(value: Any) -> Any:
 
 
 def _number(where: str, value: Any, *, kind: type, low: float, high: float | None = None, low_open: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ProfileError(f"{where} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)) \
+            or (isinstance(value, float) and not math.isfinite(value)):
+        raise ProfileError(f"{where} must be {'an integer' if kind is int else 'a finite number'}, got {value!r}")
     if (value <= low if low_open else value < low) or (high is not None and value > high):
         bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
         raise ProfileError(f"{where} must be {bound}, got {value!r}")

@@ -20,6 +20,9 @@ import numpy as np
 
 from physioser.runtime.engine import Engine, EngineError
 
+MAX_WINDOW_S = 60.0
+"""The longest analysis window (as for hardware profiles): the ring buffer holds one window."""
+
 
 @dataclass
 class EmotionEvent:
@@ -89,16 +92,21 @@ class Streamer:
     def __init__(self, engine: Engine, window_s: float = 2.0, hop_s: float = 0.5, *, vad: str = "energy",
                  vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = 16000):
         engine.check_sample_rate(sample_rate, "the stream")
-        if not 0 < hop_s <= window_s:
-            raise EngineError(f"hop_s must be in (0, window_s]; got hop_s={hop_s}, window_s={window_s}")
+        for key, value in (("window_s", window_s), ("hop_s", hop_s), ("smoothing", smoothing), ("vad_threshold_db", vad_threshold_db)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise EngineError(f"{key} must be a finite number, got {value!r}")
+        if not 0 < hop_s <= window_s <= MAX_WINDOW_S:
+            raise EngineError(f"need 0 < hop_s <= window_s <= {MAX_WINDOW_S:g} s; got hop_s={hop_s}, window_s={window_s}")
         if not 0.0 <= smoothing < 1.0:
             raise EngineError(f"smoothing must be in [0, 1), got {smoothing}")
-        if batch < 1:
-            raise EngineError(f"batch must be >= 1, got {batch}")
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise EngineError(f"batch must be an integer >= 1, got {batch!r}")
         self.engine = engine
         self.sample_rate = sample_rate
         self.window = int(round(window_s * sample_rate))
         self.hop = int(round(hop_s * sample_rate))
+        if self.hop < 1:
+            raise EngineError(f"hop_s={hop_s} is shorter than one sample at {sample_rate} Hz")
         if self.window < engine.min_samples:
             raise EngineError(f"window_s={window_s} is shorter than the model's minimum {engine.min_samples / sample_rate:.2f} s")
         if vad == "energy":
@@ -109,8 +117,8 @@ class Streamer:
             self.gate = None
         else:
             raise EngineError(f"vad must be 'energy', 'silero' or 'none', got {vad!r}")
-        self.smoothing = smoothing
-        self.batch = batch
+        self.smoothing = float(smoothing)
+        self.batch = int(batch)
         self._ring = np.zeros(self.window, dtype=np.float32)
         self.reset()
 
@@ -145,11 +153,14 @@ class Streamer:
         x = np.asarray(chunk)
         if x.ndim != 1:
             raise EngineError(f"push() takes mono 1-D chunks, got shape {x.shape} (mix channels down first)")
-        if x.size and not np.issubdtype(x.dtype, np.floating):
+        if x.size == 0:
+            return []  # nothing to add (an empty chunk of any dtype); nothing is pending between pushes
+        if not np.issubdtype(x.dtype, np.floating):
             raise EngineError(f"push() takes float samples in [-1, 1], got {x.dtype} (convert int16 PCM: x / 32768)")
-        x = x.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond the float32 range becomes Inf, refused just below
+            x = x.astype(np.float32, copy=False)
         if not np.isfinite(x).all():
-            raise EngineError("chunk contains NaN or Inf")
+            raise EngineError("chunk contains NaN or Inf (or float64 samples beyond the float32 range)")
         events: list[EmotionEvent] = []
         pos = 0
         while pos < len(x):
