@@ -155,6 +155,7 @@ def test_broken_model_file_keeps_the_old_model(tmp_path, tiny_onnx, clip):
     assert core.check_model_file() is None
     old = core.engine
     model.write_bytes(b"\x08\x07not an onnx graph")
+    assert core.check_model_file() is None  # changed: waits one period for the file to settle
     assert core.check_model_file() is False
     diag = core.diagnostics()
     assert core.engine is old and diag["model_reload_failures"] == 1
@@ -162,7 +163,12 @@ def test_broken_model_file_keeps_the_old_model(tmp_path, tiny_onnx, clip):
     assert core.check_model_file() is None  # reported once per version of the file
     store = M.typestore("std_msgs")
     assert len(feed(core, store, "std_msgs/Int16MultiArray", chunks(clip[:48000]))) == 3  # still serving
-    model.write_bytes(tiny_onnx.read_bytes())
+    with model.open("wb") as fh:  # a file caught half-written is not loaded
+        fh.write(tiny_onnx.read_bytes()[:100])
+        fh.flush()
+        assert core.check_model_file() is None
+        fh.write(tiny_onnx.read_bytes()[100:])
+    assert core.check_model_file() is None
     assert core.check_model_file() is True and core.engine is not old
     assert core.diagnostics()["model_error"] == "" and core.diagnostics()["model_reloads"] == 1
 

@@ -175,6 +175,7 @@ class EmotionCore:
         self._clock = clock
         self.engine = engine if engine is not None else engine_loader(config.model_path, config.profile)
         self._model_signature = _file_signature(config.model_path)
+        self._settling = None  # a changed model file's signature, waiting to be stable
         self.streamer = streamer_factory(self.engine, config)
         self._offset_s = 0.0  # stream time consumed by streamers replaced at run time
         self.format = self.config.audio_format()
@@ -309,10 +310,15 @@ class EmotionCore:
             self.engine, self.streamer = engine, streamer
 
     def check_model_file(self) -> bool | None:
-        """Reload the model if its file changed on disk. True: reloaded; False: the new file is
-        broken (the old model stays, the error is reported); None: unchanged."""
+        """Call periodically: reload the model once its file has changed on disk and then stayed the
+        same for one call (so a file being written is not read half-way). True: reloaded; False: the
+        new file is broken (the old model stays, the error is reported); None: nothing to do yet."""
         signature = _file_signature(self.config.model_path)
         if signature == self._model_signature:
+            self._settling = None
+            return None
+        if signature != self._settling:
+            self._settling = signature  # changed: wait one period for it to settle
             return None
         self._model_signature = signature  # try each version of the file once
         try:
