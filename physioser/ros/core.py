@@ -17,7 +17,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import soxr
@@ -182,6 +182,7 @@ class EmotionCore:
         self._resampler = _Resampler(self.format.sample_rate)
         self._queue: deque[tuple[np.ndarray, float]] = deque()
         self._queued = 0  # samples in the queue
+        self._in_flight = 0  # samples being pushed through the streamer
         self._queue_lock = threading.Lock()
         self._stream_lock = threading.Lock()
         self._last_arrival: float | None = None
@@ -249,24 +250,28 @@ class EmotionCore:
                 self.stats.dropped_s += old.size / SAMPLE_RATE
 
     # ---- processing --------------------------------------------------------------------------
-    def process(self) -> list[TimedEvent]:
-        """Push all queued audio through the streamer; return the events it produced."""
-        out: list[TimedEvent] = []
+    def process(self) -> Iterator[TimedEvent]:
+        """Push the queued audio through the streamer, yielding each event as soon as it exists."""
         while True:
             with self._queue_lock:
                 if not self._queue:
-                    return out
+                    return
                 samples, arrival = self._queue.popleft()
                 self._queued -= samples.size
-            with self._stream_lock:
-                events = self.streamer.push(samples)
-                offset = self._offset_s
+                self._in_flight = samples.size
+            try:
+                with self._stream_lock:
+                    events = self.streamer.push(samples)
+                    offset = self._offset_s
+            finally:
+                with self._queue_lock:
+                    self._in_flight = 0
             for event in events:
                 if offset:
                     event = replace(event, start_s=event.start_s + offset, end_s=event.end_s + offset)
                 self.stats.windows += 1
                 self._inference_ms.append(float(event.latency_ms))
-                out.append(TimedEvent(event, arrival))
+                yield TimedEvent(event, arrival)
 
     def record_latency(self, seconds: float) -> None:
         """Arrival of the window's last message → its emotion message published."""
@@ -338,7 +343,7 @@ class EmotionCore:
         """Counters and latency statistics, JSON-ready."""
         s = self.stats
         with self._queue_lock:
-            backlog = self._queued / SAMPLE_RATE
+            backlog = (self._queued + self._in_flight) / SAMPLE_RATE
         return {
             "messages_received": s.received,
             "messages_accepted": s.accepted,

@@ -131,6 +131,7 @@ class Player:
         self.pub = self.node.create_publisher(message_class(msg_type), topic, qos_profile_sensor_data)
         self.session = Session()
         self._lock = threading.Lock()
+        self._diag_time = 0.0  # when the last diagnostics arrived
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(String, emotion_topic, self._on_emotion, reliable)
         self.node.create_subscription(Float32MultiArray, f"{emotion_topic}/probabilities", self._on_probs, reliable)
@@ -163,6 +164,7 @@ class Player:
     def _on_diag(self, msg) -> None:
         with self._lock:
             self.session.diagnostics.append(json.loads(msg.data))
+            self._diag_time = time.monotonic()
 
     def wait_for_node(self, timeout_s: float = 60.0) -> None:
         """Until the node subscribes to the audio and publishes its diagnostics (it is then ready)."""
@@ -221,16 +223,19 @@ class Player:
         result = future.result().results[0]
         return bool(result.successful), str(result.reason)
 
-    def wait_quiet(self, settle_s: float = 1.0, timeout_s: float = 30.0) -> None:
-        """Until no emotion message has arrived for `settle_s` (the node has drained its queue)."""
+    def wait_quiet(self, settle_s: float = 1.0, timeout_s: float = 120.0) -> None:
+        """Until the node has analysed everything sent: diagnostics published after the last chunk show
+        no backlog, and no emotion message has arrived for `settle_s`."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
                 last = self.session.emotions[-1][0] if self.session.emotions else 0.0
                 sent = self.session.sent[-1].t if self.session.sent else 0.0
-            if time.monotonic() - max(last, sent) > settle_s:
+                idle = self._diag_time > sent + 0.05 and self.session.diagnostics[-1]["backlog_s"] == 0
+            if idle and time.monotonic() - max(last, sent) > settle_s:
                 return
             time.sleep(0.05)
+        raise TimeoutError(f"the node was still busy after {timeout_s:.0f} s")
 
     def last_diagnostics(self, fresh: bool = True, timeout_s: float = 5.0) -> dict:
         """The newest diagnostics; with `fresh`, wait for one published after this call."""
