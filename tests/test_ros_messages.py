@@ -280,3 +280,35 @@ def test_fuzz_float_multiarray(data, sizes, offset):
         assert "std_msgs/Float32MultiArray" in str(err)
         return
     assert np.all(np.isfinite(out.samples)) and out.samples.size >= 1
+
+
+class _Obj:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+_TYPED = {"float32_data": np.float32, "int32_data": np.int32, "int16_data": np.int16, "int8_data": np.int8, "uint8_data": np.uint8}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    flag=st.sampled_from([0, 1, 2, 4, 8, 16, 32, 64]),
+    rate=st.integers(-5, 500_000),
+    channels=st.integers(-1, 70),
+    field=st.sampled_from(sorted(_TYPED)),
+    raw=st.binary(max_size=256),
+)
+def test_fuzz_audio_stamped(flag, rate, channels, field, raw):
+    arrays = {name: np.zeros(0, dtype) for name, dtype in _TYPED.items()}
+    dtype = np.dtype(_TYPED[field])
+    arrays[field] = np.frombuffer(raw[: len(raw) // dtype.itemsize * dtype.itemsize], dtype)
+    msg = _Obj(audio=_Obj(audio_data=_Obj(**arrays), info=_Obj(format=flag, channels=channels, rate=rate, chunk=0)))
+    try:
+        out = M.decode_audio_stamped(msg)
+    except M.MessageDecodeError as err:
+        assert err.reason in {"unsupported_format", "bad_rate", "bad_channels", "empty", "channel_mismatch",
+                              "non_finite", "out_of_range"}
+        assert "AudioStamped" in str(err) or "AudioInfo" in str(err)
+        return
+    assert out.format.sample_rate == rate and out.samples.dtype == np.float32
+    assert np.all(np.abs(out.samples) <= 1.0) and out.samples.size * channels == arrays[field].size
