@@ -24,13 +24,19 @@ def _echo_results(run: str, res: dict) -> None:
         typer.echo(f"{run} on {name}: {_fmt(r['summary'])}  (pooled UA {r['pooled']['ua']:.3f}, {len(r['folds'])} folds)")
 
 
+def _cross_jobs(test_corpora: list[str]) -> list[tuple[list[str], str]]:
+    """(training corpora = the other corpora of CORPORA, test corpus) for each test corpus."""
+    return [([c for c in CORPORA if c != t], t) for t in test_corpora]
+
+
 def build_app() -> typer.Typer:
     exp = typer.Typer(no_args_is_help=True, help="Baselines, linear probes, sweeps and analyses (issue 7).")
 
     @exp.command("handcrafted")
     def handcrafted(
         corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c", help="corpora (each evaluated on its own folds)"),
-        test_corpus: Optional[str] = typer.Option(None, "--test-corpus", help="cross-corpus: train on all --corpus, test here (4 classes)"),
+        cross: bool = typer.Option(False, "--cross", help="cross-corpus: for each --corpus, train on the other four-corpus "
+                                   "set members, test on it (4 classes)"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),
@@ -39,10 +45,10 @@ def build_app() -> typer.Typer:
         from physioser.experiments.common import write_results
         from physioser.experiments.handcrafted import run_handcrafted
 
-        jobs = [(corpus, test_corpus)] if test_corpus else [([c], None) for c in corpus]
+        jobs = _cross_jobs(corpus) if cross else [([c], None) for c in corpus]
         for train, test in jobs:
             res = run_handcrafted(train, test_corpus=test, corpora_root=corpora_root, progress=not quiet)
-            run = f"handcrafted-{'+'.join(train)}" + (f"-to-{test}" if test else "")
+            run = "handcrafted-" + (f"to-{test}" if test else train[0])
             write_results(run, res, results_dir)
             _echo_results(run, res)
 
@@ -50,22 +56,39 @@ def build_app() -> typer.Typer:
     def probe(
         backbone: list[str] = typer.Option(["whisper-tiny.en"], "--backbone", "-b", help="backbone(s) with a feature cache"),
         corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c"),
-        pooling: str = typer.Option("mean", help="mean | meanstd: per-layer utterance statistics concatenated over layers"),
-        with_vap: bool = typer.Option(False, "--with-vap", help="also concatenate the VAP quartet's utterance statistics"),
+        cross: bool = typer.Option(False, "--cross", help="cross-corpus: train on the other corpora of CORPORA, test on each --corpus"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),
     ) -> None:
-        """Linear probe: cached per-layer utterance statistics → StandardScaler → logistic regression."""
+        """Linear probe: per-layer utterance means of cached backbone features → StandardScaler → logistic regression."""
         from physioser.experiments.common import write_results
         from physioser.experiments.probe import run_probe
 
         for b in backbone:
-            for c in corpus:
-                res = run_probe(b, [c], pooling=pooling, with_vap=with_vap, corpora_root=corpora_root, progress=not quiet)
-                run = f"probe-{b}-{pooling}" + ("+vap" if with_vap else "") + f"-{c}"
+            for train, test in (_cross_jobs(corpus) if cross else [([c], None) for c in corpus]):
+                res = run_probe(b, train, test_corpus=test, corpora_root=corpora_root, progress=not quiet)
+                run = f"probe-{b}-" + (f"to-{test}" if test else train[0])
                 write_results(run, res, results_dir)
                 _echo_results(run, res)
+
+    @exp.command("quartet-probe")
+    def quartet_probe(
+        corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c"),
+        cross: bool = typer.Option(False, "--cross", help="cross-corpus: train on the other corpora of CORPORA, test on each --corpus"),
+        corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
+        results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
+        quiet: bool = typer.Option(False, "--quiet"),
+    ) -> None:
+        """Linear probes on the cached quartet's statistics: each component alone, amplitude, phase, all four."""
+        from physioser.experiments.common import write_results
+        from physioser.experiments.probe import QUARTET_SUBSETS, run_quartet_probe
+
+        for c in corpus:
+            res = run_quartet_probe(c, QUARTET_SUBSETS, corpora_root=corpora_root, progress=not quiet)
+            write_results(f"quartet-probe-{c}", res, results_dir)
+            for name, r in res["subsets"].items():
+                typer.echo(f"quartet probe {name:10s} on {c}: {_fmt(r['corpora'][c]['summary'])}")
 
     @exp.command("sweep")
     def sweep(
@@ -76,6 +99,7 @@ def build_app() -> typer.Typer:
         deadline: Optional[str] = typer.Option(None, help="UTC HH:MM after which no new job starts"),
         folds: Optional[str] = typer.Option(None, help="comma-separated fold ids for every corpus (default: all)"),
         override: list[str] = typer.Option([], "--set", "-o", help="override appended to every experiment's (e.g. train.patience=6)"),
+        cross: bool = typer.Option(False, "--cross", help="cross-corpus: for each --corpus, train on the other three, test on it (4 classes)"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
     ) -> None:
@@ -84,12 +108,38 @@ def build_app() -> typer.Typer:
 
         names = [n for e in experiment for n in SUITES.get(e, [e])]
         fold_map = {c: [int(f) for f in folds.split(",")] for c in corpus} if folds else None
-        warm_caches(names, corpus, corpora_root=corpora_root, extra=override)
+        if not cross:
+            warm_caches(names, corpus, corpora_root=corpora_root, extra=override)
         res = run_sweep(names, corpus, workers=workers, deadline=deadline, root=results_dir, corpora_root=corpora_root,
-                        folds=fold_map, extra=override, log=typer.echo)
+                        folds=fold_map, extra=override, cross=cross, log=typer.echo)
         typer.echo(f"sweep: {res['status']}; merged {len(res['merged'])} runs; incomplete: {res['incomplete'] or 'none'}")
         for f in res["failed"]:
             typer.echo(f"failed: {f}", err=True)
+
+    @exp.command("research")
+    def research(
+        attention: list[str] = typer.Option(["mha"], "--attention", "-a", help="attention variant(s) of the blocks"),
+        corpus: list[str] = typer.Option(["URDU"], "--corpus", "-c"),
+        backbone: str = typer.Option("whisper-tiny.en", help="backbone whose cached frames feed the model"),
+        layer: int = typer.Option(-1, help="hidden-state layer of the backbone"),
+        folds: Optional[str] = typer.Option(None, help="comma-separated fold ids (default: all)"),
+        override: list[str] = typer.Option([], "--set", "-o", help="training override, e.g. train.patience=6"),
+        corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
+        results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
+        quiet: bool = typer.Option(False, "--quiet"),
+    ) -> None:
+        """The frame-level Transformer research model (attention variant as the variable), same folds and metrics."""
+        from physioser.experiments.common import write_results
+        from physioser.experiments.research import run_research
+
+        fold_ids = [int(f) for f in folds.split(",")] if folds else None
+        for c in corpus:
+            for a in attention:
+                res = run_research(c, attention=a, backbone=backbone, layer=layer, folds=fold_ids, overrides=override,
+                                   corpora_root=corpora_root, progress=not quiet)
+                run = f"research-{a}-{c}"
+                write_results(run, res, results_dir)
+                _echo_results(run, res)
 
     @exp.command("list")
     def list_experiments() -> None:

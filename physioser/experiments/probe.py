@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["backbone_means", "quartet_stats", "run_probe", "run_quartet_probe"]
+__all__ = ["QUARTET_SUBSETS", "backbone_means", "quartet_stats", "run_probe", "run_quartet_probe"]
+
+QUARTET_SUBSETS: dict[str, tuple[str, ...]] = {
+    "M": ("M",), "rho": ("rho",), "f_inst": ("f_inst",), "tau_g": ("tau_g",),
+    "amplitude": ("M", "rho"), "phase": ("f_inst", "tau_g"), "full": ("M", "rho", "f_inst", "tau_g"),
+}
+"""Component subsets of the quartet probe: each alone, the amplitude and phase pairs, all four."""
 
 
 def _config(overrides: Sequence[str]) -> dict:

@@ -86,18 +86,26 @@ class Job:
     corpus: str
     fold: int
     extra: tuple[str, ...] = ()  # sweep-wide overrides appended to the experiment's
+    cross: bool = False  # cross-corpus: train on the other corpora of CORPORA, test on ``corpus`` (4 classes)
 
     @property
     def run(self) -> str:
-        return f"{self.experiment.name}-{self.corpus}"
+        return f"{self.experiment.name}-{'to-' if self.cross else ''}{self.corpus}"
 
     def part_dir(self, root: Path) -> Path:
         return root / "_parts" / self.run / f"fold-{self.fold}"
 
     def command(self, root: Path, corpora_root: Path) -> list[str]:
         exe = Path(sys.executable).with_name("physioser")
-        cmd = [str(exe) if exe.exists() else "physioser", "eval", "-c", self.corpus,
-               "--config", str(REPO_ROOT / "configs" / f"{self.experiment.config}.yaml")]
+        cmd = [str(exe) if exe.exists() else "physioser", "eval"]
+        if self.cross:
+            for c in CORPORA:
+                if c != self.corpus:
+                    cmd += ["-c", c]
+            cmd += ["--test-corpus", self.corpus]
+        else:
+            cmd += ["-c", self.corpus]
+        cmd += ["--config", str(REPO_ROOT / "configs" / f"{self.experiment.config}.yaml")]
         for o in (*self.experiment.overrides, *self.extra):
             cmd += ["--set", o]
         cmd += ["--folds", str(self.fold), "--run", self.run, "--quiet", "--corpora-root", str(corpora_root),
@@ -114,11 +122,14 @@ def fold_ids(corpus: str, corpora_root: Path = DEFAULT_ROOT) -> list[int]:
 
 
 def plan_jobs(experiments: Sequence[str], corpora: Sequence[str], *, folds: dict[str, list[int]] | None = None,
-              corpora_root: Path = DEFAULT_ROOT, extra: Sequence[str] = ()) -> list[Job]:
-    """Jobs in priority order: experiment by experiment, corpus by corpus, every fold."""
+              corpora_root: Path = DEFAULT_ROOT, extra: Sequence[str] = (), cross: bool = False) -> list[Job]:
+    """Jobs in priority order: experiment by experiment, corpus by corpus, every fold (cross-corpus:
+    one job per held-out test corpus, fold 0)."""
     unknown = [e for e in experiments if e not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiments {unknown}; known: {sorted(EXPERIMENTS)} (suites: {sorted(SUITES)})")
+    if cross:
+        return [Job(EXPERIMENTS[e], c, 0, tuple(extra), cross=True) for e in experiments for c in corpora]
     folds = dict(folds or {})
     for c in corpora:
         if c not in folds:
@@ -214,16 +225,17 @@ def merge_parts(run: str, folds: Sequence[int], *, root: Path = EXPERIMENTS_DIR)
 
 def run_sweep(experiments: Sequence[str], corpora: Sequence[str] = CORPORA, *, workers: int = 2, deadline: str | None = None,
               root: Path = EXPERIMENTS_DIR, corpora_root: Path = DEFAULT_ROOT, folds: dict[str, list[int]] | None = None,
-              extra: Sequence[str] = (), log=print) -> dict:
+              extra: Sequence[str] = (), cross: bool = False, log=print) -> dict:
     """Plan, run and merge a sweep; returns {"status": counts, "merged": [paths], "incomplete": [runs]}."""
-    fold_map = {c: (folds or {}).get(c) or fold_ids(c, corpora_root) for c in corpora}
-    jobs = plan_jobs(experiments, corpora, folds=fold_map, corpora_root=corpora_root, extra=extra)
+    fold_map = {c: [0] if cross else ((folds or {}).get(c) or fold_ids(c, corpora_root)) for c in corpora}
+    jobs = plan_jobs(experiments, corpora, folds=fold_map, corpora_root=corpora_root, extra=extra, cross=cross)
     status = run_jobs(jobs, root=root, corpora_root=corpora_root, workers=workers, deadline=deadline, log=log)
     merged, incomplete = [], []
     for e in experiments:
         for c in corpora:
-            path = merge_parts(f"{e}-{c}", fold_map[c], root=root)
-            (merged if path else incomplete).append(str(path) if path else f"{e}-{c}")
+            run = f"{e}-{'to-' if cross else ''}{c}"
+            path = merge_parts(run, fold_map[c], root=root)
+            (merged if path else incomplete).append(str(path) if path else run)
     return {"status": {k: len(v) for k, v in status.items()}, "failed": [f"{j.run} fold {j.fold}" for j in status["failed"]],
             "merged": merged, "incomplete": incomplete}
 
