@@ -95,6 +95,8 @@ def replay(
                     core.set_format(decode_ros_drivers_audio_info(store.deserialize_cdr(raw, conn.msgtype)))
                 except MessageDecodeError as err:
                     core.reject(err)
+                except Exception as err:  # noqa: BLE001 - a corrupt AudioInfo record, counted like a corrupt audio one
+                    core.reject(MessageDecodeError(spec.info_type, "corrupt_cdr", f"cannot deserialise a record: {err}"))
                 continue
             try:
                 msg = store.deserialize_cdr(raw, conn.msgtype)
