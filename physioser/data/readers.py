@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from physioser.data.registry import (
+    CorpusLayoutError,
     CorpusSpec,
     Listing,
     Row,
@@ -91,12 +92,15 @@ register(
 def _crema_genders(root: Path) -> dict[str, str]:
     for candidate in (root / "VideoDemographics.csv", root.parent / "VideoDemographics.csv"):
         if candidate.is_file():
-            with candidate.open(newline="", encoding="utf-8-sig") as handle:
-                return {
-                    row["ActorID"].strip(): row["Sex"].strip()[:1].upper()
-                    for row in csv.DictReader(handle)
-                    if row.get("ActorID") and row.get("Sex")
-                }
+            try:
+                with candidate.open(newline="", encoding="utf-8-sig") as handle:
+                    return {
+                        row["ActorID"].strip(): row["Sex"].strip()[:1].upper()
+                        for row in csv.DictReader(handle)
+                        if row.get("ActorID") and row.get("Sex")
+                    }
+            except UnicodeDecodeError as exc:
+                raise CorpusLayoutError(f"CREMA-D: {candidate} is not UTF-8 text ({exc})") from exc
     return {}
 
 
@@ -249,23 +253,36 @@ def _read_msp(spec: CorpusSpec, root: Path) -> Listing:
     candidates = [root / "Labels" / "labels_consensus.csv", root / "labels_consensus.csv"]
     label_file = next((c for c in candidates if c.is_file()), None)
     listing = Listing()
-    audio = {p.stem: p for p in audio_files(root)}
+    audio: dict[str, Path] = {}
+    for p in audio_files(root):
+        if p.stem in audio:  # labels name files by stem: a second file with the same stem cannot be told apart
+            listing.unmatched.append(Unmatched(p, f"same name as {audio[p.stem]} (labels cannot tell them apart)"))
+        else:
+            audio[p.stem] = p
     if label_file is None:
         listing.unmatched.extend(Unmatched(p, "no Labels/labels_consensus.csv to label it") for p in audio.values())
         return listing
     audio_dir = root / "Audios"
     labelled: set[str] = set()
-    with label_file.open(newline="", encoding="utf-8-sig") as handle:
-        for entry in csv.DictReader(handle):
-            stem = Path(entry["FileName"]).stem
+    with label_file.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("FileName", "EmoClass") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CorpusLayoutError(f"{spec.name}: {label_file} has no column(s) {missing}. Expected layout: {spec.layout}")
+        for number, entry in enumerate(reader, 2):
+            field = {k: (v or "").strip() for k, v in entry.items() if isinstance(k, str)}  # short rows give None
+            if not field["FileName"]:
+                listing.unmatched.append(Unmatched(label_file, f"line {number} of {label_file.name} names no file"))
+                continue
+            stem = Path(field["FileName"]).stem
             labelled.add(stem)
             path = audio.get(stem)
             if path is None:
-                listing.unmatched.append(Unmatched(audio_dir / entry["FileName"], f"listed in {label_file.name} but the audio file is missing"))
+                listing.unmatched.append(Unmatched(audio_dir / field["FileName"], f"listed in {label_file.name} but the audio file is missing"))
                 continue
-            gender = {"male": "M", "female": "F"}.get(entry.get("Gender", "").strip().lower())
-            speaker = entry.get("SpkrID", "").strip() or "Unknown"
-            _collect(listing, spec.row(path, entry["EmoClass"].strip(), speaker, gender, partition=entry.get("Split_Set", "").strip() or None))
+            gender = {"male": "M", "female": "F"}.get(field.get("Gender", "").lower())
+            speaker = field.get("SpkrID") or "Unknown"
+            _collect(listing, spec.row(path, field["EmoClass"], speaker, gender, partition=field.get("Split_Set") or None))
     listing.unmatched.extend(Unmatched(p, f"not listed in {label_file.name}") for s, p in sorted(audio.items()) if s not in labelled)
     listing.rows.sort(key=lambda r: r.path)
     return listing
