@@ -9,6 +9,7 @@ never silently trains the default.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +64,52 @@ FREE_SECTIONS = ("model.vap", "backbone.options", "model.fusion.options")
 """Sections whose keys belong to another module's options (checked there, not here)."""
 
 
+_ABSENT = object()
+
+
+def _default(where: str) -> Any:
+    node: Any = DEFAULTS
+    for key in where.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return _ABSENT
+        node = node[key]
+    return node
+
+
+def _check_kind(where: str, value: Any) -> None:
+    """A value set over an entry of DEFAULTS keeps its kind: section, flag, integer, finite number, text, list."""
+    default = _default(where)
+    if default is _ABSENT or default is None:
+        return
+    if isinstance(default, dict):
+        ok, what = isinstance(value, dict), "a config section (a mapping)"
+    elif isinstance(default, bool):
+        ok, what = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        what = "a finite number"
+    elif isinstance(default, str):
+        ok, what = isinstance(value, str), "a string"
+    elif isinstance(default, list):
+        ok, what = isinstance(value, list), "a list"
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"{where!r} is {what}, got {value!r}" if isinstance(default, dict) else f"{where} must be {what}, got {value!r}")
+
+
 def merge(base: dict, update: dict, *, path: str = "", strict: bool = True) -> dict:
-    """Deep-merge ``update`` onto a copy of ``base``; unknown keys raise outside :data:`FREE_SECTIONS`."""
+    """Deep-merge ``update`` onto a copy of ``base``; unknown keys raise outside :data:`FREE_SECTIONS`;
+    a value over an entry of :data:`DEFAULTS` must keep its kind (see :func:`_check_kind`)."""
     out = copy.deepcopy(base)
     strict = strict and path not in FREE_SECTIONS
     for key, value in update.items():
-        where = f"{path}.{key}" if path else key
+        where = f"{path}.{key}" if path else str(key)
         if strict and key not in out:
             raise ConfigError(f"unknown config key {where!r} (known here: {sorted(out)})")
+        _check_kind(where, value)
         if isinstance(out.get(key), dict) and isinstance(value, dict):
             out[key] = merge(out[key], value, path=where, strict=strict)
         else:
@@ -94,13 +133,21 @@ def apply_overrides(cfg: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         last = keys[-1]
         if last not in node and ".".join(keys[:-1]) not in FREE_SECTIONS:
             raise ConfigError(f"override {item!r}: unknown key {dotted!r} (known here: {sorted(node)})")
-        node[last] = _parse_value(raw)
+        value = _parse_value(raw, item)
+        try:
+            _check_kind(".".join(keys), value)
+        except ConfigError as exc:
+            raise ConfigError(f"override {item!r}: {exc}") from None
+        node[last] = value
     return out
 
 
-def _parse_value(raw: str) -> Any:
+def _parse_value(raw: str, item: str = "") -> Any:
     """YAML value, with YAML 1.1's dotless exponent floats (``3e-4``) read as floats too."""
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item or raw!r}: the value is not valid YAML: {exc}") from exc
     if isinstance(value, str):
         try:
             return float(value)
@@ -117,8 +164,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping, got {type(data).__name__}")
