@@ -72,7 +72,8 @@ def test_forward_backward_tiny_batch() -> None:
     assert no_grad == [], f"parameters without gradient: {no_grad}"
 
 
-@pytest.mark.parametrize("overrides", [(), ("model.segments=0", "model.fusion.attention=moh"), ("model.head=linear", "cpa.weight=0")])
+@pytest.mark.parametrize("overrides", [("model.segments=4",), ("model.segments=2", "model.fusion.attention=moh"),
+                                       ("model.head=linear", "cpa.weight=0", "model.projector=shared")])
 def test_cached_training_path_equals_waveform_path(overrides) -> None:
     cfg, backbone = _cfg(*overrides)
     torch.manual_seed(1)

@@ -34,12 +34,12 @@ DEFAULTS: dict[str, Any] = {
         "dim": 128,  # width of branch tokens, fusion block and classifier input
         "featurizer": True,  # learned softmax layer weights (False: last layer only)
         "projector": "per_layer",  # shared (SUPERB: weighted layer sum -> projector) | per_layer (projections mixed by the layer weights)
-        "segments": 4,  # pooled frame tokens per branch fed to the fusion block (0 = utterance vectors only)
+        "segments": 0,  # pooled frame tokens per branch fed to the fusion block (0 = utterance vectors only; 4 overfits here)
         # physioser.vap config fields; these keep an epoch of RAVDESS to seconds on a 2-core CPU
-        "vap": {"n_bands": 32, "channels_2d": [16, 32], "channels_1d": [128], "kernels_1d": [5], "dilations_1d": [1], "dim": 128},
+        "vap": {"n_bands": 32, "channels_2d": [16, 16], "channels_1d": [64], "kernels_1d": [3], "dilations_1d": [1], "dim": 64},
         "head": "fusion",  # fusion | linear | mlp
-        "fusion": {"attention": "mha", "heads": 4, "mlp_ratio": 2.0, "options": {}},
-        "dropout": 0.1,
+        "fusion": {"attention": "mha", "heads": 4, "mlp_ratio": 1.0, "options": {}},
+        "dropout": 0.3,
     },
     "cpa": {"weight": 0.1, "dim": 128, "hidden": 0, "temperature": 0.07, "max_logit_scale": 100.0, "supervised": False},
     "train": {
@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": 1.0,
         "label_smoothing": 0.1,
         "class_weighting": False,
-        "patience": 8,  # epochs without a better validation UA before stopping
+        "patience": 5,  # epochs without a better validation UA before stopping
         "seed": 0,
         "aux_weight": 1.0,  # weight of the attention variant's auxiliary losses
         "max_seconds": 12.0,  # utterances are cropped (centre) to this length when caching quartets
