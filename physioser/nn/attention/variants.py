@@ -367,8 +367,15 @@ class DifferentialAttention(Attention):
 
     def attend(self, q, k, v, mask, *, x, key_padding, query_padding, aux):
         half = self.head_dim // 2
-        o = (self.core(q[..., :half], k[..., :half], v, mask)
-             - self.lam().to(q.dtype) * self.core(q[..., half:], k[..., half:], v, mask))
+        q1, q2, k1, k2 = q[..., :half], q[..., half:], k[..., :half], k[..., half:]
+        if q.device.type == "cpu" and not torch.jit.is_tracing():
+            # eager CPU only: with q/k narrower than v, PyTorch's CPU SDPA falls back to its math
+            # path (~5× slower at N = 1500); zero-padding q/k to the value width gives the same
+            # logits and keeps the fused kernel. CUDA (memory-efficient kernel) and the exported
+            # graph (plain MatMul/Softmax) need no padding.
+            q1, q2, k1, k2 = F.pad(q1, (0, half)), F.pad(q2, (half, 0)), F.pad(k1, (0, half)), F.pad(k2, (half, 0))
+        scale = half ** -0.5
+        o = self.core(q1, k1, v, mask, scale) - self.lam().to(q.dtype) * self.core(q2, k2, v, mask, scale)
         if self.norm_weight is None:
             return o
         o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + 1e-5) * self.norm_weight
