@@ -135,3 +135,17 @@ def test_config_errors_name_the_problem(tmp_path) -> None:
         load_config(bad)
     assert load_config(None, ["train.lr=3e-4"])["train"]["lr"] == pytest.approx(3e-4)
     assert np.isclose(load_config(None, ["model.vap.n_bands=40"])["model"]["vap"]["n_bands"], 40)
+
+
+def test_model_dir_saved_before_a_config_key_existed_still_loads(tmp_path) -> None:
+    import yaml
+
+    cfg, backbone = _cfg("model.projector=shared", "model.branches=[backbone]", "model.head=linear", "cpa.weight=0")
+    model = PhysioSER(cfg, backbone=backbone).eval()
+    save_model(model, cfg, tmp_path)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del saved["model"]["projector"], saved["train"]["vap_crop_seconds"]  # keys added after the first models
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    x, lengths = _waves(5)
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path)(x, lengths)["logits"], model(x, lengths)["logits"])

@@ -52,7 +52,23 @@ def read_config(directory: str | Path) -> dict:
         raise CheckpointError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(cfg, dict) or "class_names" not in cfg:
         raise CheckpointError(f"{path} is not a physioser model config (no class_names)")
-    return cfg
+    return with_defaults(cfg)
+
+
+LEGACY_VALUES = {("model", "projector"): "shared"}
+"""Values of keys added after models were first saved, as those models were built (not today's default)."""
+
+
+def with_defaults(cfg: dict) -> dict:
+    """A saved config completed with the keys it predates (:data:`LEGACY_VALUES`, else DEFAULTS)."""
+    import copy
+
+    from physioser.model.config import DEFAULTS, merge
+
+    base = copy.deepcopy(DEFAULTS)
+    for (section, key), value in LEGACY_VALUES.items():
+        base[section][key] = value
+    return merge(base, cfg, strict=False)
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

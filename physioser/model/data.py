@@ -32,11 +32,6 @@ from physioser.model.pooling import segment_mean
 
 __all__ = ["FeatureSet", "cache_root", "class_names_for", "select_rows", "build_feature_set"]
 
-_FRONTEND_FIELDS = (
-    "sample_rate", "win_length", "hop_length", "n_fft", "lifter_ms", "power_floor", "group_delay", "mgd_alpha",
-    "mgd_gamma", "pooling", "n_bands", "fmin", "fmax", "phase_weight_power", "normalize", "norm_eps", "axes",
-)
-
 
 def cache_root() -> Path:
     """``$PHYSIOSER_CACHE`` or ``~/.cache/physioser``."""
@@ -174,7 +169,7 @@ def _quartets(rows: Sequence, cfg: dict, progress: bool) -> list[torch.Tensor]:
     from physioser.vap import VAPFrontEnd
 
     vcfg = vap_config(cfg)
-    front = {k: getattr(vcfg, k) for k in _FRONTEND_FIELDS}
+    front = vcfg.frontend_key()  # every front-end field + FRONTEND_VERSION
     max_seconds = cfg["train"]["max_seconds"]
     fkey = hashlib.sha256(json.dumps([front, max_seconds], sort_keys=True, default=str).encode()).hexdigest()[:16]
     key = _rows_key(rows, {"front": front, "max_seconds": max_seconds})
@@ -220,7 +215,7 @@ def load_corpora(cfg: dict, corpora: Sequence[str], corpora_root: str | Path, *,
     from physioser.data import read_corpus
 
     class_names = class_names_for(cfg, corpora)
-    cfg = dict(cfg, class_names=class_names)
+    cfg = dict(cfg, class_names=class_names, corpora=list(corpora))
     rows, spans = [], {}
     for name in corpora:
         own = select_rows(read_corpus(name, Path(corpora_root) / name), class_names)
