@@ -306,4 +306,7 @@ def register(app: typer.Typer) -> None:
         results_dir: Path = typer.Option(RESULTS_DIR, "--results-dir", help="folder of <run>/results.json"),
     ) -> None:
         """Gather eval/results/*/results.json into eval/results/REPORT.md with a UA plot."""
-        typer.echo(f"wrote {write_report(results_dir)}")
+        try:
+            typer.echo(f"wrote {write_report(results_dir)}")
+        except FileNotFoundError as exc:  # no <run>/results.json under the folder
+            raise typer.BadParameter(str(exc), param_hint="--results-dir") from exc

@@ -29,11 +29,19 @@ def register(app: typer.Typer) -> None:
         from physioser.backbones import FeatureCache, build_backbone
         from physioser.data import read_corpus
 
+        if threads < 1:
+            raise typer.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
         torch.set_num_threads(threads)
-        rows = read_corpus(corpus, root)
+        try:
+            rows = read_corpus(corpus, root)
+        except (KeyError, ValueError) as exc:  # unknown corpus name, CorpusLayoutError
+            raise typer.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--corpus/--root") from exc
         if limit is not None:
             rows = rows[:limit]
-        model = build_backbone(backbone, checkpoint)
+        try:
+            model = build_backbone(backbone, checkpoint)
+        except (KeyError, ValueError) as exc:  # unknown backbone name, CheckpointError
+            raise typer.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--backbone/--checkpoint") from exc
         cache = FeatureCache(cache_dir)
         report = cache.extract(rows, model, on_error="skip")
         summary = {"corpus": corpus, "backbone": backbone, "threads": threads, "cache": str(cache.backbone_dir(model)), **report.as_dict()}

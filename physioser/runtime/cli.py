@@ -100,10 +100,14 @@ def register(app: typer.Typer) -> None:
         from physioser.audio import AudioError, load_audio
         from physioser.runtime.engine import EngineError
 
+        _finite_positive(max_seconds, "--max-seconds")
         try:
             engine = _engine(model, profile, backend)
         except (EngineError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--model/--profile") from exc
+        if int(max_seconds * engine.sample_rate) < engine.min_samples:
+            raise typer.BadParameter(f"must be at least the model's minimum {engine.min_samples / engine.sample_rate:g} s, "
+                                     f"got {max_seconds:g}", param_hint="--max-seconds")
         results, failed = [], 0
         for path in files:
             try:
@@ -149,6 +153,7 @@ def register(app: typer.Typer) -> None:
         from physioser.runtime.engine import EngineError
         from physioser.runtime.streamer import Streamer
 
+        _finite_positive(chunk_ms, "--chunk-ms")
         console = _console()
         try:
             engine = _engine(model, profile, backend)
@@ -207,6 +212,11 @@ def register(app: typer.Typer) -> None:
         top = max(set(labels), key=labels.count)
         console.print(f"{len(events)} estimates; most frequent: {top}; latency per window p50 {np.median(lat):.1f} ms, "
                       f"max {lat.max():.1f} ms (budget {engine.profile.latency_budget_ms:g} ms, profile {engine.profile.name})")
+
+
+def _finite_positive(value: float, option: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}", param_hint=option)
 
 
 def _console():
