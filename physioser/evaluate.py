@@ -96,7 +96,10 @@ def _corpus_folds(rows: list, corpus: str) -> list:
 
 def fold_plan(data, spans: dict[str, np.ndarray], corpora: list[str], *, test_corpus: str | None = None,
               seed: int = 0) -> list[tuple[int, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-    """[(fold id, train idx, val idx, {test corpus: test idx})] of a protocol (see the module doc)."""
+    """[(fold id, train idx, val idx, {test corpus: test idx})] of a protocol (see the module doc).
+
+    Multi-corpus plans have as many folds as the corpus with the fewest; the others are tested on
+    their first folds only (``coverage`` in the results says which share of each corpus was tested)."""
     if test_corpus is not None:
         tr, va = _speaker_split(data.rows, np.concatenate([spans[c] for c in corpora]), 0.15, seed)
         return [(0, tr, va, {test_corpus: spans[test_corpus]})]
@@ -197,7 +200,9 @@ def run_protocol(
         conf = np.sum([np.array(f["confusion"]) for f in fr], axis=0)
         png = out_dir / f"confusion_{name}.png"
         _plot_confusion(conf, class_names, f"{run_name} on {name} (sum over {len(fr)} folds)", png)
-        results["corpora"][name] = {"summary": summarize(fr), "folds": fr, "confusion": conf.tolist(), "confusion_png": png.name}
+        tested = sum(f["n"] for f in fr)
+        results["corpora"][name] = {"summary": summarize(fr), "folds": fr, "confusion": conf.tolist(), "confusion_png": png.name,
+                                    "coverage": tested / len(spans[name])}
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     return results
 
@@ -235,13 +240,17 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
             s = res["summary"]
             m = r["config"]["model"]
             model = f"{r['config']['name']}: {'+'.join(m['branches'])}, head {m['head']}" + (", CPA" if r["config"]["cpa"]["weight"] else "")
-            lines.append(f"| {run} | {model} | {len(res['folds'])} | {_fmt(s, 'ua')} | {_fmt(s, 'wa')} | {_fmt(s, 'macro_f1')} | {r['environment']['hardware']} |")
+            folds = f"{len(res['folds'])}" + (f" ({res['coverage']:.0%} of rows)" if res.get("coverage", 1.0) < 0.999 else "")
+            lines.append(f"| {run} | {model} | {folds} | {_fmt(s, 'ua')} | {_fmt(s, 'wa')} | {_fmt(s, 'macro_f1')} | {r['environment']['hardware']} |")
         lines += ["", "Commands:", ""]
         for run, r, _ in entries:
             lines.append(f"- `{run}`: `{r['environment']['command']}` (git {r['environment']['git'][:12]})")
         lines.append("")
     png = _plot_report(runs, path.parent / "report_ua.png")
     lines += ["## UA by corpus and run", "", f"![UA by corpus]({png.name})", ""]
+    experiments = path.parent / "EXPERIMENTS.md"
+    if experiments.is_file():  # baselines, sweeps and ablations of issue 7, written by their own tool
+        lines += ["## Experiments", "", f"Sweeps, baselines, ablations and analyses: [EXPERIMENTS.md]({experiments.name}).", ""]
     path.write_text("\n".join(lines))
     return path
 
