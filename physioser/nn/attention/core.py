@@ -31,11 +31,10 @@ def aux_loss(aux: Aux) -> Tensor | float:
     return torch.stack(losses).sum() if losses else 0.0
 
 
-def merge_aux(total: Aux, new: Aux, prefix: str = "") -> Aux:
-    """Merge ``new`` into ``total`` (in place, returned); losses under the same key are added."""
+def merge_aux(total: Aux, new: Aux) -> Aux:
+    """Merge ``new`` into ``total`` (in place, returned); values under the same key are added."""
     for key, value in new.items():
-        name = key if key.startswith("loss_") else prefix + key
-        total[name] = total[name] + value if name in total else value
+        total[key] = total[key] + value if key in total else value
     return total
 
 
