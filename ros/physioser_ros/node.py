@@ -41,7 +41,7 @@ NODE_PARAMS: dict[str, tuple[Any, str]] = {
     "audio_topic": ("audio", "audio input topic (restart to change)"),
     "audio_info_topic": ("audio_info", "ros-drivers AudioInfo topic declaring rate/channels/format (restart to change)"),
     "emotion_topic": ("emotion", "output topic prefix (restart to change)"),
-    "qos_depth": (50, "history depth of the audio subscription (sensor-data QoS: best effort, volatile); "
+    "qos_depth": (500, "history depth of the audio subscription (sensor-data QoS: best effort, volatile); "
                       "deep enough to ride out a busy CPU without losing chunks (restart to change)"),
     "diagnostics_period_s": (1.0, "seconds between diagnostics messages (restart to change)"),
     "model_watch_s": (2.0, "seconds between checks of the model file for changes; 0 = off (restart to change)"),
