@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPORA = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS")
@@ -38,10 +39,14 @@ LICENCES = {
 OUT_JSON = ROOT / "eval" / "bench" / "default_model.json"
 
 
-def train(config: Path, out: Path, corpora_root: Path, overrides: list[str]) -> str:
-    cmd = [str(Path(sys.executable).parent / "physioser"), "train", *sum((["-c", c] for c in CORPORA), []),
-           "--config", str(config), "--set", f"classes=[{','.join(CLASSES)}]", "--fold", "all",
-           "--out", str(out), "--corpora-root", str(corpora_root), *sum((["--set", o] for o in overrides), [])]
+def train_command(config: Path, out: Path, corpora_root: Path, overrides: list[str]) -> list[str]:
+    """The ``physioser train`` command line of the default model."""
+    return [str(Path(sys.executable).parent / "physioser"), "train", *sum((["-c", c] for c in CORPORA), []),
+            "--config", str(config), "--set", f"classes=[{','.join(CLASSES)}]", "--fold", "all",
+            "--out", str(out), "--corpora-root", str(corpora_root), *sum((["--set", o] for o in overrides), [])]
+
+
+def train(cmd: list[str]) -> str:
     print("+", " ".join(cmd), flush=True)
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     print(done.stdout)
@@ -130,13 +135,15 @@ The model `physioser predict` / `physioser demo` / the ROS node use when no `--m
 - **Split**: every speaker of the four corpora except about 15 % per corpus, held out by speaker
   (`physioser train --fold all`), which served for early stopping. Held-out speakers:
   {"; ".join(f"{c}: {', '.join(s)}" for c, s in speakers.items())}.
-- **Training**: `{command}` — {train_line}
+- **Training**: `{command}` (run by `python -m physioser.runtime.build_default`, which then
+  packages, evaluates and writes this card) — {train_line}
 
 ## Measured on the held-out speakers
 
 Whole utterances, raw audio through the exported ONNX graph (onnxruntime, CPU). The held-out
-speakers were used for early stopping, so these figures are slightly optimistic; the
-speaker-independent cross-validation of the same configuration is in `eval/results/REPORT.md`.
+speakers were used for early stopping, so these figures are slightly optimistic;
+speaker-independent cross-validation of the PhysioSER configurations is in `eval/results/`
+(`REPORT.md`, `EXPERIMENTS.md`).
 UA = unweighted average recall, WA = accuracy.
 
 | corpus | held-out speakers | utterances | UA (fp32) | WA (fp32) | macro-F1 (fp32) | UA (fp16) | UA (int8) |
@@ -165,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "default")
     ap.add_argument("--corpora-root", type=Path, default=ROOT.parent / "shared" / "corpora")
     ap.add_argument("--from-dir", type=Path, default=None, help="skip training: package this trained model directory")
+    ap.add_argument("--train-summary", default=None, help="with --from-dir: the last line `physioser train` printed")
     ap.add_argument("--json", type=Path, default=OUT_JSON, help="where to write the figures")
     args = ap.parse_args(argv)
     from physioser.export import convert_precision, export_onnx
@@ -174,11 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trained = args.from_dir or Path(tmp) / "trained"
         t0 = time.time()
-        train_line = train(args.config, trained, args.corpora_root, args.overrides) if args.from_dir is None else \
-            f"trained beforehand in {args.from_dir}"
+        cmd = train_command(args.config, trained, args.corpora_root, args.overrides)
+        shown = " ".join(["physioser", *cmd[1:]]).replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../")
+        train_line = train(cmd) if args.from_dir is None else (args.train_summary or f"packaged from {args.from_dir}")
         args.out.mkdir(parents=True, exist_ok=True)
-        for name in ("model.safetensors", "config.yaml"):
-            shutil.copyfile(trained / name, args.out / name)
+        shutil.copyfile(trained / "model.safetensors", args.out / "model.safetensors")
+        cfg = yaml.safe_load((trained / "config.yaml").read_text())
+        cfg.setdefault("corpora", list(CORPORA))  # export metadata `training_corpora`
+        (args.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         write_integrity(args.out, ["model.safetensors", "config.yaml"])
         model, meta = load_checkpoint(args.out)
         write_reference(model, args.out)
@@ -193,10 +204,10 @@ def main(argv: list[str] | None = None) -> None:
                 speakers[r.corpus].append(r.speaker)
         results = {"fp32": evaluate_onnx(fp32, rows), "int8": evaluate_onnx(int8, rows), "fp16": evaluate_onnx(fp16, rows)}
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
-    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, command, speakers, sizes))
+    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"command": command, "train": train_line, "metadata": meta, "heldout_speakers": speakers,
+    args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,
                                     "results": results, "seconds": round(time.time() - t0, 1), "sizes": sizes}, indent=1))
     print(f"default model in {args.out}; held-out UA fp32 {results['fp32']['all']['ua']:.3f}, "
           f"int8 {results['int8']['all']['ua']:.3f}; figures in {args.json}")
