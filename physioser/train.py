@@ -91,6 +91,10 @@ def fit(
     call early (as an interruption would), leaving a resumable state. The model ends holding the
     best weights.
     """
+    from physioser.distributed import current
+
+    ctx = current()  # data-parallel context under torch.distributed (torchrun), else None
+    is_main = ctx is None or ctx.is_main
     t = cfg["train"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +111,7 @@ def fit(
         lr=float(t["lr"]),
     )
     batch_size = int(t["batch_size"])
-    steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
+    steps_per_epoch = max(1, math.ceil((ctx.num_samples(len(train_idx)) if ctx else len(train_idx)) / batch_size))
     total = steps_per_epoch * int(t["epochs"])
     warmup = int(round(float(t["warmup"]) * total))
     weight = _class_weights(data.labels[train_idx], len(class_names)) if t["class_weighting"] else None
@@ -124,15 +128,17 @@ def fit(
     if resume:
         state.update(load_train_state(out_dir, model, optimizer, generator))
     started = time.perf_counter() - state["seconds"]
-    bar = tqdm(total=total, initial=state["step"], disable=not progress, desc=cfg.get("name", "train"), unit="step", leave=False)
+    bar = tqdm(total=total, initial=state["step"], disable=not progress or not is_main, desc=cfg.get("name", "train"), unit="step", leave=False)
     epochs_this_call = 0
     while state["epoch"] < int(t["epochs"]) and state["bad_epochs"] < int(t["patience"]):
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
+        if ctx:
+            order = ctx.shard(order, state["epoch"])  # this rank's DistributedSampler share
         sums = {"loss": 0.0, "ce": 0.0, "cpa": 0.0, "aux": 0.0}
         for start in range(0, len(order), batch_size):
             batch = data.collate(order[start : start + batch_size], crop_frames=crop_frames, generator=generator)
-            out = model.forward_cached(batch)
+            out = ctx.forward(model, batch) if ctx else model.forward_cached(batch)  # DDP all-reduces gradients
             ce = F.cross_entropy(out["logits"], batch["labels"], weight=weight, label_smoothing=float(t["label_smoothing"]))
             loss = ce + aux_weight * out["aux"]
             if "cpa" in out:
@@ -166,18 +172,22 @@ def fit(
             state["best_val_ua"] = record.get("val_ua", -1.0)
             state["best_epoch"] = state["epoch"]
             state["bad_epochs"] = 0
-            save_model(model, cfg, out_dir)
+            if is_main:
+                save_model(model, cfg, out_dir)
         else:
             state["bad_epochs"] += 1
         state["history"].append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", val_ua=f"{record.get('val_ua', float('nan')):.3f}")
         state["seconds"] = time.perf_counter() - started
-        save_train_state(out_dir, model, optimizer, generator, state)
+        if is_main:
+            save_train_state(out_dir, model, optimizer, generator, state)
         epochs_this_call += 1
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
             break
     bar.close()
 
+    if ctx:
+        ctx.barrier()  # rank 0 has written the best weights
     load_state(model, out_dir / "model.safetensors")
     return FitResult(
         best_epoch=state["best_epoch"],

@@ -32,6 +32,10 @@ def test_shards_partition_an_epoch_and_pad_to_equal_length() -> None:
     assert len(set(shards[0]) & set(shards[1])) == 1  # one item repeated to pad the shorter shard
 
 
+def _state(model) -> dict:
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
 def _worker(rank: int, world: int, port: int, data, cfg: dict, train_idx, val_idx, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
@@ -39,8 +43,16 @@ def _worker(rank: int, world: int, port: int, data, cfg: dict, train_idx, val_id
     from physioser.train import fit, new_model
 
     ctx = init_from_env("gloo")
+    import physioser.train as train_module
+
+    reload = train_module.load_state
+
+    def spy(model, path):  # the weights each rank trained to, before fit reloads rank 0's best checkpoint
+        save_file(_state(model), os.path.join(out_dir, f"trained_rank{rank}.safetensors"))
+        return reload(model, path)
+
+    train_module.load_state = spy
     if rank:  # only rank 0 may write checkpoints
-        import physioser.train as train_module
 
         def forbidden(*args, **kwargs):
             raise AssertionError(f"rank {rank} wrote a checkpoint")
@@ -49,7 +61,7 @@ def _worker(rank: int, world: int, port: int, data, cfg: dict, train_idx, val_id
     try:
         model = new_model(cfg, data, train_idx)
         res = fit(model, data, train_idx, val_idx, cfg, os.path.join(out_dir, "run"), progress=False)
-        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        state = _state(model)
         state["_steps"] = torch.tensor([res.step])
         save_file(state, os.path.join(out_dir, f"final_rank{rank}.safetensors"))
         assert ctx.world_size == world
@@ -79,6 +91,13 @@ def test_two_gloo_ranks_agree_on_the_final_weights(tmp_path, monkeypatch) -> Non
 
     mp.spawn(_worker, args=(2, _free_port(), data, cfg, train_idx, val_idx, str(tmp_path)), nprocs=2, join=True)
 
+    # the weights each rank ended training with agree (DDP averaged every step's gradients), although
+    # the two ranks saw disjoint halves of every epoch
+    ta = load_file(str(tmp_path / "trained_rank0.safetensors"))
+    tb = load_file(str(tmp_path / "trained_rank1.safetensors"))
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        assert torch.equal(ta[key], tb[key]), f"ranks disagree on {key}"
     a = load_file(str(tmp_path / "final_rank0.safetensors"))
     b = load_file(str(tmp_path / "final_rank1.safetensors"))
     # each rank took ceil(32 / 2) / 8 = 2 steps per epoch, not the 4 of one process over all 32

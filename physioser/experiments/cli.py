@@ -100,18 +100,23 @@ def build_app() -> typer.Typer:
         folds: Optional[str] = typer.Option(None, help="comma-separated fold ids for every corpus (default: all)"),
         override: list[str] = typer.Option([], "--set", "-o", help="override appended to every experiment's (e.g. train.patience=6)"),
         cross: bool = typer.Option(False, "--cross", help="cross-corpus: for each --corpus, train on the other three, test on it (4 classes)"),
+        commit: Optional[str] = typer.Option(None, "--commit", help="run the jobs from a git worktree of this commit (e.g. HEAD), "
+                                             "so edits to the checkout during the sweep cannot mix code versions"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
     ) -> None:
         """Run (experiment × corpus × fold) as parallel `physioser eval` processes; merge each run's folds."""
-        from physioser.experiments.sweep import SUITES, run_sweep, warm_caches
+        from physioser.experiments.sweep import SUITES, run_sweep, snapshot, warm_caches
 
         names = [n for e in experiment for n in SUITES.get(e, [e])]
         fold_map = {c: [int(f) for f in folds.split(",")] for c in corpus} if folds else None
         if not cross:
             warm_caches(names, corpus, corpora_root=corpora_root, extra=override)
+        code = snapshot(commit) if commit else None
+        if code is not None:
+            typer.echo(f"sweep jobs run from {code} (git worktree of {commit}); checkpoints in {code / 'runs'}")
         res = run_sweep(names, corpus, workers=workers, deadline=deadline, root=results_dir, corpora_root=corpora_root,
-                        folds=fold_map, extra=override, cross=cross, log=typer.echo)
+                        folds=fold_map, extra=override, cross=cross, code=code, log=typer.echo)
         typer.echo(f"sweep: {res['status']}; merged {len(res['merged'])} runs; incomplete: {res['incomplete'] or 'none'}")
         for f in res["failed"]:
             typer.echo(f"failed: {f}", err=True)
@@ -140,6 +145,34 @@ def build_app() -> typer.Typer:
                 run = f"research-{a}-{c}"
                 write_results(run, res, results_dir)
                 _echo_results(run, res)
+
+    @exp.command("analyze")
+    def analyze(
+        run: list[str] = typer.Argument(..., help="merged intra-corpus sweep runs, e.g. physioser-URDU"),
+        corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
+        results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
+        quiet: bool = typer.Option(False, "--quiet"),
+    ) -> None:
+        """Quartet component attribution, learned layer weights and CPA alignment of the runs' fold checkpoints."""
+        import json
+
+        from physioser.experiments.analysis import ANALYSIS_DIR, analyze_run, plot_analyses
+
+        for r in run:
+            a = analyze_run(r, results_root=results_dir, corpora_root=corpora_root, progress=not quiet)
+            summary = {k: (round(v["mean"], 3) if isinstance(v, dict) and "mean" in v else None) for k, v in a.get("importance", {}).items()}
+            typer.echo(f"{r}: UA {a['ua']['mean']:.3f}; component importance {summary}; layer weights "
+                       f"{[round(x, 3) for x in a.get('layer_weights', {}).get('mean', [])]}")
+        every = [json.loads(p.read_text()) for p in sorted(ANALYSIS_DIR.glob("*.json"))]
+        for path in plot_analyses(every):
+            typer.echo(f"wrote {path}")
+
+    @exp.command("tables")
+    def tables() -> None:
+        """Write eval/results/EXPERIMENTS.md from eval/results/experiments/."""
+        from physioser.experiments.report import build_report
+
+        typer.echo(f"wrote {build_report()}")
 
     @exp.command("list")
     def list_experiments() -> None:

@@ -95,9 +95,14 @@ class Job:
     def part_dir(self, root: Path) -> Path:
         return root / "_parts" / self.run / f"fold-{self.fold}"
 
-    def command(self, root: Path, corpora_root: Path) -> list[str]:
-        exe = Path(sys.executable).with_name("physioser")
-        cmd = [str(exe) if exe.exists() else "physioser", "eval"]
+    def command(self, root: Path, corpora_root: Path, code: Path | None = None) -> list[str]:
+        """The ``physioser eval`` command line; with ``code`` (a snapshot checkout, run as the working
+        directory) the physioser package and configs of that checkout are used."""
+        if code is not None:
+            cmd = [sys.executable, "-c", "import sys; sys.argv[0] = 'physioser'; from physioser.cli import main; main()", "eval"]
+        else:
+            exe = Path(sys.executable).with_name("physioser")
+            cmd = [str(exe) if exe.exists() else "physioser", "eval"]
         if self.cross:
             for c in CORPORA:
                 if c != self.corpus:
@@ -105,7 +110,7 @@ class Job:
             cmd += ["--test-corpus", self.corpus]
         else:
             cmd += ["-c", self.corpus]
-        cmd += ["--config", str(REPO_ROOT / "configs" / f"{self.experiment.config}.yaml")]
+        cmd += ["--config", str((code or REPO_ROOT) / "configs" / f"{self.experiment.config}.yaml")]
         for o in (*self.experiment.overrides, *self.extra):
             cmd += ["--set", o]
         cmd += ["--folds", str(self.fold), "--run", self.run, "--quiet", "--corpora-root", str(corpora_root),
@@ -149,9 +154,21 @@ def _deadline_passed(deadline: str | None) -> bool:
     return (now.hour, now.minute) >= (hh, mm)
 
 
+def snapshot(commit: str = "HEAD", where: Path | None = None) -> Path:
+    """A detached ``git worktree`` of ``commit`` (default: HEAD) for a sweep's jobs to run from, so that
+    work committed or edited in the checkout during a long sweep cannot mix code versions across its
+    folds. Reused when it exists. Checkpoints then go to ``<snapshot>/runs/``."""
+    sha = subprocess.run(["git", "rev-parse", commit], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    where = Path(where) if where is not None else Path(os.environ.get("TMPDIR", "/tmp")) / f"physioser-sweep-{sha[:12]}"
+    if not (where / "physioser" / "cli.py").is_file():
+        subprocess.run(["git", "worktree", "add", "--detach", str(where), sha], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return where
+
+
 def run_jobs(jobs: Sequence[Job], *, root: Path = EXPERIMENTS_DIR, corpora_root: Path = DEFAULT_ROOT, workers: int = 2,
-             deadline: str | None = None, log=print) -> dict[str, list[Job]]:
-    """Run the jobs whose parts are missing, ``workers`` processes at a time (1 torch thread each).
+             deadline: str | None = None, code: Path | None = None, log=print) -> dict[str, list[Job]]:
+    """Run the jobs whose parts are missing, ``workers`` processes at a time (1 torch thread each),
+    from ``code`` (a :func:`snapshot`) when given, else from this checkout.
 
     Returns {"done": [...], "failed": [...], "skipped": [...] (deadline)}. Each job's output goes to
     ``<part dir>/log.txt``; a failed job is reported, not retried."""
@@ -168,7 +185,8 @@ def run_jobs(jobs: Sequence[Job], *, root: Path = EXPERIMENTS_DIR, corpora_root:
             job = pending.pop(0)
             job.part_dir(root).mkdir(parents=True, exist_ok=True)
             handle = open(job.part_dir(root) / "log.txt", "w")
-            proc = subprocess.Popen(job.command(root, corpora_root), cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(job.command(root, corpora_root, code), cwd=code or REPO_ROOT, env=env, stdout=handle,
+                                    stderr=subprocess.STDOUT)
             running.append((job, proc, time.perf_counter(), handle))
             log(f"[sweep] start {job.run} fold {job.fold}")
         time.sleep(1.0)
@@ -225,11 +243,11 @@ def merge_parts(run: str, folds: Sequence[int], *, root: Path = EXPERIMENTS_DIR)
 
 def run_sweep(experiments: Sequence[str], corpora: Sequence[str] = CORPORA, *, workers: int = 2, deadline: str | None = None,
               root: Path = EXPERIMENTS_DIR, corpora_root: Path = DEFAULT_ROOT, folds: dict[str, list[int]] | None = None,
-              extra: Sequence[str] = (), cross: bool = False, log=print) -> dict:
+              extra: Sequence[str] = (), cross: bool = False, code: Path | None = None, log=print) -> dict:
     """Plan, run and merge a sweep; returns {"status": counts, "merged": [paths], "incomplete": [runs]}."""
     fold_map = {c: [0] if cross else ((folds or {}).get(c) or fold_ids(c, corpora_root)) for c in corpora}
     jobs = plan_jobs(experiments, corpora, folds=fold_map, corpora_root=corpora_root, extra=extra, cross=cross)
-    status = run_jobs(jobs, root=root, corpora_root=corpora_root, workers=workers, deadline=deadline, log=log)
+    status = run_jobs(jobs, root=root, corpora_root=corpora_root, workers=workers, deadline=deadline, code=code, log=log)
     merged, incomplete = [], []
     for e in experiments:
         for c in corpora:

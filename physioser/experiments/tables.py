@@ -11,9 +11,11 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from physioser.experiments.common import CORPORA, EXPERIMENTS_DIR
 
-__all__ = ["load_run", "ua_cell", "table", "param_count", "write_experiments_report"]
+__all__ = ["load_run", "ua_cell", "mean_ua", "fold_ids_of", "hardware_of", "table", "param_count", "write_experiments_report"]
 
 SHORT = {"KoreanEmotionTTS": "Korean"}
 
@@ -29,23 +31,42 @@ def _corpus_result(res: dict | None, corpus: str) -> dict | None:
     return res.get("corpora", {}).get(corpus)
 
 
-def ua_cell(res: dict | None, corpus: str, *, pooled: bool = False) -> str:
+def fold_ids_of(res: dict | None, corpus: str) -> list[int] | None:
+    r = _corpus_result(res, corpus)
+    return None if r is None else [int(f["fold"]) for f in r["folds"]]
+
+
+def _ua_values(res: dict | None, corpus: str, folds: Sequence[int] | None) -> list[float] | None:
     r = _corpus_result(res, corpus)
     if r is None:
+        return None
+    by_fold = {int(f["fold"]): f["ua"] for f in r["folds"]}
+    if folds is None:
+        return list(by_fold.values())
+    if not set(folds) <= set(by_fold):
+        return None
+    return [by_fold[k] for k in folds]
+
+
+def ua_cell(res: dict | None, corpus: str, folds: Sequence[int] | None = None) -> str:
+    """"mean ± std" of UA over ``folds`` (all folds of the run when None; "—" when the run lacks one);
+    the pooled UA is appended in brackets for Korean when all folds are used."""
+    values = _ua_values(res, corpus, folds)
+    if not values:
         return "—"
-    s = r["summary"]["ua"]
-    cell = f"{s['mean']:.3f} ± {s['std']:.3f}"
-    if pooled and "pooled" in r:
+    cell = f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+    r = _corpus_result(res, corpus)
+    if corpus == "KoreanEmotionTTS" and "pooled" in r and len(values) == len(r["folds"]):
         cell += f" ({r['pooled']['ua']:.3f})"
     return cell
 
 
-def _mean_ua(res_by_corpus: dict[str, dict | None], corpora: Sequence[str]) -> str:
-    vals = [(_corpus_result(res_by_corpus[c], c) or {}).get("summary", {}).get("ua", {}).get("mean") for c in corpora]
-    return "—" if any(v is None for v in vals) else f"{sum(vals) / len(vals):.3f}"
+def mean_ua(res: dict | None, corpus: str, folds: Sequence[int] | None = None) -> float | None:
+    values = _ua_values(res, corpus, folds)
+    return float(np.mean(values)) if values else None
 
 
-def _hardware(res: dict | None) -> set[str]:
+def hardware_of(res: dict | None) -> set[str]:
     if res is None:
         return set()
     hw = res.get("environment", {}).get("hardware", [])
@@ -53,17 +74,26 @@ def _hardware(res: dict | None) -> set[str]:
 
 
 def table(rows: Sequence[tuple[str, str]], corpora: Sequence[str] = CORPORA, root: Path = EXPERIMENTS_DIR,
-          extra: dict[str, str] | None = None) -> tuple[list[str], set[str]]:
-    """Markdown table of UA cells: rows = (label, run-name template with ``{corpus}``). Returns (lines, hardware)."""
-    head = "| model | " + " | ".join(SHORT.get(c, c) for c in corpora) + " | mean |" + (" params |" if extra else "")
-    lines = [head, "|" + "---|" * (len(corpora) + 2 + bool(extra))]
+          folds: dict[str, list[int] | None] | None = None, extra: dict[str, str] | None = None,
+          extra_name: str = "params") -> tuple[list[str], set[str]]:
+    """Markdown table of UA cells: rows = (label, run-name template with ``{corpus}``), all cells of a
+    column over the same ``folds[corpus]`` (None = each run's own folds). Returns (lines, hardware)."""
+    folds = folds or {}
+    heads = []
+    for c in corpora:
+        f = folds.get(c)
+        heads.append(SHORT.get(c, c) + (f" (folds {','.join(map(str, f))})" if f is not None else ""))
+    lines = ["| model | " + " | ".join(heads) + " | mean |" + (f" {extra_name} |" if extra else ""),
+             "|" + "---|" * (len(corpora) + 2 + bool(extra))]
     hardware: set[str] = set()
     for label, template in rows:
         runs = {c: load_run(template.format(corpus=c), root) for c in corpora}
         for r in runs.values():
-            hardware |= _hardware(r)
-        cells = [ua_cell(runs[c], c, pooled=c == "KoreanEmotionTTS") for c in corpora]
-        line = f"| {label} | " + " | ".join(cells) + f" | {_mean_ua(runs, corpora)} |"
+            hardware |= hardware_of(r)
+        cells = [ua_cell(runs[c], c, folds.get(c)) for c in corpora]
+        means = [mean_ua(runs[c], c, folds.get(c)) for c in corpora]
+        avg = "—" if any(m is None for m in means) else f"{np.mean(means):.3f}"
+        line = f"| {label} | " + " | ".join(cells) + f" | {avg} |"
         if extra:
             line += f" {extra.get(label, '')} |"
         lines.append(line)

@@ -1,0 +1,191 @@
+"""Assemble ``eval/results/EXPERIMENTS.md`` (issue 7) from the result files of this package.
+
+``python -m physioser.experiments tables`` — every section names the commands that produced its
+numbers and the hardware they ran on; runs that were not made show "—".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from physioser.experiments.common import CORPORA, EXPERIMENTS_DIR
+from physioser.experiments.tables import SHORT, fold_ids_of, hardware_of, load_run, mean_ua, param_count, table, write_experiments_report
+
+__all__ = ["build_report"]
+
+PY = "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.experiments"
+SWEEP = f"{PY} sweep --set train.patience=6"
+
+
+def _hw(hw: set[str]) -> str:
+    return "; ".join(sorted(hw)) if hw else "—"
+
+
+def _main_folds(root: Path) -> dict[str, list[int] | None]:
+    """Per corpus, the folds the PhysioSER run covered (the main table compares every model on those)."""
+    out: dict[str, list[int] | None] = {}
+    for c in CORPORA:
+        folds = fold_ids_of(load_run(f"physioser-{c}", root), c)
+        out[c] = folds
+    return out
+
+
+def _all_folds_of(run: str, corpus: str, root: Path) -> list[int] | None:
+    return fold_ids_of(load_run(run, root), corpus)
+
+
+def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path:
+    path = path or root.parent / "EXPERIMENTS.md"
+    sections = []
+    folds = _main_folds(root)
+    subset = {c: f for c, f in folds.items() if f is not None and f != _all_folds_of(f"backbone-only-{c}", c, root)}
+
+    rows = [("handcrafted: MFCC+F0+RMS stats → LR", "handcrafted-{corpus}"),
+            ("linear probe: whisper layer means → LR", "probe-whisper-tiny.en-{corpus}"),
+            ("backbone-only (SUPERB: layer weights → proj → mean pool → linear)", "backbone-only-{corpus}"),
+            ("backbone-only, MLP head", "backbone-only-mlp-{corpus}"),
+            ("VAP-only (quaternion encoder → linear)", "vap-only-{corpus}"),
+            ("**PhysioSER** (VAP + whisper + CPA + MHA fusion)", "physioser-{corpus}")]
+    body, hw = table(rows, folds=folds, root=root)
+    body_all, hw_all = table(rows[:4], root=root)
+    sub_note = ("" if not subset else
+                "On the CPU the trained VAP models could cover only some folds of "
+                + ", ".join(f"{SHORT.get(c, c)} ({len(f)} folds: {','.join(map(str, f))})" for c, f in subset.items())
+                + "; the first table scores every model on exactly those folds, the second gives the cheap models on all folds.")
+    sections.append((
+        "Does the physiology help? whisper-tiny.en: PhysioSER vs backbone-only vs VAP-only vs handcrafted",
+        "UA mean ± std over the speaker-independent test folds (Korean: pooled UA over all its folds in brackets where all "
+        "were run). The trained models (`physioser eval` per fold, configs/*.yaml) ran with `train.patience=6` for every "
+        "model alike (the CPU budget); the LR baselines choose C ∈ {0.01, 0.1, 1} on the validation speakers. " + sub_note,
+        body + ["", "All folds of each corpus (cheap models):", ""] + body_all + ["",
+        f"Commands: `{PY} handcrafted`; `{PY} probe -b whisper-tiny.en`; `{SWEEP} -e backbone-only -e backbone-only-mlp`; "
+        f"`{SWEEP} -e physioser -e vap-only -c <corpus> [--folds ...]` (folds as in the header).",
+        f"Hardware: {_hw(hw | hw_all)}."]))
+
+    # backbone sweep
+    lines = ["| backbone | " + " | ".join(f"{SHORT.get(c, c)}: probe / backbone-only / PhysioSER" for c in CORPORA) + " |",
+             "|" + "---|" * (len(CORPORA) + 1)]
+    bhw: set[str] = set()
+    for b, tag in (("whisper-tiny.en", ""), ("fbank", "-fbank"), ("resemblyzer", "-resemblyzer"), ("crepe-tiny", "-crepe-tiny"), ("pesto", "-pesto")):
+        cells = []
+        for c in CORPORA:
+            probe = load_run(f"probe-{b}-{c}", root)
+            bo = load_run(f"backbone-only{tag}-{c}", root)
+            ph = load_run(f"physioser{tag}-{c}", root)
+            bhw |= hardware_of(probe) | hardware_of(bo) | hardware_of(ph)
+            f = fold_ids_of(ph, c)
+            vals = []
+            for r in (probe, bo, ph):
+                m = mean_ua(r, c, f)
+                vals.append("—" if m is None else f"{m:.3f}")
+            cells.append(" / ".join(vals))
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    sections.append((
+        "Backbone sweep: does VAP help weak backbones most?",
+        "Mean UA per corpus (PhysioSER's folds where it ran, else all folds). probe = linear probe on the per-layer "
+        "utterance means (LR); backbone-only and PhysioSER are trained end to end with the backbone frozen. "
+        "crepe-tiny and pesto caches were not extracted on this CPU (real-time factors 0.84 and 0.45 on one thread, "
+        "eval/bench/backbones.json: ≥ 1.2 h each for the 9821 s of audio on a machine shared by 7), so their rows are empty.",
+        lines + ["", f"Commands: `{PY} probe -b whisper-tiny.en -b fbank -b resemblyzer`; `{SWEEP} -e backbones -c <corpus>`.",
+                 f"Hardware: {_hw(bhw)}."]))
+
+    # ablations
+    abl = [("PhysioSER (quaternion, CPA, MHA)", "physioser-{corpus}", "physioser", ()),
+           ("without CPA", "physioser-no-cpa-{corpus}", "physioser", ("cpa.weight=0",)),
+           ("real-valued convs, equal width", "physioser-real-{corpus}", "physioser", ("model.vap.quaternion=false",)),
+           ("amplitude only (M, ρ)", "physioser-amplitude-{corpus}", "physioser", ("model.vap.components=[M,rho]",)),
+           ("phase only (f_inst, τ_g)", "physioser-phase-{corpus}", "physioser", ("model.vap.components=[f_inst,tau_g]",)),
+           ("fusion attention: moh", "physioser-moh-{corpus}", "physioser", ("model.fusion.attention=moh",)),
+           ("fusion attention: gated", "physioser-gated-{corpus}", "physioser", ("model.fusion.attention=gated",)),
+           ("fusion attention: affine", "physioser-affine-{corpus}", "physioser", ("model.fusion.attention=affine",)),
+           ("VAP-only (quaternion)", "vap-only-{corpus}", "vap_only", ()),
+           ("VAP-only, real-valued", "vap-only-real-{corpus}", "vap_only", ("model.vap.quaternion=false",)),
+           ("VAP-only, amplitude only", "vap-only-amplitude-{corpus}", "vap_only", ("model.vap.components=[M,rho]",)),
+           ("VAP-only, phase only", "vap-only-phase-{corpus}", "vap_only", ("model.vap.components=[f_inst,tau_g]",))]
+    params = {label: f"{param_count(cfg, ov):,}" for label, _, cfg, ov in abl}
+    ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), root) for _, t, _, _ in abl[1:8] + abl[9:])]
+    body, hw = table([(label, t) for label, t, _, _ in abl], corpora=ran or ["URDU"], root=root, extra=params)
+    sections.append((
+        "Ablations",
+        "UA mean ± std over folds; params = trainable parameters for 7 classes with whisper-tiny.en shapes (frozen backbone "
+        "excluded). The components ablation zeroes the other components at the encoder input, so the parameter count "
+        "stays fixed; the real-valued twin has the same channel widths, hence about 4× the convolution weights.",
+        body + ["", f"Command: `{SWEEP} -e ablations -e vap-ablations -c <corpus>`.", f"Hardware: {_hw(hw)}."]))
+
+    # quartet probes
+    qp = {c: load_run(f"quartet-probe-{c}", root) for c in CORPORA}
+    subsets = next((list(r["subsets"]) for r in qp.values() if r), [])
+    lines = ["| quartet statistics | " + " | ".join(SHORT.get(c, c) for c in CORPORA) + " |", "|" + "---|" * (len(CORPORA) + 1)]
+    for sname in subsets:
+        cells = []
+        for c in CORPORA:
+            r = qp[c]
+            if r is None:
+                cells.append("—")
+                continue
+            s = r["subsets"][sname]["corpora"][c]["summary"]["ua"]
+            cells.append(f"{s['mean']:.3f} ± {s['std']:.3f}")
+        lines.append(f"| {sname} | " + " | ".join(cells) + " |")
+    sections.append((
+        "Which quartet components carry emotion information? (linear probes)",
+        "Mean and std over time of the cached, normalised quartet per band (32 mel bands) for each component subset "
+        "→ StandardScaler → LR, on the same folds. Complements the trained ablations and the attribution below.",
+        lines + ["", f"Command: `{PY} quartet-probe`.", f"Hardware: {_hw(set().union(*[hardware_of(r) for r in qp.values()]))}."]))
+
+    # cross-corpus
+    rows = [("handcrafted → LR", "handcrafted-to-{corpus}"), ("probe whisper → LR", "probe-whisper-tiny.en-to-{corpus}"),
+            ("probe fbank → LR", "probe-fbank-to-{corpus}"), ("probe resemblyzer → LR", "probe-resemblyzer-to-{corpus}"),
+            ("backbone-only (trained)", "backbone-only-to-{corpus}"), ("VAP-only (trained)", "vap-only-to-{corpus}"),
+            ("PhysioSER (trained)", "physioser-to-{corpus}")]
+    body, hw = table(rows, root=root)
+    sections.append((
+        "Cross-corpus: train on three corpora, test on the fourth (neutral, happy, angry, sad)",
+        "Columns name the held-out test corpus; one model per column (validation: 15% of the training speakers), so "
+        "± is 0 — the number is UA on every utterance of the test corpus.",
+        body + ["", f"Commands: `{PY} handcrafted --cross`; `{PY} probe --cross -b ...`; `{SWEEP} --cross -e backbone-only -e vap-only -e physioser`.",
+                f"Hardware: {_hw(hw)}."]))
+
+    # research model
+    rows = [(f"research Transformer, {a}", f"research-{a}-{{corpus}}") for a in ("mha", "moh", "gated", "affine")]
+    ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), root) for _, t in rows)]
+    body, hw = table(rows, corpora=ran or ["URDU"], root=root)
+    sections.append((
+        "Frame-level Transformer research model (attention variants)",
+        "2 pre-norm blocks, dim 128, over whisper-tiny.en's last-layer frames (random 3 s crops in training), mean pooled; "
+        "same folds, training loop and metrics.",
+        body + ["", f"Command: `{PY} research -a mha -a moh -a gated -a affine -c <corpus> --set train.patience=6`.", f"Hardware: {_hw(hw)}."]))
+
+    # interpretability
+    adir = root / "analysis"
+    analyses = [json.loads(p.read_text()) for p in sorted(adir.glob("*.json"))] if adir.is_dir() else []
+    lines = []
+    imp = [a for a in analyses if "importance" in a]
+    if imp:
+        comps = list(imp[0]["importance"])
+        lines += ["Drop-one-component attribution (UA(full) − UA(component replaced by its normalised mean), test speakers):", "",
+                  "| run | UA | " + " | ".join(comps) + " |", "|" + "---|" * (len(comps) + 2)]
+        for a in imp:
+            lines.append(f"| {a['run']} | {a['ua']['mean']:.3f} | " + " | ".join(
+                f"{a['importance'][c]['mean']:+.3f} ± {a['importance'][c]['std']:.3f}" for c in comps) + " |")
+        lines += ["", "![component attribution](experiments/analysis/component_importance.png)", ""]
+    lw = [a for a in analyses if "layer_weights" in a]
+    if lw:
+        lines += ["Learned backbone layer weights (softmax, mean over folds; layer 0 = input embedding):", "",
+                  "| run | " + " | ".join(f"L{i}" for i in range(len(lw[0]["layer_weights"]["mean"]))) + " |",
+                  "|" + "---|" * (len(lw[0]["layer_weights"]["mean"]) + 1)]
+        for a in lw:
+            lines.append(f"| {a['run']} | " + " | ".join(f"{m:.3f}" for m in a["layer_weights"]["mean"]) + " |")
+        lines += ["", "![layer weights](experiments/analysis/layer_weights.png)", ""]
+    cp = [a for a in analyses if "cpa" in a]
+    if cp:
+        keys = ["matched_cos", "unmatched_same_label_cos", "unmatched_other_label_cos", "retrieval_v_to_s", "retrieval_s_to_v", "retrieval_chance", "logit_scale"]
+        lines += ["CPA alignment on the test speakers (mean over folds):", "", "| run | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+        for a in cp:
+            lines.append(f"| {a['run']} | " + " | ".join(f"{a['cpa'][k]['mean']:.3f}" for k in keys) + " |")
+    sections.append((
+        "Interpretability: quartet attribution, layer weights, CPA alignment",
+        "From the fold checkpoints of the sweep runs (`runs/<run>/fold<k>/`), on each fold's test speakers. "
+        f"Command: `{PY} analyze <run> ...`.",
+        lines or ["(no analysis run yet)"]))
+    return write_experiments_report(sections, path)
