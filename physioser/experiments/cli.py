@@ -149,6 +149,8 @@ def build_app() -> typer.Typer:
     @exp.command("analyze")
     def analyze(
         run: list[str] = typer.Argument(..., help="merged intra-corpus sweep runs, e.g. physioser-URDU"),
+        checkpoints: Path = typer.Option(Path("runs"), "--checkpoints", help="folder of <run>/fold<k>/ checkpoints "
+                                         "(a sweep with --commit: <snapshot>/runs)"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),
@@ -159,7 +161,7 @@ def build_app() -> typer.Typer:
         from physioser.experiments.analysis import ANALYSIS_DIR, analyze_run, plot_analyses
 
         for r in run:
-            a = analyze_run(r, results_root=results_dir, corpora_root=corpora_root, progress=not quiet)
+            a = analyze_run(r, results_root=results_dir, checkpoints_root=checkpoints, corpora_root=corpora_root, progress=not quiet)
             summary = {k: (round(v["mean"], 3) if isinstance(v, dict) and "mean" in v else None) for k, v in a.get("importance", {}).items()}
             typer.echo(f"{r}: UA {a['ua']['mean']:.3f}; component importance {summary}; layer weights "
                        f"{[round(x, 3) for x in a.get('layer_weights', {}).get('mean', [])]}")
