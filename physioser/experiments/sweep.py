@@ -75,6 +75,8 @@ SUITES: dict[str, list[str]] = {
     "main": ["physioser", "backbone-only", "vap-only", "backbone-only-mlp"],
     "ablations": ["physioser-no-cpa", "physioser-real", "physioser-amplitude", "physioser-phase",
                   "physioser-moh", "physioser-gated", "physioser-affine"],
+    "branch-ablations": ["physioser-no-cpa", "physioser-real", "physioser-amplitude", "physioser-phase"],
+    "fusion-variants": ["physioser-moh", "physioser-gated", "physioser-affine"],
     "vap-ablations": ["vap-only-real", "vap-only-amplitude", "vap-only-phase"],
     "backbones": [e.name for b in ("fbank", "resemblyzer", "crepe-tiny", "pesto") for e in _backbone_pair(b)],
 }
