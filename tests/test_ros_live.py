@@ -189,7 +189,7 @@ def check_malformed_input(live, clip):
     assert sessions["i16"].param_results[-2:] == [(True, ""), (True, "")]
     d16 = after["i16"]
     assert d16["format_changes"] - before["i16"]["format_changes"] == 2 and d16["sample_rate"] == 16000
-    assert d16["gaps"] > before["i16"]["gaps"] and d16["longest_gap_s"] >= 2.5
+    assert d16["gaps"] > before["i16"]["gaps"] and d16["longest_gap_s"] >= 1.5  # 3 s, less any executor lag
     assert d16["backlog_s"] <= 4.0
     received = d16["messages_received"] - before["i16"]["messages_received"]
     assert received >= 0.8 * (len(chunks(clip8k, 160)) + len(chunks(long_audio)) + len(chunks(clip[:40000])))
