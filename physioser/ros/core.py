@@ -176,7 +176,7 @@ class EmotionCore:
         self.engine = engine if engine is not None else engine_loader(config.model_path, config.profile)
         self._model_signature = _file_signature(config.model_path)
         self._settling = None  # a changed model file's signature, waiting to be stable
-        self.streamer = streamer_factory(self.engine, config)
+        self.streamer = self._new_streamer(self.engine, config)
         self._offset_s = 0.0  # stream time consumed by streamers replaced at run time
         self.format = self.config.audio_format()
         self._resampler = _Resampler(self.format.sample_rate)
@@ -296,7 +296,7 @@ class EmotionCore:
         if changed & ENGINE_KEYS:
             engine = self._engine_loader(new.model_path, new.profile)
         if engine is not self.engine or changed & STREAMER_KEYS:
-            streamer = self._streamer_factory(engine, new)  # the runtime validates window/hop/VAD/smoothing
+            streamer = self._new_streamer(engine, new)  # the runtime validates window/hop/VAD/smoothing
         self.config = new
         if streamer is not None:
             self._replace_engine(engine, streamer)
@@ -307,6 +307,13 @@ class EmotionCore:
         if "latency_history" in changed:
             self._latencies = deque(self._latencies, maxlen=new.latency_history)
             self._inference_ms = deque(self._inference_ms, maxlen=new.latency_history)
+
+    def _new_streamer(self, engine, config: NodeConfig):
+        """A streamer over `engine`, after one warm-up inference on a silent window (the first run of
+        an onnxruntime session allocates, and would otherwise delay the first real window)."""
+        streamer = self._streamer_factory(engine, config)
+        engine.infer(np.zeros((1, int(round(config.window_s * SAMPLE_RATE))), np.float32))
+        return streamer
 
     def _replace_engine(self, engine, streamer) -> None:
         """Swap engine and streamer; stream time goes on from where the old streamer was."""
@@ -328,7 +335,7 @@ class EmotionCore:
         self._model_signature = signature  # try each version of the file once
         try:
             engine = self._engine_loader(self.config.model_path, self.config.profile)
-            streamer = self._streamer_factory(engine, self.config)
+            streamer = self._new_streamer(engine, self.config)
         except Exception as err:  # noqa: BLE001 - any failure to load must leave the node running
             self.stats.model_reload_failures += 1
             self.stats.model_error = f"{self.config.model_path}: {type(err).__name__}: {err}; keeping the previous model"
