@@ -8,6 +8,7 @@ import os
 import socket
 
 import numpy as np
+import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
@@ -69,6 +70,7 @@ def _worker(rank: int, world: int, port: int, data, cfg: dict, train_idx, val_id
         shutdown()
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_agree_on_the_final_weights(tmp_path, monkeypatch) -> None:
     root = corpus_dir("RAVDESS")
     monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))

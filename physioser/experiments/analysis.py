@@ -78,7 +78,7 @@ def _cpa_statistics(model, data) -> dict:
         "retrieval_v_to_s": float((cos.argmax(1) == np.arange(n)).mean()),
         "retrieval_s_to_v": float((cos.argmax(0) == np.arange(n)).mean()),
         "retrieval_chance": 1.0 / n,
-        "logit_scale": float(model.cpa.logit_scale()),
+        "logit_scale": float(model.cpa.logit_scale().detach()),
         "n": int(n),
     }
 

@@ -15,20 +15,22 @@ from physioser.experiments.tables import SHORT, fold_ids_of, hardware_of, load_r
 __all__ = ["build_report"]
 
 PY = "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.experiments"
-SWEEP = f"{PY} sweep --set train.patience=6"
+SWEEP = f"{PY} sweep --commit <sha>"
 
 
 def _hw(hw: set[str]) -> str:
     return "; ".join(sorted(hw)) if hw else "—"
 
 
+MAIN = EXPERIMENTS_DIR.parent
+"""``physioser eval``'s own runs (eval/results/<run>/, the model engineer's REPORT runs): PhysioSER and
+backbone-only on every fold of the four corpora with the committed configs."""
+
+
 def _main_folds(root: Path) -> dict[str, list[int] | None]:
-    """Per corpus, the folds the PhysioSER run covered (the main table compares every model on those)."""
-    out: dict[str, list[int] | None] = {}
-    for c in CORPORA:
-        folds = fold_ids_of(load_run(f"physioser-{c}", root), c)
-        out[c] = folds
-    return out
+    """Per corpus, the folds the VAP-only run of this sweep covered (the first main table compares every
+    model on exactly those folds)."""
+    return {c: fold_ids_of(load_run(f"vap-only-{c}", root), c) for c in CORPORA}
 
 
 def _all_folds_of(run: str, corpus: str, root: Path) -> list[int] | None:
@@ -39,16 +41,18 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     path = path or root.parent / "EXPERIMENTS.md"
     sections = []
     folds = _main_folds(root)
-    subset = {c: f for c, f in folds.items() if f is not None and f != _all_folds_of(f"backbone-only-{c}", c, root)}
+    main = root.parent
+    subset = {c: f for c, f in folds.items() if f is not None and f != _all_folds_of(f"handcrafted-{c}", c, root)}
 
     rows = [("handcrafted: MFCC+F0+RMS stats → LR", "handcrafted-{corpus}"),
             ("linear probe: whisper layer means → LR", "probe-whisper-tiny.en-{corpus}"),
-            ("backbone-only (SUPERB: layer weights → proj → mean pool → linear)", "backbone-only-{corpus}"),
+            ("backbone-only (SUPERB: layer weights → shared proj → mean pool → linear) [R]", "backbone-only-{corpus}", main),
+            ("backbone-only, per-layer projectors [R]", "backbone-only-per-layer-{corpus}", main),
             ("backbone-only, MLP head", "backbone-only-mlp-{corpus}"),
             ("VAP-only (quaternion encoder → linear)", "vap-only-{corpus}"),
-            ("**PhysioSER** (VAP + whisper + CPA + MHA fusion)", "physioser-{corpus}")]
+            ("**PhysioSER** (VAP + whisper + CPA + MHA fusion) [R]", "physioser-{corpus}", main)]
     body, hw = table(rows, folds=folds, root=root)
-    body_all, hw_all = table(rows[:4], root=root)
+    body_all, hw_all = table([r for r in rows if "vap-only" not in r[1]], root=root)
     sub_note = ("" if not subset else
                 "On the CPU the trained VAP models could cover only some folds of "
                 + ", ".join(f"{SHORT.get(c, c)} ({len(f)} folds: {','.join(map(str, f))})" for c, f in subset.items())
@@ -56,8 +60,9 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     sections.append((
         "Does the physiology help? whisper-tiny.en: PhysioSER vs backbone-only vs VAP-only vs handcrafted",
         "UA mean ± std over the speaker-independent test folds (Korean: pooled UA over all its folds in brackets where all "
-        "were run). The trained models (`physioser eval` per fold, configs/*.yaml) ran with `train.patience=6` for every "
-        "model alike (the CPU budget); the LR baselines choose C ∈ {0.01, 0.1, 1} on the validation speakers. " + sub_note,
+        "were run). [R] = the model engineer's `physioser eval` runs of REPORT.md (eval/results/<run>/, committed configs, "
+        "all folds); the other trained rows are this sweep's `physioser eval` runs with the same committed configs and "
+        "training recipe; the LR baselines choose C ∈ {0.01, 0.1, 1} on the validation speakers. " + sub_note,
         body + ["", "All folds of each corpus (cheap models):", ""] + body_all + ["",
         f"Commands: `{PY} handcrafted`; `{PY} probe -b whisper-tiny.en`; `{SWEEP} -e backbone-only -e backbone-only-mlp`; "
         f"`{SWEEP} -e physioser -e vap-only -c <corpus> [--folds ...]` (folds as in the header).",
@@ -71,8 +76,8 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
         cells = []
         for c in CORPORA:
             probe = load_run(f"probe-{b}-{c}", root)
-            bo = load_run(f"backbone-only{tag}-{c}", root)
-            ph = load_run(f"physioser{tag}-{c}", root)
+            bo = load_run(f"backbone-only{tag}-{c}", main if not tag else root)
+            ph = load_run(f"physioser{tag}-{c}", main if not tag else root)
             bhw |= hardware_of(probe) | hardware_of(bo) | hardware_of(ph)
             f = fold_ids_of(ph, c)
             vals = []
@@ -83,7 +88,7 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     sections.append((
         "Backbone sweep: does VAP help weak backbones most?",
-        "Mean UA per corpus (PhysioSER's folds where it ran, else all folds). probe = linear probe on the per-layer "
+        "Mean UA per corpus over the folds PhysioSER ran (whisper row: [R] runs). probe = linear probe on the per-layer "
         "utterance means (LR); backbone-only and PhysioSER are trained end to end with the backbone frozen. "
         "crepe-tiny and pesto caches were not extracted on this CPU (real-time factors 0.84 and 0.45 on one thread, "
         "eval/bench/backbones.json: ≥ 1.2 h each for the 9821 s of audio on a machine shared by 7), so their rows are empty.",
@@ -91,7 +96,7 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
                  f"Hardware: {_hw(bhw)}."]))
 
     # ablations
-    abl = [("PhysioSER (quaternion, CPA, MHA)", "physioser-{corpus}", "physioser", ()),
+    abl = [("PhysioSER (quaternion, CPA, MHA) [R]", "physioser-{corpus}", "physioser", ()),
            ("without CPA", "physioser-no-cpa-{corpus}", "physioser", ("cpa.weight=0",)),
            ("real-valued convs, equal width", "physioser-real-{corpus}", "physioser", ("model.vap.quaternion=false",)),
            ("amplitude only (M, ρ)", "physioser-amplitude-{corpus}", "physioser", ("model.vap.components=[M,rho]",)),
@@ -105,7 +110,8 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
            ("VAP-only, phase only", "vap-only-phase-{corpus}", "vap_only", ("model.vap.components=[f_inst,tau_g]",))]
     params = {label: f"{param_count(cfg, ov):,}" for label, _, cfg, ov in abl}
     ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), root) for _, t, _, _ in abl[1:8] + abl[9:])]
-    body, hw = table([(label, t) for label, t, _, _ in abl], corpora=ran or ["URDU"], root=root, extra=params)
+    body, hw = table([(label, t, main) if "[R]" in label else (label, t) for label, t, _, _ in abl], corpora=ran or ["URDU"],
+                     root=root, extra=params)
     sections.append((
         "Ablations",
         "UA mean ± std over folds; params = trainable parameters for 7 classes with whisper-tiny.en shapes (frozen backbone "

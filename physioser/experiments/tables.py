@@ -73,11 +73,11 @@ def hardware_of(res: dict | None) -> set[str]:
     return set([hw] if isinstance(hw, str) else hw)
 
 
-def table(rows: Sequence[tuple[str, str]], corpora: Sequence[str] = CORPORA, root: Path = EXPERIMENTS_DIR,
+def table(rows: Sequence[tuple], corpora: Sequence[str] = CORPORA, root: Path = EXPERIMENTS_DIR,
           folds: dict[str, list[int] | None] | None = None, extra: dict[str, str] | None = None,
           extra_name: str = "params") -> tuple[list[str], set[str]]:
-    """Markdown table of UA cells: rows = (label, run-name template with ``{corpus}``), all cells of a
-    column over the same ``folds[corpus]`` (None = each run's own folds). Returns (lines, hardware)."""
+    """Markdown table of UA cells: rows = (label, run-name template with ``{corpus}``[, results root]),
+    all cells of a column over the same ``folds[corpus]`` (None = each run's own folds). Returns (lines, hardware)."""
     folds = folds or {}
     heads = []
     for c in corpora:
@@ -86,8 +86,8 @@ def table(rows: Sequence[tuple[str, str]], corpora: Sequence[str] = CORPORA, roo
     lines = ["| model | " + " | ".join(heads) + " | mean |" + (f" {extra_name} |" if extra else ""),
              "|" + "---|" * (len(corpora) + 2 + bool(extra))]
     hardware: set[str] = set()
-    for label, template in rows:
-        runs = {c: load_run(template.format(corpus=c), root) for c in corpora}
+    for label, template, *own_root in rows:
+        runs = {c: load_run(template.format(corpus=c), own_root[0] if own_root else root) for c in corpora}
         for r in runs.values():
             hardware |= hardware_of(r)
         cells = [ua_cell(runs[c], c, folds.get(c)) for c in corpora]
