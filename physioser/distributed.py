@@ -18,6 +18,7 @@ Launch on several GPUs (one process per GPU, NCCL) or CPU processes (gloo)::
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,10 +137,10 @@ def main(argv: list[str] | None = None) -> None:
 
     ctx = init_from_env()
     app = typer.Typer()
-    register(app)
+    register(app)  # a typer app of one command runs it directly (no sub-command name)
+    args = list(argv if argv is not None else sys.argv[1:])
     try:
-        app(["train", *(argv if argv is not None else __import__("sys").argv[1:])] + ([] if ctx.is_main else ["--quiet"]),
-            prog_name="physioser.distributed", standalone_mode=False)
+        app(args + ([] if ctx.is_main else ["--quiet"]), prog_name="physioser.distributed", standalone_mode=False)
     finally:
         shutdown()
 
