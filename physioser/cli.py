@@ -10,12 +10,13 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Embedded spe
 def _register_all() -> None:
     from physioser.backbones import cli as backbones_cli
     from physioser.data import cli as data_cli
+    from physioser.experiments import cli as experiments_cli
     from physioser.ros import cli as ros_cli
     from physioser.runtime import cli as runtime_cli
     from physioser.vap import cli as vap_cli
     from physioser import evaluate, export, train
 
-    for module in (data_cli, vap_cli, backbones_cli, train, evaluate, export, runtime_cli, ros_cli):
+    for module in (data_cli, vap_cli, backbones_cli, train, evaluate, export, runtime_cli, ros_cli, experiments_cli):
         module.register(app)
 
 
