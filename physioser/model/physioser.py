@@ -167,6 +167,9 @@ class PhysioSER(nn.Module):
         parts = []
         if self.use_vap:
             z_v, frames, frame_lengths = self.vap(waveforms, lengths)
+            # ONNX: tie the batch axis of z_v to the input's dynamic batch; the exporter otherwise
+            # infers it as the example's batch and folds later shape lookups (head, attention) into constants
+            z_v = z_v.reshape(lengths.shape[0], -1)
             parts.append(self._vap_tokens(z_v, frames, frame_lengths))
         if self.use_backbone:
             if not hasattr(self, "backbone"):
