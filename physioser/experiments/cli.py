@@ -12,6 +12,8 @@ import typer
 
 from physioser.experiments.common import CORPORA, DEFAULT_ROOT, EXPERIMENTS_DIR
 
+FOUR_CLASSES = ("neutral", "happy", "angry", "sad")
+
 __all__ = ["register", "build_app"]
 
 
@@ -37,6 +39,7 @@ def build_app() -> typer.Typer:
         corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c", help="corpora (each evaluated on its own folds)"),
         cross: bool = typer.Option(False, "--cross", help="cross-corpus: for each --corpus, train on the other four-corpus "
                                    "set members, test on it (4 classes)"),
+        multi: bool = typer.Option(False, "--multi", help="multi-corpus: train on all --corpus together (4 classes), test per corpus"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),
@@ -45,10 +48,11 @@ def build_app() -> typer.Typer:
         from physioser.experiments.common import write_results
         from physioser.experiments.handcrafted import run_handcrafted
 
-        jobs = _cross_jobs(corpus) if cross else [([c], None) for c in corpus]
+        jobs = _cross_jobs(corpus) if cross else ([(list(corpus), None)] if multi else [([c], None) for c in corpus])
         for train, test in jobs:
-            res = run_handcrafted(train, test_corpus=test, corpora_root=corpora_root, progress=not quiet)
-            run = "handcrafted-" + (f"to-{test}" if test else train[0])
+            res = run_handcrafted(train, test_corpus=test, corpora_root=corpora_root, progress=not quiet,
+                                  classes=list(FOUR_CLASSES) if multi else None)
+            run = "handcrafted-" + (f"to-{test}" if test else ("multi" if multi else train[0]))
             write_results(run, res, results_dir)
             _echo_results(run, res)
 
@@ -57,6 +61,7 @@ def build_app() -> typer.Typer:
         backbone: list[str] = typer.Option(["whisper-tiny.en"], "--backbone", "-b", help="backbone(s) with a feature cache"),
         corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c"),
         cross: bool = typer.Option(False, "--cross", help="cross-corpus: train on the other corpora of CORPORA, test on each --corpus"),
+        multi: bool = typer.Option(False, "--multi", help="multi-corpus: train on all --corpus together (4 classes), test per corpus"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),
@@ -66,9 +71,10 @@ def build_app() -> typer.Typer:
         from physioser.experiments.probe import run_probe
 
         for b in backbone:
-            for train, test in (_cross_jobs(corpus) if cross else [([c], None) for c in corpus]):
-                res = run_probe(b, train, test_corpus=test, corpora_root=corpora_root, progress=not quiet)
-                run = f"probe-{b}-" + (f"to-{test}" if test else train[0])
+            for train, test in (_cross_jobs(corpus) if cross else ([(list(corpus), None)] if multi else [([c], None) for c in corpus])):
+                res = run_probe(b, train, test_corpus=test, corpora_root=corpora_root, progress=not quiet,
+                                classes=list(FOUR_CLASSES) if multi else None)
+                run = f"probe-{b}-" + (f"to-{test}" if test else ("multi" if multi else train[0]))
                 write_results(run, res, results_dir)
                 _echo_results(run, res)
 
@@ -76,6 +82,7 @@ def build_app() -> typer.Typer:
     def quartet_probe(
         corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c"),
         cross: bool = typer.Option(False, "--cross", help="cross-corpus: train on the other corpora of CORPORA, test on each --corpus"),
+        multi: bool = typer.Option(False, "--multi", help="multi-corpus: train on all --corpus together (4 classes), test per corpus"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),
@@ -94,7 +101,8 @@ def build_app() -> typer.Typer:
     def sweep(
         experiment: list[str] = typer.Option(["main"], "--experiment", "-e", help="experiment or suite name (repeatable); "
                                              "see `python -m physioser.experiments list`"),
-        corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c"),
+        corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c", help="corpus (or 'multi': all four trained together, "
+                                         "4 classes, tested per corpus)"),
         workers: int = typer.Option(2, help="parallel processes (1 torch thread each)"),
         deadline: Optional[str] = typer.Option(None, help="UTC HH:MM after which no new job starts"),
         folds: Optional[str] = typer.Option(None, help="comma-separated fold ids for every corpus (default: all)"),

@@ -152,6 +152,19 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
         body + ["", f"Commands: `{PY} handcrafted --cross`; `{PY} probe --cross -b ...`; `{SWEEP} --cross -e backbone-only -e vap-only -e physioser`.",
                 f"Hardware: {_hw(hw)}."]))
 
+    # multi-corpus
+    rows = [("handcrafted → LR", "handcrafted-multi"), ("probe whisper → LR", "probe-whisper-tiny.en-multi"),
+            ("backbone-only (trained)", "backbone-only-multi"), ("VAP-only (trained)", "vap-only-multi"),
+            ("PhysioSER (trained)", "physioser-multi")]
+    body, hw = table(rows, root=root)
+    sections.append((
+        "Multi-corpus training (all four corpora together, four classes), evaluated per corpus",
+        "Fold k of every corpus trained together (5 folds: the fewest any corpus has; Korean uses its first 5 grid cells), "
+        "tested on each corpus's fold-k speakers. Four classes, so not comparable with the intra-corpus tables above "
+        "(which use each corpus's own class set).",
+        body + ["", f"Commands: `{PY} handcrafted --multi`; `{PY} probe --multi -b whisper-tiny.en`; `{SWEEP} -c multi -e backbone-only ...`.",
+                f"Hardware: {_hw(hw)}."]))
+
     # research model
     rows = [(f"research Transformer, {a}", f"research-{a}-{{corpus}}") for a in ("mha", "moh", "gated", "affine")]
     ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), root) for _, t in rows)]

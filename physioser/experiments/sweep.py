@@ -82,6 +82,11 @@ SUITES: dict[str, list[str]] = {
 }
 
 
+MULTI = "multi"
+"""Pseudo-corpus of a multi-corpus job: all of CORPORA trained together on the four-class set."""
+FOUR_CLASSES = ("neutral", "happy", "angry", "sad")
+
+
 @dataclass(frozen=True)
 class Job:
     experiment: Experiment
@@ -89,6 +94,7 @@ class Job:
     fold: int
     extra: tuple[str, ...] = ()  # sweep-wide overrides appended to the experiment's
     cross: bool = False  # cross-corpus: train on the other corpora of CORPORA, test on ``corpus`` (4 classes)
+    # multi-corpus (corpus == MULTI): fold k of every corpus of CORPORA trained together (4 classes), tested per corpus
 
     @property
     def run(self) -> str:
@@ -110,6 +116,10 @@ class Job:
                 if c != self.corpus:
                     cmd += ["-c", c]
             cmd += ["--test-corpus", self.corpus]
+        elif self.corpus == MULTI:
+            for c in CORPORA:
+                cmd += ["-c", c]
+            cmd += ["--set", f"classes=[{','.join(FOUR_CLASSES)}]"]
         else:
             cmd += ["-c", self.corpus]
         cmd += ["--config", str((code or REPO_ROOT) / "configs" / f"{self.experiment.config}.yaml")]
@@ -121,11 +131,12 @@ class Job:
 
 
 def fold_ids(corpus: str, corpora_root: Path = DEFAULT_ROOT) -> list[int]:
-    """Fold ids of a corpus under ``physioser eval``'s intra-corpus protocol."""
+    """Fold ids of a corpus under ``physioser eval``'s intra-corpus protocol (MULTI: the multi-corpus plan)."""
     from physioser.experiments.common import load_labelled_rows, protocol_plan
 
-    rows, _, _, spans = load_labelled_rows([corpus], corpora_root)
-    return [p[0] for p in protocol_plan(rows, spans, [corpus])]
+    names, classes = (list(CORPORA), list(FOUR_CLASSES)) if corpus == MULTI else ([corpus], None)
+    rows, _, _, spans = load_labelled_rows(names, corpora_root, classes)
+    return [p[0] for p in protocol_plan(rows, spans, names)]
 
 
 def plan_jobs(experiments: Sequence[str], corpora: Sequence[str], *, folds: dict[str, list[int]] | None = None,
@@ -280,4 +291,7 @@ def warm_caches(experiments: Sequence[str], corpora: Sequence[str], *, corpora_r
             if key in seen:
                 continue
             seen.add(key)
-            load_corpora(cfg, [c], corpora_root, progress=progress)
+            if c == MULTI:
+                load_corpora(dict(cfg, classes=list(FOUR_CLASSES)), list(CORPORA), corpora_root, progress=progress)
+            else:
+                load_corpora(cfg, [c], corpora_root, progress=progress)
