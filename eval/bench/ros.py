@@ -127,6 +127,11 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("windows", "latency_ms", "node_inference_ms", "meets_target")}, indent=1))
+    lat_s, inf_s, load = result["latency_ms"], result["node_inference_ms"], result["load_average_1min"]
+    print("README row (section ROS 2 node, Latency):\n"
+          f"| {'shipped default model' if not args.model else args.model} | {result['windows']} | {lat_s['p50']:.0f} | "
+          f"{lat_s['p95']:.0f} | {lat_s['max']:.0f} | {inf_s['p50']:.0f} / {inf_s['p95']:.0f} | {load[0]:.1f} → {load[1]:.1f} | "
+          f"`{args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}` |")
 
 
 if __name__ == "__main__":
