@@ -114,6 +114,10 @@ def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_r
         test = _subset(data, plan[k][3][corpora[0]])
         ua = lambda d: classification_metrics(d.labels, predict(model, d)["logits"].argmax(1), d.class_names)["ua"]  # noqa: E731
         fold = {"fold": k, "ua": ua(test)}
+        reported = {int(f["fold"]): f["ua"] for f in res["corpora"][corpora[0]]["folds"]}.get(k)
+        # the checkpoint must reproduce the UA the run reported for this fold (else it was overwritten since)
+        fold["reported_ua"] = reported
+        fold["checkpoint_matches"] = reported is not None and abs(fold["ua"] - reported) < 1e-9
         if use_vap and model.use_vap:
             fold["drop"] = {c: ua(_without_component(test, i)) for i, c in enumerate(components)}
             fold["importance"] = {c: fold["ua"] - v for c, v in fold["drop"].items()}
@@ -123,6 +127,7 @@ def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_r
             fold["cpa"] = _cpa_statistics(model, test)
         per_fold.append(fold)
     out: dict = {"run": run, "corpus": corpora[0], "config": cfg["name"], "folds": per_fold,
+                 "checkpoints_match_results": all(f["checkpoint_matches"] for f in per_fold),
                  "ua": summarize(per_fold, ["ua"])["ua"]}
     if any("importance" in f for f in per_fold):
         out["importance"] = {c: summarize([f["importance"] for f in per_fold], [c])[c] for c in components}
