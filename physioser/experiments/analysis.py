@@ -6,6 +6,7 @@ For a merged sweep run ``eval/results/experiments/<run>/results.json`` and its f
 
 * drop-one-component attribution: UA of the trained model with one quartet component replaced by
   its normalised mean (0) at test time, for M, ρ, f_inst and τ_g; importance = UA(full) − UA(drop);
+  and the same with the whole quartet replaced (how much the fused model uses the VAP branch at all);
 * layer weights: the softmax weights of the learned layer sum of the frozen backbone;
 * CPA alignment: for the L2-normalised projections g_v(z_v), g_s(z_s) of the test utterances, the
   mean cosine of matched pairs (one utterance's two views), of unmatched pairs with the same label
@@ -41,7 +42,7 @@ def _subset(data, idx: np.ndarray):
     )
 
 
-def _without_component(data, channel: int):
+def _without_component(data, channel: int | slice):
     from dataclasses import replace
 
     quartets = []
@@ -121,6 +122,7 @@ def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_r
         if use_vap and model.use_vap:
             fold["drop"] = {c: ua(_without_component(test, i)) for i, c in enumerate(components)}
             fold["importance"] = {c: fold["ua"] - v for c, v in fold["drop"].items()}
+            fold["importance_all"] = fold["ua"] - ua(_without_component(test, slice(None)))  # the whole quartet
         if getattr(model, "featurizer", None) is not None:
             fold["layer_weights"] = model.featurizer.layer_weights().detach().numpy().tolist()
         if model.cpa is not None:
@@ -131,6 +133,7 @@ def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_r
                  "ua": summarize(per_fold, ["ua"])["ua"]}
     if any("importance" in f for f in per_fold):
         out["importance"] = {c: summarize([f["importance"] for f in per_fold], [c])[c] for c in components}
+        out["importance_all"] = summarize(per_fold, ["importance_all"])["importance_all"]
     if any("layer_weights" in f for f in per_fold):
         w = np.array([f["layer_weights"] for f in per_fold])
         out["layer_weights"] = {"mean": w.mean(0).tolist(), "std": w.std(0).tolist()}

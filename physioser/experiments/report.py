@@ -173,7 +173,7 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
         "Frame-level Transformer research model (attention variants)",
         "2 pre-norm blocks, dim 128, over whisper-tiny.en's last-layer frames (random 3 s crops in training), mean pooled; "
         "same folds, training loop and metrics.",
-        body + ["", f"Command: `{PY} research -a mha -a moh -a gated -a affine -c <corpus> --set train.patience=6`.", f"Hardware: {_hw(hw)}."]))
+        body + ["", f"Command: `{PY} research -a mha -a moh -a gated -a affine -c <corpus>`.", f"Hardware: {_hw(hw)}."]))
 
     # interpretability
     adir = root / "analysis"
@@ -183,10 +183,12 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     if imp:
         comps = list(imp[0]["importance"])
         lines += ["Drop-one-component attribution (UA(full) − UA(component replaced by its normalised mean), test speakers):", "",
-                  "| run | UA | " + " | ".join(comps) + " |", "|" + "---|" * (len(comps) + 2)]
+                  "| run | UA | " + " | ".join(comps) + " | whole quartet | checkpoints = reported UA |", "|" + "---|" * (len(comps) + 4)]
         for a in imp:
+            whole = a.get("importance_all")
             lines.append(f"| {a['run']} | {a['ua']['mean']:.3f} | " + " | ".join(
-                f"{a['importance'][c]['mean']:+.3f} ± {a['importance'][c]['std']:.3f}" for c in comps) + " |")
+                f"{a['importance'][c]['mean']:+.3f} ± {a['importance'][c]['std']:.3f}" for c in comps)
+                + (f" | {whole['mean']:+.3f} ± {whole['std']:.3f}" if whole else " | —") + f" | {a.get('checkpoints_match_results', '—')} |")
         lines += ["", "![component attribution](experiments/analysis/component_importance.png)", ""]
     lw = [a for a in analyses if "layer_weights" in a]
     if lw:
