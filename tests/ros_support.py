@@ -89,6 +89,8 @@ def write_bag(path: Path, msg_type: str, pieces: list[np.ndarray], *, stamps_ns:
 REPO = Path(__file__).resolve().parents[1]
 # One DDS domain per test process (xdist workers run in parallel); 1..100 keeps to the default ports.
 DOMAIN_ID = 1 + (os.getpid() % 100)
+# ...and node/topic names carrying the process id, so even two runs on one domain never cross.
+RUN = f"_{os.getpid()}"
 
 
 def ros_env(**extra: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.ros
 pytest.importorskip("rclpy", reason="rclpy is not installed (pip install 'physioser[ros]')")
 
 from physioser.ros.play import Audio, Player  # noqa: E402
-from tests.ros_support import CLIP, DOMAIN_ID, NodeProcess, real_clip, ros_env, wait_until  # noqa: E402
+from tests.ros_support import CLIP, DOMAIN_ID, RUN, NodeProcess, real_clip, ros_env, wait_until  # noqa: E402
 
 I16 = "std_msgs/Int16MultiArray"
 BASE = {"vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16}
@@ -61,9 +61,9 @@ def emotions_after(player, t0):
 def test_publisher_dies_and_comes_back(tiny, tmp_path):
     from tests.conftest import corpus_dir
 
-    name = "fault_pub"
+    name = f"fault_pub{RUN}"
     node = start(name, tiny, tmp_path, gap_s=0.5)
-    listener = player_for(name, topic="unused_audio")  # listens only
+    listener = player_for(name, topic=f"unused_audio{RUN}")  # listens only
     clip_path = corpus_dir("RAVDESS") / CLIP
     cmd = [sys.executable, "-m", "physioser.ros.cli", "play", str(clip_path), "--loop",
            "--topic", f"audio_{name}", "--emotion-topic", f"emotion_{name}", "--wait-s", "90"]
@@ -97,7 +97,7 @@ def test_publisher_dies_and_comes_back(tiny, tmp_path):
 
 
 def test_node_killed_and_restarted_mid_stream(tiny, clip, tmp_path):
-    name = "fault_node"
+    name = f"fault_node{RUN}"
     node = start(name, tiny, tmp_path)
     player = player_for(name)
     restarted = None
@@ -140,7 +140,7 @@ def test_node_killed_and_restarted_mid_stream(tiny, clip, tmp_path):
 def test_broken_model_file_at_run_time_keeps_the_old_model(tiny, clip, tmp_path):
     from physioser.runtime import Engine
 
-    name = "fault_model"
+    name = f"fault_model{RUN}"
     model = tmp_path / "model.onnx"
     shutil.copy(tiny, model)
     node = start(name, model, tmp_path, model_watch_s="0.2")

@@ -24,7 +24,7 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (pip install 'physio
 from physioser.ros.play import Audio, Pause, Player, Raw, SetParams, encode  # noqa: E402
 from physioser.ros.replay import replay  # noqa: E402
 from physioser.ros.core import NodeConfig  # noqa: E402
-from tests.ros_support import CHUNK, DOMAIN_ID, NodeProcess, chunks, real_clip, wait_until, write_bag  # noqa: E402
+from tests.ros_support import CHUNK, DOMAIN_ID, RUN, NodeProcess, chunks, real_clip, wait_until, write_bag  # noqa: E402
 
 TYPES = {"i16": "std_msgs/Int16MultiArray", "f32": "std_msgs/Float32MultiArray", "u8": "std_msgs/UInt8MultiArray"}
 NODE_PARAMS = {"vad": "none", "smoothing": "0.0", "max_backlog_s": "4.0", "diagnostics_period_s": "0.5"}
@@ -53,20 +53,20 @@ def live(model, tmp_path_factory):
     """{key: (NodeProcess, Player)} for the three std_msgs types, all ready."""
     logs = tmp_path_factory.mktemp("logs")
     nodes = {
-        key: NodeProcess(f"emotion_{key}", {**NODE_PARAMS, "model_path": model[0], "msg_type": t,
-                                            "audio_topic": f"audio_{key}", "emotion_topic": f"emotion_{key}"}, logs)
+        key: NodeProcess(f"emotion_{key}{RUN}", {**NODE_PARAMS, "model_path": model[0], "msg_type": t,
+                                            "audio_topic": f"audio_{key}{RUN}", "emotion_topic": f"emotion_{key}{RUN}"}, logs)
         for key, t in TYPES.items()
     }
     players = {}
     try:
         for key, t in TYPES.items():
-            players[key] = Player(t, topic=f"audio_{key}", emotion_topic=f"emotion_{key}", node_name=f"emotion_{key}",
+            players[key] = Player(t, topic=f"audio_{key}{RUN}", emotion_topic=f"emotion_{key}{RUN}", node_name=f"emotion_{key}{RUN}",
                                   domain_id=DOMAIN_ID)
         for key, player in players.items():
             try:
                 player.wait_for_node(90)
             except TimeoutError:
-                pytest.fail(f"node emotion_{key} did not come up:\n{nodes[key].output()}")
+                pytest.fail(f"node emotion_{key}{RUN} did not come up:\n{nodes[key].output()}")
         yield {key: (nodes[key], players[key]) for key in TYPES}
     finally:
         for player in players.values():
@@ -210,15 +210,15 @@ def check_diagnostic_array(live):
     _, player = live["i16"]
     got = []
     player.node.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
-    wait_until(lambda: any(s.name.startswith("emotion_i16") for a in got for s in a.status), 10, "a DiagnosticArray")
-    status = next(s for a in got for s in a.status if s.name.startswith("emotion_i16"))
+    wait_until(lambda: any(s.name.startswith(f"emotion_i16{RUN}") for a in got for s in a.status), 10, "a DiagnosticArray")
+    status = next(s for a in got for s in a.status if s.name.startswith(f"emotion_i16{RUN}"))
     values = {kv.key: kv.value for kv in status.values}
     assert {"messages_received", "messages_rejected", "rejected_by_reason", "windows_processed", "latency_ms"} <= set(values)
     assert json.loads(values["latency_ms"])["count"] >= 4
 
 
 def test_missing_message_package_is_explained(tmp_path):
-    node = NodeProcess("emotion_missing", {"msg_type": "audio_common_msgs/AudioData"}, tmp_path)
+    node = NodeProcess(f"emotion_missing{RUN}", {"msg_type": "audio_common_msgs/AudioData"}, tmp_path)
     assert node.proc.wait(60) == 2
     out = node.output()
     assert "audio_common_msgs" in out and "not installed" in out and "std_msgs/Int16MultiArray" in out
