@@ -51,6 +51,19 @@ class EngineError(ValueError):
     """A model that is missing, corrupt or outside the contract, or input the model cannot take."""
 
 
+MAX_ABS = 2.0
+"""Largest |sample| accepted. Audio is float in [-1, 1]; up to 2 leaves room for the overshoot of
+resampled or mixed audio, while int16 PCM passed as float (or a wrong gain) is refused instead of
+driving the model to meaningless or non-finite outputs."""
+
+
+def check_peak(x: np.ndarray, what: str) -> None:
+    """Raise EngineError if the finite float array ``x`` exceeds :data:`MAX_ABS`."""
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > MAX_ABS:
+        raise EngineError(f"{what} reach {peak:.4g}; audio must be float in [-1, 1] (int16 PCM: divide by 32768)")
+
+
 def circumplex_point(name: str) -> tuple[float, float]:
     return CIRCUMPLEX.get(_ALIASES.get(name.lower(), name.lower()), (0.0, 0.0))
 
@@ -316,7 +329,11 @@ class Engine:
             )
         if not np.isfinite(x).all():
             raise EngineError("waveforms contain NaN or Inf (or float64 samples beyond the float32 range)")
+        check_peak(x, "waveforms")
         out = self._backend.run(x, lens)
+        bad = [k for k, v in out.items() if not np.isfinite(v).all()]
+        if bad:
+            raise EngineError(f"{self.source}: the model returned NaN/Inf in {bad} for finite input")
         if "valence" not in out or "arousal" not in out:
             out["valence"], out["arousal"] = valence_arousal(out["probs"], self.class_names)
         return out

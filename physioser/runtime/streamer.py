@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from physioser.runtime.engine import Engine, EngineError
+from physioser.runtime.engine import Engine, EngineError, check_peak
 
 MAX_WINDOW_S = 60.0
 """The longest analysis window (as for hardware profiles): the ring buffer holds one window."""
@@ -161,6 +161,7 @@ class Streamer:
             x = x.astype(np.float32, copy=False)
         if not np.isfinite(x).all():
             raise EngineError("chunk contains NaN or Inf (or float64 samples beyond the float32 range)")
+        check_peak(x, "chunk samples")
         events: list[EmotionEvent] = []
         pos = 0
         while pos < len(x):
