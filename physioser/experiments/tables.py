@@ -75,14 +75,15 @@ def hardware_of(res: dict | None) -> set[str]:
 
 def table(rows: Sequence[tuple], corpora: Sequence[str] = CORPORA, root: Path = EXPERIMENTS_DIR,
           folds: dict[str, list[int] | None] | None = None, extra: dict[str, str] | None = None,
-          extra_name: str = "params") -> tuple[list[str], set[str]]:
+          extra_name: str = "params", show_folds: Sequence[str] | None = None) -> tuple[list[str], set[str]]:
     """Markdown table of UA cells: rows = (label, run-name template with ``{corpus}``[, results root]),
     all cells of a column over the same ``folds[corpus]`` (None = each run's own folds). Returns (lines, hardware)."""
     folds = folds or {}
     heads = []
     for c in corpora:
         f = folds.get(c)
-        heads.append(SHORT.get(c, c) + (f" (folds {','.join(map(str, f))})" if f is not None else ""))
+        shown = f is not None and (show_folds is None or c in show_folds)
+        heads.append(SHORT.get(c, c) + (f" (folds {','.join(map(str, f))})" if shown else ""))
     lines = ["| model | " + " | ".join(heads) + " | mean |" + (f" {extra_name} |" if extra else ""),
              "|" + "---|" * (len(corpora) + 2 + bool(extra))]
     hardware: set[str] = set()
