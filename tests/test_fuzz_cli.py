@@ -116,6 +116,7 @@ def _invoke(workdir: Path, args: list[str]):
 @example(args=["demo", "--model", "tiny.onnx", "--fast", "--chunk-ms", "inf"])  # was OverflowError
 @example(args=["features", "extract", "--corpus", "Nope", "--root", "corp", "--backbone", "fbank"])  # was KeyError traceback
 @example(args=["features", "extract", "--corpus", "RAVDESS", "--root", "corp", "--backbone", "nope"])
+@example(args=["vap", "plot", "a.wav", "-o", "plot.png", "--bands", "0"])  # long campaign: IndexError in the plot
 def test_fuzz_cli(workdir, args):
     result = _invoke(workdir, args)
     exc = result.exception
@@ -143,3 +144,9 @@ def test_finite_options_still_work(workdir):
     result = _invoke(workdir, ["predict", "a.wav", "--model", "tiny.onnx", "--json", "--max-seconds", "0.5"])
     assert result.exit_code == 0, result.output
     assert math.isfinite(float(__import__("json").loads(result.output)["results"][0]["confidence"]))
+
+
+def test_vap_plot_with_zero_bands_is_a_clear_error(workdir):
+    """Finding (long campaign): `vap plot --bands 0` crashed with IndexError inside the plot."""
+    result = _invoke(workdir, ["vap", "plot", "a.wav", "-o", "plot.png", "--bands", "0"])
+    assert result.exit_code == 1 and "n_bands must be >= 1" in result.output

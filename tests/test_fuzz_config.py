@@ -128,3 +128,12 @@ def test_shipped_configs_still_load():
     assert configs
     for path in configs:
         _check_config(load_config(path))
+
+
+def test_validation_errors_name_the_config_file(tmp_path):
+    """Finding (long campaign): a file whose values fail the final validation (branches: []) gave an
+    error that did not say which file."""
+    path = tmp_path / "empty_branches.yaml"
+    path.write_text("model:\n  branches: []\n")
+    with pytest.raises(ConfigError, match="empty_branches.yaml: model.branches must be a non-empty subset"):
+        load_config(path)

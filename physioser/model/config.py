@@ -174,7 +174,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except ConfigError as exc:
             raise ConfigError(f"config file {path}: {exc}") from exc
     cfg = apply_overrides(cfg, overrides)
-    _validate(cfg)
+    try:
+        _validate(cfg)
+    except ConfigError as exc:
+        if path is None:
+            raise
+        raise ConfigError(f"config file {path}{f' with overrides {list(overrides)}' if overrides else ''}: {exc}") from None
     return cfg
 
 

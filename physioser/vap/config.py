@@ -131,6 +131,8 @@ class VAPConfig:
             raise ValueError(f"gd_window_ms must give 2..{self.n_fft} samples and gd_subwindows >= 1")
         if self.min_seconds * self.sample_rate < self.win_length:
             raise ValueError(f"min_seconds={self.min_seconds} is shorter than one analysis window")
+        if self.pooling != "none" and self.n_bands < 1:
+            raise ValueError(f"n_bands must be >= 1, got {self.n_bands}")
 
     @property
     def lifter_samples(self) -> int:
