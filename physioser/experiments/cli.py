@@ -62,6 +62,7 @@ def build_app() -> typer.Typer:
         corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c"),
         cross: bool = typer.Option(False, "--cross", help="cross-corpus: train on the other corpora of CORPORA, test on each --corpus"),
         multi: bool = typer.Option(False, "--multi", help="multi-corpus: train on all --corpus together (4 classes), test per corpus"),
+        with_quartet: bool = typer.Option(False, "--with-quartet", help="concatenate the VAP quartet statistics to the backbone features"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),
@@ -73,8 +74,8 @@ def build_app() -> typer.Typer:
         for b in backbone:
             for train, test in (_cross_jobs(corpus) if cross else ([(list(corpus), None)] if multi else [([c], None) for c in corpus])):
                 res = run_probe(b, train, test_corpus=test, corpora_root=corpora_root, progress=not quiet,
-                                classes=list(FOUR_CLASSES) if multi else None)
-                run = f"probe-{b}-" + (f"to-{test}" if test else ("multi" if multi else train[0]))
+                                classes=list(FOUR_CLASSES) if multi else None, with_quartet=with_quartet)
+                run = f"probe-{b}" + ("+quartet" if with_quartet else "") + "-" + (f"to-{test}" if test else ("multi" if multi else train[0]))
                 write_results(run, res, results_dir)
                 _echo_results(run, res)
 
@@ -83,6 +84,7 @@ def build_app() -> typer.Typer:
         corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c"),
         cross: bool = typer.Option(False, "--cross", help="cross-corpus: train on the other corpora of CORPORA, test on each --corpus"),
         multi: bool = typer.Option(False, "--multi", help="multi-corpus: train on all --corpus together (4 classes), test per corpus"),
+        with_quartet: bool = typer.Option(False, "--with-quartet", help="concatenate the VAP quartet statistics to the backbone features"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),

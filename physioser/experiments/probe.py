@@ -59,8 +59,10 @@ def quartet_stats(rows: Sequence, class_names: Sequence[str], *, overrides: Sequ
 
 
 def run_probe(backbone: str, corpora: Sequence[str], *, test_corpus: str | None = None, classes: Sequence[str] | None = None,
-              corpora_root: Path | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """Linear probe of ``backbone`` under the protocol of ``physioser eval``."""
+              corpora_root: Path | None = None, seed: int = 0, with_quartet: bool = False, progress: bool = True) -> dict:
+    """Linear probe of ``backbone`` under the protocol of ``physioser eval``; ``with_quartet`` concatenates
+    the quartet statistics (all four components) to the backbone features — the VAP branch's
+    information at the linear level, per backbone."""
     from physioser.experiments.common import DEFAULT_ROOT, load_labelled_rows, protocol_plan, score_folds
 
     if test_corpus is not None and not classes:
@@ -68,9 +70,13 @@ def run_probe(backbone: str, corpora: Sequence[str], *, test_corpus: str | None 
     names = list(corpora) + ([test_corpus] if test_corpus else [])
     rows, labels, class_names, spans = load_labelled_rows(names, corpora_root or DEFAULT_ROOT, classes)
     x = backbone_means(rows, class_names, backbone, progress=progress)
+    if with_quartet:
+        q, _ = quartet_stats(rows, class_names, progress=progress)
+        x = np.concatenate([x, q.reshape(len(rows), -1)], axis=1)
     plan = protocol_plan(rows, spans, corpora, test_corpus=test_corpus, seed=seed)
     res = score_folds(x, labels, rows, plan, class_names)
-    return {"model": f"linear probe: {backbone} per-layer utterance means, layers concatenated ({x.shape[1]}) -> "
+    return {"model": f"linear probe: {backbone} per-layer utterance means, layers concatenated"
+                     + (" + quartet statistics" if with_quartet else "") + f" ({x.shape[1]}) -> "
                      "StandardScaler -> logistic regression (C by val UA)",
             "backbone": backbone, "protocol": {"train_corpora": list(corpora), "test_corpus": test_corpus,
                                                "folds": [p[0] for p in plan]},

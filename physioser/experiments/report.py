@@ -95,31 +95,42 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
         f"Hardware: {_hw(hw | hw_all)}."]))
 
     # backbone sweep
-    lines = ["| backbone | " + " | ".join(f"{SHORT.get(c, c)}: probe / backbone-only / PhysioSER" for c in CORPORA) + " |",
-             "|" + "---|" * (len(CORPORA) + 1)]
+    backbones = (("whisper-tiny.en", ""), ("fbank", "-fbank"), ("resemblyzer", "-resemblyzer"), ("crepe-tiny", "-crepe-tiny"), ("pesto", "-pesto"))
+    lin = ["| backbone | " + " | ".join(f"{SHORT.get(c, c)}: probe → + quartet (Δ)" for c in CORPORA) + " | mean Δ |",
+           "|" + "---|" * (len(CORPORA) + 2)]
+    trained = ["| backbone | " + " | ".join(f"{SHORT.get(c, c)}: backbone-only / PhysioSER" for c in CORPORA) + " |",
+               "|" + "---|" * (len(CORPORA) + 1)]
     bhw: set[str] = set()
-    for b, tag in (("whisper-tiny.en", ""), ("fbank", "-fbank"), ("resemblyzer", "-resemblyzer"), ("crepe-tiny", "-crepe-tiny"), ("pesto", "-pesto")):
-        cells = []
+    for b, tag in backbones:
+        cells, deltas, tcells = [], [], []
         for c in CORPORA:
-            probe = load_run(f"probe-{b}-{c}", root)
+            probe, probe_q = load_run(f"probe-{b}-{c}", root), load_run(f"probe-{b}+quartet-{c}", root)
             bo = load_run(f"backbone-only{tag}-{c}", main if not tag else root)
             ph = load_run(f"physioser{tag}-{c}", main if not tag else root)
-            bhw |= hardware_of(probe) | hardware_of(bo) | hardware_of(ph)
+            bhw |= hardware_of(probe) | hardware_of(probe_q) | hardware_of(bo) | hardware_of(ph)
+            p, q = mean_ua(probe, c), mean_ua(probe_q, c)
+            if p is None:
+                cells.append("—")
+            elif q is None:
+                cells.append(f"{p:.3f}")
+            else:
+                cells.append(f"{p:.3f} → {q:.3f} ({q - p:+.3f})")
+                deltas.append(q - p)
             f = fold_ids_of(ph, c)
-            vals = []
-            for r in (probe, bo, ph):
-                m = mean_ua(r, c, f)
-                vals.append("—" if m is None else f"{m:.3f}")
-            cells.append(" / ".join(vals))
-        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+            tb, tp = mean_ua(bo, c, f), mean_ua(ph, c, f)
+            tcells.append(" / ".join("—" if v is None else f"{v:.3f}" for v in (tb, tp)))
+        lin.append(f"| {b} | " + " | ".join(cells) + f" | {'—' if len(deltas) < len(CORPORA) else f'{sum(deltas) / len(deltas):+.3f}'} |")
+        trained.append(f"| {b} | " + " | ".join(tcells) + " |")
     sections.append((
         "Backbone sweep: does VAP help weak backbones most?",
-        "Mean UA per corpus over the folds PhysioSER ran (whisper row: [R] runs). probe = linear probe on the per-layer "
-        "utterance means (LR); backbone-only and PhysioSER are trained end to end with the backbone frozen. "
-        "crepe-tiny and pesto caches were not extracted on this CPU (real-time factors 0.84 and 0.45 on one thread, "
-        "eval/bench/backbones.json: ≥ 1.2 h each for the 9821 s of audio on a machine shared by 7), so their rows are empty.",
-        lines + ["", f"Commands: `{PY} probe -b whisper-tiny.en -b fbank -b resemblyzer`; `{SWEEP} -e backbones -c <corpus>`.",
-                 f"Hardware: {_hw(bhw)}."]))
+        "Linear level (all folds): probe = per-layer utterance means of the frozen backbone → LR; + quartet = the same with "
+        "the VAP quartet statistics (mean, std over time of the 4 components × 32 bands) concatenated. Trained level: "
+        "backbone-only and PhysioSER trained end to end (whisper row: [R] runs; mean UA over the folds PhysioSER ran). "
+        "crepe-tiny and pesto caches were not extracted on this CPU (see Coverage), and the trained fbank/resemblyzer "
+        "runs did not fit in the CPU budget: their cells are empty.",
+        lin + ["", "Trained:", ""] + trained + ["",
+        f"Commands: `{PY} probe -b whisper-tiny.en -b fbank -b resemblyzer [--with-quartet]`; `{SWEEP} -e backbones -c <corpus>`.",
+        f"Hardware: {_hw(bhw)}."]))
 
     # ablations
     abl = [("PhysioSER (quaternion, CPA, MHA) [R]", "physioser-{corpus}", "physioser", ()),

@@ -50,13 +50,13 @@ def _ua_values(res: dict | None, corpus: str, folds: Sequence[int] | None) -> li
 
 def ua_cell(res: dict | None, corpus: str, folds: Sequence[int] | None = None) -> str:
     """"mean ± std" of UA over ``folds`` (all folds of the run when None; "—" when the run lacks one);
-    the pooled UA is appended in brackets for Korean when all folds are used."""
+    the pooled UA is appended in brackets for Korean when the run covers all 25 folds."""
     values = _ua_values(res, corpus, folds)
     if not values:
         return "—"
     cell = f"{np.mean(values):.3f} ± {np.std(values):.3f}"
     r = _corpus_result(res, corpus)
-    if corpus == "KoreanEmotionTTS" and "pooled" in r and len(values) == len(r["folds"]):
+    if corpus == "KoreanEmotionTTS" and "pooled" in r and folds is None and len(r["folds"]) == 25:
         cell += f" ({r['pooled']['ua']:.3f})"
     return cell
 
