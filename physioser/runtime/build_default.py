@@ -10,7 +10,8 @@
    ``eval/bench/default_model.json`` (fp32, fp16 and int8 MatMul-only);
 4. ``MODEL_CARD.md`` is written from those figures.
 
-Retraining with another config (later research) is the same command with ``--config``.
+``configs/default_model.yaml`` pins the shipped model's settings; retraining with another config
+(later research) is the same command with ``--config``.
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ The model `physioser predict` / `physioser demo` / the ROS node use when no `--m
   (`physioser train --fold all`), which served for early stopping. Held-out speakers:
   {"; ".join(f"{c}: {', '.join(s)}" for c, s in speakers.items())}.
 - **Training**: `{command}` (run by `python -m physioser.runtime.build_default`, which then
-  packages, evaluates and writes this card) — {train_line}
+  packages, evaluates and writes this card) — {train_line}. Retrain the same model:
+  `python -m physioser.runtime.build_default --config configs/default_model.yaml` (this model's
+  settings, pinned); another config replaces it the same way.
 
 ## Measured on the held-out speakers
 
@@ -167,7 +170,8 @@ to make decisions about people.
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "physioser.yaml")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "default_model.yaml",
+                    help="experiment config (default: the pinned settings of the shipped model)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "default")
     ap.add_argument("--corpora-root", type=Path, default=ROOT.parent / "shared" / "corpora")
