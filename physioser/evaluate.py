@@ -227,6 +227,7 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
              "`physioser eval`). UA = unweighted average recall (balanced accuracy), WA = accuracy, macro-F1; "
              "mean ± std over speaker-independent folds (scikit-learn). Each row names the command that reproduces "
              "it and the hardware that ran it.", ""]
+    lines += _summary_table(runs)
     by_protocol: dict[str, list[tuple[str, dict, dict]]] = {}
     for r in runs:
         for corpus, res in r["corpora"].items():
@@ -253,6 +254,25 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
         lines += ["## Experiments", "", f"Sweeps, baselines, ablations and analyses: [EXPERIMENTS.md]({experiments.name}).", ""]
     path.write_text("\n".join(lines))
     return path
+
+
+def _summary_table(runs: list[dict]) -> list[str]:
+    """UA by config (rows) and corpus (columns) over the intra-corpus runs, with the mean over corpora."""
+    intra = [r for r in runs if r["protocol"]["kind"] == "intra-corpus"]
+    corpora = sorted({c for r in intra for c in r["corpora"]})
+    by_config: dict[str, dict[str, dict]] = {}
+    for r in intra:
+        for c, res in r["corpora"].items():
+            by_config.setdefault(r["config"]["name"], {})[c] = res["summary"]["ua"]
+    if not by_config:
+        return []
+    lines = ["## Summary: UA by model and corpus (intra-corpus, speaker-independent folds)", "",
+             "| model | " + " | ".join(corpora) + " | mean over corpora |", "|---" * (len(corpora) + 2) + "|"]
+    for name, cells in sorted(by_config.items(), key=lambda kv: -np.mean([v["mean"] for v in kv[1].values()])):
+        row = [f"{cells[c]['mean']:.3f} ± {cells[c]['std']:.3f}" if c in cells else "—" for c in corpora]
+        mean = f"{np.mean([cells[c]['mean'] for c in corpora]):.3f}" if all(c in cells for c in corpora) else "—"
+        lines.append(f"| {name} | " + " | ".join(row) + f" | {mean} |")
+    return lines + ["", "The runs behind each cell, with their commands, follow per corpus.", ""]
 
 
 def _plot_report(runs: list[dict], path: Path) -> Path:
