@@ -276,28 +276,28 @@ def _summary_table(runs: list[dict]) -> list[str]:
 
 
 def _plot_report(runs: list[dict], path: Path) -> Path:
+    """Bars of intra-corpus UA (mean ± std over folds): one colour per model config, grouped by corpus."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    corpora = sorted({c for r in runs for c in r["corpora"] if r["protocol"]["kind"] == "intra-corpus"})
-    names = [r["run"] for r in runs if r["protocol"]["kind"] == "intra-corpus"]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(corpora)), 3.5))
-    width = 0.8 / max(len(names), 1)
-    for i, r in enumerate([r for r in runs if r["protocol"]["kind"] == "intra-corpus"]):
-        xs, ys, es = [], [], []
-        for j, c in enumerate(corpora):
-            if c in r["corpora"]:
-                s = r["corpora"][c]["summary"]["ua"]
-                xs.append(j + i * width)
-                ys.append(s["mean"])
-                es.append(s["std"])
-        ax.bar(xs, ys, width, yerr=es, label=r["run"], capsize=2)
+    intra = [r for r in runs if r["protocol"]["kind"] == "intra-corpus"]
+    corpora = sorted({c for r in intra for c in r["corpora"]})
+    cells: dict[str, dict[str, dict]] = {}
+    for r in intra:
+        for c, res in r["corpora"].items():
+            cells.setdefault(r["config"]["name"], {})[c] = res["summary"]["ua"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(corpora)), 3.5))
+    width = 0.8 / max(len(cells), 1)
+    for i, (name, by_corpus) in enumerate(sorted(cells.items())):
+        xs = [j + i * width for j, c in enumerate(corpora) if c in by_corpus]
+        ax.bar(xs, [by_corpus[c]["mean"] for c in corpora if c in by_corpus], width,
+               yerr=[by_corpus[c]["std"] for c in corpora if c in by_corpus], label=name, capsize=2)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(corpora))], corpora)
     ax.set_ylabel("UA (mean ± std over folds)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
