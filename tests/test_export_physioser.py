@@ -99,3 +99,14 @@ def test_engine_falls_back_to_pytorch_when_the_graph_cannot_be_built(model_dir, 
     assert engine.infer(np.zeros((1, 16000), np.float32) + 0.01)["probs"].shape == (1, 4)
     with pytest.raises(EngineError, match="simulated exporter failure"):
         Engine.from_path(model_dir, backend="onnxruntime")
+
+
+def test_export_command_int8_says_which_graph_it_kept(app, model_dir, tmp_path):
+    out = tmp_path / "m8.onnx"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(model_dir), "--out", str(out), "--precision", "int8"])
+    assert result.exit_code == 0, result.output
+    kept = Engine.from_path(out).metadata["precision"]
+    if "int8 is not faster here" in result.output:
+        assert kept == "fp32"
+    else:
+        assert "int8 is faster here" in result.output and kept == "int8"
