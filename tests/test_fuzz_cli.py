@@ -134,6 +134,8 @@ def test_fuzz_cli(workdir, args):
     (["features", "extract", "--corpus", "Nope", "--root", "corp"], "unknown corpus 'Nope'"),
     (["features", "extract", "--corpus", "RAVDESS", "--root", "corp", "--backbone", "nope"], "unknown backbone 'nope'"),
     (["features", "extract", "--corpus", "RAVDESS", "--root", "corp", "--threads", "0"], "--threads"),
+    (["vap", "plot", "a.wav", "-o", "plot.png", "--duration", "inf"], "--duration"),  # was OverflowError
+    (["vap", "plot", "a.wav", "-o", "plot.png", "--start", "nan"], "--start"),  # was ValueError
 ])
 def test_cli_number_findings(workdir, args, message):
     result = _invoke(workdir, args)

@@ -24,7 +24,13 @@ def register(app: typer.Typer) -> None:
         duration: float = typer.Option(0.0, help="length of the excerpt (s); 0 = to the end"),
     ) -> None:
         """Plot the four components of FILE as aligned spectrogram panels."""
+        import math
+
         from physioser.audio import AudioError, load_audio
+
+        for option, value in (("--start", start), ("--duration", duration)):
+            if not math.isfinite(value) or value < 0:
+                raise typer.BadParameter(f"must be a finite number >= 0, got {value}", param_hint=option)
         from physioser.vap.plot import plot_quartet
 
         try:
