@@ -14,7 +14,7 @@ import os
 import warnings
 from contextlib import contextmanager
 
-LONG_FACTOR = 20
+LONG_FACTOR = 10
 PROFILE = os.environ.get("PHYSIOSER_HYPOTHESIS_PROFILE", "ci")
 
 
