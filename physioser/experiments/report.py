@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from physioser.experiments.common import CORPORA, EXPERIMENTS_DIR
 from physioser.experiments.tables import SHORT, fold_ids_of, hardware_of, load_run, mean_ua, param_count, table, write_experiments_report
 
@@ -31,6 +33,11 @@ def _main_folds(root: Path) -> dict[str, list[int] | None]:
     """Per corpus, the folds the VAP-only run of this sweep covered (the first main table compares every
     model on exactly those folds)."""
     return {c: fold_ids_of(load_run(f"vap-only-{c}", root), c) for c in CORPORA}
+
+
+def _fold_uas(res: dict | None, corpus: str) -> dict[int, float]:
+    r = (res or {}).get("corpora", {}).get(corpus)
+    return {} if r is None else {int(f["fold"]): f["ua"] for f in r["folds"]}
 
 
 def _all_folds_of(run: str, corpus: str, root: Path) -> list[int] | None:
@@ -145,15 +152,31 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
            ("VAP-only, real-valued", "vap-only-real-{corpus}", "vap_only", ("model.vap.quaternion=false",)),
            ("VAP-only, amplitude only", "vap-only-amplitude-{corpus}", "vap_only", ("model.vap.components=[M,rho]",)),
            ("VAP-only, phase only", "vap-only-phase-{corpus}", "vap_only", ("model.vap.components=[f_inst,tau_g]",))]
-    params = {label: f"{param_count(cfg, ov):,}" for label, _, cfg, ov in abl}
     ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), root) for _, t, _, _ in abl[1:8] + abl[9:])]
+    params = {}
+    for label, t, cfg, ov in abl:
+        # paired per-fold difference to the reference (PhysioSER for its ablations, VAP-only for its own)
+        ref_t = "vap-only-{corpus}" if cfg == "vap_only" else "physioser-{corpus}"
+        diffs = []
+        for c in ran:
+            ref = load_run(ref_t.format(corpus=c), root if cfg == "vap_only" else main)
+            run = load_run(t.format(corpus=c), main if "[R]" in label else root)
+            a, b = _fold_uas(run, c), _fold_uas(ref, c)
+            common = sorted(set(a) & set(b))
+            diffs += [a[k] - b[k] for k in common]
+        paired = (f"{np.mean(diffs):+.3f} ± {np.std(diffs):.3f} ({sum(d > 0 for d in diffs)}/{len(diffs)} folds better)"
+                  if diffs and t != ref_t else ("reference" if t == ref_t else "—"))
+        params[label] = f"{param_count(cfg, ov):,} | {paired}"
     body, hw = table([(label, t, main) if "[R]" in label else (label, t) for label, t, _, _ in abl], corpora=ran or ["URDU"],
-                     root=root, extra=params)
+                     root=root, extra=params, extra_name="params | paired Δ UA vs reference, per fold")
+    body[1] = body[1] + "---|"
     sections.append((
         "Ablations",
         "UA mean ± std over folds; params = trainable parameters for 7 classes with whisper-tiny.en shapes (frozen backbone "
         "excluded). The components ablation zeroes the other components at the encoder input, so the parameter count "
-        "stays fixed; the real-valued twin has the same channel widths, hence about 4× the convolution weights.",
+        "stays fixed; the real-valued twin has the same channel widths, hence about 4× the convolution weights. "
+        "Paired Δ: per-fold UA difference to the reference on the same test speakers (mean ± std over folds), which "
+        "removes the speaker-to-speaker spread that dominates the ± of the UA columns.",
         body + ["", f"Command: `{SWEEP} -e ablations -e vap-ablations -c <corpus>`.", f"Hardware: {_hw(hw)}."]))
 
     # quartet probes
