@@ -228,12 +228,17 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     # research model
     rows = [(f"research Transformer, {a}", f"research-{a}-{{corpus}}") for a in ("mha", "moh", "gated", "affine")]
     ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), root) for _, t in rows)]
-    body, hw = table(rows, corpora=ran or ["URDU"], root=root)
+    if ran:
+        body, hw = table(rows, corpora=ran, root=root)
+        body += ["", f"Command: `{PY} research -a mha -a moh -a gated -a affine -c <corpus>`.", f"Hardware: {_hw(hw)}."]
+    else:
+        body = ["Not run: on the shared CPU one fold of URDU took 160–250 s per variant (2 of 5 folds of `mha` "
+                "finished before the run was stopped to give the sweep the CPU). The runner is "
+                f"`{PY} research -a mha -a moh -a gated -a affine -c <corpus>` (same folds, training loop and metrics)."]
     sections.append((
         "Frame-level Transformer research model (attention variants)",
-        "2 pre-norm blocks, dim 128, over whisper-tiny.en's last-layer frames (random 3 s crops in training), mean pooled; "
-        "same folds, training loop and metrics.",
-        body + ["", f"Command: `{PY} research -a mha -a moh -a gated -a affine -c <corpus>`.", f"Hardware: {_hw(hw)}."]))
+        "2 pre-norm blocks, dim 128, over whisper-tiny.en's last-layer frames (random 3 s crops in training), mean pooled.",
+        body))
 
     # interpretability
     adir = root / "analysis"
@@ -266,7 +271,9 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
             lines.append(f"| {a['run']} | " + " | ".join(f"{a['cpa'][k]['mean']:.3f}" for k in keys) + " |")
     sections.append((
         "Interpretability: quartet attribution, layer weights, CPA alignment",
-        "From the fold checkpoints of the sweep runs (`runs/<run>/fold<k>/`), on each fold's test speakers. "
-        f"Command: `{PY} analyze <run> ...`.",
+        "From the fold checkpoints, on each fold's test speakers: PhysioSER = the REPORT runs "
+        f"(`{PY} analyze physioser-<corpus> --results-dir eval/results --checkpoints runs`), VAP-only = this sweep's runs "
+        f"(`{PY} analyze vap-only-<corpus> --checkpoints <sweep worktree>/runs`). The last column checks that each "
+        "checkpoint reproduces the UA its run reported for that fold.",
         lines or ["(no analysis run yet)"]))
     return write_experiments_report(sections, path)
