@@ -62,9 +62,9 @@ def test_publisher_dies_and_comes_back(tiny, tmp_path):
     from tests.conftest import corpus_dir
 
     name = f"fault_pub{RUN}"
+    clip_path = corpus_dir("RAVDESS") / CLIP  # skips before any process starts
     node = start(name, tiny, tmp_path, gap_s=0.5)
     listener = player_for(name, topic=f"unused_audio{RUN}")  # listens only
-    clip_path = corpus_dir("RAVDESS") / CLIP
     cmd = [sys.executable, "-m", "physioser.ros.cli", "play", str(clip_path), "--loop",
            "--topic", f"audio_{name}", "--emotion-topic", f"emotion_{name}", "--wait-s", "90"]
     publishers = []
@@ -133,6 +133,8 @@ def test_node_killed_and_restarted_mid_stream(tiny, clip, tmp_path):
         if streamer.is_alive():
             streamer.join()
         player.close()
+        if node.alive():  # a failure before the deliberate crash must not leave the node running
+            node.stop(signal.SIGKILL)
         if restarted is not None:
             assert restarted.stop() == 0, restarted.output()[-2000:]
 
