@@ -176,7 +176,9 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
         "excluded). The components ablation zeroes the other components at the encoder input, so the parameter count "
         "stays fixed; the real-valued twin has the same channel widths, hence about 4× the convolution weights. "
         "Paired Δ: per-fold UA difference to the reference on the same test speakers (mean ± std over folds), which "
-        "removes the speaker-to-speaker spread that dominates the ± of the UA columns.",
+        "removes the speaker-to-speaker spread that dominates the ± of the UA columns. Runs with fewer folds than "
+        "their reference (the fusion-attention variants: URDU folds 0–2, the last CPU minutes) show UA over their own "
+        "folds and the paired Δ over the folds both have.",
         body + ["", f"Command: `{SWEEP} -e ablations -e vap-ablations -c <corpus>`.", f"Hardware: {_hw(hw)}."]))
 
     # quartet probes
