@@ -82,9 +82,6 @@ def build_app() -> typer.Typer:
     @exp.command("quartet-probe")
     def quartet_probe(
         corpus: list[str] = typer.Option(list(CORPORA), "--corpus", "-c"),
-        cross: bool = typer.Option(False, "--cross", help="cross-corpus: train on the other corpora of CORPORA, test on each --corpus"),
-        multi: bool = typer.Option(False, "--multi", help="multi-corpus: train on all --corpus together (4 classes), test per corpus"),
-        with_quartet: bool = typer.Option(False, "--with-quartet", help="concatenate the VAP quartet statistics to the backbone features"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),

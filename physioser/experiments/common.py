@@ -41,18 +41,10 @@ def load_labelled_rows(corpora: Sequence[str], corpora_root: str | Path = DEFAUL
 
     ``classes=None``: the corpus's own canonical class set (the shared classes for several corpora).
     """
-    from physioser.data import read_corpus
-    from physioser.model.data import build_feature_set, class_names_for, select_rows
+    from physioser.model.data import build_feature_set, class_names_for, gather_rows
 
     class_names = class_names_for({"classes": list(classes) if classes else None}, corpora)
-    rows: list = []
-    spans: dict[str, np.ndarray] = {}
-    for name in corpora:
-        own = select_rows(read_corpus(name, Path(corpora_root) / name), class_names)
-        if not own:
-            raise ValueError(f"{name}: no rows with classes {class_names} under {Path(corpora_root) / name}")
-        spans[name] = np.arange(len(rows), len(rows) + len(own))
-        rows += own
+    rows, spans = gather_rows(corpora, class_names, corpora_root)
     labelled, _ = build_feature_set(rows, class_names, {"model": {"branches": []}}, progress=False)
     return rows, labelled.labels, class_names, spans
 

@@ -207,15 +207,11 @@ def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: dict, *, 
     return fs, shape
 
 
-def load_corpora(cfg: dict, corpora: Sequence[str], corpora_root: str | Path, *, progress: bool = True) -> tuple[dict, FeatureSet, dict[str, np.ndarray]]:
-    """Read ``corpora`` (folders under ``corpora_root``) and build one FeatureSet over all of them.
-
-    Returns (config resolved with ``class_names`` and the backbone's ``num_layers``/``dim``, the
-    FeatureSet, {corpus: its indices in the FeatureSet})."""
+def gather_rows(corpora, class_names: list[str], corpora_root) -> tuple[list, dict[str, np.ndarray]]:
+    """The rows of ``corpora`` (read from ``corpora_root/<name>``) whose labels are in ``class_names``,
+    concatenated, and {corpus: its indices in that list}. A corpus with no such row is an error."""
     from physioser.data import read_corpus
 
-    class_names = class_names_for(cfg, corpora)
-    cfg = dict(cfg, class_names=class_names, corpora=list(corpora))
     rows, spans = [], {}
     for name in corpora:
         own = select_rows(read_corpus(name, Path(corpora_root) / name), class_names)
@@ -223,6 +219,17 @@ def load_corpora(cfg: dict, corpora: Sequence[str], corpora_root: str | Path, *,
             raise ValueError(f"{name}: no rows with classes {class_names} under {Path(corpora_root) / name}")
         spans[name] = np.arange(len(rows), len(rows) + len(own))
         rows += own
+    return rows, spans
+
+
+def load_corpora(cfg: dict, corpora: Sequence[str], corpora_root: str | Path, *, progress: bool = True) -> tuple[dict, FeatureSet, dict[str, np.ndarray]]:
+    """Read ``corpora`` (folders under ``corpora_root``) and build one FeatureSet over all of them.
+
+    Returns (config resolved with ``class_names`` and the backbone's ``num_layers``/``dim``, the
+    FeatureSet, {corpus: its indices in the FeatureSet})."""
+    class_names = class_names_for(cfg, corpora)
+    cfg = dict(cfg, class_names=class_names, corpora=list(corpora))
+    rows, spans = gather_rows(corpora, class_names, corpora_root)
     data, shape = build_feature_set(rows, class_names, cfg, progress=progress)
     if shape:
         cfg = dict(cfg, backbone=dict(cfg["backbone"], num_layers=shape["num_layers"], dim=shape["dim"]))
