@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import physioser
+from physioser.backbones.cache import sha256_file
 from physioser.runtime.engine import EngineError
 from physioser.runtime.profiles import cache_dir
 
@@ -34,12 +35,6 @@ def default_model_dir() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 REQUIRED_SUMS = ("model.safetensors", "config.yaml")
@@ -80,7 +75,7 @@ def verify_integrity(model_dir: Path, *, required: bool | None = None) -> None:
         path = model_dir / name
         if not path.is_file():
             raise EngineError(f"{model_dir}: {name} listed in SHA256SUMS is missing")
-        if _sha256(path) != match["digest"].lower():
+        if sha256_file(path) != match["digest"].lower():
             raise EngineError(f"{path}: integrity check failed (sha256 differs from SHA256SUMS): the file is corrupt or was replaced")
         listed.add(name)
     uncovered = [n for n in REQUIRED_SUMS if n not in listed]
@@ -91,7 +86,7 @@ def verify_integrity(model_dir: Path, *, required: bool | None = None) -> None:
 def write_integrity(model_dir: Path, names: list[str]) -> Path:
     """Write ``SHA256SUMS`` for ``names`` in ``model_dir``."""
     sums = model_dir / "SHA256SUMS"
-    sums.write_text("".join(f"{_sha256(model_dir / n)}  {n}\n" for n in names))
+    sums.write_text("".join(f"{sha256_file(model_dir / n)}  {n}\n" for n in names))
     return sums
 
 
@@ -146,12 +141,12 @@ def cached_onnx(model_dir: Path) -> Path:
         path = model_dir / name
         if not path.is_file():
             raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
-        h.update(_sha256(path).encode())
+        h.update(sha256_file(path).encode())
     h.update(physioser.__version__.encode())
     out = cache_dir() / "onnx" / f"{model_dir.name}-{h.hexdigest()[:16]}.onnx"
     digest = out.with_name(out.name + ".sha256")  # the graph's own hash, written with it
     if out.is_file():
-        if digest.is_file() and digest.read_text().strip() == _sha256(out):
+        if digest.is_file() and digest.read_text().strip() == sha256_file(out):
             return out
         print(f"physioser: the cached graph {out} does not match its hash (corrupt or replaced); rebuilding it", file=sys.stderr)
     print(f"physioser: building the ONNX graph of {model_dir} into {out} (first use only) ...", file=sys.stderr)
@@ -161,7 +156,7 @@ def cached_onnx(model_dir: Path) -> Path:
     try:
         export_onnx(model, tmp, metadata=meta)
         verify_onnx(model, tmp, latency_runs=0)
-        digest.write_text(_sha256(tmp) + "\n")
+        digest.write_text(sha256_file(tmp) + "\n")
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
