@@ -31,7 +31,7 @@ from physioser.audio import (
     to_int32,
     validate_waveform,
 )
-from tests.fuzzing import budget, check_rejection, only_warnings
+from tests.fuzzing import budget, byte_edits, check_rejection, mutate, only_warnings
 
 TMP = Path(tempfile.mkdtemp(prefix="physioser-fuzz-audio-"))
 
@@ -185,21 +185,10 @@ def test_fuzz_wav_headers(fmt_tag, channels, rate, bits, data, lie):
 
 
 @settings(max_examples=budget(150), suppress_health_check=[HealthCheck.too_slow])
-@given(suffix=st.sampled_from(sorted(SEEDS)), edits=st.lists(
-    st.tuples(st.sampled_from(["flip", "cut", "insert"]), st.floats(0.0, 1.0), st.binary(min_size=1, max_size=16)),
-    min_size=1, max_size=6))
+@given(suffix=st.sampled_from(sorted(SEEDS)), edits=byte_edits(max_blob=16, min_size=1, max_size=6))
 def test_fuzz_mutated_valid_files(suffix, edits):
     """A valid wav/flac/ogg with bytes flipped, truncated or inserted anywhere (headers included)."""
-    data = bytearray(SEEDS[suffix])
-    for op, where, blob in edits:
-        i = int(where * max(0, len(data) - 1))
-        if op == "flip":
-            data[i : i + len(blob)] = bytes(a ^ b for a, b in zip(data[i : i + len(blob)], blob))
-        elif op == "cut":
-            del data[i:]
-        else:
-            data[i:i] = blob
-    _load(bytes(data), suffix)
+    _load(mutate(SEEDS[suffix], edits), suffix)
 
 
 # ------------------------------------------------------------------ regressions found by the fuzzers

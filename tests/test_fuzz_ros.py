@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 from physioser.ros import messages as M
 from physioser.ros.core import EmotionCore, NodeConfig
-from tests.fuzzing import budget, check_rejection, only_warnings
+from tests.fuzzing import budget, byte_edits, check_rejection, mutate, only_warnings
 
 REASONS = {"empty", "odd_byte_count", "channel_mismatch", "non_finite", "out_of_range", "bad_layout", "bad_channels",
            "bad_rate", "unsupported_format", "wrong_type", "corrupt_cdr"}
@@ -167,20 +167,9 @@ def engine(tmp_path_factory):
     return Engine.from_path(export_tiny(tmp_path_factory.mktemp("ros-fuzz"))[1])
 
 
-def _mutate(raw: bytes, edits) -> bytes:
-    data = bytearray(raw)
-    for op, where, blob in edits:
-        i = int(where * max(0, len(data) - 1))
-        if op == "flip":
-            data[i : i + len(blob)] = bytes(a ^ b for a, b in zip(data[i : i + len(blob)], blob))
-        elif op == "cut":
-            del data[i:]
-        else:
-            data[i:i] = blob
-    return bytes(data)
 
 
-edits = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert"]), st.floats(0, 1), st.binary(min_size=1, max_size=8)), max_size=4)
+edits = byte_edits(max_blob=8, max_size=4)
 
 
 @settings(max_examples=budget(150))
@@ -190,7 +179,7 @@ def test_fuzz_cdr_bytes_through_the_node_core(engine, name, edits, junk):
     corrupt_cdr, as replay does); whatever deserialises goes through EmotionCore.accept, which
     must never raise."""
     store, raw = VALID_CDR[name]
-    data = junk if junk is not None else _mutate(bytes(raw), edits)
+    data = junk if junk is not None else mutate(bytes(raw), edits)
     core = EmotionCore(NodeConfig(msg_type=name), engine)
     msgtype = name.replace("/", "/msg/")
     try:

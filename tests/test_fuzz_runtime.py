@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 from physioser.export import set_metadata
 from physioser.runtime import Engine, EngineError, ProfileError, Streamer, load_profile
 from physioser.runtime.profiles import HardwareProfile, parse_profile
-from tests.fuzzing import budget, check_rejection, only_warnings
+from tests.fuzzing import budget, byte_edits, check_rejection, mutate, only_warnings
 from tests.tinyser import export_tiny
 
 TMP = Path(tempfile.mkdtemp(prefix="physioser-fuzz-runtime-"))
@@ -229,21 +229,11 @@ def test_fuzz_onnx_metadata(edits):
 
 
 @settings(max_examples=budget(40), suppress_health_check=[HealthCheck.too_slow])
-@given(edits=st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert"]), st.floats(0.0, 1.0), st.binary(min_size=1, max_size=8)),
-                      min_size=1, max_size=4))
+@given(edits=byte_edits(max_blob=8, min_size=1, max_size=4))
 def test_fuzz_onnx_bytes(edits):
     """The tiny model's bytes flipped, truncated or extended anywhere: EngineError, or a model that runs."""
-    data = bytearray(TINY_BYTES)
-    for op, where, blob in edits:
-        i = int(where * (len(data) - 1))
-        if op == "flip":
-            data[i : i + len(blob)] = bytes(a ^ b for a, b in zip(data[i : i + len(blob)], blob))
-        elif op == "cut":
-            del data[i:]
-        else:
-            data[i:i] = blob
     path = TMP / "fuzz-bytes.onnx"
-    path.write_bytes(bytes(data))
+    path.write_bytes(mutate(TINY_BYTES, edits))
     try:
         engine = Engine.from_path(path)
     except EngineError as exc:
