@@ -53,16 +53,31 @@ def _class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def training_device(spec: str) -> torch.device:
+    """``train.device``: ``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={spec} but torch sees no CUDA device")
+    return device
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, data, indices: np.ndarray | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Run the training-path model in eval mode: returns logits [N, C] and embeddings [N, E] (numpy)."""
     model.eval()
+    device = next(model.parameters()).device
     indices = np.arange(len(data)) if indices is None else np.asarray(indices)
     logits, embeds = [], []
     for start in range(0, len(indices), batch_size):
-        out = model.forward_cached(data.collate(indices[start : start + batch_size]))
-        logits.append(out["logits"].float())
-        embeds.append(out["embedding"].float())
+        out = model.forward_cached(_to_device(data.collate(indices[start : start + batch_size]), device))
+        logits.append(out["logits"].float().cpu())
+        embeds.append(out["embedding"].float().cpu())
     return {"logits": torch.cat(logits).numpy(), "embedding": torch.cat(embeds).numpy()}
 
 
@@ -101,7 +116,9 @@ def fit(
     class_names = cfg["class_names"]
     train_idx = np.asarray(train_idx)
     torch.manual_seed(int(t["seed"]))
-    generator = torch.Generator().manual_seed(int(t["seed"]))
+    generator = torch.Generator().manual_seed(int(t["seed"]))  # CPU: epoch orders and crops
+    device = ctx.device if ctx else training_device(str(t["device"]))
+    model.to(device)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -114,7 +131,7 @@ def fit(
     steps_per_epoch = max(1, math.ceil((ctx.num_samples(len(train_idx)) if ctx else len(train_idx)) / batch_size))
     total = steps_per_epoch * int(t["epochs"])
     warmup = int(round(float(t["warmup"]) * total))
-    weight = _class_weights(data.labels[train_idx], len(class_names)) if t["class_weighting"] else None
+    weight = _class_weights(data.labels[train_idx], len(class_names)).to(device) if t["class_weighting"] else None
     cpa_weight = float(cfg["cpa"]["weight"])
     crop_frames = 0
     if float(t["vap_crop_seconds"]) and "vap" in cfg["model"]["branches"]:
@@ -137,7 +154,7 @@ def fit(
             order = ctx.shard(order, state["epoch"])  # this rank's DistributedSampler share
         sums = {"loss": 0.0, "ce": 0.0, "cpa": 0.0, "aux": 0.0}
         for start in range(0, len(order), batch_size):
-            batch = data.collate(order[start : start + batch_size], crop_frames=crop_frames, generator=generator)
+            batch = _to_device(data.collate(order[start : start + batch_size], crop_frames=crop_frames, generator=generator), device)
             out = ctx.forward(model, batch) if ctx else model.forward_cached(batch)  # DDP all-reduces gradients
             ce = F.cross_entropy(out["logits"], batch["labels"], weight=weight, label_smoothing=float(t["label_smoothing"]))
             loss = ce + aux_weight * out["aux"]

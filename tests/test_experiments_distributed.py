@@ -1,6 +1,7 @@
-"""Data-parallel training: two CPU processes (gloo) train PhysioSER on a tiny real subset (two RAVDESS
-actors) and end with identical weights although each saw only its own shard of every epoch;
-only rank 0 writes checkpoints; the shards of an epoch partition it."""
+"""Data-parallel training: two processes — CPU (gloo) everywhere, and one GPU each (NCCL) where two
+GPUs exist — train PhysioSER on a tiny real subset (two RAVDESS actors) and end with identical
+weights although each saw only its own shard of every epoch; only rank 0 writes checkpoints; the
+shards of an epoch partition it."""
 
 from __future__ import annotations
 
@@ -34,16 +35,18 @@ def test_shards_partition_an_epoch_and_pad_to_equal_length() -> None:
 
 
 def _state(model) -> dict:
-    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def _worker(rank: int, world: int, port: int, data, cfg: dict, train_idx, val_idx, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+def _worker(rank: int, world: int, port: int, backend: str, data, cfg: dict, train_idx, val_idx, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     from physioser.distributed import init_from_env, shutdown
     from physioser.train import fit, new_model
 
-    ctx = init_from_env("gloo")
+    ctx = init_from_env(backend)
+    assert ctx.device == (torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu"))
     import physioser.train as train_module
 
     reload = train_module.load_state
@@ -66,12 +69,17 @@ def _worker(rank: int, world: int, port: int, data, cfg: dict, train_idx, val_id
         state["_steps"] = torch.tensor([res.step])
         save_file(state, os.path.join(out_dir, f"final_rank{rank}.safetensors"))
         assert ctx.world_size == world
+        assert all(p.device == ctx.device for p in model.parameters())
     finally:
         shutdown()
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_agree_on_the_final_weights(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("backend", [
+    "gloo",
+    pytest.param("nccl", marks=pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL check needs two GPUs")),
+])
+def test_two_ranks_agree_on_the_final_weights(backend, tmp_path, monkeypatch) -> None:
     root = corpus_dir("RAVDESS")
     monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))
     from physioser.data import read_corpus
@@ -91,7 +99,7 @@ def test_two_gloo_ranks_agree_on_the_final_weights(tmp_path, monkeypatch) -> Non
     cfg = dict(cfg, class_names=classes, backbone=dict(cfg["backbone"], num_layers=shape["num_layers"], dim=shape["dim"]))
     train_idx, val_idx = np.arange(0, 32), np.arange(32, 40)
 
-    mp.spawn(_worker, args=(2, _free_port(), data, cfg, train_idx, val_idx, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), backend, data, cfg, train_idx, val_idx, str(tmp_path)), nprocs=2, join=True)
 
     # the weights each rank ended training with agree (DDP averaged every step's gradients), although
     # the two ranks saw disjoint halves of every epoch

@@ -104,3 +104,29 @@ def test_two_ravdess_actors_loss_drops_and_beats_chance(tmp_path, monkeypatch) -
     pred = predict(model, data, idx)["logits"].argmax(1)
     ua = classification_metrics(data.labels, pred, classes)["ua"]
     assert ua > 0.5, f"UA on the training speakers {ua:.3f} is near chance (0.25)"
+
+
+def test_training_device_is_validated() -> None:
+    from physioser.model.config import ConfigError
+    from physioser.train import training_device
+
+    assert training_device("cpu") == torch.device("cpu")
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="train.device"):
+        _cfg("train.device=gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            training_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_matches_the_cpu_path(tmp_path) -> None:
+    data = _synthetic()
+    idx = np.arange(len(data))
+    results = {}
+    for device in ("cpu", "cuda"):
+        cfg = _cfg("train.epochs=2", f"train.device={device}", "model.dropout=0")
+        model = new_model(cfg, data, idx)
+        fit(model, data, idx, None, cfg, tmp_path / device, progress=False)
+        results[device] = predict(model, data)["logits"]
+    np.testing.assert_allclose(results["cuda"], results["cpu"], atol=2e-3)

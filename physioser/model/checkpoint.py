@@ -27,7 +27,7 @@ class CheckpointError(ValueError):
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith(_FROZEN_PREFIX)}
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith(_FROZEN_PREFIX)}
 
 
 def save_model(model: torch.nn.Module, config: dict, directory: str | Path) -> Path:
@@ -110,7 +110,7 @@ def save_train_state(
     opt = optimizer.state_dict()
     for idx, st in opt["state"].items():
         for name, value in st.items():
-            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().clone().contiguous()
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.generator"] = generator.get_state()
     tmp = directory / "last.tmp"

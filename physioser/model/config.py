@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "class_weighting": False,
         "patience": 5,  # epochs without a better validation UA before stopping
         "seed": 0,
+        "device": "auto",  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N; torchrun ranks use their own GPU
         "aux_weight": 1.0,  # weight of the attention variant's auxiliary losses
         "max_seconds": 12.0,  # utterances are cropped (centre) to this length when caching quartets
         "vap_crop_seconds": 2.0,  # training crops each VAP quartet to a random window this long (0 = off)
@@ -193,6 +195,9 @@ def _validate(cfg: dict) -> None:
         raise ConfigError("cpa.weight > 0 needs both branches (model.branches: [vap, backbone])")
     if cfg["model"]["projector"] not in ("shared", "per_layer"):
         raise ConfigError(f"model.projector must be shared or per_layer, got {cfg['model']['projector']!r}")
+    device = cfg["train"]["device"]
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {device!r}")
     seg = cfg["model"]["segments"]
     if seg not in (0, 1, 2, 4):
         raise ConfigError(f"model.segments must be 0, 1, 2 or 4 (divisors of the cached 4 segments), got {seg}")

@@ -10,7 +10,7 @@ For each utterance the training path needs (see :class:`physioser.model.PhysioSE
   ``<cache>/quartets/<front-end hash>/<corpus>-<rows hash>.safetensors``.
 
 Both caches are keyed by everything that changes their content (backbone spec, front-end config,
-the files and their sizes), so a stale cache is never read.
+the SHA-256 of every file), so a stale cache is never read and a moved corpus keeps its cache.
 """
 
 from __future__ import annotations
@@ -74,10 +74,13 @@ def _label_of(row, class_names: Sequence[str]) -> int:
 
 
 def _rows_key(rows: Sequence, extra: dict) -> str:
+    """Cache key of the rows' audio, in order: content digests, not paths or times, so a cache stays
+    valid when the corpora move (another mount, another machine) and goes stale when a file changes."""
+    from physioser.backbones.cache import sha256_file
+
     h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
     for row in rows:
-        p = Path(row.path)
-        h.update(f"{p}|{p.stat().st_size}|{p.stat().st_mtime_ns}\n".encode())
+        h.update(f"{sha256_file(row.path)}\n".encode())
     return h.hexdigest()[:16]
 
 
