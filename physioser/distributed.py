@@ -64,9 +64,9 @@ class DistContext:
 
         if dist.is_available() and dist.is_initialized():
             # guard against ranks whose generators drifted apart: everyone takes rank 0's order
-            shared = torch.as_tensor(np.asarray(order), dtype=torch.int64)
+            shared = torch.as_tensor(np.asarray(order), dtype=torch.int64, device=self.device)  # NCCL: on the GPU
             dist.broadcast(shared, src=0)
-            order = shared.numpy()
+            order = shared.cpu().numpy()
         sampler = DistributedSampler(range(len(order)), num_replicas=self.world_size, rank=self.rank, shuffle=False)
         sampler.set_epoch(epoch)
         return np.asarray(order)[list(sampler)]

@@ -257,5 +257,9 @@ def register(app: typer.Typer) -> None:
             _, tr, va, _ = plan[int(fold)]
         model = new_model(cfg, data, tr)
         result = fit(model, data, tr, va, cfg, out, resume=resume, progress=not quiet)
+        from physioser.distributed import current
+
+        if (ctx := current()) is not None and not ctx.is_main:
+            return  # torchrun: rank 0 reports
         typer.echo(f"trained {len(tr)} utterances (val {len(va)}): best val UA {result.best_val_ua:.3f} at epoch "
                    f"{result.best_epoch}/{result.epochs_run}, {result.seconds:.0f} s; wrote {out / 'model.safetensors'}")

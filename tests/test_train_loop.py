@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from physioser.model.checkpoint import CheckpointError
+from physioser.model.checkpoint import CheckpointError, load_state
 from physioser.model.config import load_config
 from physioser.model.data import FeatureSet
 from physioser.model.metrics import classification_metrics
@@ -47,7 +47,7 @@ def test_lr_schedule_warmup_then_cosine() -> None:
 def test_resumed_run_continues_from_its_step(tmp_path) -> None:
     data = _synthetic()
     train, val = np.arange(36), np.arange(36, 48)
-    cfg = _cfg("train.epochs=4", "train.patience=100")
+    cfg = _cfg("train.epochs=4", "train.patience=100", "train.device=cpu")  # bitwise: GPU kernels need not be deterministic
     full = new_model(cfg, data, train)
     res_full = fit(full, data, train, val, cfg, tmp_path / "full", progress=False)
     assert res_full.step == 4 * 3 and res_full.epochs_run == 4
@@ -120,13 +120,20 @@ def test_training_device_is_validated() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_training_matches_the_cpu_path(tmp_path) -> None:
+def test_cuda_training_path(tmp_path, monkeypatch) -> None:
+    """Same forward as on the CPU; training on the GPU lowers the loss and writes CPU-loadable weights.
+    (Trained weights are not compared: Adam turns rounding-level gradient differences into lr-sized steps.)"""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     data = _synthetic()
     idx = np.arange(len(data))
-    results = {}
-    for device in ("cpu", "cuda"):
-        cfg = _cfg("train.epochs=2", f"train.device={device}", "model.dropout=0")
-        model = new_model(cfg, data, idx)
-        fit(model, data, idx, None, cfg, tmp_path / device, progress=False)
-        results[device] = predict(model, data)["logits"]
-    np.testing.assert_allclose(results["cuda"], results["cpu"], atol=2e-3)
+    cfg = _cfg("train.epochs=6", "train.patience=100", "train.device=cuda")
+    model = new_model(cfg, data, idx)
+    cpu_logits = predict(model, data)["logits"]
+    np.testing.assert_allclose(predict(model.cuda(), data)["logits"], cpu_logits, atol=1e-4)
+    result = fit(model, data, idx, None, cfg, tmp_path, progress=False)
+    assert all(p.is_cuda for p in model.parameters())
+    assert result.history[-1]["ce"] < result.history[0]["ce"]
+    reloaded = new_model(cfg, data, idx)
+    load_state(reloaded, tmp_path / "model.safetensors")
+    np.testing.assert_allclose(predict(reloaded, data)["logits"], predict(model, data)["logits"], atol=1e-4)

@@ -176,10 +176,12 @@ class FeatureCache:
     # -- compute ---------------------------------------------------------------------------
     def compute(self, waveform: np.ndarray, backbone: Backbone, content_hash: str = "") -> CachedFeatures:
         """Features of one mono 16 kHz clip (not stored)."""
+        device = next(iter(backbone.parameters()), torch.empty(0)).device  # the backbone's device (CPU or GPU)
         wave = torch.as_tensor(np.ascontiguousarray(waveform), dtype=torch.float32).unsqueeze(0)
-        hidden, lengths = backbone(wave, torch.tensor([wave.shape[1]], dtype=torch.long))
+        with torch.inference_mode():
+            hidden, lengths = backbone(wave.to(device), torch.tensor([wave.shape[1]], dtype=torch.long, device=device))
         frames = int(lengths[0])
-        stacked = torch.stack([h[0, :frames].float() for h in hidden], dim=0)  # [L, T, D]
+        stacked = torch.stack([h[0, :frames].float().cpu() for h in hidden], dim=0)  # [L, T, D]
         std, mean = torch.std_mean(stacked, dim=1, correction=0)
         return CachedFeatures(stacked.to(self.dtype).contiguous(), mean.contiguous(), std.contiguous(), wave.shape[1], content_hash)
 

@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: Optional[Path] = typer.Option(None, help="checkpoint overriding the backbone's default weights"),
         cache_dir: Optional[Path] = typer.Option(None, help="cache root (default $PHYSIOSER_CACHE or ~/.cache/physioser)"),
         threads: int = typer.Option(1, help="torch CPU threads"),
+        device: str = typer.Option("cpu", help="torch device of the backbone (cpu, cuda, cuda:N)"),
         limit: Optional[int] = typer.Option(None, help="only the first N files (smoke runs)"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="also write the summary as JSON here"),
     ) -> None:
@@ -42,9 +43,13 @@ def register(app: typer.Typer) -> None:
             model = build_backbone(backbone, checkpoint)
         except (KeyError, ValueError) as exc:  # unknown backbone name, CheckpointError
             raise typer.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--backbone/--checkpoint") from exc
+        try:
+            model.to(torch.device(device))
+        except (RuntimeError, AssertionError) as exc:  # malformed device string, no CUDA build or device
+            raise typer.BadParameter(f"cannot use device {device!r}: {exc}", param_hint="--device") from exc
         cache = FeatureCache(cache_dir)
         report = cache.extract(rows, model, on_error="skip")
-        summary = {"corpus": corpus, "backbone": backbone, "threads": threads, "cache": str(cache.backbone_dir(model)), **report.as_dict()}
+        summary = {"corpus": corpus, "backbone": backbone, "threads": threads, "device": device, "cache": str(cache.backbone_dir(model)), **report.as_dict()}
         typer.echo(
             f"{corpus} × {backbone}: {report.files} files ({report.hits} cache hits, {report.computed} computed, "
             f"{len(report.failures)} failed), {report.audio_seconds:.1f} s of audio in {report.wall_seconds:.1f} s "

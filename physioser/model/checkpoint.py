@@ -112,6 +112,9 @@ def save_train_state(
         for name, value in st.items():
             tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
+    device = next(model.parameters()).device
+    if device.type == "cuda":  # dropout on the GPU draws from its own generator
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     tensors["rng.generator"] = generator.get_state()
     tmp = directory / "last.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt", "physioser": "train-state"})
@@ -145,6 +148,9 @@ def load_train_state(
             state.setdefault(int(idx), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": info.pop("param_groups")})
     torch.set_rng_state(tensors["rng.torch"])
+    device = next(model.parameters()).device
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     generator.set_state(tensors["rng.generator"])
     return info
 
