@@ -33,6 +33,10 @@ import torch
 import physioser
 
 OPSET = 17
+GRAPH_VERSION = 2
+"""Version of the graphs this code exports for the same weights; part of the ONNX cache key
+(``physioser.runtime.models.cached_onnx``), so a cached graph is rebuilt when it changes.
+2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs)."""
 INPUT_NAMES = ("waveform", "lengths")
 OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal")
 REQUIRED_OUTPUTS = ("logits", "probs", "embedding")

@@ -132,7 +132,7 @@ def export_metadata(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def cached_onnx(model_dir: Path) -> Path:
     """The verified ONNX graph of a model directory, exported into the cache on first use."""
-    from physioser.export import export_onnx, verify_onnx
+    from physioser.export import GRAPH_VERSION, export_onnx, verify_onnx
 
     model_dir = Path(model_dir)
     verify_integrity(model_dir)
@@ -142,7 +142,7 @@ def cached_onnx(model_dir: Path) -> Path:
         if not path.is_file():
             raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
         h.update(sha256_file(path).encode())
-    h.update(physioser.__version__.encode())
+    h.update(f"{physioser.__version__} graph {GRAPH_VERSION}".encode())
     out = cache_dir() / "onnx" / f"{model_dir.name}-{h.hexdigest()[:16]}.onnx"
     digest = out.with_name(out.name + ".sha256")  # the graph's own hash, written with it
     if out.is_file():

@@ -1,7 +1,9 @@
 """The VAP front end: waveform -> the quartet {M, rho, f_inst, tau_g} per time-frequency cell.
 
-Pure tensor ops (framing by Gather, the DFT as a float64 matmul with a fixed windowed Fourier
-basis, matmuls with fixed matrices, atan from Atan/Where), so it traces to ONNX. Frames: Hann window of ``win_length`` samples centred on sample
+Pure tensor ops (framing by reshape and slices, the DFT as float64 matmuls of the even and odd
+halves of each windowed frame with fixed Fourier bases, the cepstral maps as float64 matmuls of rank
+``lifter_samples``, atan2 from Atan and arithmetic), so it traces to ONNX and runs as a few cheap
+nodes there. Frames: Hann window of ``win_length`` samples centred on sample
 ``t * hop_length`` (the signal is zero-padded on both sides by at least ``win_length // 2``), time inside a
 frame measured from the window centre, ``n_fft``-point DFT. ``T = 1 + S // hop``, and an item of
 ``n`` samples has ``1 + n // hop`` valid frames; frames past that are zeroed. Samples past an item's
@@ -90,11 +92,14 @@ def filterbank(scale: str, n_bands: int, n_fft: int, sample_rate: int, fmin: flo
 
 
 def _atan2(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """atan2 in (-pi, pi] from Atan and Where, the ops ONNX has, so eager and onnxruntime agree
-    (also at y = 0, x < 0, and at x = y = 0, which gives 0 instead of NaN)."""
-    x = torch.where(x == 0, torch.full_like(x, 1e-30), x)
+    """atan2 in (-pi, pi] from Atan and elementwise arithmetic (ONNX has no Atan2), so eager and
+    onnxruntime agree (also at y = 0, x < 0, and at x = y = 0, which gives 0 instead of NaN).
+
+    The quadrant correction is added as pi * [x < 0] * (+1 if y >= 0 else -1), which equals the
+    select it replaces bit for bit (adding 0 or exactly +-pi) and runs faster than Where."""
+    x = x + (x == 0).to(x.dtype) * 1e-30
     a = torch.atan(y / x)
-    return torch.where(x < 0, torch.where(y >= 0, a + math.pi, a - math.pi), a)
+    return a + (x < 0).to(x.dtype) * ((y >= 0).to(x.dtype) * (2 * math.pi) - math.pi)
 
 
 def frame_mask(frame_lengths: torch.Tensor, num_frames: int | torch.Tensor) -> torch.Tensor:
@@ -131,22 +136,36 @@ class VAPFrontEnd(nn.Module):
         self.frames_per_second = sr / hop
         self.relative_floor = 10.0 ** (-cfg.dynamic_range_db / 10.0)
 
-        # Fourier basis, time measured from the window centre (sample win // 2 of the frame).
-        n = np.arange(win, dtype=np.float64)
+        # Fourier basis, time measured from the window centre c = win // 2. A frame holds the 2c + 1
+        # samples at offsets m = -c..c from the centre (the window is zero past win), so the DFT splits
+        # into the even and odd parts of the windowed frame, e(m) = wx(m) + wx(-m), o(m) = wx(m) - wx(-m):
+        # Re X = [wx(0), e(1..c)] @ cos(w m), Im X = o(1..c) @ -sin(w m) (half the work of one full
+        # matmul); Y = DFT(m w x) for the measured group delays: Re Y = o @ m cos, Im Y = e @ -m sin.
         centre = win // 2
-        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / win)  # periodic Hann
+        self.centre = centre
+        self.frame_samples = 2 * centre + 1
+        n = np.arange(win, dtype=np.float64)
+        window = np.zeros(self.frame_samples)
+        window[:win] = 0.5 - 0.5 * np.cos(2 * np.pi * n / win)  # periodic Hann
+        self.register_buffer("window", torch.tensor(window, dtype=torch.float64), persistent=False)
         omega = 2 * np.pi * np.arange(K)[:, None] / n_fft  # [K, 1]
-        phase = omega * (n[None, :] - centre)
-        basis = [window * np.cos(phase), -window * np.sin(phase)]
+        m = np.arange(centre + 1, dtype=np.float64)[None, :]  # [1, c + 1]
+        cos_m, sin_m = np.cos(omega * m).T, np.sin(omega * m).T  # [c + 1, K]
+        even_basis, odd_basis = [cos_m], [-sin_m[1:]]
         if cfg.group_delay in ("plain", "modified"):
-            ramp = (n - centre)[None, :]
-            basis += [ramp * window * np.cos(phase), -ramp * window * np.sin(phase)]
-        self.register_buffer("basis", torch.tensor(np.concatenate(basis).T, dtype=torch.float64), persistent=False)  # [win, 2K or 4K]
+            even_basis.append(-m.T * sin_m)
+            odd_basis.append(m.T[1:] * cos_m[1:])
+        self.register_buffer("even_basis", torch.tensor(np.concatenate(even_basis, axis=1)), persistent=False)  # [c + 1, K or 2K]
+        self.register_buffer("odd_basis", torch.tensor(np.concatenate(odd_basis, axis=1)), persistent=False)  # [c, K or 2K]
         # Zero padding on both sides: half a window, or the reach of the centroid sub-windows.
         sub_len = cfg.gd_window_samples
         sub_centres = np.round((np.arange(cfg.gd_subwindows) - (cfg.gd_subwindows - 1) / 2) * hop / cfg.gd_subwindows).astype(int)
         self.pad = max(win // 2, int(np.abs(sub_centres).max()) + sub_len // 2 + 1)
-        self.register_buffer("frame_offsets", torch.arange(win) + (self.pad - win // 2), persistent=False)
+        # Framing by reshape: the padded signal cut into hop-long blocks; a frame is `frame_blocks`
+        # consecutive blocks (then cut to frame_samples), taken as shifted slices of the block matrix.
+        self.frame_start = self.pad - centre
+        self.frame_blocks = -(-self.frame_samples // hop)
+        self.tail_pad = max(0, self.frame_start + hop * self.frame_blocks - 2 * self.pad)
         if cfg.group_delay == "centroid":
             m = np.arange(sub_len, dtype=np.float64)
             sub_window = 0.5 - 0.5 * np.cos(2 * np.pi * m / sub_len)
@@ -168,9 +187,14 @@ class VAPFrontEnd(nn.Module):
         cos_kq = np.cos(2 * np.pi * np.arange(K)[:, None] * q[None, :] / n_fft)  # [K, Q]
         to_cepstrum = mult[:, None] * cos_kq / n_fft  # log|X| [.., K] @ this -> c[0..Q-1]
         sym = np.where(q == 0, 1.0, 2.0)
-        self.register_buffer("envelope", torch.tensor(to_cepstrum @ (sym[:, None] * cos_kq.T), dtype=torch.float32), persistent=False)
-        gd = to_cepstrum @ ((2.0 * q)[:, None] * cos_kq.T)  # in samples
-        self.register_buffer("mp_delay", torch.tensor(gd * 1000.0 / sr, dtype=torch.float32), persistent=False)
+        # Both maps have rank Q = lifter_samples: log|X| @ to_cepstrum gives the Q cepstral
+        # coefficients, from which the envelope and the delay follow by [Q, K] maps.
+        cep_to_envelope = sym[:, None] * cos_kq.T  # [Q, K]
+        cep_to_delay = (2.0 * q)[:, None] * cos_kq.T * 1000.0 / sr  # [Q, K], ms
+        # float64 (cheap at rank Q), so M, rho and tau_g carry no float32 summation-order noise
+        self.register_buffer("to_cepstrum", torch.tensor(to_cepstrum), persistent=False)  # [K, Q]
+        maps = [cep_to_envelope, cep_to_delay] if cfg.group_delay == "minphase" else [cep_to_envelope]
+        self.register_buffer("from_cepstrum", torch.tensor(np.concatenate(maps, axis=1)), persistent=False)  # [Q, K or 2K]
 
         bin_hz = np.arange(K) * sr / n_fft
         advance = 2 * np.pi * bin_hz * hop / sr
@@ -203,7 +227,7 @@ class VAPFrontEnd(nn.Module):
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid frames of items of ``lengths`` samples: 1 + lengths // hop."""
-        return torch.div(lengths, self.config.hop_length, rounding_mode="floor") + 1
+        return torch.div(lengths, self.config.hop_length, rounding_mode="trunc") + 1  # = floor: lengths >= 0
 
     def _check(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> None:
         if waveforms.dim() != 2:
@@ -230,29 +254,39 @@ class VAPFrontEnd(nn.Module):
             raise ValueError(f"VAP front end: waveform(s) {bad} contain NaN or Inf samples")
 
     # ------------------------------------------------------------------ main computation
+    def _frames(self, x: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
+        """Frames [B, T, frame_samples] of the padded signal ``x``: frame t starts at ``frame_start + t * hop``.
+
+        Reshape and slices instead of a Gather: the signal from ``frame_start`` on is cut into
+        hop-long blocks, and frame t is blocks t .. t + frame_blocks - 1 laid end to end."""
+        hop, nb = self.config.hop_length, self.frame_blocks
+        blocks = x[:, self.frame_start : self.frame_start + hop * (num_frames + nb - 1)].reshape(x.shape[0], -1, hop)
+        frames = torch.cat([blocks[:, j : j + num_frames] for j in range(nb)], dim=2)
+        return frames[..., : self.frame_samples]
+
     def raw(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The un-normalised quartet in physical units (see ``units``) -> ([B, 4, F, T], frame_lengths)."""
         self._check(waveforms, lengths)
         lengths = lengths.to(device=waveforms.device, dtype=torch.long)
         cfg = self.config
         K = cfg.num_bins
-        pad = self.pad
+        c = self.centre
         samples = torch.arange(waveforms.shape[1], device=waveforms.device)
         x = waveforms.to(torch.float32) * (samples[None, :] < lengths[:, None]).to(torch.float32)
-        x = nn.functional.pad(x, (pad, pad))
-        # Framing by Gather (exact), DFT as a float64 matmul: phase differences and the log of weak
-        # bins are then free of float32 summation-order noise, so eager and onnxruntime agree.
-        num_frames = torch.div(waveforms.shape[1], cfg.hop_length, rounding_mode="floor") + 1
-        starts = torch.arange(num_frames, device=x.device) * cfg.hop_length
-        frames = x[:, starts[:, None] + self.frame_offsets[None, :]]  # [B, T, win]
-        spec = frames.to(torch.float64) @ self.basis  # [B, T, 2K or 4K]
-        re, im = spec[..., :K], spec[..., K : 2 * K]
+        x = nn.functional.pad(x, (self.pad, self.pad + self.tail_pad))
+        # The DFT in float64 (even and odd parts, see __init__): phase differences and the log of
+        # weak bins are then free of float32 summation-order noise, so eager and onnxruntime agree.
+        num_frames = torch.div(waveforms.shape[1], cfg.hop_length, rounding_mode="trunc") + 1  # = floor (S >= 0), one ONNX Div
+        wx = self._frames(x, num_frames).to(torch.float64) * self.window  # [B, T, 2c + 1], centre at c
+        after, before = wx[..., c + 1 :], wx[..., :c].flip(-1)  # offsets m = 1..c and -1..-c
+        even = torch.cat([wx[..., c : c + 1], after + before], dim=-1) @ self.even_basis  # [B, T, K or 2K]
+        odd = (after - before) @ self.odd_basis
+        re, im = even[..., :K], odd[..., :K]
         power64 = re * re + im * im
         power64 = power64 + cfg.power_floor + self.relative_floor * power64.mean(dim=-1, keepdim=True)
         power = power64.to(torch.float32)
         logmag = 0.5 * torch.log(power)
-        envelope = logmag @ self.envelope
-        fine = logmag - envelope
+        cepstrum = logmag.to(torch.float64) @ self.to_cepstrum  # [B, T, Q]
 
         # f_inst: principal value of the phase advance minus the bin's expected advance.
         pr = re[:, 1:] * re[:, :-1] + im[:, 1:] * im[:, :-1]
@@ -261,13 +295,14 @@ class VAPFrontEnd(nn.Module):
         dev = _atan2(y, (pr * self.advance_cos + pi * self.advance_sin).to(torch.float32))
         dev = torch.cat([dev[:, :1], dev], dim=1) * (cfg.sample_rate / (2 * math.pi * cfg.hop_length))
 
+        smooth = (cepstrum @ self.from_cepstrum).to(torch.float32)
+        envelope = smooth[..., :K]  # M per bin [B, T, K]
         if cfg.group_delay == "minphase":
-            delay = logmag @ self.mp_delay
+            delay = smooth[..., K:]
         elif cfg.group_delay == "centroid":
-            delay = self._centroid_delay(x, starts)
+            delay = self._centroid_delay(x, num_frames)
         else:
-            yr, yi = spec[..., 2 * K : 3 * K], spec[..., 3 * K :]
-            num = re * yr + im * yi
+            num = re * odd[..., K:] + im * even[..., K:]  # X_R Y_R + X_I Y_I
             if cfg.group_delay == "plain":
                 delay = (num / power64).to(torch.float32) * (1000.0 / cfg.sample_rate)
             else:
@@ -275,13 +310,13 @@ class VAPFrontEnd(nn.Module):
                 delay = torch.sign(t) * torch.abs(t).pow(cfg.mgd_alpha)
 
         if self.pool is None:
-            parts = {"M": envelope, "rho": fine, "f_inst": dev, "tau_g": delay}
+            parts = {"M": envelope, "rho": logmag - envelope, "f_inst": dev, "tau_g": delay}
         else:
-            weight = power.pow(0.5 * cfg.phase_weight_power)
+            weight = power.sqrt() if cfg.phase_weight_power == 1.0 else power.pow(0.5 * cfg.phase_weight_power)
             den = weight @ self.pool
             parts = {
                 "M": envelope @ self.pool_mean,
-                "rho": fine @ self.pool_mean,
+                "rho": (logmag - envelope) @ self.pool_mean,
                 "f_inst": ((weight * dev) @ self.pool + weight @ self.pool_offset) / den,
                 "tau_g": (weight * delay) @ self.pool / den,
             }
@@ -290,10 +325,11 @@ class VAPFrontEnd(nn.Module):
         mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
         return quartet * mask, frame_lengths
 
-    def _centroid_delay(self, x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    def _centroid_delay(self, x: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
         """Sub-pitch-period group delay from the energy centroid, |X|^p-weighted over sub-windows -> [B, T, K] ms."""
         cfg = self.config
         K = cfg.num_bins
+        starts = torch.arange(num_frames, device=x.device) * cfg.hop_length
         sub = x[:, starts[:, None, None] + self.sub_offsets[None]].to(torch.float64)  # [B, T, S, L]
         spec = sub @ self.sub_basis  # [B, T, S, 4K]
         xr, xi, yr, yi = spec[..., :K], spec[..., K : 2 * K], spec[..., 2 * K : 3 * K], spec[..., 3 * K :]
