@@ -179,7 +179,8 @@ class VAPFrontEnd(nn.Module):
             offsets = self.pad + sub_centres[:, None] - sub_len // 2 + np.arange(sub_len)[None, :]
             self.register_buffer("sub_offsets", torch.tensor(offsets), persistent=False)  # [S, L]
 
-        # Cepstral envelope and minimum-phase group delay as fixed [K, K] maps of log|X|.
+        # Cepstral envelope and minimum-phase group delay: maps of rank Q = lifter_samples from log|X|
+        # (registered below, once the pooling weights are known).
         q = np.arange(cfg.lifter_samples, dtype=np.float64)
         mult = np.full(K, 2.0)
         mult[0] = 1.0
@@ -187,14 +188,8 @@ class VAPFrontEnd(nn.Module):
         cos_kq = np.cos(2 * np.pi * np.arange(K)[:, None] * q[None, :] / n_fft)  # [K, Q]
         to_cepstrum = mult[:, None] * cos_kq / n_fft  # log|X| [.., K] @ this -> c[0..Q-1]
         sym = np.where(q == 0, 1.0, 2.0)
-        # Both maps have rank Q = lifter_samples: log|X| @ to_cepstrum gives the Q cepstral
-        # coefficients, from which the envelope and the delay follow by [Q, K] maps.
         cep_to_envelope = sym[:, None] * cos_kq.T  # [Q, K]
         cep_to_delay = (2.0 * q)[:, None] * cos_kq.T * 1000.0 / sr  # [Q, K], ms
-        # float64 (cheap at rank Q), so M, rho and tau_g carry no float32 summation-order noise
-        self.register_buffer("to_cepstrum", torch.tensor(to_cepstrum), persistent=False)  # [K, Q]
-        maps = [cep_to_envelope, cep_to_delay] if cfg.group_delay == "minphase" else [cep_to_envelope]
-        self.register_buffer("from_cepstrum", torch.tensor(np.concatenate(maps, axis=1)), persistent=False)  # [Q, K or 2K]
 
         bin_hz = np.arange(K) * sr / n_fft
         advance = 2 * np.pi * bin_hz * hop / sr
@@ -205,17 +200,28 @@ class VAPFrontEnd(nn.Module):
         if cfg.pooling == "none":
             centres = bin_hz
             self.pool = None
-            self.pool_mean = None
         else:
             fmax = cfg.fmax if cfg.fmax is not None else sr / 2
             w = filterbank(cfg.pooling, cfg.n_bands, n_fft, sr, cfg.fmin, fmax)  # [K, F]
             centres = (w * bin_hz[:, None]).sum(0) / w.sum(0)
             self.register_buffer("pool", torch.tensor(w, dtype=torch.float32), persistent=False)
-            self.register_buffer("pool_mean", torch.tensor(w / w.sum(0, keepdims=True), dtype=torch.float32), persistent=False)
+            pool_mean = w / w.sum(0, keepdims=True)
             # W_kb (f_k - c_b): the bin-centre part of f_inst without subtracting large numbers in float32.
             offset = w * (bin_hz[:, None] - centres[None, :])
             self.register_buffer("pool_offset", torch.tensor(offset, dtype=torch.float32), persistent=False)
         self.register_buffer("band_centres", torch.tensor(centres, dtype=torch.float32), persistent=False)
+        # The cepstral maps in float64 (cheap at rank Q; M, rho and tau_g then carry no float32
+        # summation-order noise): log|X| @ analysis -> Q cepstral coefficients (+ the band means of
+        # log|X| when pooled); cepstrum @ synthesis -> per-bin envelope (unpooled or modified group
+        # delay) and per-bin minimum-phase delay; cepstrum @ cep_to_bands -> the band means of M.
+        self.per_bin_envelope = self.pool is None or cfg.group_delay == "modified"
+        analysis = [to_cepstrum] if self.pool is None else [to_cepstrum, pool_mean]
+        synthesis = ([cep_to_envelope] if self.per_bin_envelope else []) + ([cep_to_delay] if cfg.group_delay == "minphase" else [])
+        self.register_buffer("analysis", torch.tensor(np.concatenate(analysis, axis=1)), persistent=False)  # [K, Q (+ F)]
+        self.register_buffer("synthesis", torch.tensor(np.concatenate(synthesis, axis=1)) if synthesis else None,
+                             persistent=False)  # [Q, K or 2K]
+        self.register_buffer("cep_to_bands", None if self.pool is None else torch.tensor(cep_to_envelope @ pool_mean),
+                             persistent=False)  # [Q, F]
         F = cfg.num_bands
         self.register_buffer("stat_mean", torch.zeros(4, F))
         self.register_buffer("stat_std", torch.ones(4, F))
@@ -281,12 +287,16 @@ class VAPFrontEnd(nn.Module):
         after, before = wx[..., c + 1 :], wx[..., :c].flip(-1)  # offsets m = 1..c and -1..-c
         even = torch.cat([wx[..., c : c + 1], after + before], dim=-1) @ self.even_basis  # [B, T, K or 2K]
         odd = (after - before) @ self.odd_basis
-        re, im = even[..., :K], odd[..., :K]
+        re, im = (even, odd) if even.shape[-1] == K else (even[..., :K], odd[..., :K])
         power64 = re * re + im * im
         power64 = power64 + cfg.power_floor + self.relative_floor * power64.mean(dim=-1, keepdim=True)
         power = power64.to(torch.float32)
         logmag = 0.5 * torch.log(power)
-        cepstrum = logmag.to(torch.float64) @ self.to_cepstrum  # [B, T, Q]
+        analysed = logmag.to(torch.float64) @ self.analysis
+        Q = cfg.lifter_samples
+        cepstrum = analysed if self.pool is None else analysed[..., :Q]  # [B, T, Q]
+        per_bin = [] if self.synthesis is None else list((cepstrum @ self.synthesis).to(torch.float32).split(K, dim=-1))
+        envelope = per_bin.pop(0) if self.per_bin_envelope else None  # M per bin [B, T, K]
 
         # f_inst: principal value of the phase advance minus the bin's expected advance.
         pr = re[:, 1:] * re[:, :-1] + im[:, 1:] * im[:, :-1]
@@ -295,10 +305,8 @@ class VAPFrontEnd(nn.Module):
         dev = _atan2(y, (pr * self.advance_cos + pi * self.advance_sin).to(torch.float32))
         dev = torch.cat([dev[:, :1], dev], dim=1) * (cfg.sample_rate / (2 * math.pi * cfg.hop_length))
 
-        smooth = (cepstrum @ self.from_cepstrum).to(torch.float32)
-        envelope = smooth[..., :K]  # M per bin [B, T, K]
         if cfg.group_delay == "minphase":
-            delay = smooth[..., K:]
+            delay = per_bin.pop(0)
         elif cfg.group_delay == "centroid":
             delay = self._centroid_delay(x, num_frames)
         else:
@@ -314,9 +322,10 @@ class VAPFrontEnd(nn.Module):
         else:
             weight = power.sqrt() if cfg.phase_weight_power == 1.0 else power.pow(0.5 * cfg.phase_weight_power)
             den = weight @ self.pool
+            band_envelope = cepstrum @ self.cep_to_bands  # float64 [B, T, F]
             parts = {
-                "M": envelope @ self.pool_mean,
-                "rho": (logmag - envelope) @ self.pool_mean,
+                "M": band_envelope.to(torch.float32),
+                "rho": (analysed[..., Q:] - band_envelope).to(torch.float32),
                 "f_inst": ((weight * dev) @ self.pool + weight @ self.pool_offset) / den,
                 "tau_g": (weight * delay) @ self.pool / den,
             }
