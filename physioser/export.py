@@ -193,11 +193,9 @@ def set_metadata(proto, metadata: dict[str, Any]) -> None:
 def _session(path: Path, threads: int = 2):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from physioser.runtime.engine import session_options
+
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def ort_latency_ms(session, seconds: float = 2.0, runs: int = 20, warmup: int = 3, batch: int = 1) -> dict[str, float]:

@@ -104,6 +104,16 @@ def test_engine_matches_torch_fallback_and_adds_valence_arousal(tiny, engine):
     np.testing.assert_allclose(a["arousal"], ar)
 
 
+def test_engine_session_follows_the_profile_and_parks_its_threads(tiny, tmp_path):
+    """Threads from the profile; worker threads stop spinning when a call returns (a streaming
+    engine idles between hops and must not hold the other cores)."""
+    prof = {**BASE, "threads": {"intra_op": 3, "inter_op": 1}}
+    eng = Engine.from_path(tiny[1], _write(tmp_path, prof))
+    opts = eng._backend.session.get_session_options()
+    assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (3, 1)
+    assert opts.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
 def test_circumplex_mapping():
     v, a = valence_arousal(np.array([[0, 1.0, 0, 0], [0.5, 0, 0, 0.5]]), ["neutral", "happy", "angry", "sad"])
     assert (v[0], a[0]) == pytest.approx(CIRCUMPLEX["happy"])

@@ -1,10 +1,15 @@
 """Runtime benchmark: PyTorch eager vs onnxruntime, side by side, in one run -> eval/bench/runtime.json.
 
 CPU (``python -m physioser.bench.runtime``): p50/p95 latency of one window (batch 1) of 1, 2 and
-4 s on 1 and 2 threads for PyTorch eager and onnxruntime (fp32; int8 MatMul-only on 2 s/2 threads),
-interleaved so both see the same machine load; real-time factor (p50 / window); the VAP branch's
-cost against the backbone's own (each exported alone, same settings); peak resident memory of a
-process that only loads the engine and runs 20 windows (measured in a child process per backend).
+4 s on 1 and 2 threads for PyTorch eager and onnxruntime (fp32; int8 MatMul-only on 2 s), called
+in turn round after round so both see the same machine load, each call after ``IDLE_S`` of idle
+time (as in streaming, where a call comes every hop; it also keeps one runtime's parked worker
+threads from competing with the next call); onnxruntime runs with the engine's session options
+(``physioser.runtime.engine.session_options``). Real-time factor (p50 / window). The VAP branch's
+cost: the whole model against the same model without the VAP branch (config ``branches:
+[backbone]``, its head with random weights: latency does not depend on weight values), end to end,
+side by side; and each branch exported alone. Peak resident memory of a process that only loads
+the engine and runs 20 windows (measured in a child process per backend).
 
 GPU (``--gpu OUT.json``, run on the lent GPU machine): batched throughput in seconds of audio
 per second for 2 s windows, PyTorch fp32 and fp16 (autocast), batch 1..64; merged into
@@ -18,6 +23,7 @@ on weight values), and the JSON says which.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -37,6 +43,7 @@ from physioser.export import convert_precision, export_onnx, probe_waveforms
 OUT = Path(__file__).resolve().parents[2] / "eval" / "bench" / "runtime.json"
 WINDOWS_S = (1.0, 2.0, 4.0)
 THREADS = (1, 2)
+IDLE_S = 0.02
 
 
 def _percentiles(times: list[float]) -> dict[str, float]:
@@ -107,38 +114,75 @@ class _Branch(torch.nn.Module):
         return {"logits": h, "probs": h, "embedding": h}
 
 
+def backbone_only(model, cfg: dict):
+    """The same model without the VAP branch (``branches: [backbone]``, no CPA), sharing the frozen
+    backbone; its head has random weights (for timing only)."""
+    from physioser.model import PhysioSER
+
+    cfg = copy.deepcopy(cfg)
+    cfg["model"]["branches"] = ["backbone"]
+    cfg["cpa"]["weight"] = 0.0
+    torch.manual_seed(0)
+    return PhysioSER(cfg, backbone=model.backbone).eval()
+
+
 def _session(path: Path, threads: int):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from physioser.runtime.engine import session_options
+
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
-def _time_pair(fns: dict, runs: int, warmup: int = 2) -> dict[str, dict[str, float]]:
-    """Time several callables interleaved (same load for each); p50/p95 per name."""
+def _time_pair(fns: dict, runs: int, warmup: int = 2, idle_s: float = IDLE_S) -> dict[str, dict[str, float]]:
+    """Time several callables in turn, round after round (same load for each), each call after
+    ``idle_s`` of idle time; p50/p95 per name."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(runs):
         for name, fn in fns.items():
+            time.sleep(idle_s)
             t0 = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t0) * 1e3)
     return {k: _percentiles(v) for k, v in times.items()}
 
 
-def cpu_bench(model, meta: dict, runs: int, workdir: Path) -> dict:
+def _vap_cost(graphs: dict[str, tuple], threads: int, runs: int) -> dict:
+    """graphs: name -> (PyTorch module, its ONNX graph) for ``full``, ``without_vap``, ``vap_branch``,
+    ``backbone_branch``. End-to-end latency of each, onnxruntime and PyTorch eager, 2 s window, side by side."""
+    wave, lens = probe_waveforms([2 * physioser.SAMPLE_RATE])
+    feed = {"waveform": wave, "lengths": lens}
+    tw, tl = torch.from_numpy(wave), torch.from_numpy(lens)
+    fns = {}
+    for name, (module, path) in graphs.items():
+        sess = _session(path, threads)
+        fns[f"ort_{name}"] = lambda sess=sess: sess.run(None, feed)
+        fns[f"torch_{name}"] = lambda module=module: module(tw, tl)
+    with torch.inference_mode():
+        t = _time_pair(fns, runs)
+    out = {"window_s": 2.0, "threads": threads, **t}
+    for eng in ("ort", "torch"):
+        added = t[f"{eng}_full"]["p50_ms"] - t[f"{eng}_without_vap"]["p50_ms"]
+        out[f"{eng}_added_ms_p50"] = round(added, 3)
+        out[f"{eng}_added_over_without_vap"] = round(added / t[f"{eng}_without_vap"]["p50_ms"], 3)
+        out[f"{eng}_vap_over_backbone"] = round(t[f"{eng}_vap_branch"]["p50_ms"] / t[f"{eng}_backbone_branch"]["p50_ms"], 3)
+    return out
+
+
+def cpu_bench(model, cfg: dict, meta: dict, runs: int, workdir: Path) -> dict:
     fp32 = export_onnx(model, workdir / "model.onnx", metadata=meta)
     int8 = convert_precision(fp32, workdir / "model.int8.onnx", "int8")
-    branches = {}
-    for which in ("vap", "backbone"):
-        if hasattr(model, which):
-            branches[which] = export_onnx(_Branch(model, which), workdir / f"{which}.onnx", metadata=meta)
-    results = {"latency": [], "int8": {}, "vap_vs_backbone": {}}
+    graphs: dict[str, tuple] = {}
+    if hasattr(model, "vap") and hasattr(model, "backbone"):
+        reduced = backbone_only(model, cfg)
+        graphs = {"full": (model, fp32), "without_vap": (reduced, export_onnx(reduced, workdir / "without_vap.onnx", metadata=meta))}
+        for which in ("vap", "backbone"):
+            branch = _Branch(model, which)
+            graphs[f"{which}_branch"] = (branch, export_onnx(branch, workdir / f"{which}.onnx", metadata=meta))
+    results = {"latency": [], "int8": [], "vap_cost": []}
     for threads in THREADS:
         torch.set_num_threads(threads)
         sess = _session(fp32, threads)
@@ -155,33 +199,23 @@ def cpu_bench(model, meta: dict, runs: int, workdir: Path) -> dict:
             results["latency"].append(row)
             print(f"{threads} thr {window:.0f} s: torch p50 {t['torch']['p50_ms']:.1f} p95 {t['torch']['p95_ms']:.1f} | "
                   f"ort p50 {t['onnxruntime']['p50_ms']:.1f} p95 {t['onnxruntime']['p95_ms']:.1f} ms", flush=True)
-        if threads == 2:
-            wave, lens = probe_waveforms([2 * physioser.SAMPLE_RATE])
-            feed = {"waveform": wave, "lengths": lens}
-            q = _session(int8, threads)
-            t = _time_pair({"fp32": lambda: sess.run(None, feed), "int8": lambda: q.run(None, feed)}, runs)
-            probe, plen = probe_waveforms([32000, 24000, 40000, 20000], seed=5)
-            a = sess.run(["probs"], {"waveform": probe, "lengths": plen})[0]
-            b = q.run(["probs"], {"waveform": probe, "lengths": plen})[0]
-            results["int8"] = {"window_s": 2.0, "threads": 2, **t,
-                               "speedup_p50": round(t["fp32"]["p50_ms"] / t["int8"]["p50_ms"], 2),
-                               "max_abs_probs_diff_probe": float(np.abs(a - b).max()),
-                               "argmax_agree_probe": float((a.argmax(-1) == b.argmax(-1)).mean())}
-            fns = {}
-            tw, tl = torch.from_numpy(wave), torch.from_numpy(lens)
-            for which, path in branches.items():
-                s = _session(path, threads)
-                fns[f"ort_{which}"] = (lambda s=s: s.run(None, feed))
-                mod = getattr(model, which)
-                fns[f"torch_{which}"] = (lambda mod=mod: mod(tw, tl))
-            fns["ort_full"] = lambda: sess.run(None, feed)
-            with torch.inference_mode():
-                t = _time_pair(fns, runs)
-            vb = {"window_s": 2.0, "threads": 2, **t}
-            if "vap" in branches and "backbone" in branches:
-                for eng in ("ort", "torch"):
-                    vb[f"{eng}_vap_over_backbone"] = round(t[f"{eng}_vap"]["p50_ms"] / t[f"{eng}_backbone"]["p50_ms"], 3)
-            results["vap_vs_backbone"] = vb
+        wave, lens = probe_waveforms([2 * physioser.SAMPLE_RATE])
+        feed = {"waveform": wave, "lengths": lens}
+        q = _session(int8, threads)
+        t = _time_pair({"fp32": lambda: sess.run(None, feed), "int8": lambda: q.run(None, feed)}, runs)
+        probe, plen = probe_waveforms([32000, 24000, 40000, 20000], seed=5)
+        a = sess.run(["probs"], {"waveform": probe, "lengths": plen})[0]
+        b = q.run(["probs"], {"waveform": probe, "lengths": plen})[0]
+        results["int8"].append({"window_s": 2.0, "threads": threads, **t,
+                                "speedup_p50": round(t["fp32"]["p50_ms"] / t["int8"]["p50_ms"], 2),
+                                "max_abs_probs_diff_probe": float(np.abs(a - b).max()),
+                                "argmax_agree_probe": float((a.argmax(-1) == b.argmax(-1)).mean())})
+        if graphs:
+            cost = _vap_cost(graphs, threads, runs)
+            results["vap_cost"].append(cost)
+            print(f"{threads} thr VAP cost: ort full {cost['ort_full']['p50_ms']:.1f} vs without VAP "
+                  f"{cost['ort_without_vap']['p50_ms']:.1f} ms (+{cost['ort_added_over_without_vap']:.0%}); branch alone "
+                  f"{cost['ort_vap_branch']['p50_ms']:.1f} vs backbone alone {cost['ort_backbone_branch']['p50_ms']:.1f} ms", flush=True)
     results["onnx_bytes"] = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
     return results
 
@@ -243,6 +277,50 @@ def gpu_bench(model, out: Path, seconds: float = 2.0) -> dict:
     return res
 
 
+def _row(data: dict, window: float, threads: int) -> dict:
+    return next(r for r in data["latency"] if r["window_s"] == window and r["threads"] == threads)
+
+
+def readme(data: dict) -> str:
+    """The README's benchmark table and target lines, from a runtime.json."""
+    lines = ["| window | threads | PyTorch eager p50 / p95 | onnxruntime p50 / p95 | RTF (ort) | ort speed-up (p50) |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(data["latency"], key=lambda r: (r["threads"], r["window_s"])):
+        t, o = r["torch"], r["onnxruntime"]
+        lines.append(f"| {r['window_s']:.0f} s | {r['threads']} | {t['p50_ms']:.1f} / {t['p95_ms']:.1f} | "
+                     f"{o['p50_ms']:.1f} / {o['p95_ms']:.1f} | {o['rtf']:.3f} | {r['speedup_p50']:.2f}× |")
+    lines += ["", "| VAP cost, 2 s, onnxruntime fp32: threads | whole model p50 | without the VAP branch p50 | added by VAP | "
+              "VAP branch alone / backbone alone p50 |", "|---|---|---|---|---|"]
+    for c in data["vap_cost"]:
+        lines.append(f"| {c['threads']} | {c['ort_full']['p50_ms']:.1f} | {c['ort_without_vap']['p50_ms']:.1f} | "
+                     f"+{c['ort_added_ms_p50']:.1f} ms (**{c['ort_added_over_without_vap']:.0%}**) | "
+                     f"{c['ort_vap_branch']['p50_ms']:.1f} / {c['ort_backbone_branch']['p50_ms']:.1f} ({c['ort_vap_over_backbone']:.0%}) |")
+    lines += ["", "| int8 vs fp32, 2 s: threads | fp32 p50 / p95 | int8 p50 / p95 | int8 speed-up | PyTorch eager p50 | int8 vs eager |",
+              "|---|---|---|---|---|---|"]
+    for q in data["int8"]:
+        eager = _row(data, 2.0, q["threads"])["torch"]["p50_ms"]
+        lines.append(f"| {q['threads']} | {q['fp32']['p50_ms']:.1f} / {q['fp32']['p95_ms']:.1f} | "
+                     f"{q['int8']['p50_ms']:.1f} / {q['int8']['p95_ms']:.1f} | {q['speedup_p50']:.2f}× | {eager:.1f} | "
+                     f"{eager / q['int8']['p50_ms']:.2f}× |")
+    two = _row(data, 2.0, 2)
+    p95 = two["onnxruntime"]["p95_ms"]
+    speed = {th: _row(data, 2.0, th)["speedup_p50"] for th in THREADS}
+    added = {c["threads"]: c["ort_added_over_without_vap"] for c in data["vap_cost"]}
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines += ["", f"Targets (fp32, this run, load average {data['load_avg_at_start']:.1f} at the start): onnxruntime p95 ≤ 50 ms "
+              f"for a 2 s window on 2 threads — {verdict(p95 <= 50)} ({p95:.1f} ms); onnxruntime ≥ 1.5× PyTorch eager on the "
+              "2 s window — " + ", ".join(f"{verdict(v >= 1.5)} on {th} thread{'s' if th > 1 else ''} ({v:.2f}×)"
+                                          for th, v in speed.items())
+              + "; the VAP branch adds ≤ 25 % to the latency of the model without it — "
+              + ", ".join(f"{verdict(v <= 0.25)} on {th} thread{'s' if th > 1 else ''} (+{v:.0%})" for th, v in added.items())
+              + f". Peak resident memory: onnxruntime {data['peak_rss_mib']['onnxruntime']:.0f} MB, PyTorch "
+              f"{data['peak_rss_mib']['torch']:.0f} MB."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model directory (default: the shipped default model)")
@@ -253,7 +331,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--merge-gpu", type=Path, default=None, help="merge a GPU JSON into --out")
     ap.add_argument("--dump-full", type=Path, default=None, help="write the whole model (backbone included) here and stop")
     ap.add_argument("--full", type=Path, default=None, help="load the model from a --dump-full folder (GPU machine)")
+    ap.add_argument("--readme", action="store_true", help="print the README's tables and target lines from --out and stop")
     args = ap.parse_args(argv)
+    if args.readme:
+        print(readme(json.loads(args.out.read_text())))
+        return
     if args.merge_gpu:
         data = json.loads(args.out.read_text())
         data["gpu"] = json.loads(args.merge_gpu.read_text())
@@ -271,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
 
     command = "python -m physioser.bench.runtime " + " ".join(argv if argv is not None else sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
-        results = cpu_bench(model, meta, args.runs, Path(tmp))
+        results = cpu_bench(model, cfg, meta, args.runs, Path(tmp))
         model_arg = [args.model or "", *(["--random"] if args.random else []), "--onnx", str(Path(tmp) / "model.onnx")]
         results["peak_rss_mib"] = {b: round(peak_memory(model_arg, b), 1) for b in ("onnxruntime", "torch")}
     data = {
@@ -284,7 +366,12 @@ def main(argv: list[str] | None = None) -> None:
         "cpu_count": os.cpu_count(),
         "load_avg_at_start": os.getloadavg()[0],
         "note": "batch 1, one window per call; latency = wall time of one forward pass; rtf = p50 / window length; "
-                "PyTorch and onnxruntime calls interleaved in one run so both see the same machine load",
+                "PyTorch and onnxruntime called in turn, round after round, so both see the same machine load; "
+                f"each timed call follows {IDLE_S * 1e3:.0f} ms of idle time (as in streaming); onnxruntime with the "
+                "engine's session options (all graph optimisations, sequential execution, session.force_spinning_stop). "
+                "vap_cost: added = p50(whole model) - p50(same model without the VAP branch), both end to end; "
+                "*_vap_over_backbone = p50(VAP branch alone) / p50(backbone alone)",
+        "idle_s": IDLE_S,
         **results,
     }
     if args.out.exists():
@@ -294,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1))
     print(f"wrote {args.out}")
+    print(readme(data))
 
 
 if __name__ == "__main__":

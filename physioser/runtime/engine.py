@@ -107,6 +107,29 @@ def _parse_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
     return meta
 
 
+def session_options(intra_op_threads: int, inter_op_threads: int = 1):
+    """The onnxruntime session options physioser runs with (engine, export check, benchmark).
+
+    All graph optimisations; sequential execution (the VAP branch and the backbone are independent
+    subgraphs, but with as many threads as cores running them side by side only oversubscribes:
+    measured slower on 2 cores); ``session.force_spinning_stop``: the intra-op workers spin while a
+    call runs but go to sleep when it returns. A streaming engine is called every hop (0.5 s), and
+    by default the workers keep spinning until the next call: on this 2-core machine that burnt
+    ~80 ms of CPU per 2 s window (vs ~38 ms with the option) at equal latency, and starved any other
+    process (or a PyTorch model timed right after) of the second core.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = inter_op_threads
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
+    opts.log_severity_level = 3
+    return opts
+
+
 class _OrtBackend:
     name = "onnxruntime"
 
@@ -129,11 +152,7 @@ class _OrtBackend:
             raise EngineError(
                 f"{path}: logits have {logits_dim} classes but metadata names {len(self.metadata['class_names'])}"
             )
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = profile.intra_op_threads
-        opts.inter_op_num_threads = profile.inter_op_threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
+        opts = session_options(profile.intra_op_threads, profile.inter_op_threads)
         available = set(ort.get_available_providers())
         providers = [(p.name, {k: str(v) if isinstance(v, bool) else v for k, v in p.options.items()})
                      for p in profile.providers if p.name in available]
