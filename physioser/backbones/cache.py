@@ -17,6 +17,7 @@ be read, is recomputed.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -176,7 +177,8 @@ class FeatureCache:
     # -- compute ---------------------------------------------------------------------------
     def compute(self, waveform: np.ndarray, backbone: Backbone, content_hash: str = "") -> CachedFeatures:
         """Features of one mono 16 kHz clip (not stored)."""
-        device = next(iter(backbone.parameters()), torch.empty(0)).device  # the backbone's device (CPU or GPU)
+        # the backbone's device (CPU or GPU); front ends such as fbank hold only buffers
+        device = next(itertools.chain(backbone.parameters(), backbone.buffers()), torch.empty(0)).device
         wave = torch.as_tensor(np.ascontiguousarray(waveform), dtype=torch.float32).unsqueeze(0)
         with torch.inference_mode():
             hidden, lengths = backbone(wave.to(device), torch.tensor([wave.shape[1]], dtype=torch.long, device=device))
