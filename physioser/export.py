@@ -33,10 +33,11 @@ import torch
 import physioser
 
 OPSET = 17
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 """Version of the graphs this code exports for the same weights; part of the ONNX cache key
 (``physioser.runtime.models.cached_onnx``), so a cached graph is rebuilt when it changes.
-2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs)."""
+2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs).
+3: VAP front end: float64 rank-Q cepstral maps, float32 past the DFT (same outputs)."""
 INPUT_NAMES = ("waveform", "lengths")
 OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal")
 REQUIRED_OUTPUTS = ("logits", "probs", "embedding")
