@@ -24,6 +24,14 @@ def _hw(hw: set[str]) -> str:
     return "; ".join(sorted(hw)) if hw else "—"
 
 
+GPU = EXPERIMENTS_DIR.parent / "experiments-gpu"
+"""Runs of the full-coverage sweep on the lent GPU (one H200): the same ``physioser eval`` jobs (train.device=auto)."""
+GPU_FOLDS = {"KoreanEmotionTTS": [0, 6, 12, 18, 24]}
+"""Korean on the GPU: the 5 diagonal cells of the 5 × 5 speaker × sentence grid (every speaker group and every
+sentence group tested once); the other corpora: all folds."""
+GPU_SWEEP = (f"`{PY} sweep --workers 14 -c RAVDESS -c EMOVO -c URDU --results-dir eval/results/experiments-gpu -e <experiments>` "
+             "plus the same with `-c KoreanEmotionTTS --folds 0,6,12,18,24`, run on the GPU machine")
+
 MAIN = EXPERIMENTS_DIR.parent
 """``physioser eval``'s own runs (eval/results/<run>/, the model engineer's REPORT runs): PhysioSER and
 backbone-only on every fold of the four corpora with the committed configs."""
@@ -56,17 +64,21 @@ def _coverage(root: Path) -> tuple[str, str, list[str]]:
         wall = sum(d["wall_seconds"] for d in ds)
         lines.append(f"| {b} | {', '.join(SHORT.get(d['corpus'], d['corpus']) for d in ds)} | {audio:.0f} s | {wall:.0f} s | {audio / wall:.0f}× |")
     lines += ["", "whisper-tiny.en was cached by the backbones engineer (all four corpora, 9821 s of audio). crepe-tiny "
-              "(real-time factor 0.84 on one thread) and pesto (0.45) would need ≥ 1.2 h each of a core that seven "
-              "engineers share (load average ≈ 8 on 2 cores), so they were not extracted: their sweep rows are empty.",
+              "(real-time factor 0.84 on one CPU thread) and pesto (0.45) were extracted on the lent GPU instead (see above); "
+              "their pooled caches came back for the CPU probes.",
               "", "Commands: `physioser features extract --corpus C --root ../shared/corpora/C --backbone {fbank,resemblyzer} "
               "--threads 1 --json ...` (summaries in eval/results/experiments/extraction/)."]
-    intro = ("Every number below ran on this project's shared CPU (x86_64, 2 cores, load average ≈ 8 from ~7 engineers), one "
-             "torch thread per process, mostly two processes of this sweep at a time. The lent GPU was not used: the "
-             "training path reads cached features (pooled whisper statistics and VAP quartets: ~0.4 GB for the four corpora, "
-             "the corpora themselves 129 MB, whisper weights 75 MB) and at most 64 MiB can travel to it per call, and "
-             "`physioser train` keeps model and batches on the CPU. Trained runs used the committed configs/*.yaml with the "
-             "default recipe (early stopping patience 5) from a git worktree of one commit (`sweep --commit`), so no fold "
-             "mixes code versions; where the CPU budget forced a subset of folds, the tables say which.")
+    intro = ("Two kinds of hardware. (1) This project's shared CPU (x86_64, 2 cores, load average ≈ 8 from ~7 engineers "
+             "during the first session), one torch thread per process: the LR baselines, probes, cross- and multi-corpus "
+             "runs, the [R] runs of REPORT.md and a first partial sweep (from a git worktree of one commit, `sweep --commit`). "
+             "(2) The lent GPU machine (one NVIDIA H200, 16 CPU cores; second session): every trained model of the "
+             "comparison, backbone sweep, ablation and research tables on all four corpora (all folds; Korean: the 5 "
+             "diagonal cells of its 5 × 5 grid), 14 `physioser eval` fold jobs at a time sharing the GPU "
+             "(`train.device=auto`); 378 fold runs took 5.5 + 4 + 1.5 min, the research Transformer 4 min. The corpora "
+             "(129 MB) and package weights travelled there in four ≤ 64 MiB transfers; all backbone features of the GPU "
+             "runs (whisper-tiny.en, fbank, resemblyzer, crepe-tiny, pesto) were extracted there on the GPU "
+             "(`physioser features extract --device cuda`, ≤ 31 s per corpus and backbone) and the code was a `git "
+             "archive` of the commit named in each results.json. Tables say which hardware produced each number.")
     return ("Coverage, hardware and feature caches", intro, lines)
 
 
@@ -86,6 +98,12 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
             ("**PhysioSER** (VAP + whisper + CPA + MHA fusion) [R]", "physioser-{corpus}", main)]
     body, hw = table(rows, folds=folds, root=root, show_folds=list(subset))
     body_all, hw_all = table([r for r in rows if "vap-only" not in r[1]], root=root)
+    gpu_rows = [("handcrafted: MFCC+F0+RMS stats → LR (CPU)", "handcrafted-{corpus}", root),
+                ("linear probe: whisper layer means → LR (CPU)", "probe-whisper-tiny.en-{corpus}", root),
+                ("backbone-only (SUPERB: layer weights → shared proj → mean pool → linear)", "backbone-only-{corpus}", GPU),
+                ("VAP-only (quaternion encoder → linear)", "vap-only-{corpus}", GPU),
+                ("**PhysioSER** (VAP + whisper + CPA + MHA fusion)", "physioser-{corpus}", GPU)]
+    body_gpu, hw_gpu = table(gpu_rows, folds=GPU_FOLDS, root=GPU)
     sub_note = ("" if not subset else
                 "On the CPU the trained VAP models could cover only some folds of "
                 + ", ".join(f"{SHORT.get(c, c)} ({len(f)} folds: {','.join(map(str, f))})" for c, f in subset.items())
@@ -96,7 +114,11 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
         "were run). [R] = the model engineer's `physioser eval` runs of REPORT.md (eval/results/<run>/, committed configs, "
         "all folds); the other trained rows are this sweep's `physioser eval` runs with the same committed configs and "
         "training recipe; the LR baselines choose C ∈ {0.01, 0.1, 1} on the validation speakers. " + sub_note,
-        body + ["", "All folds of each corpus (cheap models):", ""] + body_all + ["",
+        ["Every model on every corpus (trained rows on the lent GPU; all folds, Korean: 5 diagonal grid cells; the LR "
+         "rows are the CPU runs scored on the same folds):", ""] + body_gpu
+        + ["", f"Commands: {GPU_SWEEP}, experiments `-e backbone-only -e vap-only -e physioser`; LR rows as below.",
+           f"Hardware: {_hw(hw_gpu)}.", "", "First session, CPU only — every model on the folds the CPU runs of VAP-only covered:", ""]
+        + body + ["", "All folds of each corpus (cheap models, CPU):", ""] + body_all + ["",
         f"Commands: `{PY} handcrafted`; `{PY} probe -b whisper-tiny.en`; `{SWEEP} -e backbone-only -e backbone-only-mlp`; "
         f"`{SWEEP} -e physioser -e vap-only -c <corpus> [--folds ...]` (folds as in the header).",
         f"Hardware: {_hw(hw | hw_all)}."]))
@@ -105,15 +127,15 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     backbones = (("whisper-tiny.en", ""), ("fbank", "-fbank"), ("resemblyzer", "-resemblyzer"), ("crepe-tiny", "-crepe-tiny"), ("pesto", "-pesto"))
     lin = ["| backbone | " + " | ".join(f"{SHORT.get(c, c)}: probe → + quartet (Δ)" for c in CORPORA) + " | mean Δ |",
            "|" + "---|" * (len(CORPORA) + 2)]
-    trained = ["| backbone | " + " | ".join(f"{SHORT.get(c, c)}: backbone-only / PhysioSER" for c in CORPORA) + " |",
-               "|" + "---|" * (len(CORPORA) + 1)]
+    trained = ["| backbone | " + " | ".join(f"{SHORT.get(c, c)}: backbone-only / PhysioSER" for c in CORPORA)
+               + " | mean: backbone-only / PhysioSER (Δ) | paired Δ per fold |", "|" + "---|" * (len(CORPORA) + 3)]
     bhw: set[str] = set()
     for b, tag in backbones:
-        cells, deltas, tcells = [], [], []
+        cells, deltas, tcells, tmeans, paired = [], [], [], [], []
         for c in CORPORA:
             probe, probe_q = load_run(f"probe-{b}-{c}", root), load_run(f"probe-{b}+quartet-{c}", root)
-            bo = load_run(f"backbone-only{tag}-{c}", main if not tag else root)
-            ph = load_run(f"physioser{tag}-{c}", main if not tag else root)
+            bo = load_run(f"backbone-only{tag}-{c}", GPU)
+            ph = load_run(f"physioser{tag}-{c}", GPU)
             bhw |= hardware_of(probe) | hardware_of(probe_q) | hardware_of(bo) | hardware_of(ph)
             p, q = mean_ua(probe, c), mean_ua(probe_q, c)
             if p is None:
@@ -126,60 +148,63 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
             f = fold_ids_of(ph, c)
             tb, tp = mean_ua(bo, c, f), mean_ua(ph, c, f)
             tcells.append(" / ".join("—" if v is None else f"{v:.3f}" for v in (tb, tp)))
+            tmeans.append((tb, tp))
+            a, r = _fold_uas(ph, c), _fold_uas(bo, c)
+            paired += [a[k] - r[k] for k in sorted(set(a) & set(r))]
         lin.append(f"| {b} | " + " | ".join(cells) + f" | {'—' if len(deltas) < len(CORPORA) else f'{sum(deltas) / len(deltas):+.3f}'} |")
-        trained.append(f"| {b} | " + " | ".join(tcells) + " |")
+        if all(tb is not None and tp is not None for tb, tp in tmeans):
+            mb, mp = np.mean([m[0] for m in tmeans]), np.mean([m[1] for m in tmeans])
+            summary = (f"{mb:.3f} / {mp:.3f} ({mp - mb:+.3f}) | {np.mean(paired):+.3f} ± {np.std(paired):.3f} "
+                       f"({sum(d > 0 for d in paired)}/{len(paired)} folds better)")
+        else:
+            summary = "— | —"
+        trained.append(f"| {b} | " + " | ".join(tcells) + f" | {summary} |")
     sections.append((
         "Backbone sweep: does VAP help weak backbones most?",
         "Linear level (all folds): probe = per-layer utterance means of the frozen backbone → LR; + quartet = the same with "
         "the VAP quartet statistics (mean, std over time of the 4 components × 32 bands) concatenated. Trained level: "
-        "backbone-only and PhysioSER trained end to end (whisper row: [R] runs; mean UA over the folds PhysioSER ran). "
-        "crepe-tiny and pesto caches were not extracted on this CPU (see Coverage), and the trained fbank/resemblyzer "
-        "runs did not fit in the CPU budget: their cells are empty.",
-        lin + ["", "Trained:", ""] + trained + ["",
-        f"Commands: `{PY} probe -b whisper-tiny.en -b fbank -b resemblyzer [--with-quartet]`; `{SWEEP} -e backbones -c <corpus>`.",
+        "backbone-only (SUPERB linear head) and PhysioSER trained end to end with the same recipe on the lent GPU, every "
+        "corpus (all folds; Korean: 5 diagonal grid cells); Δ = PhysioSER − backbone-only; paired Δ = per-fold "
+        "differences on the same test speakers. crepe-tiny and pesto features were extracted on the GPU "
+        "(see Coverage); their probes ran on the CPU from those caches.",
+        lin + ["", "Trained (lent GPU):", ""] + trained + ["",
+        f"Commands: `{PY} probe -b whisper-tiny.en -b fbank -b resemblyzer -b crepe-tiny -b pesto [--with-quartet]` (CPU); "
+        f"{GPU_SWEEP}, experiments `-e backbone-only -e physioser -e backbones`.",
         f"Hardware: {_hw(bhw)}."]))
 
-    # ablations
-    abl = [("PhysioSER (quaternion, CPA, MHA) [R]", "physioser-{corpus}", "physioser", ()),
-           ("without CPA", "physioser-no-cpa-{corpus}", "physioser", ("cpa.weight=0",)),
-           ("real-valued convs, equal width", "physioser-real-{corpus}", "physioser", ("model.vap.quaternion=false",)),
-           ("amplitude only (M, ρ)", "physioser-amplitude-{corpus}", "physioser", ("model.vap.components=[M,rho]",)),
-           ("phase only (f_inst, τ_g)", "physioser-phase-{corpus}", "physioser", ("model.vap.components=[f_inst,tau_g]",)),
-           ("fusion attention: moh", "physioser-moh-{corpus}", "physioser", ("model.fusion.attention=moh",)),
-           ("fusion attention: gated", "physioser-gated-{corpus}", "physioser", ("model.fusion.attention=gated",)),
-           ("fusion attention: affine", "physioser-affine-{corpus}", "physioser", ("model.fusion.attention=affine",)),
-           ("VAP-only (quaternion)", "vap-only-{corpus}", "vap_only", ()),
-           ("VAP-only, real-valued", "vap-only-real-{corpus}", "vap_only", ("model.vap.quaternion=false",)),
-           ("VAP-only, amplitude only", "vap-only-amplitude-{corpus}", "vap_only", ("model.vap.components=[M,rho]",)),
-           ("VAP-only, phase only", "vap-only-phase-{corpus}", "vap_only", ("model.vap.components=[f_inst,tau_g]",))]
-    ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), root) for _, t, _, _ in abl[1:8] + abl[9:])]
+    # ablations (lent GPU: every corpus, same folds as the reference)
+    abl = [("PhysioSER (quaternion, CPA, MHA)", "physioser-{corpus}", ()),
+           ("without CPA", "physioser-no-cpa-{corpus}", ("cpa.weight=0",)),
+           ("real-valued convs, equal width", "physioser-real-{corpus}", ("model.vap.quaternion=false",)),
+           ("amplitude only (M, ρ)", "physioser-amplitude-{corpus}", ("model.vap.components=[M,rho]",)),
+           ("phase only (f_inst, τ_g)", "physioser-phase-{corpus}", ("model.vap.components=[f_inst,tau_g]",)),
+           ("fusion attention: moh", "physioser-moh-{corpus}", ("model.fusion.attention=moh",)),
+           ("fusion attention: gated", "physioser-gated-{corpus}", ("model.fusion.attention=gated",)),
+           ("fusion attention: affine", "physioser-affine-{corpus}", ("model.fusion.attention=affine",)),
+           ("backbone-only (no VAP branch at all)", "backbone-only-{corpus}", None)]
+    ref_t = "physioser-{corpus}"
     params = {}
-    for label, t, cfg, ov in abl:
-        # paired per-fold difference to the reference (PhysioSER for its ablations, VAP-only for its own)
-        ref_t = "vap-only-{corpus}" if cfg == "vap_only" else "physioser-{corpus}"
+    for label, t, ov in abl:
         diffs = []
-        for c in ran:
-            ref = load_run(ref_t.format(corpus=c), root if cfg == "vap_only" else main)
-            run = load_run(t.format(corpus=c), main if "[R]" in label else root)
-            a, b = _fold_uas(run, c), _fold_uas(ref, c)
-            common = sorted(set(a) & set(b))
-            diffs += [a[k] - b[k] for k in common]
-        paired = (f"{np.mean(diffs):+.3f} ± {np.std(diffs):.3f} ({sum(d > 0 for d in diffs)}/{len(diffs)} folds better)"
-                  if diffs and t != ref_t else ("reference" if t == ref_t else "—"))
-        params[label] = f"{param_count(cfg, ov):,} | {paired}"
-    body, hw = table([(label, t, main) if "[R]" in label else (label, t) for label, t, _, _ in abl], corpora=ran or ["URDU"],
-                     root=root, extra=params, extra_name="params | paired Δ UA vs reference, per fold")
+        for c in CORPORA:
+            a, r = _fold_uas(load_run(t.format(corpus=c), GPU), c), _fold_uas(load_run(ref_t.format(corpus=c), GPU), c)
+            diffs += [a[k] - r[k] for k in sorted(set(a) & set(r))]
+        paired = ("reference" if t == ref_t else
+                  f"{np.mean(diffs):+.3f} ± {np.std(diffs):.3f} ({sum(d > 0 for d in diffs)}/{len(diffs)} folds better)" if diffs else "—")
+        count = param_count("backbone_only", ()) if ov is None else param_count("physioser", ov)
+        params[label] = f"{count:,} | {paired}"
+    body, hw = table([(label, t) for label, t, _ in abl], folds=GPU_FOLDS, root=GPU, extra=params,
+                     extra_name="params | paired Δ UA vs PhysioSER, per fold")
     body[1] = body[1] + "---|"
     sections.append((
         "Ablations",
-        "UA mean ± std over folds; params = trainable parameters for 7 classes with whisper-tiny.en shapes (frozen backbone "
+        "UA mean ± std over folds, all four corpora, trained on the lent GPU with the committed recipe (Korean: 5 "
+        "diagonal grid cells); params = trainable parameters for 7 classes with whisper-tiny.en shapes (frozen backbone "
         "excluded). The components ablation zeroes the other components at the encoder input, so the parameter count "
         "stays fixed; the real-valued twin has the same channel widths, hence about 4× the convolution weights. "
-        "Paired Δ: per-fold UA difference to the reference on the same test speakers (mean ± std over folds), which "
-        "removes the speaker-to-speaker spread that dominates the ± of the UA columns. Runs with fewer folds than "
-        "their reference (the fusion-attention variants: URDU folds 0–2, the last CPU minutes) show UA over their own "
-        "folds and the paired Δ over the folds both have.",
-        body + ["", f"Command: `{SWEEP} -e ablations -e vap-ablations -c <corpus>`.", f"Hardware: {_hw(hw)}."]))
+        "Paired Δ: per-fold UA difference to PhysioSER on the same test speakers (mean ± std over the 21 folds of the "
+        "four corpora), which removes the speaker-to-speaker spread that dominates the ± of the UA columns.",
+        body + ["", f"Command: {GPU_SWEEP}, experiments `-e physioser -e ablations -e backbone-only`.", f"Hardware: {_hw(hw)}."]))
 
     # quartet probes
     qp = {c: load_run(f"quartet-probe-{c}", root) for c in CORPORA}
@@ -229,10 +254,12 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
 
     # research model
     rows = [(f"research Transformer, {a}", f"research-{a}-{{corpus}}") for a in ("mha", "moh", "gated", "affine")]
-    ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), root) for _, t in rows)]
+    rows += [("PhysioSER (for reference)", "physioser-{corpus}")]
+    ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), GPU) for _, t in rows[:-1])]
     if ran:
-        body, hw = table(rows, corpora=ran, root=root)
-        body += ["", f"Command: `{PY} research -a mha -a moh -a gated -a affine -c <corpus>`.", f"Hardware: {_hw(hw)}."]
+        body, hw = table(rows, corpora=ran, folds=GPU_FOLDS, root=GPU)
+        body += ["", f"Command (lent GPU): `{PY} research -a mha -a moh -a gated -a affine -c <corpus> [--folds 0,6,12,18,24 for "
+                 "Korean] --results-dir eval/results/experiments-gpu`.", f"Hardware: {_hw(hw)}."]
     else:
         body = ["Not run: on the shared CPU one fold of URDU took 160–250 s per variant (2 of 5 folds of `mha` "
                 "finished before the run was stopped to give the sweep the CPU). The runner is "
