@@ -75,7 +75,7 @@ def _coverage(root: Path) -> tuple[str, str, list[str]]:
              "comparison, backbone sweep, ablation and research tables on all four corpora (all folds; Korean: the 5 "
              "diagonal cells of its 5 × 5 grid), 14 `physioser eval` fold jobs at a time sharing the GPU "
              "(`train.device=auto`); 378 fold runs took 5.5 + 4 + 1.5 min, the research Transformer 4 min. The corpora "
-             "(129 MB) and package weights travelled there in four ≤ 64 MiB transfers; all backbone features of the GPU "
+             "(129 MB) and package weights travelled there in transfers of ≤ 64 MiB; all backbone features of the GPU "
              "runs (whisper-tiny.en, fbank, resemblyzer, crepe-tiny, pesto) were extracted there on the GPU "
              "(`physioser features extract --device cuda`, ≤ 31 s per corpus and backbone) and the code was a `git "
              "archive` of the commit named in each results.json. Tables say which hardware produced each number.")
@@ -107,7 +107,7 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     sub_note = ("" if not subset else
                 "On the CPU the trained VAP models could cover only some folds of "
                 + ", ".join(f"{SHORT.get(c, c)} ({len(f)} folds: {','.join(map(str, f))})" for c, f in subset.items())
-                + "; the first table scores every model on exactly those folds, the second gives the cheap models on all folds.")
+                + "; the first CPU table scores every model on exactly those folds, the second gives the cheap models on all folds.")
     sections.append((
         "Does the physiology help? whisper-tiny.en: PhysioSER vs backbone-only vs VAP-only vs handcrafted",
         "UA mean ± std over the speaker-independent test folds (Korean: pooled UA over all its folds in brackets where all "

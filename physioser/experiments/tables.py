@@ -117,7 +117,8 @@ def param_count(config: str, overrides: Sequence[str] = ()) -> int:
 def write_experiments_report(sections: Sequence[tuple[str, str, list[str]]], path: Path) -> Path:
     """sections: (title, intro paragraph, markdown lines) -> the report file."""
     lines = ["# Experiments (issue 7): baselines, backbone sweep, ablations, cross-corpus, interpretability", "",
-             "Written by `python -m physioser.experiments tables` from `eval/results/experiments/*/results.json`. "
+             "Written by `python -m physioser.experiments tables` from `eval/results/experiments/*/results.json` (CPU) and "
+             "`eval/results/experiments-gpu/*/results.json` (lent GPU). "
              "UA = unweighted average recall (scikit-learn), mean ± std over the speaker-independent folds of "
              "`eval/protocols/` (Korean: speaker × sentence grid of 25 folds; pooled UA over all folds in brackets).", ""]
     for title, intro, body in sections:
