@@ -91,7 +91,11 @@ def test_publisher_dies_and_comes_back(tiny, tmp_path):
         for pub in publishers:
             if pub.poll() is None:
                 pub.send_signal(signal.SIGINT)
-                pub.wait(15)
+                try:  # the publisher's clean exit is not under test; under CI load DDS teardown can be slow
+                    pub.wait(30)
+                except subprocess.TimeoutExpired:
+                    pub.kill()
+                    pub.wait(10)
         listener.close()
         assert node.stop() == 0, node.output()[-2000:]
 
