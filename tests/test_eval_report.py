@@ -37,6 +37,10 @@ def test_report_tables_name_command_and_hardware(tmp_path) -> None:
     assert "0.600 ± 0.100" in table[1]
     assert "`physioser eval --run base`" in report and environment()["hardware"] in report
     assert (tmp_path / "report_ua.png").stat().st_size > 1000
+    assert "Experiments" not in report
+    (tmp_path / "EXPERIMENTS.md").write_text("# Experiments\n\n## Ablations\n\n| model | UA |\n|---|---|\n| no CPA | 0.5 |\n")
+    report = write_report(tmp_path).read_text()
+    assert "### Ablations" in report and "| no CPA | 0.5 |" in report  # the experiment tables live in REPORT.md too
     with pytest.raises(FileNotFoundError, match="no runs"):
         write_report(tmp_path / "empty")
 
