@@ -36,7 +36,7 @@ def test_readme_verdicts_follow_the_targets():
     text = readme(_data(speedup_1=1.43, speedup_2=1.83, p95_2s_2thr=27.3, added_1=0.24, added_2=0.31))
     assert "— met (27.3 ms)" in text
     assert "**not met** on 1 thread (1.43×), met on 2 threads (1.83×)" in text
-    assert "met on 1 thread (+24%), **not met** on 2 threads (+31%)" in text
+    assert "met on 1 thread (+24.0%), **not met** on 2 threads (+31.0%)" in text
     assert "| 2 s | 2 | 36.6 / 40.3 | 20.0 / 27.3 | 0.010 | 1.83× / 1.83× |" in text
     text = readme(_data(speedup_1=1.6, speedup_2=1.7, p95_2s_2thr=55.0, added_1=0.2, added_2=0.2))
     assert "**not met** (55.0 ms)" in text and "met on 1 thread (1.60×)" in text

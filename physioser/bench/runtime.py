@@ -307,7 +307,7 @@ def readme(data: dict) -> str:
               "VAP branch alone / backbone alone p50 |", "|---|---|---|---|---|"]
     for c in data["vap_cost"]:
         lines.append(f"| {c['threads']} | {c['ort_full']['p50_ms']:.1f} | {c['ort_without_vap']['p50_ms']:.1f} | "
-                     f"+{c['ort_added_ms']:.1f} ms (**{c['ort_added_over_without_vap']:.0%}**) | "
+                     f"+{c['ort_added_ms']:.1f} ms (**{c['ort_added_over_without_vap']:.1%}**) | "
                      f"{c['ort_vap_branch']['p50_ms']:.1f} / {c['ort_backbone_branch']['p50_ms']:.1f} ({c['ort_vap_over_backbone']:.0%}) |")
     lines += ["", "| int8 vs fp32, 2 s: threads | fp32 p50 / p95 | int8 p50 / p95 | int8 speed-up | PyTorch eager p50 | int8 vs eager |",
               "|---|---|---|---|---|---|"]
@@ -329,7 +329,7 @@ def readme(data: dict) -> str:
               "2 s window (paired) — " + ", ".join(f"{verdict(v >= 1.5)} on {th} thread{'s' if th > 1 else ''} ({v:.2f}×)"
                                           for th, v in speed.items())
               + "; the VAP branch adds ≤ 25 % to the latency of the model without it — "
-              + ", ".join(f"{verdict(v <= 0.25)} on {th} thread{'s' if th > 1 else ''} (+{v:.0%})" for th, v in added.items())
+              + ", ".join(f"{verdict(v <= 0.25)} on {th} thread{'s' if th > 1 else ''} (+{v:.1%})" for th, v in added.items())
               + f". Peak resident memory: onnxruntime {data['peak_rss_mib']['onnxruntime']:.0f} MB, PyTorch "
               f"{data['peak_rss_mib']['torch']:.0f} MB."]
     return "\n".join(lines)
