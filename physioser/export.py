@@ -33,7 +33,7 @@ import torch
 import physioser
 
 OPSET = 17
-GRAPH_VERSION = 3
+GRAPH_VERSION = 4
 """Version of the graphs this code exports for the same weights; part of the ONNX cache key
 (``physioser.runtime.models.cached_onnx``), so a cached graph is rebuilt when it changes.
 2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs).

@@ -147,7 +147,10 @@ class VAPFrontEnd(nn.Module):
         n = np.arange(win, dtype=np.float64)
         window = np.zeros(self.frame_samples)
         window[:win] = 0.5 - 0.5 * np.cos(2 * np.pi * n / win)  # periodic Hann
-        self.register_buffer("window", torch.tensor(window, dtype=torch.float64), persistent=False)
+        # A window symmetric about the centre (even win_length) is folded into the bases below, which
+        # saves a float64 multiply over every frame sample (onnxruntime runs it badly on 2 threads).
+        fold = np.allclose(window, window[::-1], rtol=0.0, atol=1e-12)
+        self.register_buffer("window", None if fold else torch.tensor(window, dtype=torch.float64), persistent=False)
         omega = 2 * np.pi * np.arange(K)[:, None] / n_fft  # [K, 1]
         m = np.arange(centre + 1, dtype=np.float64)[None, :]  # [1, c + 1]
         cos_m, sin_m = np.cos(omega * m).T, np.sin(omega * m).T  # [c + 1, K]
@@ -155,8 +158,11 @@ class VAPFrontEnd(nn.Module):
         if cfg.group_delay in ("plain", "modified"):
             even_basis.append(-m.T * sin_m)
             odd_basis.append(m.T[1:] * cos_m[1:])
-        self.register_buffer("even_basis", torch.tensor(np.concatenate(even_basis, axis=1)), persistent=False)  # [c + 1, K or 2K]
-        self.register_buffer("odd_basis", torch.tensor(np.concatenate(odd_basis, axis=1)), persistent=False)  # [c, K or 2K]
+        even_basis, odd_basis = np.concatenate(even_basis, axis=1), np.concatenate(odd_basis, axis=1)
+        if fold:  # e(m) = w(m) (x(m) + x(-m)), o(m) = w(m) (x(m) - x(-m))
+            even_basis, odd_basis = window[centre:, None] * even_basis, window[centre + 1 :, None] * odd_basis
+        self.register_buffer("even_basis", torch.tensor(even_basis), persistent=False)  # [c + 1, K or 2K]
+        self.register_buffer("odd_basis", torch.tensor(odd_basis), persistent=False)  # [c, K or 2K]
         # Zero padding on both sides: half a window, or the reach of the centroid sub-windows.
         sub_len = cfg.gd_window_samples
         sub_centres = np.round((np.arange(cfg.gd_subwindows) - (cfg.gd_subwindows - 1) / 2) * hop / cfg.gd_subwindows).astype(int)
@@ -283,7 +289,9 @@ class VAPFrontEnd(nn.Module):
         # The DFT in float64 (even and odd parts, see __init__): phase differences and the log of
         # weak bins are then free of float32 summation-order noise, so eager and onnxruntime agree.
         num_frames = torch.div(waveforms.shape[1], cfg.hop_length, rounding_mode="trunc") + 1  # = floor (S >= 0), one ONNX Div
-        wx = self._frames(x, num_frames).to(torch.float64) * self.window  # [B, T, 2c + 1], centre at c
+        wx = self._frames(x, num_frames).to(torch.float64)  # [B, T, 2c + 1], centre at c
+        if self.window is not None:  # else folded into the bases
+            wx = wx * self.window
         after, before = wx[..., c + 1 :], wx[..., :c].flip(-1)  # offsets m = 1..c and -1..-c
         even = torch.cat([wx[..., c : c + 1], after + before], dim=-1) @ self.even_basis  # [B, T, K or 2K]
         odd = (after - before) @ self.odd_basis
