@@ -48,6 +48,18 @@ def _fold_uas(res: dict | None, corpus: str) -> dict[int, float]:
     return {} if r is None else {int(f["fold"]): f["ua"] for f in r["folds"]}
 
 
+def _paired_diffs(run: dict | None, ref: dict | None, corpus: str) -> list[float]:
+    """Per-fold UA of ``run`` minus ``ref`` on the folds both have (same test speakers)."""
+    a, r = _fold_uas(run, corpus), _fold_uas(ref, corpus)
+    return [a[k] - r[k] for k in sorted(set(a) & set(r))]
+
+
+def _paired_cell(diffs: list[float]) -> str:
+    if not diffs:
+        return "—"
+    return f"{np.mean(diffs):+.3f} ± {np.std(diffs):.3f} ({sum(d > 0 for d in diffs)}/{len(diffs)} folds better)"
+
+
 def _all_folds_of(run: str, corpus: str, root: Path) -> list[int] | None:
     return fold_ids_of(load_run(run, root), corpus)
 
@@ -149,13 +161,11 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
             tb, tp = mean_ua(bo, c, f), mean_ua(ph, c, f)
             tcells.append(" / ".join("—" if v is None else f"{v:.3f}" for v in (tb, tp)))
             tmeans.append((tb, tp))
-            a, r = _fold_uas(ph, c), _fold_uas(bo, c)
-            paired += [a[k] - r[k] for k in sorted(set(a) & set(r))]
+            paired += _paired_diffs(ph, bo, c)
         lin.append(f"| {b} | " + " | ".join(cells) + f" | {'—' if len(deltas) < len(CORPORA) else f'{sum(deltas) / len(deltas):+.3f}'} |")
         if all(tb is not None and tp is not None for tb, tp in tmeans):
             mb, mp = np.mean([m[0] for m in tmeans]), np.mean([m[1] for m in tmeans])
-            summary = (f"{mb:.3f} / {mp:.3f} ({mp - mb:+.3f}) | {np.mean(paired):+.3f} ± {np.std(paired):.3f} "
-                       f"({sum(d > 0 for d in paired)}/{len(paired)} folds better)")
+            summary = f"{mb:.3f} / {mp:.3f} ({mp - mb:+.3f}) | {_paired_cell(paired)}"
         else:
             summary = "— | —"
         trained.append(f"| {b} | " + " | ".join(tcells) + f" | {summary} |")
@@ -185,12 +195,8 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     ref_t = "physioser-{corpus}"
     params = {}
     for label, t, ov in abl:
-        diffs = []
-        for c in CORPORA:
-            a, r = _fold_uas(load_run(t.format(corpus=c), GPU), c), _fold_uas(load_run(ref_t.format(corpus=c), GPU), c)
-            diffs += [a[k] - r[k] for k in sorted(set(a) & set(r))]
-        paired = ("reference" if t == ref_t else
-                  f"{np.mean(diffs):+.3f} ± {np.std(diffs):.3f} ({sum(d > 0 for d in diffs)}/{len(diffs)} folds better)" if diffs else "—")
+        diffs = [d for c in CORPORA for d in _paired_diffs(load_run(t.format(corpus=c), GPU), load_run(ref_t.format(corpus=c), GPU), c)]
+        paired = "reference" if t == ref_t else _paired_cell(diffs)
         count = param_count("backbone_only", ()) if ov is None else param_count("physioser", ov)
         params[label] = f"{count:,} | {paired}"
     body, hw = table([(label, t) for label, t, _ in abl], folds=GPU_FOLDS, root=GPU, extra=params,
