@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ import pytest
 # DDS must stay on this machine in every test that may start ROS.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "SHM")
+
+# librosa's numba kernels are compiled with cache=True into site-packages; two xdist workers filling
+# that cache at once on a fresh venv crashed one of them (segfault in librosa.yin's gufunc, seen in
+# CI). Each test process gets its own numba cache instead.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"physioser-numba-{os.getpid()}"))
 
 # hypothesis profiles: "ci" (default, modest example counts) and "long" (the fuzzing campaign
 # reported in RELIABILITY.md); choose with PHYSIOSER_HYPOTHESIS_PROFILE=long. Tests that set
