@@ -73,14 +73,19 @@ def _label_of(row, class_names: Sequence[str]) -> int:
     return list(class_names).index(to_four_class(row.canonical) if four else row.canonical)
 
 
-def _rows_key(rows: Sequence, extra: dict) -> str:
-    """Cache key of the rows' audio, in order: content digests, not paths or times, so a cache stays
-    valid when the corpora move (another mount, another machine) and goes stale when a file changes."""
+def _audio_digests(rows: Sequence) -> list[str]:
+    """SHA-256 of every row's audio file, in order (read once per feature set)."""
     from physioser.backbones.cache import sha256_file
 
+    return [sha256_file(row.path) for row in rows]
+
+
+def _rows_key(digests: Sequence[str], extra: dict) -> str:
+    """Cache key of the rows' audio, in order: content digests, not paths or times, so a cache stays
+    valid when the corpora move (another mount, another machine) and goes stale when a file changes."""
     h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
-    for row in rows:
-        h.update(f"{sha256_file(row.path)}\n".encode())
+    for digest in digests:
+        h.update(f"{digest}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -140,13 +145,13 @@ class FeatureSet:
         return batch
 
 
-def _backbone_pooled(rows: Sequence, cfg: dict, progress: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def _backbone_pooled(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Pooled statistics of the rows' backbone hidden states (via the backbone feature cache)."""
     from physioser.backbones import FeatureCache, build_backbone
 
     backbone = build_backbone(cfg["backbone"]["name"], **cfg["backbone"]["options"])
     shape = {"num_layers": int(backbone.num_layers), "dim": int(backbone.dim), "spec": backbone.spec_key()}
-    key = _rows_key(rows, {"spec": backbone.spec(), "segments": CACHE_SEGMENTS})
+    key = _rows_key(digests, {"spec": backbone.spec(), "segments": CACHE_SEGMENTS})
     corpus = "+".join(sorted({r.corpus for r in rows}))
     path = cache_root() / "pooled" / backbone.spec_key() / f"{corpus}-{key}.safetensors"
     if path.is_file():
@@ -166,7 +171,7 @@ def _backbone_pooled(rows: Sequence, cfg: dict, progress: bool) -> tuple[torch.T
     return segments, counts, shape
 
 
-def _quartets(rows: Sequence, cfg: dict, progress: bool) -> list[torch.Tensor]:
+def _quartets(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool) -> list[torch.Tensor]:
     """Cached VAP front-end quartets of the rows (computed and stored on first use)."""
     from physioser.model.physioser import vap_config
     from physioser.vap import VAPFrontEnd
@@ -175,7 +180,7 @@ def _quartets(rows: Sequence, cfg: dict, progress: bool) -> list[torch.Tensor]:
     front = vcfg.frontend_key()  # every front-end field + FRONTEND_VERSION
     max_seconds = cfg["train"]["max_seconds"]
     fkey = hashlib.sha256(json.dumps([front, max_seconds], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    key = _rows_key(rows, {"front": front, "max_seconds": max_seconds})
+    key = _rows_key(digests, {"front": front, "max_seconds": max_seconds})
     corpus = "+".join(sorted({r.corpus for r in rows}))
     path = cache_root() / "quartets" / fkey / f"{corpus}-{key}.safetensors"
     if path.is_file():
@@ -203,10 +208,11 @@ def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: dict, *, 
     fs = FeatureSet(rows=rows, labels=labels, class_names=list(class_names))
     shape: dict = {}
     branches = cfg["model"]["branches"]
+    digests = _audio_digests(rows)
     if "backbone" in branches:
-        fs.backbone_segments, fs.backbone_counts, shape = _backbone_pooled(rows, cfg, progress)
+        fs.backbone_segments, fs.backbone_counts, shape = _backbone_pooled(rows, digests, cfg, progress)
     if "vap" in branches:
-        fs.quartets = _quartets(rows, cfg, progress)
+        fs.quartets = _quartets(rows, digests, cfg, progress)
     return fs, shape
 
 
