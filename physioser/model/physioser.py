@@ -144,8 +144,12 @@ class PhysioSER(nn.Module):
 
     def _vap_tokens(self, z_v: torch.Tensor, frames: torch.Tensor, lengths: torch.Tensor):
         z = self.vap_proj(z_v)
-        tokens = segment_mean(self.vap_proj(frames), lengths, self.segments)[0] if self.segments else None
-        return z, tokens
+        if not self.segments:
+            return z, None
+        # project the segment means rather than every frame (the same for a linear map; an empty
+        # segment keeps its zero token)
+        means, counts = segment_mean(frames, lengths, self.segments)
+        return z, self.vap_proj(means) * (counts > 0).to(means.dtype)[..., None]
 
     # -- shared tail -----------------------------------------------------------------------------
     def _head(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -35,6 +35,7 @@ __all__ = [
     "QuaternionConv2d",
     "QuaternionNorm",
     "RealChannelNorm",
+    "conv_norm",
     "real_twin",
 ]
 
@@ -182,22 +183,30 @@ class QuaternionNorm(nn.Module):
     kept (SpeechBrain's QBatchNorm idea, computed per position instead of per batch so padding and
     batch size do not leak into the statistics). Affine: one real gain per quaternion channel (it
     scales the whole quaternion) and one bias per real channel.
+
+    ``forward(x) = scale_centred(x @ centring)``: the centring is a fixed linear map over channels,
+    so :func:`conv_norm` folds it into the weights of the layer before.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.quaternions = _check_channels("channels", channels)
+        self.quaternions = q = _check_channels("channels", channels)
         self.eps = eps
         self.gain = nn.Parameter(torch.ones(self.quaternions))
         self.bias = nn.Parameter(torch.zeros(channels))
+        # [C, C]: subtracts each component's mean over its quaternion channels (block-diagonal blocks of 1/q)
+        self.register_buffer("centring", torch.eye(channels) - torch.block_diag(*[torch.full((q, q), 1.0 / q)] * 4),
+                             persistent=False)
+
+    def scale_centred(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm of an input whose components are already centred (e.g. by :func:`conv_norm`)."""
+        extra = (1,) * (x.dim() - 2)
+        power = x.pow(2).mean(dim=1, keepdim=True) * 4.0  # mean squared quaternion modulus
+        return x * torch.rsqrt(power + self.eps) * self.gain.repeat(4).view(1, -1, *extra) + self.bias.view(1, -1, *extra)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = x.unflatten(1, (4, self.quaternions))
-        q = q - q.mean(dim=2, keepdim=True)
-        power = q.pow(2).sum(dim=1, keepdim=True).mean(dim=2, keepdim=True)
-        extra = (1,) * (x.dim() - 2)
-        q = q * torch.rsqrt(power + self.eps) * self.gain.view(1, 1, -1, *extra)
-        return q.flatten(1, 2) + self.bias.view(1, -1, *extra)
+        return self.scale_centred((q - q.mean(dim=2, keepdim=True)).flatten(1, 2))
 
 
 class RealChannelNorm(nn.Module):
@@ -208,12 +217,26 @@ class RealChannelNorm(nn.Module):
         self.eps = eps
         self.gain = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("centring", torch.eye(channels) - 1.0 / channels, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def scale_centred(self, x: torch.Tensor) -> torch.Tensor:
         extra = (1,) * (x.dim() - 2)
-        x = x - x.mean(dim=1, keepdim=True)
         x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
         return x * self.gain.view(1, -1, *extra) + self.bias.view(1, -1, *extra)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale_centred(x - x.mean(dim=1, keepdim=True))
+
+
+def conv_norm(conv: nn.Module, norm: QuaternionNorm | RealChannelNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(conv(x))`` for a quaternion or real 1-D/2-D conv, with the norm's centring (linear in the
+    conv's output) folded into the conv's weight and bias. Equal up to rounding; the exported graph
+    then holds one Conv with constant weights instead of the reshape/mean/subtract passes."""
+    weight = conv.weight() if callable(conv.weight) else conv.weight
+    weight = (norm.centring @ weight.flatten(1)).view_as(weight)
+    bias = None if conv.bias is None else norm.centring @ conv.bias
+    fn = F.conv2d if weight.dim() == 4 else F.conv1d
+    return norm.scale_centred(fn(x, weight, bias, conv.stride, conv.padding, conv.dilation))
 
 
 def real_twin(layer: nn.Module) -> nn.Module:

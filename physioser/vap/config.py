@@ -16,7 +16,7 @@ FRONTEND_FIELDS = (
     "pooling", "n_bands", "fmin", "fmax", "phase_weight_power", "normalize", "norm_eps", "axes",
 )
 # Bumped whenever the front end computes different numbers for the same config.
-FRONTEND_VERSION = 2
+FRONTEND_VERSION = 3
 
 _GROUP_DELAYS = ("minphase", "plain", "modified", "centroid")
 _POOLINGS = ("mel", "erb", "none")

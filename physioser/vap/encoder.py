@@ -22,6 +22,7 @@ from physioser.nn.quaternion import (
     QuaternionConv2d,
     QuaternionLinear,
     QuaternionNorm,
+    conv_norm,
     real_twin,
 )
 from physioser.vap.config import VAPConfig
@@ -44,6 +45,9 @@ class AttentiveStatsPooling(nn.Module):
     def __init__(self, channels: int, attention_dim: int) -> None:
         super().__init__()
         self.channels = channels
+        # [mean | std] -> per component, the mean block then the std block (component-major layout)
+        q = channels // 4
+        self.register_buffer("interleave", torch.arange(2 * channels).view(2, 4, q).transpose(0, 1).flatten(), persistent=False)
         self.attention = (
             nn.Sequential(nn.Conv1d(channels, attention_dim, 1), nn.Tanh(), nn.Conv1d(attention_dim, 1, 1, bias=False))  # softmax ignores a shift
             if attention_dim > 0
@@ -56,14 +60,12 @@ class AttentiveStatsPooling(nn.Module):
             logits = torch.zeros_like(x[:, :1])
         else:
             logits = self.attention(x)
-        logits = torch.where(m, logits, torch.full_like(logits, -1e4))
-        alpha = torch.softmax(logits, dim=-1) * m.to(x.dtype)
-        alpha = alpha / alpha.sum(-1, keepdim=True).clamp(min=1e-6)
-        mean = (alpha * x).sum(-1)
-        var = (alpha * x * x).sum(-1) - mean * mean
+        # exp(-1e4) underflows to exactly 0, so padded frames get no weight (and an item has >= 1 frame)
+        alpha = torch.softmax(torch.where(m, logits, torch.full_like(logits, -1e4)), dim=-1).transpose(1, 2)  # [B, T, 1]
+        mean = (x @ alpha).squeeze(-1)
+        var = ((x * x) @ alpha).squeeze(-1) - mean * mean
         std = torch.sqrt(var.clamp(min=0.0) + 1e-5)
-        quaternions = self.channels // 4
-        return torch.stack([mean.unflatten(1, (4, quaternions)), std.unflatten(1, (4, quaternions))], dim=2).flatten(1)
+        return torch.cat([mean, std], dim=1)[:, self.interleave]
 
 
 class VAPEncoder(nn.Module):
@@ -104,13 +106,13 @@ class VAPEncoder(nn.Module):
     def forward(self, quartet: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1])
         m4 = mask[:, None, None, :].to(quartet.dtype)
-        x = quartet * self.component_mask * m4
+        x = quartet * (self.component_mask * m4)
         for conv, norm in zip(self.convs2d, self.norms2d):
-            x = self.dropout(F.gelu(norm(conv(x)))) * m4
+            x = self.dropout(F.gelu(conv_norm(conv, norm, x))) * m4
         x = x.flatten(1, 2)  # bands into channels: [B, 4 Cq, F', T] -> [B, 4 Cq F', T] stays component-major
         m3 = m4[:, :, 0]
         for conv, norm in zip(self.convs1d, self.norms1d):
-            x = self.dropout(F.gelu(norm(conv(x)))) * m3
+            x = self.dropout(F.gelu(conv_norm(conv, norm, x))) * m3
         z = self.project(self.pooling(x, mask))
         return z, x.transpose(1, 2), frame_lengths
 

@@ -1,9 +1,11 @@
 """The VAP front end: waveform -> the quartet {M, rho, f_inst, tau_g} per time-frequency cell.
 
-Pure tensor ops (framing by reshape and slices, the DFT as float64 matmuls of the even and odd
-halves of each windowed frame with fixed Fourier bases, the cepstral maps as float64 matmuls of rank
+Pure tensor ops (framing by reshape and slices, the DFT as matmuls of the even and odd halves of
+each windowed frame with fixed Fourier bases, the cepstral maps as matmuls of rank
 ``lifter_samples``, atan2 from Atan and arithmetic), so it traces to ONNX and runs as a few cheap
-nodes there. Frames: Hann window of ``win_length`` samples centred on sample
+nodes there. Precision: float32 with the default minimum-phase group delay; float64 for the DFT and
+the cepstral maps with the measured group delays ("plain", "modified", "centroid"), whose ratio of
+two spectra near a spectral null turns float32 summation-order noise into errors of several us. Frames: Hann window of ``win_length`` samples centred on sample
 ``t * hop_length`` (the signal is zero-padded on both sides by at least ``win_length // 2``), time inside a
 frame measured from the window centre, ``n_fft``-point DFT. ``T = 1 + S // hop``, and an item of
 ``n`` samples has ``1 + n // hop`` valid frames; frames past that are zeroed. Samples past an item's
@@ -135,6 +137,9 @@ class VAPFrontEnd(nn.Module):
         K = cfg.num_bins
         self.frames_per_second = sr / hop
         self.relative_floor = 10.0 ** (-cfg.dynamic_range_db / 10.0)
+        # float32 keeps the pooled quartet within ~1e-6 of float64 (the default model's logits move
+        # <= 5e-7) and runs the DFT as one single-precision GEMM per half in onnxruntime.
+        self.precision = torch.float32 if cfg.group_delay == "minphase" else torch.float64
 
         # Fourier basis, time measured from the window centre c = win // 2. A frame holds the 2c + 1
         # samples at offsets m = -c..c from the centre (the window is zero past win), so the DFT splits
@@ -148,9 +153,9 @@ class VAPFrontEnd(nn.Module):
         window = np.zeros(self.frame_samples)
         window[:win] = 0.5 - 0.5 * np.cos(2 * np.pi * n / win)  # periodic Hann
         # A window symmetric about the centre (even win_length) is folded into the bases below, which
-        # saves a float64 multiply over every frame sample (onnxruntime runs it badly on 2 threads).
+        # saves a multiply over every frame sample (onnxruntime runs it badly on 2 threads).
         fold = np.allclose(window, window[::-1], rtol=0.0, atol=1e-12)
-        self.register_buffer("window", None if fold else torch.tensor(window, dtype=torch.float64), persistent=False)
+        self.register_buffer("window", None if fold else torch.tensor(window, dtype=self.precision), persistent=False)
         omega = 2 * np.pi * np.arange(K)[:, None] / n_fft  # [K, 1]
         m = np.arange(centre + 1, dtype=np.float64)[None, :]  # [1, c + 1]
         cos_m, sin_m = np.cos(omega * m).T, np.sin(omega * m).T  # [c + 1, K]
@@ -161,8 +166,8 @@ class VAPFrontEnd(nn.Module):
         even_basis, odd_basis = np.concatenate(even_basis, axis=1), np.concatenate(odd_basis, axis=1)
         if fold:  # e(m) = w(m) (x(m) + x(-m)), o(m) = w(m) (x(m) - x(-m))
             even_basis, odd_basis = window[centre:, None] * even_basis, window[centre + 1 :, None] * odd_basis
-        self.register_buffer("even_basis", torch.tensor(even_basis), persistent=False)  # [c + 1, K or 2K]
-        self.register_buffer("odd_basis", torch.tensor(odd_basis), persistent=False)  # [c, K or 2K]
+        self.register_buffer("even_basis", torch.tensor(even_basis, dtype=self.precision), persistent=False)  # [c + 1, K or 2K]
+        self.register_buffer("odd_basis", torch.tensor(odd_basis, dtype=self.precision), persistent=False)  # [c, K or 2K]
         # Zero padding on both sides: half a window, or the reach of the centroid sub-windows.
         sub_len = cfg.gd_window_samples
         sub_centres = np.round((np.arange(cfg.gd_subwindows) - (cfg.gd_subwindows - 1) / 2) * hop / cfg.gd_subwindows).astype(int)
@@ -216,17 +221,17 @@ class VAPFrontEnd(nn.Module):
             offset = w * (bin_hz[:, None] - centres[None, :])
             self.register_buffer("pool_offset", torch.tensor(offset, dtype=torch.float32), persistent=False)
         self.register_buffer("band_centres", torch.tensor(centres, dtype=torch.float32), persistent=False)
-        # The cepstral maps in float64 (cheap at rank Q; M, rho and tau_g then carry no float32
-        # summation-order noise): log|X| @ analysis -> Q cepstral coefficients (+ the band means of
+        # The cepstral maps (in ``precision``): log|X| @ analysis -> Q cepstral coefficients (+ the band means of
         # log|X| when pooled); cepstrum @ synthesis -> per-bin envelope (unpooled or modified group
         # delay) and per-bin minimum-phase delay; cepstrum @ cep_to_bands -> the band means of M.
         self.per_bin_envelope = self.pool is None or cfg.group_delay == "modified"
         analysis = [to_cepstrum] if self.pool is None else [to_cepstrum, pool_mean]
         synthesis = ([cep_to_envelope] if self.per_bin_envelope else []) + ([cep_to_delay] if cfg.group_delay == "minphase" else [])
-        self.register_buffer("analysis", torch.tensor(np.concatenate(analysis, axis=1)), persistent=False)  # [K, Q (+ F)]
-        self.register_buffer("synthesis", torch.tensor(np.concatenate(synthesis, axis=1)) if synthesis else None,
+        as_buffer = lambda a: torch.tensor(a, dtype=self.precision)  # noqa: E731
+        self.register_buffer("analysis", as_buffer(np.concatenate(analysis, axis=1)), persistent=False)  # [K, Q (+ F)]
+        self.register_buffer("synthesis", as_buffer(np.concatenate(synthesis, axis=1)) if synthesis else None,
                              persistent=False)  # [Q, K or 2K]
-        self.register_buffer("cep_to_bands", None if self.pool is None else torch.tensor(cep_to_envelope @ pool_mean),
+        self.register_buffer("cep_to_bands", None if self.pool is None else as_buffer(cep_to_envelope @ pool_mean),
                              persistent=False)  # [Q, F]
         F = cfg.num_bands
         self.register_buffer("stat_mean", torch.zeros(4, F))
@@ -286,10 +291,9 @@ class VAPFrontEnd(nn.Module):
         samples = torch.arange(waveforms.shape[1], device=waveforms.device)
         x = waveforms.to(torch.float32) * (samples[None, :] < lengths[:, None]).to(torch.float32)
         x = nn.functional.pad(x, (self.pad, self.pad + self.tail_pad))
-        # The DFT in float64 (even and odd parts, see __init__): phase differences and the log of
-        # weak bins are then free of float32 summation-order noise, so eager and onnxruntime agree.
+        # The DFT of the even and odd parts (see __init__), in ``precision``.
         num_frames = torch.div(waveforms.shape[1], cfg.hop_length, rounding_mode="trunc") + 1  # = floor (S >= 0), one ONNX Div
-        wx = self._frames(x, num_frames).to(torch.float64)  # [B, T, 2c + 1], centre at c
+        wx = self._frames(x, num_frames).to(self.precision)  # [B, T, 2c + 1], centre at c
         if self.window is not None:  # else folded into the bases
             wx = wx * self.window
         after, before = wx[..., c + 1 :], wx[..., :c].flip(-1)  # offsets m = 1..c and -1..-c
@@ -297,13 +301,12 @@ class VAPFrontEnd(nn.Module):
         odd = (after - before) @ self.odd_basis
         re64, im64 = (even, odd) if even.shape[-1] == K else (even[..., :K], odd[..., :K])
         # Past the DFT, float32 suffices: each elementwise op rounds once (and identically in eager
-        # PyTorch and onnxruntime), so the power carries ~1e-7 relative error and the phase advance
-        # below ~1e-7 rad absolute, whatever the bin's level.
+        # PyTorch and onnxruntime).
         re, im = re64.to(torch.float32), im64.to(torch.float32)
         power = re * re + im * im
-        power = power + cfg.power_floor + self.relative_floor * power.mean(dim=-1, keepdim=True)
+        power = power + (cfg.power_floor + self.relative_floor * power.mean(dim=-1, keepdim=True))
         logmag = 0.5 * torch.log(power)
-        analysed = logmag.to(torch.float64) @ self.analysis
+        analysed = logmag.to(self.precision) @ self.analysis
         Q = cfg.lifter_samples
         cepstrum = analysed if self.pool is None else analysed[..., :Q]  # [B, T, Q]
         per_bin = [] if self.synthesis is None else list((cepstrum @ self.synthesis).to(torch.float32).split(K, dim=-1))
@@ -334,7 +337,7 @@ class VAPFrontEnd(nn.Module):
         else:
             weight = power.sqrt() if cfg.phase_weight_power == 1.0 else power.pow(0.5 * cfg.phase_weight_power)
             den = weight @ self.pool
-            band_envelope = cepstrum @ self.cep_to_bands  # float64 [B, T, F]
+            band_envelope = cepstrum @ self.cep_to_bands  # [B, T, F]
             parts = {
                 "M": band_envelope.to(torch.float32),
                 "rho": (analysed[..., Q:] - band_envelope).to(torch.float32),
