@@ -33,11 +33,14 @@ import torch
 import physioser
 
 OPSET = 17
-GRAPH_VERSION = 4
+GRAPH_VERSION = 5
 """Version of the graphs this code exports for the same weights; part of the ONNX cache key
 (``physioser.runtime.models.cached_onnx``), so a cached graph is rebuilt when it changes.
 2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs).
-3: VAP front end: float64 rank-Q cepstral maps, float32 past the DFT (same outputs)."""
+3: VAP front end: float64 rank-Q cepstral maps, float32 past the DFT (same outputs).
+4: Hann window folded into the DFT bases (same outputs).
+5: float32 DFT for the minimum-phase front end, conv-folded QuaternionNorm centring, backbone and
+   VAP segment means projected after pooling (logits move <= 1e-5)."""
 INPUT_NAMES = ("waveform", "lengths")
 OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal")
 REQUIRED_OUTPUTS = ("logits", "probs", "embedding")

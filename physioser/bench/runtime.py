@@ -8,7 +8,8 @@ threads from competing with the next call); onnxruntime runs with the engine's s
 (``physioser.runtime.engine.session_options``). Real-time factor (p50 / window). The VAP branch's
 cost: the whole model against the same model without the VAP branch (config ``branches:
 [backbone]``, its head with random weights: latency does not depend on weight values), end to end,
-side by side; and each branch exported alone. Peak resident memory of a process that only loads
+side by side (5 x ``--runs`` rounds, onnxruntime and PyTorch in separate round-robins); and each
+branch exported alone. Peak resident memory of a process that only loads
 the engine and runs 20 windows (measured in a child process per backend).
 
 GPU (``--gpu OUT.json``, run on the lent GPU machine): batched throughput in seconds of audio
@@ -167,13 +168,15 @@ def _vap_cost(graphs: dict[str, tuple], threads: int, runs: int) -> dict:
     wave, lens = probe_waveforms([2 * physioser.SAMPLE_RATE])
     feed = {"waveform": wave, "lengths": lens}
     tw, tl = torch.from_numpy(wave), torch.from_numpy(lens)
-    fns = {}
+    ort_fns, torch_fns = {}, {}
     for name, (module, path) in graphs.items():
         sess = _session(path, threads)
-        fns[f"ort_{name}"] = lambda sess=sess: sess.run(None, feed)
-        fns[f"torch_{name}"] = lambda module=module: module(tw, tl)
+        ort_fns[f"ort_{name}"] = lambda sess=sess: sess.run(None, feed)
+        torch_fns[f"torch_{name}"] = lambda module=module: module(tw, tl)
+    # one round-robin per runtime: the ratio pairs calls of the same runtime, and neither runtime's
+    # worker threads are still awake from the other's previous call
     with torch.inference_mode():
-        raw = _time_rounds(fns, runs)
+        raw = {**_time_rounds(ort_fns, runs), **_time_rounds(torch_fns, runs)}
     t = {k: _percentiles(v) for k, v in raw.items()}
     out = {"window_s": 2.0, "threads": threads, "rounds": runs, **t}
     for eng in ("ort", "torch"):
@@ -225,7 +228,7 @@ def cpu_bench(model, cfg: dict, meta: dict, runs: int, workdir: Path) -> dict:
                                 "max_abs_probs_diff_probe": float(np.abs(a - b).max()),
                                 "argmax_agree_probe": float((a.argmax(-1) == b.argmax(-1)).mean())})
         if graphs:
-            cost = _vap_cost(graphs, threads, 2 * runs)
+            cost = _vap_cost(graphs, threads, 5 * runs)
             results["vap_cost"].append(cost)
             print(f"{threads} thr VAP cost: ort full {cost['ort_full']['p50_ms']:.1f} vs without VAP "
                   f"{cost['ort_without_vap']['p50_ms']:.1f} ms (paired: +{cost['ort_added_over_without_vap']:.0%}); branch alone "
@@ -384,8 +387,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"each timed call follows {IDLE_S * 1e3:.0f} ms of idle time (as in streaming); onnxruntime with the "
                 "engine's session options (all graph optimisations, sequential execution, session.force_spinning_stop). "
                 "speedup_paired / vap_cost: medians over rounds of per-round ratios or differences of calls made next to "
-                "each other (slow drifts of this VM's speed cancel); vap_cost (2 x runs rounds): added = whole model - same "
-                "model without the VAP branch, both end to end; *_vap_over_backbone = VAP branch alone / backbone alone",
+                "each other (slow drifts of this VM's speed cancel); vap_cost (5 x runs rounds, one round-robin per runtime): "
+                "added = whole model - same model without the VAP branch, both end to end; *_vap_over_backbone = VAP "
+                "branch alone / backbone alone",
         "idle_s": IDLE_S,
         **results,
     }

@@ -3,14 +3,14 @@
 Two paths compute the same function:
 
 * ``forward(waveforms [B, S], lengths [B]) -> dict(logits, probs, embedding)`` — the exportable
-  inference path: the frozen backbone's hidden states → learned layer weights (Featurizer) →
-  linear projector → segment/utterance mean pooling → z_s; the VAP branch (front end + quaternion
-  encoder) → z_v and frame tokens; fusion head → logits.
+  inference path: the frozen backbone's hidden states → segment mean pooling per layer → learned
+  layer weights (Featurizer) and linear projector → z_s and segment tokens; the VAP branch (front
+  end + quaternion encoder) → z_v and segment tokens; fusion head → logits.
 * ``forward_cached(batch)`` — the training path. It reads, per utterance, the backbone hidden
   states already mean-pooled over 4 segments per layer (``backbone_segments`` [B, L, 4, D] with
   ``backbone_counts`` [B, 4]) and the cached VAP quartet (``quartet`` [B, 4, F, T],
-  ``quartet_lengths`` [B]). Layer weighting and the projector are linear, so pooling first gives
-  the same numbers as pooling last (checked by the tests), and an epoch costs seconds.
+  ``quartet_lengths`` [B]): the same pooled statistics as the inference path (checked by the
+  tests), so an epoch costs seconds.
 
 Branch tokens (width ``model.dim``): z_v, z_s and, with ``model.segments = K > 0``, K segment means of
 each branch's projected frames. Heads: ``fusion`` (one attention block, see :mod:`.fusion`),
@@ -179,9 +179,11 @@ class PhysioSER(nn.Module):
             if not hasattr(self, "backbone"):
                 raise RuntimeError("PhysioSER.forward needs the frozen backbone: build the model with backbone=...")
             hidden, hidden_lengths = self.backbone(waveforms, lengths)
-            projected = self._project_layers(torch.stack(list(hidden[-self.num_layers :]), 0))
-            means, counts = segment_mean(projected, hidden_lengths, CACHE_SEGMENTS)
-            parts.append(self._backbone_tokens(means, counts))
+            # pool each layer's frames into segment means, then project them (the projection is
+            # linear, so this equals projecting every frame, and it is what training sees: cached
+            # segment means)
+            means, counts = segment_mean(torch.stack(list(hidden[-self.num_layers :]), 0), hidden_lengths, CACHE_SEGMENTS)
+            parts.append(self._backbone_tokens(self._project_layers(means), counts))
         out = self._head(parts)
         return {"logits": out["logits"], "probs": F.softmax(out["logits"], dim=-1), "embedding": out["embedding"]}
 

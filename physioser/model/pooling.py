@@ -15,8 +15,8 @@ __all__ = ["segment_mean", "merge_segments", "masked_mean"]
 
 
 def segment_mean(x: torch.Tensor, lengths: torch.Tensor, segments: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [B, T, D], lengths [B] -> (means [B, K, D], counts [B, K] float; empty segments mean 0)."""
-    t = torch.arange(x.shape[1], device=x.device)[None, None, :]  # [1, 1, T]
+    """x [..., B, T, D], lengths [B] -> (means [..., B, K, D], counts [B, K] float; empty segments mean 0)."""
+    t = torch.arange(x.shape[-2], device=x.device)[None, None, :]  # [1, 1, T]
     k = torch.arange(segments, device=x.device)[None, :, None]  # [1, K, 1]
     n = lengths.to(x.device)[:, None, None]  # [B, 1, 1]
     start = torch.div(k * n, segments, rounding_mode="floor")

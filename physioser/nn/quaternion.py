@@ -201,8 +201,9 @@ class QuaternionNorm(nn.Module):
     def scale_centred(self, x: torch.Tensor) -> torch.Tensor:
         """The norm of an input whose components are already centred (e.g. by :func:`conv_norm`)."""
         extra = (1,) * (x.dim() - 2)
-        power = x.pow(2).mean(dim=1, keepdim=True) * 4.0  # mean squared quaternion modulus
-        return x * torch.rsqrt(power + self.eps) * self.gain.repeat(4).view(1, -1, *extra) + self.bias.view(1, -1, *extra)
+        # mean squared quaternion modulus = 4 x the mean square over channels: 1/sqrt(4 m + eps) = 0.5/sqrt(m + eps/4)
+        scale = torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 0.25 * self.eps)
+        return x * scale * (0.5 * self.gain).repeat(4).view(1, -1, *extra) + self.bias.view(1, -1, *extra)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = x.unflatten(1, (4, self.quaternions))

@@ -283,6 +283,11 @@ class VAPFrontEnd(nn.Module):
 
     def raw(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The un-normalised quartet in physical units (see ``units``) -> ([B, 4, F, T], frame_lengths)."""
+        quartet, frame_lengths, _ = self._raw(waveforms, lengths)
+        return quartet, frame_lengths
+
+    def _raw(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(raw quartet with padded frames zeroed, frame_lengths, frame mask [B, 1, 1, T] float)."""
         self._check(waveforms, lengths)
         lengths = lengths.to(device=waveforms.device, dtype=torch.long)
         cfg = self.config
@@ -347,7 +352,7 @@ class VAPFrontEnd(nn.Module):
         quartet = torch.stack([parts[c] for c in self.component_names], dim=1).transpose(2, 3)  # [B, 4, F, T]
         frame_lengths = self.frame_lengths(lengths)
         mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
-        return quartet * mask, frame_lengths
+        return quartet * mask, frame_lengths, mask
 
     def _centroid_delay(self, x: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
         """Sub-pitch-period group delay from the energy centroid, |X|^p-weighted over sub-windows -> [B, T, K] ms."""
@@ -367,23 +372,26 @@ class VAPFrontEnd(nn.Module):
 
     def normalise(self, quartet: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Apply ``config.normalize`` to a raw quartet [B, 4, F, T]; padded frames stay zero."""
-        cfg = self.config
         mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+        return self._normalise(quartet * mask, mask)
+
+    def _normalise(self, quartet: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``normalise`` of a quartet whose padded frames are already zero (mask [B, 1, 1, T] float)."""
+        cfg = self.config
         if cfg.normalize == "none":
-            return quartet * mask
+            return quartet
         if cfg.normalize == "dataset":
-            out = (quartet - self.stat_mean[..., None]) / self.stat_std[..., None]
-            return out * mask
+            return (quartet - self.stat_mean[..., None]) / self.stat_std[..., None] * mask
         dims = (-1,) if cfg.normalize == "utterance_band" else (-2, -1)
         count = (mask.sum(-1, keepdim=True) * (1.0 if len(dims) == 1 else quartet.shape[-2])).clamp(min=1.0)
-        mean = (quartet * mask).sum(dims, keepdim=True) / count
+        mean = quartet.sum(dims, keepdim=True) / count
         centred = (quartet - mean) * mask
         std = torch.sqrt(centred.pow(2).sum(dims, keepdim=True) / count + cfg.norm_eps)
         return centred / std
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        quartet, frame_lengths = self.raw(waveforms, lengths)
-        return self.normalise(quartet, frame_lengths), frame_lengths
+        quartet, frame_lengths, mask = self._raw(waveforms, lengths)
+        return self._normalise(quartet, mask), frame_lengths
 
     # ------------------------------------------------------------------ statistics
     @torch.no_grad()
