@@ -40,3 +40,21 @@ def test_readme_verdicts_follow_the_targets():
     assert "| 2 s | 2 | 36.6 / 40.3 | 20.0 / 27.3 | 0.010 | 1.83× / 1.83× |" in text
     text = readme(_data(speedup_1=1.6, speedup_2=1.7, p95_2s_2thr=55.0, added_1=0.2, added_2=0.2))
     assert "**not met** (55.0 ms)" in text and "met on 1 thread (1.60×)" in text
+
+
+def test_gpu_results_merge_under_their_own_keys(tmp_path):
+    import json
+
+    from physioser.bench.runtime import main
+
+    out = tmp_path / "runtime.json"
+    out.write_text(json.dumps(_data(1.6, 1.7, 30.0, 0.2, 0.2)))
+    torch_gpu, ort_gpu = tmp_path / "gpu.json", tmp_path / "gpu_ort.json"
+    torch_gpu.write_text(json.dumps({"device": "GPU", "rows": [{"precision": "fp32", "batch": 1}]}))
+    ort_gpu.write_text(json.dumps({"profiles": {"desktop-gpu fp32": {"providers": ["CUDAExecutionProvider"]}}, "rows": []}))
+    main(["--out", str(out), "--merge-gpu", str(torch_gpu)])
+    main(["--out", str(out), "--merge-gpu", str(ort_gpu)])
+    data = json.loads(out.read_text())
+    assert data["gpu"]["device"] == "GPU"
+    assert data["gpu_onnxruntime"]["profiles"]["desktop-gpu fp32"]["providers"] == ["CUDAExecutionProvider"]
+    assert data["vap_cost"][1]["ort_added_over_without_vap"] == 0.2

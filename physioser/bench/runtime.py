@@ -294,6 +294,66 @@ def gpu_bench(model, out: Path, seconds: float = 2.0) -> dict:
     return res
 
 
+def gpu_ort_bench(graph: Path, out: Path, seconds: float = 2.0) -> dict:
+    """onnxruntime on the GPU through the hardware profiles (lent GPU machine, onnxruntime-gpu):
+    which execution providers each profile's Engine gets, parity of its outputs with the CPU
+    provider, batch-1 latency and batched throughput (seconds of audio per second, host <-> device
+    copies included), fp32 and fp16 (``convert_precision``) graphs of the same model."""
+    import logging
+
+    import onnxruntime as ort
+
+    from physioser.runtime.engine import Engine
+
+    if hasattr(ort, "preload_dlls"):  # CUDA / cuDNN from the nvidia-* pip packages, where present
+        ort.preload_dlls()
+    logging.basicConfig(level=logging.WARNING)
+    n = int(seconds * physioser.SAMPLE_RATE)
+    probe, plen = probe_waveforms([n, n * 3 // 4, n // 2, n], seed=5)
+    cpu = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    ref = cpu.run(["logits", "probs"], {"waveform": probe, "lengths": plen})
+    res = {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers(),
+           "window_s": seconds, "profiles": {}, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = {"fp32": graph, "fp16": convert_precision(graph, Path(tmp) / "model.fp16.onnx", "fp16")}
+        for profile in ("desktop-gpu", "jetson-orin"):
+            for precision, path in graphs.items():
+                try:
+                    engine = Engine.from_path(path, profile)
+                except Exception as exc:  # a provider that cannot start here: record it, go on
+                    res["profiles"][f"{profile} {precision}"] = {"error": str(exc)[:500]}
+                    print(profile, precision, "error:", exc, flush=True)
+                    continue
+                out_ = engine.infer(probe, plen)
+                entry = {"providers": engine.providers,
+                         "max_abs_logits_vs_cpu_fp32": float(np.abs(out_["logits"] - ref[0]).max()),
+                         "max_abs_probs_vs_cpu_fp32": float(np.abs(out_["probs"] - ref[1]).max()),
+                         "argmax_agree_vs_cpu_fp32": float((out_["logits"].argmax(-1) == ref[0].argmax(-1)).mean())}
+                res["profiles"][f"{profile} {precision}"] = entry
+                print(profile, precision, entry, flush=True)
+                if profile != "desktop-gpu":
+                    continue
+                session = engine._backend.session
+                for batch in (1, 8, 32, 64, 128):
+                    wave, lens = probe_waveforms([n] * batch)
+                    feed = {"waveform": wave, "lengths": lens}
+                    for _ in range(3):
+                        session.run(None, feed)
+                    times = []
+                    for _ in range(20):
+                        t0 = time.perf_counter()
+                        session.run(None, feed)
+                        times.append(time.perf_counter() - t0)
+                    dt = statistics.median(times)
+                    row = {"precision": precision, "batch": batch, "latency_ms": round(dt * 1e3, 3),
+                           "p95_ms": _percentiles([t * 1e3 for t in times])["p95_ms"],
+                           "audio_s_per_s": round(batch * seconds / dt, 1)}
+                    res["rows"].append(row)
+                    print(row, flush=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
 def _row(data: dict, window: float, threads: int) -> dict:
     return next(r for r in data["latency"] if r["window_s"] == window and r["threads"] == threads)
 
@@ -349,13 +409,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dump-full", type=Path, default=None, help="write the whole model (backbone included) here and stop")
     ap.add_argument("--full", type=Path, default=None, help="load the model from a --dump-full folder (GPU machine)")
     ap.add_argument("--readme", action="store_true", help="print the README's tables and target lines from --out and stop")
+    ap.add_argument("--gpu-ort", type=Path, default=None,
+                    help="onnxruntime-gpu benchmark of the ONNX graph given by --onnx through the GPU profiles; JSON here")
+    ap.add_argument("--onnx", type=Path, default=None, help="with --gpu-ort: the exported fp32 graph")
     args = ap.parse_args(argv)
     if args.readme:
         print(readme(json.loads(args.out.read_text())))
         return
+    if args.gpu_ort:
+        if args.onnx is None:
+            ap.error("--gpu-ort needs --onnx GRAPH (e.g. `physioser export --checkpoint default --out model.onnx`)")
+        gpu_ort_bench(args.onnx, args.gpu_ort)
+        return
     if args.merge_gpu:
         data = json.loads(args.out.read_text())
-        data["gpu"] = json.loads(args.merge_gpu.read_text())
+        gpu = json.loads(args.merge_gpu.read_text())
+        data["gpu_onnxruntime" if "profiles" in gpu else "gpu"] = gpu
         args.out.write_text(json.dumps(data, indent=1))
         return
     if args.gpu:
@@ -395,8 +464,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.out.exists():
         old = json.loads(args.out.read_text())
-        if "gpu" in old:
-            data["gpu"] = old["gpu"]
+        for key in ("gpu", "gpu_onnxruntime"):
+            if key in old:
+                data[key] = old[key]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1))
     print(f"wrote {args.out}")
