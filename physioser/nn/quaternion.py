@@ -184,8 +184,8 @@ class QuaternionNorm(nn.Module):
     batch size do not leak into the statistics). Affine: one real gain per quaternion channel (it
     scales the whole quaternion) and one bias per real channel.
 
-    ``forward(x) = scale_centred(x @ centring)``: the centring is a fixed linear map over channels,
-    so :func:`conv_norm` folds it into the weights of the layer before.
+    ``forward`` = ``scale_centred`` of the input with ``centring`` [C, C] applied over its channels:
+    a fixed linear map, so :func:`conv_norm` folds it into the weights of the layer before.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:

@@ -5,9 +5,10 @@ each windowed frame with fixed Fourier bases, the cepstral maps as matmuls of ra
 ``lifter_samples``, atan2 from Atan and arithmetic), so it traces to ONNX and runs as a few cheap
 nodes there. Precision: float32 with the default minimum-phase group delay; float64 for the DFT and
 the cepstral maps with the measured group delays ("plain", "modified", "centroid"), whose ratio of
-two spectra near a spectral null turns float32 summation-order noise into errors of several us. Frames: Hann window of ``win_length`` samples centred on sample
-``t * hop_length`` (the signal is zero-padded on both sides by at least ``win_length // 2``), time inside a
-frame measured from the window centre, ``n_fft``-point DFT. ``T = 1 + S // hop``, and an item of
+two spectra near a spectral null turns float32 summation-order noise into errors of several us.
+Frames: Hann window of ``win_length`` samples centred on sample ``t * hop_length`` (the signal is
+zero-padded on both sides by at least ``win_length // 2``), time inside a frame measured from the
+window centre, ``n_fft``-point DFT. ``T = 1 + S // hop``, and an item of
 ``n`` samples has ``1 + n // hop`` valid frames; frames past that are zeroed. Samples past an item's
 length are zeroed first, so an item gives the same valid frames alone or inside a padded batch.
 
@@ -221,9 +222,10 @@ class VAPFrontEnd(nn.Module):
             offset = w * (bin_hz[:, None] - centres[None, :])
             self.register_buffer("pool_offset", torch.tensor(offset, dtype=torch.float32), persistent=False)
         self.register_buffer("band_centres", torch.tensor(centres, dtype=torch.float32), persistent=False)
-        # The cepstral maps (in ``precision``): log|X| @ analysis -> Q cepstral coefficients (+ the band means of
-        # log|X| when pooled); cepstrum @ synthesis -> per-bin envelope (unpooled or modified group
-        # delay) and per-bin minimum-phase delay; cepstrum @ cep_to_bands -> the band means of M.
+        # The cepstral maps (in ``precision``): log|X| @ analysis -> Q cepstral coefficients (+ the
+        # band means of log|X| when pooled); cepstrum @ synthesis -> per-bin envelope (unpooled or
+        # modified group delay) and per-bin minimum-phase delay; cepstrum @ cep_to_bands -> the band
+        # means of M.
         self.per_bin_envelope = self.pool is None or cfg.group_delay == "modified"
         analysis = [to_cepstrum] if self.pool is None else [to_cepstrum, pool_mean]
         synthesis = ([cep_to_envelope] if self.per_bin_envelope else []) + ([cep_to_delay] if cfg.group_delay == "minphase" else [])
@@ -304,10 +306,10 @@ class VAPFrontEnd(nn.Module):
         after, before = wx[..., c + 1 :], wx[..., :c].flip(-1)  # offsets m = 1..c and -1..-c
         even = torch.cat([wx[..., c : c + 1], after + before], dim=-1) @ self.even_basis  # [B, T, K or 2K]
         odd = (after - before) @ self.odd_basis
-        re64, im64 = (even, odd) if even.shape[-1] == K else (even[..., :K], odd[..., :K])
+        dft_re, dft_im = (even, odd) if even.shape[-1] == K else (even[..., :K], odd[..., :K])
         # Past the DFT, float32 suffices: each elementwise op rounds once (and identically in eager
         # PyTorch and onnxruntime).
-        re, im = re64.to(torch.float32), im64.to(torch.float32)
+        re, im = dft_re.to(torch.float32), dft_im.to(torch.float32)
         power = re * re + im * im
         power = power + (cfg.power_floor + self.relative_floor * power.mean(dim=-1, keepdim=True))
         logmag = 0.5 * torch.log(power)
@@ -328,11 +330,11 @@ class VAPFrontEnd(nn.Module):
         elif cfg.group_delay == "centroid":
             delay = self._centroid_delay(x, num_frames)
         else:
-            num = re64 * odd[..., K:] + im64 * even[..., K:]  # X_R Y_R + X_I Y_I
+            num = dft_re * odd[..., K:] + dft_im * even[..., K:]  # X_R Y_R + X_I Y_I
             if cfg.group_delay == "plain":
-                power64 = re64 * re64 + im64 * im64
-                power64 = power64 + cfg.power_floor + self.relative_floor * power64.mean(dim=-1, keepdim=True)
-                delay = (num / power64).to(torch.float32) * (1000.0 / cfg.sample_rate)
+                dft_power = dft_re * dft_re + dft_im * dft_im
+                dft_power = dft_power + cfg.power_floor + self.relative_floor * dft_power.mean(dim=-1, keepdim=True)
+                delay = (num / dft_power).to(torch.float32) * (1000.0 / cfg.sample_rate)
             else:
                 t = num.to(torch.float32) * torch.exp(-2.0 * cfg.mgd_gamma * envelope)
                 delay = torch.sign(t) * torch.abs(t).pow(cfg.mgd_alpha)
