@@ -33,14 +33,15 @@ import torch
 import physioser
 
 OPSET = 17
-GRAPH_VERSION = 5
+GRAPH_VERSION = 6
 """Version of the graphs this code exports for the same weights; part of the ONNX cache key
 (``physioser.runtime.models.cached_onnx``), so a cached graph is rebuilt when it changes.
 2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs).
 3: VAP front end: float64 rank-Q cepstral maps, float32 past the DFT (same outputs).
 4: Hann window folded into the DFT bases (same outputs).
 5: float32 DFT for the minimum-phase front end, conv-folded QuaternionNorm centring, backbone and
-   VAP segment means projected after pooling (logits move <= 1e-5)."""
+   VAP segment means projected after pooling (logits move <= 1e-5).
+6: the VAP encoder's 1-D convs exported as 2-D convs over a height-1 map (same outputs)."""
 INPUT_NAMES = ("waveform", "lengths")
 OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal")
 REQUIRED_OUTPUTS = ("logits", "probs", "embedding")

@@ -236,8 +236,13 @@ def conv_norm(conv: nn.Module, norm: QuaternionNorm | RealChannelNorm, x: torch.
     weight = conv.weight() if callable(conv.weight) else conv.weight
     weight = (norm.centring @ weight.flatten(1)).view_as(weight)
     bias = None if conv.bias is None else norm.centring @ conv.bias
-    fn = F.conv2d if weight.dim() == 4 else F.conv1d
-    return norm.scale_centred(fn(x, weight, bias, conv.stride, conv.padding, conv.dilation))
+    if weight.dim() == 4:
+        return norm.scale_centred(F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation))
+    # a 1-D conv as a 2-D conv over a height-1 map: onnxruntime then uses its blocked (NCHWc) conv
+    # kernels, 0.1-0.3 ms faster per window here for the VAP encoder's 256 -> 128 channel conv
+    (stride,), (padding,), (dilation,) = conv.stride, conv.padding, conv.dilation
+    y = F.conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, stride), (0, padding), (1, dilation))
+    return norm.scale_centred(y.squeeze(2))
 
 
 def real_twin(layer: nn.Module) -> nn.Module:
