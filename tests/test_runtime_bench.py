@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from physioser.bench.runtime import _paired, readme
+from physioser.bench.runtime import readme
+from physioser.bench.timing import paired
 
 
 def _stats(p50: float, p95: float | None = None) -> dict:
@@ -27,9 +28,9 @@ def _data(speedup_1: float, speedup_2: float, p95_2s_2thr: float, added_1: float
 
 
 def test_paired_statistics_are_medians_of_per_round_differences_and_ratios():
-    assert _paired([12.0, 30.0, 14.0], [10.0, 10.0, 10.0]) == (4.0, 1.4)
+    assert paired([12.0, 30.0, 14.0], [10.0, 10.0, 10.0]) == (4.0, 1.4)
     # a slow drift that hits both runtimes alike leaves the paired ratio unchanged
-    assert _paired([2.0, 4.0, 8.0], [1.0, 2.0, 4.0])[1] == 2.0
+    assert paired([2.0, 4.0, 8.0], [1.0, 2.0, 4.0])[1] == 2.0
 
 
 def test_readme_verdicts_follow_the_targets():

@@ -39,12 +39,12 @@ import numpy as np
 import torch
 
 import physioser
+from physioser.bench.timing import IDLE_S, paired, time_rounds
 from physioser.export import convert_precision, export_onnx, probe_waveforms
 
 OUT = Path(__file__).resolve().parents[2] / "eval" / "bench" / "runtime.json"
 WINDOWS_S = (1.0, 2.0, 4.0)
 THREADS = (1, 2)
-IDLE_S = 0.02
 
 
 def _percentiles(times: list[float]) -> dict[str, float]:
@@ -135,31 +135,9 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
-def _time_rounds(fns: dict, runs: int, warmup: int = 2, idle_s: float = IDLE_S) -> dict[str, list[float]]:
-    """Time several callables in turn, round after round (same load for each), each call after
-    ``idle_s`` of idle time; the ms of every call per name, in round order."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            time.sleep(idle_s)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def _time_pair(fns: dict, runs: int) -> dict[str, dict[str, float]]:
-    """p50/p95 per name of :func:`_time_rounds`."""
-    return {k: _percentiles(v) for k, v in _time_rounds(fns, runs).items()}
-
-
-def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Median over rounds of a - b and of a / b (pairs of calls made next to each other, so slow
-    drifts of the machine's speed cancel)."""
-    return (round(statistics.median(x - y for x, y in zip(a, b)), 3), round(statistics.median(x / y for x, y in zip(a, b)), 3))
+    """p50/p95 per name of :func:`time_rounds`."""
+    return {k: _percentiles(v) for k, v in time_rounds(fns, runs).items()}
 
 
 def _vap_cost(graphs: dict[str, tuple], threads: int, runs: int) -> dict:
@@ -176,14 +154,14 @@ def _vap_cost(graphs: dict[str, tuple], threads: int, runs: int) -> dict:
     # one round-robin per runtime: the ratio pairs calls of the same runtime, and neither runtime's
     # worker threads are still awake from the other's previous call
     with torch.inference_mode():
-        raw = {**_time_rounds(ort_fns, runs), **_time_rounds(torch_fns, runs)}
+        raw = {**time_rounds(ort_fns, runs), **time_rounds(torch_fns, runs)}
     t = {k: _percentiles(v) for k, v in raw.items()}
     out = {"window_s": 2.0, "threads": threads, "rounds": runs, **t}
     for eng in ("ort", "torch"):
-        added, ratio = _paired(raw[f"{eng}_full"], raw[f"{eng}_without_vap"])
+        added, ratio = paired(raw[f"{eng}_full"], raw[f"{eng}_without_vap"])
         out[f"{eng}_added_ms"] = added
         out[f"{eng}_added_over_without_vap"] = round(ratio - 1.0, 3)
-        out[f"{eng}_vap_over_backbone"] = _paired(raw[f"{eng}_vap_branch"], raw[f"{eng}_backbone_branch"])[1]
+        out[f"{eng}_vap_over_backbone"] = paired(raw[f"{eng}_vap_branch"], raw[f"{eng}_backbone_branch"])[1]
     return out
 
 
@@ -206,13 +184,13 @@ def cpu_bench(model, cfg: dict, meta: dict, runs: int, workdir: Path) -> dict:
             tw, tl = torch.from_numpy(wave), torch.from_numpy(lens)
             feed = {"waveform": wave, "lengths": lens}
             with torch.inference_mode():
-                raw = _time_rounds({"torch": lambda: model(tw, tl), "onnxruntime": lambda: sess.run(None, feed)}, runs)
+                raw = time_rounds({"torch": lambda: model(tw, tl), "onnxruntime": lambda: sess.run(None, feed)}, runs)
             t = {k: _percentiles(v) for k, v in raw.items()}
             row = {"window_s": window, "threads": threads}
             for name, stats in t.items():
                 row[name] = {**stats, "rtf": round(stats["p50_ms"] / 1e3 / window, 4)}
             row["speedup_p50"] = round(t["torch"]["p50_ms"] / t["onnxruntime"]["p50_ms"], 2)
-            row["speedup_paired"] = round(_paired(raw["torch"], raw["onnxruntime"])[1], 2)
+            row["speedup_paired"] = round(paired(raw["torch"], raw["onnxruntime"])[1], 2)
             results["latency"].append(row)
             print(f"{threads} thr {window:.0f} s: torch p50 {t['torch']['p50_ms']:.1f} p95 {t['torch']['p95_ms']:.1f} | "
                   f"ort p50 {t['onnxruntime']['p50_ms']:.1f} p95 {t['onnxruntime']['p95_ms']:.1f} ms", flush=True)
