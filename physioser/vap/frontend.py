@@ -372,13 +372,9 @@ class VAPFrontEnd(nn.Module):
         delay = (weight * delay).sum(dim=2) / weight.sum(dim=2)
         return delay.to(torch.float32) * (1000.0 / cfg.sample_rate)
 
-    def normalise(self, quartet: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
-        """Apply ``config.normalize`` to a raw quartet [B, 4, F, T]; padded frames stay zero."""
-        mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
-        return self._normalise(quartet * mask, mask)
-
     def _normalise(self, quartet: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``normalise`` of a quartet whose padded frames are already zero (mask [B, 1, 1, T] float)."""
+        """Apply ``config.normalize`` to a raw quartet [B, 4, F, T] whose padded frames are zero
+        (mask [B, 1, 1, T] float); they stay zero."""
         cfg = self.config
         if cfg.normalize == "none":
             return quartet
