@@ -19,6 +19,7 @@ EXPECTED = {
     "EMOVO": (588, 6, {e: 84 for e in ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")}),
     "URDU": (400, 29, {e: 100 for e in ("neutral", "happy", "angry", "sad")}),
     "KoreanEmotionTTS": (300, 15, {e: 75 for e in ("neutral", "happy", "angry", "sad")}),
+    "ASED": (2474, 65, {"neutral": 522, "fearful": 510, "happy": 486, "sad": 470, "angry": 486}),
 }
 
 
@@ -42,19 +43,39 @@ def test_ravdess_scan_reports_actor_07_duplicate_pair():
     assert stats["files"] == 1440 and 2.5 < stats["min_s"] < stats["median_s"] < stats["max_s"] < 6.0
 
 
-def test_korean_folds_share_neither_speakers_nor_sentences():
-    rows = read_corpus("KoreanEmotionTTS", corpus_dir("KoreanEmotionTTS"))
-    folds = make_folds(rows, "KoreanEmotionTTS", protocol=PROTOCOL_DIR / "KoreanEmotionTTS.yaml")
+@pytest.mark.parametrize("name", ["KoreanEmotionTTS", "ASED"])
+def test_sentence_tied_corpus_folds_share_neither_speakers_nor_sentences(name):
+    rows = read_corpus(name, corpus_dir(name))
+    folds = make_folds(rows, name, protocol=PROTOCOL_DIR / f"{name}.yaml")
     test_count = np.zeros(len(rows), dtype=int)
+    classes = {r.canonical for r in rows}
     for fold in folds:
         test_count[fold.test] += 1
         for field in ("speaker", "sentence"):
             test_values = {getattr(rows[i], field) for i in fold.test}
             assert not {getattr(rows[i], field) for i in fold.train} & test_values
             assert not {getattr(rows[i], field) for i in fold.val} & test_values
-        assert {rows[i].canonical for i in fold.test} == {"neutral", "happy", "angry", "sad"}
+        assert {rows[i].canonical for i in fold.test} == classes
         assert len(fold.train) > len(fold.discarded)
     assert (test_count == 1).all()
+
+
+def test_ased_participants_from_gender_and_speaker_codes():
+    rows = read_corpus("ASED", corpus_dir("ASED"))
+    codes = {(r.path.stem.split("-")[3], r.speaker) for r in rows}  # (gender code, participant) as in the names
+    assert len(codes) == 70 and len({r.speaker for r in rows}) == 65
+    doubled = sorted(s for s in {r.speaker for r in rows} if len({g for g, p in codes if p == s}) > 1)
+    assert doubled == ["09", "15", "21", "23", "25"]
+    genders = {r.speaker: r.gender for r in rows}
+    assert Counter(genders.values()) == {"F": 25, "M": 40}  # the corpus README: 25 female, 40 male
+    assert all(genders[s] == "F" for s in doubled)
+    # sentences 01-02 are shared by all five emotions, every other sentence id by one emotion only
+    emotions = {}
+    for r in rows:
+        emotions.setdefault(r.sentence, set()).add(r.canonical)
+    assert {s for s, e in emotions.items() if len(e) > 1} == {"01", "02"}
+    assert len(emotions) == 27 and all(len(emotions[s]) == 5 for s in ("01", "02"))
+    assert [r.path.name for r in rows if r.path.stem[0].isupper()] == ["S4-04-02-01-29.flac"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

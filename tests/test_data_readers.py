@@ -188,14 +188,32 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
     ),
     "TurEV-DB": (
         {
-            "Sound Source/Angry/1157_kz_beste.wav": ("kz", "angry", "1157", None, "beste", None),
-            "Sound Source/Calm/1234_sk_algi.flac": ("sk", "calm", "1234", None, "algi", None),
-            "Sound Source/Sad/1358_hl_acik.wav": ("hl", "sad", "1358", None, "acik", None),
+            "Angry/1157_kz_beste.wav": ("kz", "angry", "1157", None, "beste", None),
+            "Calm/1234_sk_algi.flac": ("sk", "calm", "1234", None, "algi", None),
+            "Sad/1358_hl_acik.wav": ("hl", "sad", "1358", None, "acik", None),
+            "Sad/7895_hl_ogul1.wav": ("hl", "sad", "7895", None, "ogul", None),  # a digit after the word
         },
         {
-            "Sound Source/Happy/1157_kz_okul.wav": "emotion code 'kz' in the name disagrees with its folder 'Happy'",
-            "Sound Source/Sad/badname.wav": "does not match",
-            "Sound Source/Other/1157_kz_kalem.wav": "not one of Angry/Calm/Happy/Sad",
+            "Happy/1157_kz_okul.wav": "emotion code 'kz' in the name disagrees with its folder 'Happy'",
+            "Sad/badname.wav": "does not match",
+            "Sad/7895_hl_1ogul.wav": "does not match",
+            "Other/1157_kz_kalem.wav": "not one of Angry/Calm/Happy/Sad",
+        },
+        {},
+    ),
+    "ASED": (
+        {
+            "01Neutral/n1-01-01-01-01.wav": ("n", "neutral", "01", "F", "01", None),
+            "04Sad/S4-04-02-01-29.flac": ("s", "sad", "29", "F", "s04", None),  # upper-case code, as published
+            "04Sad/s4-02-01-01-29.flac": ("s", "sad", "29", "F", "02", None),
+            "02Fearful/f2-01-01-02-29.wav": ("f", "fearful", "29", "F", "01", None),  # minority gender code: the participant's
+            "05Angry/a5-03-01-02-50.wav": ("a", "angry", "50", "M", "a03", None),
+        },
+        {
+            "03Happy/a5-03-01-02-50.wav": "disagrees with its folder '03Happy'",
+            "05Angry/a4-03-01-02-50.wav": "emotion letter 'a' and folder number 4 disagree",
+            "05Angry/a5-08-01-02-50.wav": "does not match ASED naming",
+            "05Angry/a5-03-01-03-50.wav": "does not match ASED naming",
         },
         {},
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -446,11 +447,15 @@ register(
         name="TurEV-DB",
         language="tr",
         description="Turkish Emotional Voice Database (acted single words)",
-        layout="Sound Source/Angry|Calm|Happy|Sad/SPK_code_word.wav (code kz angry, sk calm, mt happy, hl sad), "
-        "e.g. Sound Source/Angry/1157_kz_beste.wav; point ROOT at 'Sound Source' (the repository's other folders hold filtered copies)",
+        layout="Angry|Calm|Happy|Sad/SPK_code_word[N].wav (code kz angry, sk calm, mt happy, hl sad; a digit may follow "
+        "the word, e.g. Sad/7895_hl_ogul1.wav), e.g. Angry/1157_kz_beste.wav; ROOT is the repository's 'Sound Source' "
+        "folder (its other folders hold filtered copies of the same recordings)",
         labels={"kz": "angry", "sk": "calm", "mt": "happy", "hl": "sad"},
-        reader=_by_name(r"(?P<speaker>\d+)_(?P<code>[a-z]{2})_(?P<word>[A-Za-z]+)", _turev),
-        confounds=("single isolated words; the same words are acted in every emotion",),
+        reader=_by_name(r"(?P<speaker>\d+)_(?P<code>[a-z]{2})_(?P<word>[A-Za-z]+)(?P<take>\d*)", _turev),
+        confounds=(
+            "single isolated words; the same words are acted in every emotion",
+            "a digit after the word (7895_hl_ogul1) is not part of the word: sentence = the word without it",
+        ),
         url="https://github.com/Xeonen/TurEV-DB",
     )
 )
@@ -562,6 +567,73 @@ register(
             "sentence id = the file index; the same index is treated as the same sentence in both parts (conservative)",
         ),
         url="https://github.com/emotiontts/emotiontts_open_db",
+    )
+)
+
+
+# --------------------------------------------------------------------------------------- ASED
+ASED_FOLDERS = {"n": "01Neutral", "f": "02Fearful", "h": "03Happy", "s": "04Sad", "a": "05Angry"}
+ASED_COMMON_SENTENCES = ("01", "02")  # spoken in all five emotions; 03-07 are emotion-specific texts
+ASED_GENDERS = {"01": "F", "02": "M"}
+ASED_NAME = re.compile(
+    r"(?P<emotion>[nfhsa])(?P<folder>[1-5])-(?P<sentence>0[1-7])-(?P<repetition>0[12])-(?P<gender>0[12])-(?P<speaker>\d\d)",
+    re.IGNORECASE,
+)
+
+
+def _read_ased(spec: CorpusSpec, root: Path) -> Listing:
+    """Speaker = the participant number (SS); a participant's gender = the majority of the
+    gender codes on its files (five participants carry one file each with the other code)."""
+    listing = Listing()
+    parsed: list[tuple[Path, re.Match]] = []
+    for path in audio_files(root):
+        m = ASED_NAME.fullmatch(path.stem)
+        if m is None:
+            listing.unmatched.append(Unmatched(path, f"name {path.name!r} does not match ASED naming ({spec.layout})"))
+            continue
+        folder = ASED_FOLDERS[m["emotion"].lower()]
+        if m["folder"] != folder[1]:
+            listing.unmatched.append(Unmatched(path, f"emotion letter {m['emotion']!r} and folder number {m['folder']} disagree (expected {folder[:2]})"))
+        elif path.parent.name.lower() in {f.lower() for f in ASED_FOLDERS.values()} and path.parent.name.lower() != folder.lower():
+            listing.unmatched.append(Unmatched(path, f"emotion {m['emotion']!r} in the name disagrees with its folder {path.parent.name!r}"))
+        else:
+            parsed.append((path, m))
+    codes: dict[str, Counter] = {}
+    for _, m in parsed:
+        codes.setdefault(m["speaker"], Counter())[m["gender"]] += 1
+    genders = {}
+    for speaker, counts in codes.items():
+        (top, n), *rest = counts.most_common()
+        genders[speaker] = ASED_GENDERS[top] if not rest or rest[0][1] < n else None
+    for path, m in parsed:
+        letter = m["emotion"].lower()
+        sentence = m["sentence"] if m["sentence"] in ASED_COMMON_SENTENCES else f"{letter}{m['sentence']}"
+        listing.rows.append(spec.row(path, letter, m["speaker"], genders[m["speaker"]], sentence=sentence))
+    return listing
+
+
+register(
+    CorpusSpec(
+        name="ASED",
+        language="am",
+        description="Amharic Speech Emotion Dataset v1 (65 participants, 25 emotion-specific and 2 common sentences)",
+        layout="01Neutral|02Fearful|03Happy|04Sad|05Angry/EN-YY-RR-GG-SS.wav (EN emotion letter + folder number "
+        "n1 f2 h3 s4 a5, either case; YY sentence 01-07; RR repetition 01-02; GG gender 01 female, 02 male; "
+        "SS participant 01-65), e.g. 05Angry/a5-03-01-02-50.wav",
+        labels={"n": "neutral", "f": "fearful", "h": "happy", "s": "sad", "a": "angry"},
+        reader=_read_ased,
+        folds="speaker_sentence",
+        confounds=(
+            "sentence-emotion tie: sentences 03-07 of each emotion folder are emotion-specific texts (25 in all, "
+            "sentence id = emotion letter + number, e.g. a03); 01-02 are the two common texts spoken in every "
+            "emotion; folds hold out speakers and sentences together",
+            "speaker = the participant number: the names carry 70 gender+participant codes for 65 participants, "
+            "because participants 09, 15, 21, 23 and 25 each have one file with the male code among female-coded "
+            "ones; gender = the majority code (25 female, 40 male, as the corpus README says)",
+            "one emotion code is upper case (04Sad/S4-04-02-01-29); codes are read case-insensitively",
+            "recordings kept only where at least five of eight judges agreed: an easy corpus",
+        ),
+        url="https://doi.org/10.1145/3529759",
     )
 )
 
