@@ -3,7 +3,8 @@
 The contract (``export/ONNX_CONTRACT.md``): inputs ``waveform`` float32 [batch, samples] and
 ``lengths`` int64 [batch]; outputs ``logits`` [batch, classes], ``probs`` [batch, classes],
 ``embedding`` [batch, dim] (+ ``valence``, ``arousal`` [batch] when the model predicts them);
-batch and samples are dynamic; opset >= 17; metadata properties listed in ``REQUIRED_METADATA``.
+batch and samples are dynamic; opset >= 17; metadata properties listed in ``WRITTEN_METADATA``
+(:mod:`physioser.runtime.contract`).
 
 Library: :func:`export_onnx` works for any ``torch.nn.Module`` whose
 ``forward(waveform [B, S], lengths [B])`` returns a dict with (some of) those names or a tuple
@@ -18,9 +19,11 @@ length reliably, where the dynamo exporter's support for them is incomplete (not
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
+import os
 import statistics
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,32 +34,33 @@ import numpy as np
 import torch
 
 import physioser
+from physioser.model.directory import load_checkpoint, torch_engine
+from physioser.paths import cache_dir
+from physioser.runtime.contract import (
+    INPUT_NAMES,
+    OPSET,
+    OUTPUT_ORDER,
+    REQUIRED_OUTPUTS,
+    WRITTEN_METADATA,
+    EngineError,
+    default_metadata,
+    metadata_strings,
+)
+from physioser.runtime.engine import Engine, OrtBackend, session_options
+from physioser.runtime.integrity import sha256_file, verify_integrity
+from physioser.runtime.profiles import HardwareProfile, load_profile
 
-OPSET = 17
+log = logging.getLogger(__name__)
+
 GRAPH_VERSION = 6
 """Version of the graphs this code exports for the same weights; part of the ONNX cache key
-(``physioser.runtime.models.cached_onnx``), so a cached graph is rebuilt when it changes.
+(:func:`cached_onnx`), so a cached graph is rebuilt when it changes.
 2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs).
 3: VAP front end: float64 rank-Q cepstral maps, float32 past the DFT (same outputs).
 4: Hann window folded into the DFT bases (same outputs).
 5: float32 DFT for the minimum-phase front end, conv-folded QuaternionNorm centring, backbone and
    VAP segment means projected after pooling (logits move <= 1e-5).
 6: the VAP encoder's 1-D convs exported as 2-D convs over a height-1 map (same outputs)."""
-INPUT_NAMES = ("waveform", "lengths")
-OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal")
-REQUIRED_OUTPUTS = ("logits", "probs", "embedding")
-# metadata_props keys; list values are stored as JSON
-REQUIRED_METADATA = (
-    "class_names",
-    "sample_rate",
-    "window_s",
-    "hop_s",
-    "backbone",
-    "physioser_version",
-    "training_corpora",
-    "precision",
-    "min_samples",
-)
 
 
 class ExportError(RuntimeError):
@@ -112,10 +116,6 @@ def probe_waveforms(lengths: Sequence[int], seed: int = 0, sample_rate: int = ph
     return out, np.asarray(lengths, dtype=np.int64)
 
 
-def _metadata_strings(metadata: dict[str, Any]) -> dict[str, str]:
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-
-
 def export_onnx(
     model: torch.nn.Module,
     path: str | Path,
@@ -133,20 +133,12 @@ def export_onnx(
     """
     import onnx
 
-    if opset < 17:
-        raise ExportError(f"opset {opset} is below the contract's minimum 17")
+    if opset < OPSET:
+        raise ExportError(f"opset {opset} is below the contract's minimum {OPSET}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "sample_rate": physioser.SAMPLE_RATE,
-        "window_s": 2.0,
-        "hop_s": 0.5,
-        "physioser_version": physioser.__version__,
-        "precision": "fp32",
-        "min_samples": physioser.SAMPLE_RATE // 4,
-        **metadata,
-    }
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    meta = {**default_metadata(), **metadata}
+    missing = [k for k in WRITTEN_METADATA if k not in meta]
     if missing:
         raise ExportError(f"export metadata lacks {missing}")
     if not isinstance(meta["class_names"], (list, tuple)) or not meta["class_names"]:
@@ -190,15 +182,13 @@ def export_onnx(
 def set_metadata(proto, metadata: dict[str, Any]) -> None:
     """Replace the metadata_props of an ONNX ModelProto with ``metadata`` (lists as JSON)."""
     del proto.metadata_props[:]
-    for key, value in _metadata_strings(metadata).items():
+    for key, value in metadata_strings(metadata).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
 
 
 def _session(path: Path, threads: int = 2):
     import onnxruntime as ort
-
-    from physioser.runtime.engine import session_options
 
     return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
@@ -345,6 +335,57 @@ def convert_precision(src: str | Path, dst: str | Path, precision: str) -> Path:
     return dst
 
 
+def cached_onnx(model_dir: Path) -> Path:
+    """The verified ONNX graph of a model directory, exported into the cache on first use."""
+    model_dir = Path(model_dir)
+    verify_integrity(model_dir)
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "config.yaml"):
+        path = model_dir / name
+        if not path.is_file():
+            raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
+        h.update(sha256_file(path).encode())
+    h.update(f"{physioser.__version__} graph {GRAPH_VERSION}".encode())
+    out = cache_dir() / "onnx" / f"{model_dir.name}-{h.hexdigest()[:16]}.onnx"
+    digest = out.with_name(out.name + ".sha256")  # the graph's own hash, written with it
+    if out.is_file():
+        if digest.is_file() and digest.read_text().strip() == sha256_file(out):
+            return out
+        print(f"physioser: the cached graph {out} does not match its hash (corrupt or replaced); rebuilding it", file=sys.stderr)
+    print(f"physioser: building the ONNX graph of {model_dir} into {out} (first use only) ...", file=sys.stderr)
+    model, meta = load_checkpoint(model_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.onnx")
+    try:
+        export_onnx(model, tmp, metadata=meta)
+        verify_onnx(model, tmp, latency_runs=0)
+        digest.write_text(sha256_file(tmp) + "\n")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def checkpoint_engine(model_dir: Path, profile: HardwareProfile, *, torch: bool = False, strict: bool = False) -> Engine:
+    """An :class:`Engine` over a model directory: its cached ONNX graph, or the PyTorch model.
+
+    ``torch``: run the PyTorch model. Otherwise the graph is built on first use; when that fails
+    the PyTorch model runs instead (``strict``: raise :class:`EngineError`).
+    """
+    if torch:
+        model, meta = load_checkpoint(model_dir)
+        return torch_engine(model, meta, profile, source=str(model_dir))
+    try:
+        onnx_path = cached_onnx(model_dir)
+    except ExportError as exc:
+        if strict:
+            raise EngineError(f"could not build the ONNX graph of {model_dir}: {exc}") from exc
+        log.warning("could not build the ONNX graph of %s (%s); running the PyTorch model instead", model_dir, exc)
+        model, meta = load_checkpoint(model_dir)
+        return torch_engine(model, meta, profile, source=str(model_dir))
+    return Engine(OrtBackend(onnx_path, profile), profile, str(onnx_path))
+
+
 def register(app: "typer.Typer") -> None:
     import typer
 
@@ -352,14 +393,11 @@ def register(app: "typer.Typer") -> None:
     def export_cmd(
         checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint folder (or its model.safetensors) written by `physioser train`, or 'default'"),
         out: Path = typer.Option(..., "--out", help="where to write the ONNX graph"),
-        profile: str = typer.Option(None, "--profile", help="hardware profile (name or hardware/NAME.yaml): default precision, window/hop"),
+        profile: str = typer.Option(None, "--profile", help="hardware profile (name or physioser/hardware/NAME.yaml): default precision, window/hop"),
         precision: str = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: the profile's, else fp32)"),
         keep_slower: bool = typer.Option(False, "--keep-slower", help="keep an int8 graph even where it is not faster than fp32 on this CPU"),
     ) -> None:
         """Export a trained model to one ONNX graph (waveform -> logits/probs/embedding) and verify it."""
-        from physioser.runtime.models import load_checkpoint
-        from physioser.runtime.profiles import load_profile
-
         prof = load_profile(profile) if profile else None
         precision = precision or (prof.precision if prof else "fp32")
         if precision not in ("fp32", "fp16", "int8"):

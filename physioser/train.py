@@ -3,7 +3,7 @@ split, gradient clipping, class weighting, label smoothing, safetensors checkpoi
 
 ``fit`` trains any model that follows the training-path contract of :class:`physioser.model.PhysioSER`:
 ``model.forward_cached(batch) -> dict(logits [B, C], cpa (scalar, optional), aux (scalar), stats)``,
-where ``batch`` is what :meth:`physioser.model.data.FeatureSet.collate` returns. Backbone features
+where ``batch`` is what :meth:`physioser.features.FeatureSet.collate` returns. Backbone features
 come from the feature cache, VAP quartets from the quartet cache, so an epoch is seconds on a CPU.
 
 ``physioser train`` trains one fold of one corpus (or several corpora) from a YAML config.
@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from physioser.model.checkpoint import load_state, load_train_state, save_model, save_train_state
 from physioser.model.metrics import classification_metrics
+from physioser.paths import corpora_root as default_corpora_root
 
 __all__ = ["FitResult", "fit", "predict", "lr_factor", "register"]
 
@@ -237,19 +238,19 @@ def register(app: typer.Typer) -> None:
         fold: str = typer.Option("all", "--fold", help="fold id of the speaker-independent folds, or 'all' (every "
                                  "speaker; 15% of them held out for early stopping)"),
         resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
-        corpora_root: Path = typer.Option(Path(__file__).resolve().parents[1].parent / "shared" / "corpora",
+        corpora_root: Path = typer.Option(default_corpora_root(),
                                           "--corpora-root", help="folder holding the corpora"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Train PhysioSER (or a baseline config) on cached features of one or more corpora."""
-        from physioser.evaluate import _speaker_split, fold_plan
+        from physioser.data.folds import fold_plan, speaker_split
         from physioser.model.config import load_config
-        from physioser.model.data import load_corpora
+        from physioser.features import load_corpora
 
         cfg = load_config(config, override)
         cfg, data, spans = load_corpora(cfg, list(corpus), corpora_root, progress=not quiet)
         if fold == "all":
-            tr, va = _speaker_split(data.rows, np.arange(len(data)), 0.15, int(cfg["train"]["seed"]))
+            tr, va = speaker_split(data.rows, np.arange(len(data)), 0.15, int(cfg["train"]["seed"]))
         else:
             plan = {p[0]: p for p in fold_plan(data, spans, list(corpus), seed=int(cfg["train"]["seed"]))}
             if not fold.isdigit() or int(fold) not in plan:

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from physioser.evaluate import environment, fold_plan, write_report
-from physioser.model.data import FeatureSet, select_rows
+from physioser.data.folds import fold_plan
+from physioser.evaluate import environment, write_report
+from physioser.features import FeatureSet, select_rows
 from physioser.model.metrics import classification_metrics, summarize
 from tests.conftest import corpus_dir
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from physioser.experiments.analysis import _cpa_statistics, _subset, _without_component
 from physioser.model.config import load_config
-from physioser.model.data import FeatureSet
+from physioser.features import FeatureSet
 from physioser.train import new_model
 
 SMALL_VAP = "model.vap={n_bands: 16, channels_2d: [8], channels_1d: [32], kernels_1d: [3], dilations_1d: [1], dim: 32}"

@@ -84,7 +84,7 @@ def test_two_ranks_agree_on_the_final_weights(backend, tmp_path, monkeypatch) ->
     monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))
     from physioser.data import read_corpus
     from physioser.model.config import load_config
-    from physioser.model.data import build_feature_set, select_rows
+    from physioser.features import build_feature_set, select_rows
 
     classes = ["neutral", "happy", "angry", "sad"]
     rows = [r for r in select_rows(read_corpus("RAVDESS", root), classes) if r.speaker in ("01", "02")]

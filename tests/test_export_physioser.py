@@ -8,7 +8,8 @@ import torch
 from typer.testing import CliRunner
 
 from physioser.runtime import Engine, EngineError
-from physioser.runtime.models import load_checkpoint, write_integrity
+from physioser.model.directory import load_checkpoint
+from physioser.runtime.integrity import write_integrity
 
 OVERRIDES = ["backbone.name=fbank", "model.dim=32", "cpa.dim=32", "model.fusion.heads=2"]
 

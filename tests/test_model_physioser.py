@@ -33,7 +33,7 @@ def _waves(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _cached_batch(model: PhysioSER, x: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The training batch of these clips, built item by item as physioser.model.data caches it."""
+    """The training batch of these clips, built item by item as physioser.features caches it."""
     segs, counts, quartets = [], [], []
     with torch.no_grad():
         for b in range(len(x)):

@@ -27,7 +27,8 @@ import torch
 from onnx import helper
 
 from physioser.runtime import Engine, EngineError
-from physioser.runtime import models as runtime_models
+from physioser.export import cached_onnx
+from physioser.runtime.integrity import verify_integrity, write_integrity
 from tests.tinyser import export_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,7 +298,7 @@ def test_external_data_outside_the_graph_is_not_read(tiny, tmp_path):
 def _default_from(model_dir: Path, target: Path, monkeypatch, sums: list[str] | None) -> Path:
     d = _copy_dir(model_dir, target)
     if sums is not None:
-        runtime_models.write_integrity(d, sums)
+        write_integrity(d, sums)
     monkeypatch.setenv("PHYSIOSER_DEFAULT_MODEL", str(d))
     return d
 
@@ -335,13 +336,13 @@ def test_malformed_sha256sums_are_clear_errors(model_dir, tmp_path, line, messag
     d = _copy_dir(model_dir, tmp_path / "m")
     (d / "SHA256SUMS").write_text(line + "\n")
     with pytest.raises(EngineError, match=f"SHA256SUMS, line 1: .*{message}"):
-        runtime_models.verify_integrity(d)
+        verify_integrity(d)
 
 
 def test_cached_onnx_graph_that_no_longer_matches_is_rebuilt(model_dir, tmp_path, monkeypatch, tiny):
     monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))
-    first = runtime_models.cached_onnx(model_dir)
+    first = cached_onnx(model_dir)
     good = first.read_bytes()
     first.write_bytes(tiny.read_bytes())  # another (valid, contract-conforming) graph put in its place
-    again = runtime_models.cached_onnx(model_dir)
+    again = cached_onnx(model_dir)
     assert again == first and again.read_bytes() == good

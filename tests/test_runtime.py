@@ -11,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from physioser.model.directory import torch_engine
 from physioser.runtime import CIRCUMPLEX, Engine, EngineError, ProfileError, Streamer, load_profile, valence_arousal
 from physioser.runtime.profiles import available_profiles
 from tests.conftest import corpus_dir
@@ -46,7 +47,7 @@ def test_shipped_profiles_load():
     assert trt["trt_fp16_enable"] is True and "${" not in trt["trt_engine_cache_path"]
     assert orin.precision == "fp16"
     assert load_profile("desktop-gpu").provider_names[0] == "CUDAExecutionProvider"
-    cpu = load_profile("hardware/cpu.yaml")
+    cpu = load_profile("physioser/hardware/cpu.yaml")
     assert (cpu.window_s, cpu.hop_s, cpu.intra_op_threads) == (2.0, 0.5, 2)
 
 
@@ -92,7 +93,7 @@ def test_missing_profile_names_the_available_ones():
 
 def test_engine_matches_torch_fallback_and_adds_valence_arousal(tiny, engine):
     model, _ = tiny
-    fallback = Engine.from_model(model, METADATA)
+    fallback = torch_engine(model, METADATA)
     assert fallback.backend == "torch" and engine.backend == "onnxruntime"
     x = np.random.default_rng(0).standard_normal((2, 20000)).astype(np.float32) * 0.1
     lens = np.array([20000, 12000])

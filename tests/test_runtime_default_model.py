@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from physioser.runtime import Engine, Streamer
-from physioser.runtime.models import DEFAULT_MODEL_DIR, load_checkpoint, verify_integrity
+from physioser.model.directory import load_checkpoint, torch_engine
+from physioser.paths import DEFAULT_MODEL_DIR
+from physioser.runtime.integrity import verify_integrity
 from tests.conftest import corpus_dir
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.safetensors").is_file(),
@@ -28,7 +30,7 @@ def test_default_model_streams_a_real_clip_like_offline_prediction():
     assert meta["class_names"] == ["neutral", "happy", "angry", "sad"]
     assert meta["backbone"] == "whisper-tiny.en"
     assert set(meta["training_corpora"]) == {"RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS"}
-    engine = Engine.from_model(model, meta, "cpu")
+    engine = torch_engine(model, meta, "cpu")
     clip = load_audio(corpus_dir("RAVDESS") / "Actor_01/03-01-05-02-01-01-01.flac")[:48000]
     events = Streamer(engine, smoothing=0.0, vad="none", batch=4).push(clip)
     assert [(e.start_s, e.end_s) for e in events] == [(0.0, 2.0), (0.5, 2.5), (1.0, 3.0)]
@@ -46,7 +48,7 @@ def test_default_model_still_computes_what_it_was_shipped_with():
 
     import torch
 
-    from physioser.runtime.build_default import reference_inputs
+    from physioser.build_default import reference_inputs
 
     ref = json.loads((DEFAULT_MODEL_DIR / "reference.json").read_text())
     model, _ = load_checkpoint(None)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from physioser.model.checkpoint import CheckpointError, load_state
 from physioser.model.config import load_config
-from physioser.model.data import FeatureSet
+from physioser.features import FeatureSet
 from physioser.model.metrics import classification_metrics
 from physioser.train import fit, lr_factor, new_model, predict
 from tests.conftest import corpus_dir
@@ -84,7 +84,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path) -> None:
 @pytest.mark.slow
 def test_two_ravdess_actors_loss_drops_and_beats_chance(tmp_path, monkeypatch) -> None:
     from physioser.data import read_corpus
-    from physioser.model.data import build_feature_set, select_rows
+    from physioser.features import build_feature_set, select_rows
 
     root = corpus_dir("RAVDESS")
     monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))

@@ -7,7 +7,7 @@
 """
 
 from physioser.backbones.base import Backbone
-from physioser.backbones.cache import CachedFeatures, ExtractReport, FeatureCache, default_cache_dir, pad_batch
+from physioser.backbones.cache import CachedFeatures, ExtractReport, FeatureCache, pad_batch
 from physioser.backbones.ct2 import CheckpointError
 from physioser.backbones.featurizer import Featurizer
 from physioser.backbones.registry import BACKBONES, BUILTIN, build_backbone
@@ -22,6 +22,5 @@ __all__ = [
     "FeatureCache",
     "Featurizer",
     "build_backbone",
-    "default_cache_dir",
     "pad_batch",
 ]

@@ -33,18 +33,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from physioser.backbones.base import Backbone
+from physioser.paths import cache_dir
+from physioser.runtime.integrity import sha256_file
 
 CACHE_VERSION = "1"
-
-
-def default_cache_dir() -> Path:
-    """``$PHYSIOSER_CACHE`` or ``~/.cache/physioser``."""
-    return Path(os.environ.get("PHYSIOSER_CACHE") or "~/.cache/physioser").expanduser()
-
-
-def sha256_file(path: str | Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @dataclass
@@ -117,7 +109,7 @@ def _default_loader(path: str) -> np.ndarray:
 
 
 class FeatureCache:
-    """Feature cache rooted at ``root`` (default ``default_cache_dir()``).
+    """Feature cache rooted at ``root`` (default ``cache_dir()``).
 
     ``loader(path) -> float32 mono 16 kHz array`` defaults to ``physioser.audio.load_audio``.
     """
@@ -129,7 +121,7 @@ class FeatureCache:
         dtype: torch.dtype = torch.float16,
         loader: Callable[[str], np.ndarray] | None = None,
     ) -> None:
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = Path(root) if root is not None else cache_dir()
         self.dtype = dtype
         self.loader = loader or _default_loader
         self._hashes: dict[tuple[str, int, int], str] = {}

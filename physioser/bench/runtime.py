@@ -81,7 +81,8 @@ def load_full(directory: Path):
 
 def build_model(model_dir: str | None, random_weights: bool):
     """(model, config, metadata, description)."""
-    from physioser.runtime.models import default_model_dir, export_metadata, load_checkpoint
+    from physioser.model.directory import export_metadata, load_checkpoint
+    from physioser.paths import default_model_dir
 
     if random_weights:
         from physioser.model import PhysioSER, build_backbone_for, load_config
@@ -234,8 +235,10 @@ def _peak_child(backend: str, model_arg: list[str]) -> None:
         path = Path(model_arg[model_arg.index("--onnx") + 1])
         engine = Engine.from_path(path, "cpu")
     else:
+        from physioser.model.directory import torch_engine
+
         model, _, meta, _ = build_model(None if random_weights else (model_arg[0] or None), random_weights)
-        engine = Engine.from_model(model, meta, "cpu")
+        engine = torch_engine(model, meta, "cpu")
     wave, lens = probe_waveforms([32000])
     for _ in range(20):
         engine.infer(wave, lens)

@@ -3,7 +3,7 @@
     from physioser.data import read_corpus, make_folds
     rows = read_corpus("RAVDESS", "../shared/corpora/RAVDESS")      # list[Row]
     folds = make_folds(rows, "RAVDESS")                              # list[Fold] (train/val/test indices)
-    folds = make_folds(rows, "RAVDESS", protocol="eval/protocols/RAVDESS.yaml")  # the committed folds
+    folds = make_folds(rows, "RAVDESS", protocol="physioser/data/protocols/RAVDESS.yaml")  # the committed folds
 """
 
 from physioser.data import readers as _readers  # noqa: F401  (registers every corpus)

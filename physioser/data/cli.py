@@ -111,7 +111,7 @@ def scan_command(
 def folds_command(
     name: str = typer.Argument(..., help="Corpus name."),
     root: Path = typer.Argument(..., help="The corpus folder."),
-    out: Path = typer.Option(None, "--out", help="YAML file to write (default: eval/protocols/<CORPUS>.yaml)."),
+    out: Path = typer.Option(None, "--out", help="YAML file to write (default: physioser/data/protocols/<CORPUS>.yaml)."),
     scheme: str = typer.Option(None, "--scheme", help="Override the corpus's fold scheme."),
     n_folds: int = typer.Option(None, "--folds", help="Speaker folds (default 5; leave-one-speaker-out for ≤ 6 speakers)."),
     n_sentence_folds: int = typer.Option(None, "--sentence-folds", help="Sentence groups (speaker_sentence scheme; default 5)."),

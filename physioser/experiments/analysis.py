@@ -32,7 +32,7 @@ ANALYSIS_DIR = EXPERIMENTS_DIR / "analysis"
 
 
 def _subset(data, idx: np.ndarray):
-    from physioser.model.data import FeatureSet
+    from physioser.features import FeatureSet
 
     return FeatureSet(
         rows=[data.rows[i] for i in idx], labels=data.labels[idx], class_names=data.class_names,
@@ -87,9 +87,9 @@ def _cpa_statistics(model, data) -> dict:
 def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_root: Path = REPO_ROOT / "runs",
                 corpora_root: Path = DEFAULT_ROOT, out_dir: Path = ANALYSIS_DIR, progress: bool = True) -> dict:
     """Attribution, layer weights and CPA statistics of every fold checkpoint of a merged intra-corpus run."""
-    from physioser.evaluate import fold_plan
+    from physioser.data.folds import fold_plan
     from physioser.model.checkpoint import load_model
-    from physioser.model.data import load_corpora
+    from physioser.features import load_corpora
     from physioser.model.metrics import classification_metrics, summarize
     from physioser.model.physioser import vap_config
     from physioser.train import predict

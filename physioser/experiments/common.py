@@ -1,7 +1,7 @@
 """Shared plumbing of the experiments: the rows, labels and folds of ``physioser eval``, scored alike.
 
 Every number of this package goes through :func:`physioser.model.metrics.classification_metrics`
-(scikit-learn UA / WA / macro-F1) on the fold plan of :func:`physioser.evaluate.fold_plan`, so a
+(scikit-learn UA / WA / macro-F1) on the fold plan of :func:`physioser.data.folds.fold_plan`, so a
 baseline here and a trained model there see exactly the same training, validation and test
 speakers. Results are written to ``eval/results/experiments/<run>/results.json`` (one level deeper
 than ``physioser eval``'s runs, so ``physioser report`` does not mistake them for model runs).
@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from physioser.model.metrics import classification_metrics, summarize
+from physioser.paths import corpora_root
 
 __all__ = [
     "EXPERIMENTS_DIR",
@@ -32,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS_DIR = REPO_ROOT / "eval" / "results" / "experiments"
 CORPORA = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS")
 """The four real corpora of ``../shared/corpora``."""
-DEFAULT_ROOT = REPO_ROOT.parent / "shared" / "corpora"
+DEFAULT_ROOT = corpora_root()
 
 
 def load_labelled_rows(corpora: Sequence[str], corpora_root: str | Path = DEFAULT_ROOT,
@@ -41,7 +42,7 @@ def load_labelled_rows(corpora: Sequence[str], corpora_root: str | Path = DEFAUL
 
     ``classes=None``: the corpus's own canonical class set (the shared classes for several corpora).
     """
-    from physioser.model.data import build_feature_set, class_names_for, gather_rows
+    from physioser.features import build_feature_set, class_names_for, gather_rows
 
     class_names = class_names_for({"classes": list(classes) if classes else None}, corpora)
     rows, spans = gather_rows(corpora, class_names, corpora_root)
@@ -52,7 +53,7 @@ def load_labelled_rows(corpora: Sequence[str], corpora_root: str | Path = DEFAUL
 def protocol_plan(rows: list, spans: dict[str, np.ndarray], corpora: Sequence[str], *,
                   test_corpus: str | None = None, seed: int = 0) -> list[tuple[int, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
     """The fold plan ``physioser eval`` uses: [(fold, train idx, val idx, {test corpus: test idx})]."""
-    from physioser.evaluate import fold_plan
+    from physioser.data.folds import fold_plan
 
     return fold_plan(SimpleNamespace(rows=rows), spans, list(corpora), test_corpus=test_corpus, seed=seed)
 

@@ -79,9 +79,9 @@ def _file_key(path: str) -> str:
 def corpus_features(rows: Sequence, *, cache_dir: Path | None = None, progress: bool = True) -> np.ndarray:
     """[N, 94] handcrafted features of ``rows`` (cached per corpus; missing files computed and added)."""
     from physioser.audio import load_audio
-    from physioser.model.data import cache_root
+    from physioser.paths import cache_dir as physioser_cache
 
-    root = Path(cache_dir) if cache_dir is not None else cache_root() / "handcrafted" / FEATURE_VERSION
+    root = Path(cache_dir) if cache_dir is not None else physioser_cache() / "handcrafted" / FEATURE_VERSION
     root.mkdir(parents=True, exist_ok=True)
     out = np.zeros((len(rows), len(FEATURE_NAMES)))
     by_corpus: dict[str, list[int]] = {}

@@ -3,7 +3,7 @@
 * backbone probe: per-layer utterance means of a frozen backbone's hidden states, all layers
   concatenated → StandardScaler → logistic regression (the issue's "backbone-only baseline measured
   here" recipe). The means come from the same pooled cache the training path reads
-  (:func:`physioser.model.data.build_feature_set`), weighted by the frames of each segment;
+  (:func:`physioser.features.build_feature_set`), weighted by the frames of each segment;
 * quartet probe: utterance mean and std over time of the cached, normalised VAP quartet, per
   component and band (:func:`physioser.vap.quartet_statistics`), restricted to any subset of the
   components {M, ρ, f_inst, τ_g} — which components carry emotion information, per corpus.
@@ -34,7 +34,7 @@ def _config(overrides: Sequence[str]) -> dict:
 
 def backbone_means(rows: Sequence, class_names: Sequence[str], backbone: str, *, progress: bool = True) -> np.ndarray:
     """[N, L·D] per-layer utterance means of ``backbone``'s cached hidden states, layers concatenated."""
-    from physioser.model.data import build_feature_set
+    from physioser.features import build_feature_set
 
     cfg = _config([f"backbone.name={backbone}", "model.branches=[backbone]", "cpa.weight=0"])
     fs, _ = build_feature_set(rows, class_names, cfg, progress=progress)
@@ -45,7 +45,7 @@ def backbone_means(rows: Sequence, class_names: Sequence[str], backbone: str, *,
 
 def quartet_stats(rows: Sequence, class_names: Sequence[str], *, overrides: Sequence[str] = (), progress: bool = True) -> tuple[np.ndarray, tuple[str, ...]]:
     """([N, 4, F, 2] mean/std over time of each row's cached normalised quartet, component names)."""
-    from physioser.model.data import build_feature_set
+    from physioser.features import build_feature_set
     from physioser.model.physioser import vap_config
     from physioser.vap import quartet_statistics
 

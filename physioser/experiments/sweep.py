@@ -276,7 +276,7 @@ def warm_caches(experiments: Sequence[str], corpora: Sequence[str], *, corpora_r
     """Build the pooled-backbone and quartet caches each (experiment, corpus) needs, once, in this
     process — so parallel fold processes only read them (two writers of one cache file would race)."""
     from physioser.model.config import load_config
-    from physioser.model.data import load_corpora
+    from physioser.features import load_corpora
 
     seen = set()
     for name in experiments:

@@ -120,7 +120,7 @@ def write_experiments_report(sections: Sequence[tuple[str, str, list[str]]], pat
              "Written by `python -m physioser.experiments tables` from `eval/results/experiments/*/results.json` (CPU) and "
              "`eval/results/experiments-gpu/*/results.json` (lent GPU). "
              "UA = unweighted average recall (scikit-learn), mean ± std over the speaker-independent folds of "
-             "`eval/protocols/` (Korean: speaker × sentence grid of 25 folds; pooled UA over all folds in brackets).", ""]
+             "`physioser/data/protocols/` (Korean: speaker × sentence grid of 25 folds; pooled UA over all folds in brackets).", ""]
     for title, intro, body in sections:
         lines += [f"## {title}", ""]
         if intro:

@@ -1,4 +1,4 @@
-"""Runtime: inference engines (onnxruntime from a hardware profile, PyTorch fallback) and streaming."""
+"""Runtime, the deployable core (no torch): the ONNX contract, the onnxruntime engine, profiles and streaming."""
 
 from physioser.runtime.engine import CIRCUMPLEX, Engine, EngineError, valence_arousal
 from physioser.runtime.profiles import HardwareProfile, ProfileError, load_profile

@@ -1,32 +1,29 @@
-"""Inference engine: an onnxruntime session built from a hardware profile, or a PyTorch fallback.
+"""Inference engine: an onnxruntime session built from a hardware profile.
 
 ``Engine.from_path(path, profile)`` takes an exported ``.onnx`` graph, a model directory written
-by ``physioser train`` (``model.safetensors`` + ``config.yaml``), or ``None`` for the shipped
-default model. Before use it checks the graph's opset, inputs, outputs and metadata against the
-contract in ``export/ONNX_CONTRACT.md`` and raises :class:`EngineError` naming the file and the
-problem. ``engine.infer(waveforms [B, S] float32, lengths [B] int64)`` returns numpy arrays
-``logits``, ``probs``, ``embedding``, ``valence`` and ``arousal`` (from the model when it predicts
-them, else from the class probabilities through the circumplex mapping :data:`CIRCUMPLEX`).
+by ``physioser train`` (``model.safetensors`` + ``config.yaml``, handed to the training layer,
+which builds its graph or runs the PyTorch fallback), or ``None`` for the shipped default model.
+Before use it checks the graph's opset, inputs, outputs and metadata against the contract
+(:mod:`physioser.runtime.contract`, ``export/ONNX_CONTRACT.md``) and raises :class:`EngineError`
+naming the file and the problem. ``engine.infer(waveforms [B, S] float32, lengths [B] int64)``
+returns numpy arrays ``logits``, ``probs``, ``embedding``, ``valence`` and ``arousal`` (from the
+model when it predicts them, else from the class probabilities through the circumplex mapping
+:data:`CIRCUMPLEX`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-import physioser
+from physioser.paths import default_model_dir
+from physioser.runtime.contract import EngineError, check_graph, parse_metadata, static_last_dim
 from physioser.runtime.profiles import HardwareProfile, load_profile
 
 log = logging.getLogger(__name__)
-
-MIN_OPSET = 17
-REQUIRED_OUTPUTS = ("logits", "probs", "embedding")
-REQUIRED_METADATA = ("class_names", "sample_rate", "window_s", "hop_s", "backbone", "physioser_version", "training_corpora")
 
 # (valence, arousal) in [-1, 1] per canonical class: positions on Russell's circumplex of affect
 # (Russell 1980, Fig. 2; the same placement as the dimensional/categorical maps in e.g. ROS4HRI's
@@ -45,10 +42,6 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
 }
 _ALIASES = {"joy": "happy", "happiness": "happy", "anger": "angry", "sadness": "sad", "fear": "fearful",
             "surprise": "surprised", "disgusted": "disgust", "boredom": "bored"}
-
-
-class EngineError(ValueError):
-    """A model that is missing, corrupt or outside the contract, or input the model cannot take."""
 
 
 MAX_ABS = 2.0
@@ -76,37 +69,6 @@ def valence_arousal(probs: np.ndarray, class_names: Sequence[str]) -> tuple[np.n
     return va[..., 0].astype(np.float32), va[..., 1].astype(np.float32)
 
 
-def _parse_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
-    missing = [k for k in REQUIRED_METADATA if k not in raw]
-    if missing:
-        raise EngineError(f"{source}: model metadata lacks {missing} (export it with `physioser export`)")
-    meta: dict[str, Any] = {}
-    for key, value in raw.items():
-        if not isinstance(value, str):
-            meta[key] = value
-            continue
-        try:
-            meta[key] = json.loads(value)
-        except json.JSONDecodeError:
-            meta[key] = value
-    names = meta["class_names"]
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise EngineError(f"{source}: metadata class_names must be a JSON list of names, got {raw['class_names']!r}")
-    if len(set(names)) != len(names):
-        raise EngineError(f"{source}: metadata class_names repeats a name: {names}")
-    if meta["sample_rate"] != physioser.SAMPLE_RATE:
-        raise EngineError(f"{source}: model expects {meta['sample_rate']} Hz audio; physioser runs at {physioser.SAMPLE_RATE} Hz")
-    meta.setdefault("min_samples", physioser.SAMPLE_RATE // 4)
-    checks = (("min_samples", int, 1, 60 * physioser.SAMPLE_RATE), ("window_s", float, 1e-3, 3600.0), ("hop_s", float, 1e-3, 3600.0))
-    for key, kind, low, high in checks:
-        value = meta[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or (kind is int and value != int(value)) or not low <= value <= high:
-            raise EngineError(f"{source}: metadata {key} must be {'an integer' if kind is int else 'a number'} in "
-                              f"[{low:g}, {high:g}], got {raw.get(key, value)!r}")
-    return meta
-
-
 def session_options(intra_op_threads: int, inter_op_threads: int = 1):
     """The onnxruntime session options physioser runs with (engine, export check, benchmark).
 
@@ -130,7 +92,7 @@ def session_options(intra_op_threads: int, inter_op_threads: int = 1):
     return opts
 
 
-class _OrtBackend:
+class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, path: Path, profile: HardwareProfile):
@@ -145,9 +107,9 @@ class _OrtBackend:
             proto = onnx.load_from_string(blob)
         except Exception as exc:  # protobuf DecodeError and friends
             raise EngineError(f"{path} is not a valid ONNX model (truncated or corrupt?): {exc}") from exc
-        self._check_graph(proto, path)
-        self.metadata = _parse_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
-        logits_dim = _static_last_dim(proto, "logits")
+        check_graph(proto, path)
+        self.metadata = parse_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+        logits_dim = static_last_dim(proto, "logits")
         if logits_dim is not None and logits_dim != len(self.metadata["class_names"]):
             raise EngineError(
                 f"{path}: logits have {logits_dim} classes but metadata names {len(self.metadata['class_names'])}"
@@ -170,69 +132,12 @@ class _OrtBackend:
         self.providers = self.session.get_providers()
         self.path = path
 
-    @staticmethod
-    def _check_graph(proto, path: Path) -> None:
-        opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-        if opset < MIN_OPSET:
-            raise EngineError(f"{path}: opset {opset} is below the required {MIN_OPSET}; re-export with `physioser export`")
-        inputs = {i.name: i for i in proto.graph.input}
-        expect = {"waveform": (1, 2), "lengths": (7, 1)}  # name: (TensorProto elem type FLOAT/INT64, rank)
-        for name, (elem, rank) in expect.items():
-            if name not in inputs:
-                raise EngineError(f"{path}: graph input {name!r} missing; inputs are {sorted(inputs)}")
-            t = inputs[name].type.tensor_type
-            if t.elem_type != elem or len(t.shape.dim) != rank:
-                raise EngineError(
-                    f"{path}: input {name!r} must be {'float32' if elem == 1 else 'int64'} of rank {rank}"
-                )
-        outputs = {o.name for o in proto.graph.output}
-        missing = [o for o in REQUIRED_OUTPUTS if o not in outputs]
-        if missing:
-            raise EngineError(f"{path}: graph outputs {missing} missing; outputs are {sorted(outputs)}")
-
     def run(self, waveforms: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
         try:
             values = self.session.run(None, {"waveform": waveforms, "lengths": lengths})
         except Exception as exc:  # onnxruntime's own exception types: a graph that loads but cannot run
             raise EngineError(f"{self.path}: onnxruntime failed on input {waveforms.shape}: {exc}") from exc
         return dict(zip(self.output_names, values))
-
-
-def _static_last_dim(proto, name: str) -> int | None:
-    for o in proto.graph.output:
-        if o.name == name:
-            dims = o.type.tensor_type.shape.dim
-            if dims and dims[-1].HasField("dim_value"):
-                return int(dims[-1].dim_value)
-    return None
-
-
-class _TorchBackend:
-    name = "torch"
-
-    def __init__(self, model, metadata: dict[str, Any], profile: HardwareProfile):
-        import torch
-
-        self.model = model.eval()
-        self.metadata = _parse_metadata(
-            {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}, "model metadata"
-        )
-        self.providers = ["torch-cpu"]
-        self._torch = torch
-        self._threads = profile.intra_op_threads
-
-    def run(self, waveforms: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
-        torch = self._torch
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self._threads)
-        try:
-            with torch.inference_mode():
-                out = self.model(torch.from_numpy(waveforms), torch.from_numpy(lengths))
-        finally:
-            torch.set_num_threads(previous)
-        if not isinstance(out, dict):
-            out = dict(zip(REQUIRED_OUTPUTS, out))
-        return {k: v.float().numpy() for k, v in out.items() if k in ("logits", "probs", "embedding", "valence", "arousal")}
 
 
 class Engine:
@@ -261,10 +166,9 @@ class Engine:
         """Open an ``.onnx`` graph, a model directory, or (``None`` / ``"default"``) the shipped default model.
 
         ``backend``: ``auto`` (onnxruntime when installed, else PyTorch for model directories),
-        ``onnxruntime`` or ``torch``.
+        ``onnxruntime`` or ``torch``. A model directory is a training checkpoint: the training
+        layer (``physioser.export``, with PyTorch) builds its graph or runs it.
         """
-        from physioser.runtime import models
-
         prof = load_profile(profile)
         if backend not in ("auto", "onnxruntime", "torch"):
             raise EngineError(f"backend must be auto, onnxruntime or torch, got {backend!r}")
@@ -272,7 +176,9 @@ class Engine:
         if backend == "onnxruntime" and not have_ort:
             raise EngineError("onnxruntime is not installed (pip install onnxruntime); use backend='torch' with a model directory")
         if model_path is None or str(model_path) == "default":
-            model_dir = models.default_model_dir()
+            model_dir = default_model_dir()
+            if not (model_dir / "model.safetensors").is_file():
+                raise EngineError(f"the default model is missing: {model_dir / 'model.safetensors'} does not exist (reinstall physioser)")
         else:
             model_dir = Path(model_path)
             if not model_dir.exists():
@@ -283,34 +189,17 @@ class Engine:
                         f"{model_dir} is an ONNX graph but onnxruntime is not installed; install onnxruntime "
                         "or pass the model directory (model.safetensors + config.yaml) for the PyTorch fallback"
                     )
-                return cls(_OrtBackend(model_dir, prof), prof, str(model_dir))
+                return cls(OrtBackend(model_dir, prof), prof, str(model_dir))
             if model_dir.is_file() and model_dir.name.endswith(".safetensors"):
                 model_dir = model_dir.parent
             if not model_dir.is_dir():
                 raise EngineError(f"{model_dir} is neither an .onnx graph nor a model directory (model.safetensors + config.yaml)")
-        if backend == "torch" or not have_ort:
-            model, meta = models.load_checkpoint(model_dir)
-            return cls.from_model(model, meta, prof, source=str(model_dir))
-        from physioser.export import ExportError
-
         try:
-            onnx_path = models.cached_onnx(model_dir)
-        except ExportError as exc:
-            if backend == "onnxruntime":
-                raise EngineError(f"could not build the ONNX graph of {model_dir}: {exc}") from exc
-            log.warning("could not build the ONNX graph of %s (%s); running the PyTorch model instead", model_dir, exc)
-            model, meta = models.load_checkpoint(model_dir)
-            return cls.from_model(model, meta, prof, source=str(model_dir))
-        return cls(_OrtBackend(onnx_path, prof), prof, str(onnx_path))
-
-    @classmethod
-    def from_model(cls, model, metadata: dict[str, Any], profile: str | Path | HardwareProfile | None = None,
-                   *, source: str = "<torch model>") -> "Engine":
-        """Wrap an in-memory PyTorch model (the fallback backend) with the same metadata an export carries."""
-        meta = {"sample_rate": physioser.SAMPLE_RATE, "window_s": 2.0, "hop_s": 0.5,
-                "physioser_version": physioser.__version__, **metadata}
-        prof = load_profile(profile)
-        return cls(_TorchBackend(model, meta, prof), prof, source)
+            from physioser.export import checkpoint_engine
+        except ImportError as exc:
+            raise EngineError(f"{model_dir} is a training checkpoint; running it needs PyTorch (pip install 'physioser[train]'); "
+                              "or pass its exported .onnx graph") from exc
+        return checkpoint_engine(model_dir, prof, torch=backend == "torch" or not have_ort, strict=backend == "onnxruntime")
 
     def check_sample_rate(self, sample_rate: int, name: str = "audio") -> None:
         if int(sample_rate) != self.sample_rate:

@@ -1,8 +1,8 @@
-"""Hardware profiles: deployment settings as data (``hardware/*.yaml``), validated when loaded.
+"""Hardware profiles: deployment settings as data (``physioser/hardware/*.yaml``), validated when loaded.
 
 A profile names the onnxruntime execution providers (in priority order, with their options),
 the thread counts, the graph precision, the Streamer's window/hop/batch/VAD and the latency
-budget the deployment is expected to meet. ``load_profile("cpu")`` reads ``hardware/cpu.yaml``;
+budget the deployment is expected to meet. ``load_profile("cpu")`` reads ``physioser/hardware/cpu.yaml``;
 ``load_profile(path)`` reads any file. Every mistake raises :class:`ProfileError` naming the
 file and the field.
 """
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from physioser.paths import PACKAGE_DIR, cache_dir
 
 PRECISIONS = ("fp32", "fp16", "int8")
 VADS = ("energy", "silero", "none")
@@ -35,7 +37,7 @@ KNOWN_PROVIDERS = (
     "ACLExecutionProvider",
     "DmlExecutionProvider",
 )
-HARDWARE_DIR = Path(os.environ.get("PHYSIOSER_HARDWARE", Path(__file__).resolve().parents[2] / "hardware"))
+HARDWARE_DIR = Path(os.environ.get("PHYSIOSER_HARDWARE") or PACKAGE_DIR / "hardware")
 
 
 class ProfileError(ValueError):
@@ -52,7 +54,7 @@ class ProviderSpec:
 
 @dataclass(frozen=True)
 class HardwareProfile:
-    """A validated deployment profile (see ``hardware/cpu.yaml`` for the file format)."""
+    """A validated deployment profile (see ``physioser/hardware/cpu.yaml`` for the file format)."""
 
     name: str
     description: str = ""
@@ -77,11 +79,6 @@ DEFAULT_PROFILE = HardwareProfile(name="default-cpu", description="built-in CPU 
 _TOP_KEYS = {"name", "description", "precision", "threads", "providers", "stream", "latency_budget_ms"}
 _THREAD_KEYS = {"intra_op", "inter_op"}
 _STREAM_KEYS = {"window_s", "hop_s", "batch", "vad"}
-
-
-def cache_dir() -> Path:
-    """physioser's cache folder: ``$PHYSIOSER_CACHE`` or ``~/.cache/physioser``."""
-    return Path(os.environ.get("PHYSIOSER_CACHE") or Path.home() / ".cache" / "physioser")
 
 
 def _expand(value: Any) -> Any:
@@ -181,12 +178,12 @@ def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfil
 
 
 def available_profiles() -> list[str]:
-    """Names of the profiles shipped in ``hardware/``."""
+    """Names of the profiles shipped in ``physioser/hardware/``."""
     return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml")) if HARDWARE_DIR.is_dir() else []
 
 
 def load_profile(name_or_path: str | Path | HardwareProfile | None) -> HardwareProfile:
-    """Load and validate a profile: a path to a YAML file, or the name of one in ``hardware/``.
+    """Load and validate a profile: a path to a YAML file, or the name of one in ``physioser/hardware/``.
 
     ``None`` gives the built-in CPU profile; a :class:`HardwareProfile` is returned as is.
     """

@@ -48,7 +48,7 @@ NODE_PARAMS: dict[str, tuple[Any, str]] = {
 }
 PARAM_HELP = {
     "model_path": "ONNX model or model directory; empty = the default model",
-    "profile": "hardware profile name (hardware/*.yaml); empty = default",
+    "profile": "hardware profile name (physioser/hardware/*.yaml); empty = default",
     "msg_type": "audio message type (restart to change)",
     "sample_rate": "declared input rate in Hz (overridden by audio_info / AudioStamped)",
     "channels": "declared interleaved channels (overridden by audio_info / AudioStamped / layout)",

@@ -5,7 +5,7 @@ time, clips interleaved across backbones so that machine load hits all alike) an
 extraction throughput (loading + hashing + compute + writing, into a fresh temporary cache).
 Clips: the first ``--per-corpus`` files of each corpus in ../shared/corpora.
 
-    OMP_NUM_THREADS=1 .venv/bin/python eval/bench/backbones.py   # writes eval/bench/backbones.json
+    OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.backbones   # writes eval/bench/backbones.json
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def main() -> None:
         print(name, results[name], flush=True)
 
     payload = {
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python eval/bench/backbones.py",
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.backbones",
         "clips": len(files),
         "audio_seconds": round(audio_seconds, 2),
         "corpora": list(CORPORA),

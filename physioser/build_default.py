@@ -1,4 +1,4 @@
-"""Build the shipped default model: ``python -m physioser.runtime.build_default [--config configs/X.yaml]``.
+"""Build the shipped default model: ``python -m physioser.build_default [--config configs/X.yaml]``.
 
 1. ``physioser train`` on the four corpora of ``../shared/corpora`` (RAVDESS, EMOVO, URDU,
    KoreanEmotionTTS) with the canonical four classes, every speaker except the 15 % per corpus
@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from physioser.paths import DEFAULT_MODEL_DIR, SOURCE_ROOT, corpora_root
+
+ROOT = SOURCE_ROOT
 CORPORA = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS")
 CLASSES = ("neutral", "happy", "angry", "sad")
 LICENCES = {
@@ -56,13 +58,13 @@ def train(cmd: list[str]) -> str:
 
 def heldout_rows(model_dir: Path, corpora_root: Path):
     """The rows of the speakers ``physioser train --fold all`` held out (same split function and seed)."""
-    from physioser.evaluate import _speaker_split
+    from physioser.data.folds import speaker_split
     from physioser.model import read_config
-    from physioser.model.data import load_corpora
+    from physioser.features import load_corpora
 
     cfg = read_config(model_dir)
     _, data, _ = load_corpora(cfg, list(CORPORA), corpora_root, progress=False)
-    _, val = _speaker_split(data.rows, np.arange(len(data)), 0.15, int(cfg["train"]["seed"]))
+    _, val = speaker_split(data.rows, np.arange(len(data)), 0.15, int(cfg["train"]["seed"]))
     return [data.rows[i] for i in val]
 
 
@@ -105,7 +107,7 @@ def write_reference(model, directory: Path) -> None:
     wave, lens = reference_inputs()
     with torch.no_grad():
         probs = model(torch.from_numpy(wave), torch.from_numpy(lens))["probs"].numpy()
-    (directory / "reference.json").write_text(json.dumps({"probe": "physioser.runtime.build_default.reference_inputs()",
+    (directory / "reference.json").write_text(json.dumps({"probe": "physioser.build_default.reference_inputs()",
                                                           "probs": probs.round(6).tolist()}, indent=1))
 
 
@@ -136,9 +138,9 @@ The model `physioser predict` / `physioser demo` / the ROS node use when no `--m
 - **Split**: every speaker of the four corpora except about 15 % per corpus, held out by speaker
   (`physioser train --fold all`), which served for early stopping. Held-out speakers:
   {"; ".join(f"{c}: {', '.join(s)}" for c, s in speakers.items())}.
-- **Training**: `{command}` (run by `python -m physioser.runtime.build_default`, which then
+- **Training**: `{command}` (run by `python -m physioser.build_default`, which then
   packages, evaluates and writes this card) — {train_line}. Retrain the same model:
-  `python -m physioser.runtime.build_default --config configs/default_model.yaml` (this model's
+  `python -m physioser.build_default --config configs/default_model.yaml` (this model's
   settings, pinned); another config replaces it the same way.
 
 ## Measured on the held-out speakers
@@ -157,7 +159,7 @@ fp16 (weights and compute in float16, for GPU providers; measured here on the CP
 overall UA by {fp16['all']['ua'] - fp32['all']['ua']:+.3f}, int8 (dynamic, MatMul/Gemm only) by
 {int8['all']['ua'] - fp32['all']['ua']:+.3f}; their speed is in
 `eval/bench/runtime.json`. Figures: `eval/bench/default_model.json`, written by
-`python -m physioser.runtime.build_default`.
+`python -m physioser.build_default`.
 
 ## Limits
 
@@ -173,16 +175,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "default_model.yaml",
                     help="experiment config (default: the pinned settings of the shipped model)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "default")
-    ap.add_argument("--corpora-root", type=Path, default=ROOT.parent / "shared" / "corpora")
+    ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--corpora-root", type=Path, default=corpora_root())
     ap.add_argument("--from-dir", type=Path, default=None, help="skip training: package this trained model directory")
     ap.add_argument("--train-summary", default=None, help="with --from-dir: the last line `physioser train` printed")
     ap.add_argument("--json", type=Path, default=OUT_JSON, help="where to write the figures")
     args = ap.parse_args(argv)
     from physioser.export import convert_precision, export_onnx
-    from physioser.runtime.models import export_metadata, load_checkpoint, write_integrity
+    from physioser.model.directory import export_metadata, load_checkpoint
+    from physioser.runtime.integrity import write_integrity
 
-    command = "python -m physioser.runtime.build_default " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m physioser.build_default " + " ".join(argv if argv is not None else sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         trained = args.from_dir or Path(tmp) / "trained"
         t0 = time.time()

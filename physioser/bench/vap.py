@@ -1,6 +1,6 @@
 """Benchmark and physics figures of the VAP branch -> eval/bench/vap.json (+ a figure of the synthetic vowel).
 
-    OMP_NUM_THREADS=1 .venv/bin/python eval/bench/vap.py
+    OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.vap
 
 Speed: milliseconds of compute per second of audio on 1 CPU thread, PyTorch eager vs onnxruntime,
 measured side by side in one run (interleaved, median of repeats), for the whole branch, the
@@ -136,7 +136,7 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     report = {
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python eval/bench/vap.py",
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.vap",
         "config": "VAPConfig() defaults (64 mel bands, tau_g minphase, quaternion encoder, D_v 256)",
         "environment": {"cpu": cpu, "threads": 1, "torch": torch.__version__, "onnxruntime": ort.__version__,
                         "python": sys.version.split()[0], "git": git, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},

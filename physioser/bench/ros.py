@@ -8,8 +8,8 @@ monotonic clock, so it includes DDS transport both ways, decoding, inference and
 a lost chunk would shift later windows and inflate their latency: `messages_lost` says if any were).
 VAD is off so every window is analysed. DDS stays on this machine (SHM transport).
 
-    OMP_NUM_THREADS=1 .venv/bin/python eval/bench/ros.py             # default model, writes eval/bench/ros.json
-    .venv/bin/python eval/bench/ros.py --model path/to/model.onnx     # another model
+    OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.ros             # default model, writes eval/bench/ros.json
+    .venv/bin/python -m physioser.bench.ros --model path/to/model.onnx     # another model
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main() -> None:
     result = {
         "what": "ROS 2 node end-to-end latency: last sample of a window published -> its emotion message "
                 "received by another process (std_msgs/Int16MultiArray, 20 ms chunks, real-time pace, VAD off)",
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python eval/bench/ros.py" + (f" --model {args.model}" if args.model else ""),
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.ros" + (f" --model {args.model}" if args.model else ""),
         "model": model,
         "model_metadata": {k: engine.metadata.get(k) for k in ("backbone", "class_names", "physioser_version")},
         "profile": engine.profile.name if hasattr(engine.profile, "name") else str(engine.profile),

@@ -4,7 +4,7 @@ For each utterance the training path needs (see :class:`physioser.model.PhysioSE
 
 * ``backbone_segments`` [L, 4, D]: the frozen backbone's hidden states of every layer, mean-pooled
   over 4 contiguous segments of the utterance, with ``backbone_counts`` [4] frames per segment.
-  They are computed once from the backbone feature cache (``physioser features extract``, issue 4)
+  They are computed once from the backbone feature cache (``physioser features extract``)
   and kept in ``<cache>/pooled/<backbone spec key>/<corpus>-<rows hash>.safetensors``;
 * ``quartet`` [4, F, T] (float16): the VAP front end's normalised quartet, cached in
   ``<cache>/quartets/<front-end hash>/<corpus>-<rows hash>.safetensors``.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +28,9 @@ from tqdm.auto import tqdm
 
 from physioser.model.physioser import CACHE_SEGMENTS
 from physioser.model.pooling import segment_mean
+from physioser.paths import cache_dir
 
-__all__ = ["FeatureSet", "cache_root", "class_names_for", "select_rows", "build_feature_set"]
-
-
-def cache_root() -> Path:
-    """``$PHYSIOSER_CACHE`` or ``~/.cache/physioser``."""
-    return Path(os.environ.get("PHYSIOSER_CACHE", Path.home() / ".cache" / "physioser"))
+__all__ = ["FeatureSet", "class_names_for", "select_rows", "build_feature_set"]
 
 
 def class_names_for(cfg: dict, corpora: Sequence[str]) -> list[str]:
@@ -75,7 +70,7 @@ def _label_of(row, class_names: Sequence[str]) -> int:
 
 def _audio_digests(rows: Sequence) -> list[str]:
     """SHA-256 of every row's audio file, in order (read once per feature set)."""
-    from physioser.backbones.cache import sha256_file
+    from physioser.runtime.integrity import sha256_file
 
     return [sha256_file(row.path) for row in rows]
 
@@ -153,7 +148,7 @@ def _backbone_pooled(rows: Sequence, digests: Sequence[str], cfg: dict, progress
     shape = {"num_layers": int(backbone.num_layers), "dim": int(backbone.dim), "spec": backbone.spec_key()}
     key = _rows_key(digests, {"spec": backbone.spec(), "segments": CACHE_SEGMENTS})
     corpus = "+".join(sorted({r.corpus for r in rows}))
-    path = cache_root() / "pooled" / backbone.spec_key() / f"{corpus}-{key}.safetensors"
+    path = cache_dir() / "pooled" / backbone.spec_key() / f"{corpus}-{key}.safetensors"
     if path.is_file():
         data = load_file(str(path))
         return data["segments"], data["counts"], shape
@@ -182,7 +177,7 @@ def _quartets(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool)
     fkey = hashlib.sha256(json.dumps([front, max_seconds], sort_keys=True, default=str).encode()).hexdigest()[:16]
     key = _rows_key(digests, {"front": front, "max_seconds": max_seconds})
     corpus = "+".join(sorted({r.corpus for r in rows}))
-    path = cache_root() / "quartets" / fkey / f"{corpus}-{key}.safetensors"
+    path = cache_dir() / "quartets" / fkey / f"{corpus}-{key}.safetensors"
     if path.is_file():
         data = load_file(str(path))
         offsets = data["offsets"].tolist()

@@ -1,0 +1,37 @@
+"""Where physioser keeps its files: the cache, the corpora, the package's own data.
+
+One owner for every location, each overridable by an environment variable:
+
+- :func:`cache_dir`: ``$PHYSIOSER_CACHE`` or ``~/.cache/physioser`` (an empty variable counts as
+  unset) — feature, quartet and pooled caches, built ONNX graphs;
+- :func:`corpora_root`: ``$PHYSIOSER_CORPORA`` or ``../shared/corpora`` beside the source checkout;
+- :data:`PACKAGE_DIR`: the installed package, whose data files (hardware profiles, fold protocols,
+  the default model) travel with the wheel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_DIR.parent
+"""The checkout the package was imported from (in an installed wheel: site-packages)."""
+
+
+def cache_dir() -> Path:
+    """physioser's cache folder: ``$PHYSIOSER_CACHE`` or ``~/.cache/physioser``."""
+    return Path(os.environ.get("PHYSIOSER_CACHE") or Path.home() / ".cache" / "physioser").expanduser()
+
+
+def corpora_root() -> Path:
+    """The folder holding one sub-folder per corpus: ``$PHYSIOSER_CORPORA`` or ``../shared/corpora``."""
+    return Path(os.environ.get("PHYSIOSER_CORPORA") or SOURCE_ROOT.parent / "shared" / "corpora").expanduser()
+
+
+DEFAULT_MODEL_DIR = PACKAGE_DIR / "assets" / "default"
+
+
+def default_model_dir() -> Path:
+    """The shipped default model (``physioser/assets/default``), or ``$PHYSIOSER_DEFAULT_MODEL``."""
+    return Path(os.environ.get("PHYSIOSER_DEFAULT_MODEL") or DEFAULT_MODEL_DIR)
