@@ -15,6 +15,7 @@ CORE = (
     "physioser.ros.core",
     "physioser.ros.messages",
     "physioser.ros.replay",
+    "physioser.ros.interfaces",
 )
 ABOVE = ("torch", "physioser.model", "physioser.export", "physioser.train", "physioser.evaluate", "physioser.features")
 

@@ -108,6 +108,21 @@ def play_command(
         player.close()
 
 
+@ros_app.command("env")
+def env_command(
+    flavour: str = typer.Argument(..., help="audio_common_msgs flavour: ros-drivers or mgonzs13"),
+) -> None:
+    """Print `export` lines that put one built audio_common_msgs flavour on this shell's paths:
+    eval "$(physioser ros env ros-drivers)"."""
+    from physioser.ros.interfaces import BuildError, shell_exports
+
+    try:
+        sys.stdout.write(shell_exports(flavour))
+    except (BuildError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(ros_app, name="ros")
 
