@@ -156,5 +156,60 @@ def folds_command(
     console.print(f"{'checked' if check else 'written'}: {path}")
 
 
+@corpora_app.command("emobox-import")
+def emobox_import_command(
+    folder: Path = typer.Argument(..., help="EmoBox's data/<dataset>/ folder (fold_<k>/*.jsonl, label map, data.seg.wrd.stm)."),
+    corpus: str = typer.Option(..., "--corpus", help="The registry's name of the corpus."),
+    source: str = typer.Option(..., "--source", help="Where the folder comes from, e.g. emo-box/EmoBox@<commit>."),
+    note: list[str] = typer.Option([], "--note", help="A note stored with the protocol (repeatable)."),
+    out: Path = typer.Option(None, "--out", help="YAML to write (default: eval/protocols/emobox/<CORPUS>.yaml)."),
+) -> None:
+    """Convert EmoBox's fold files of one corpus into a compact protocol (speaker or utterance key -> fold)."""
+    from physioser.data import ProtocolError
+    from physioser.data.emobox import EMOBOX_DIR, convert
+
+    try:
+        protocol = convert(folder, corpus, source=source, notes=note)
+    except (ProtocolError, KeyError) as error:
+        _fail(str(error).strip("'\""))
+        return
+    path = protocol.save(out or EMOBOX_DIR / f"{protocol.corpus}.yaml")
+    _console().print(
+        f"{protocol.corpus}: {len(protocol.folds)} EmoBox fold(s), {protocol.split} split, "
+        f"{sum(protocol.label_counts.values())} utterances, speaker-independent: {protocol.speaker_independent}; written: {path}"
+    )
+
+
+@corpora_app.command("emobox-check")
+def emobox_check_command(
+    name: str = typer.Argument(..., help="Corpus name."),
+    root: Path = typer.Argument(..., help="The corpus folder."),
+    protocol_path: Path = typer.Option(None, "--protocol", help="EmoBox protocol YAML (default: the committed one)."),
+    show: int = typer.Option(20, "--show", help="How many differences to print per kind."),
+) -> None:
+    """Check a corpus folder against EmoBox's folds: every EmoBox utterance found, nothing extra, labels agree."""
+    import warnings
+
+    from physioser.data import CorpusLayoutError, ProtocolError, read_corpus
+    from physioser.data.emobox import check, load_emobox
+
+    try:
+        protocol = load_emobox(protocol_path or name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = read_corpus(protocol.corpus, root)
+    except (CorpusLayoutError, ProtocolError, KeyError) as error:
+        _fail(str(error).strip("'\""))
+        return
+    result = check(protocol, rows)
+    console = _console()
+    console.print(escape(result.summary()), highlight=False)
+    for title, items in (("missing", result.missing), ("extra", result.extra), ("label differs", result.label_mismatch)):
+        for line in items[:show]:
+            console.print(f"  {title}: {escape(line)}", highlight=False, soft_wrap=True)
+    if not result.exact:
+        raise typer.Exit(code=1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(corpora_app, name="corpora")
