@@ -14,9 +14,9 @@ def _register_all() -> None:
     from physioser.ros import cli as ros_cli
     from physioser.runtime import cli as runtime_cli
     from physioser.vap import cli as vap_cli
-    from physioser import evaluate, export, train
+    from physioser import benchmark, evaluate, export, train
 
-    for module in (data_cli, vap_cli, backbones_cli, train, evaluate, export, runtime_cli, ros_cli, experiments_cli):
+    for module in (data_cli, vap_cli, backbones_cli, train, evaluate, benchmark, export, runtime_cli, ros_cli, experiments_cli):
         module.register(app)
 
 

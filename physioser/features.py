@@ -212,22 +212,24 @@ def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: dict, *, 
 
 
 def gather_rows(corpora, class_names: list[str], corpora_root) -> tuple[list, dict[str, np.ndarray]]:
-    """The rows of ``corpora`` (read from ``corpora_root/<name>``) whose labels are in ``class_names``,
-    concatenated, and {corpus: its indices in that list}. A corpus with no such row is an error."""
+    """The rows of ``corpora`` (read from ``corpora_root/<name>``, or ``corpora_root[name]`` when it is a
+    mapping of corpus folders) whose labels are in ``class_names``, concatenated, and {corpus: its indices
+    in that list}. A corpus with no such row is an error."""
     from physioser.data import read_corpus
 
     rows, spans = [], {}
     for name in corpora:
-        own = select_rows(read_corpus(name, Path(corpora_root) / name), class_names)
+        folder = Path(corpora_root[name]) if isinstance(corpora_root, dict) else Path(corpora_root) / name
+        own = select_rows(read_corpus(name, folder), class_names)
         if not own:
-            raise ValueError(f"{name}: no rows with classes {class_names} under {Path(corpora_root) / name}")
+            raise ValueError(f"{name}: no rows with classes {class_names} under {folder}")
         spans[name] = np.arange(len(rows), len(rows) + len(own))
         rows += own
     return rows, spans
 
 
-def load_corpora(cfg: dict, corpora: Sequence[str], corpora_root: str | Path, *, progress: bool = True) -> tuple[dict, FeatureSet, dict[str, np.ndarray]]:
-    """Read ``corpora`` (folders under ``corpora_root``) and build one FeatureSet over all of them.
+def load_corpora(cfg: dict, corpora: Sequence[str], corpora_root: str | Path | dict, *, progress: bool = True) -> tuple[dict, FeatureSet, dict[str, np.ndarray]]:
+    """Read ``corpora`` (folders under ``corpora_root``, or a {corpus: folder} mapping) and build one FeatureSet over all of them.
 
     Returns (config resolved with ``class_names`` and the backbone's ``num_layers``/``dim``, the
     FeatureSet, {corpus: its indices in the FeatureSet})."""

@@ -1,0 +1,377 @@
+"""``physioser benchmark``: every corpus found under a root, one config, one leaderboard beside EmoBox's.
+
+For each corpus of the registry whose layout is found under ``--root`` (:func:`discover`) the
+benchmark trains and tests the config on every fold of the chosen protocol, then trains on all
+the other corpora and tests on it (leave-one-corpus-out, the four-class set), and writes
+``leaderboard.json`` and ``leaderboard.md``: UA/WA/macro-F1 (scikit-learn, mean ± std over folds)
+per corpus beside EmoBox's published figures, saying for each corpus whether the comparison is
+exact (EmoBox's folds, the same utterances, EmoBox's class set) or why not.
+
+Protocols (``--protocol``):
+
+- ``emobox``: EmoBox's folds (``eval/protocols/emobox/<CORPUS>.yaml``) where they are speaker-
+  independent and the corpus does not tie sentences to emotions; elsewhere the project's
+  speaker-independent (Korean, ASED: speaker- and sentence-disjoint) folds, with the reason;
+- ``emobox-exact``: EmoBox's folds wherever a protocol exists, even a random utterance-level split
+  (its figures then measure speaker-dependent recognition, as EmoBox's do);
+- ``project``: the project's folds (``eval/protocols/<CORPUS>.yaml``) everywhere.
+
+Every finished fold is written to ``<out>/folds/<corpus>/<fold>.json`` before the next starts; a
+second run with the same config and out folder skips them (and resumes an interrupted fold from
+its last epoch). ``train.device: auto`` puts training on a GPU where one is present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from physioser.evaluate import REPO_ROOT, RESULTS_DIR, environment, fold_plan
+
+__all__ = ["PROTOCOLS", "discover", "run_benchmark", "write_leaderboard", "register"]
+
+PROTOCOLS = ("emobox", "emobox-exact", "project")
+FOUR_CLASSES = ["neutral", "happy", "angry", "sad"]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def discover(root: str | Path) -> tuple[dict[str, Path], list[str]]:
+    """({corpus: folder} of the registry's corpora found under ``root``, [corpora not found]).
+
+    A sub-folder named after a corpus (case, dashes and underscores aside) is that corpus; any
+    other sub-folder is the corpus whose reader places at least 90 % of its audio files."""
+    from physioser.data import CORPORA, CorpusLayoutError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"corpus root {root} is not a directory")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    by_name = {_norm(name): name for name in CORPORA}
+    found: dict[str, Path] = {}
+    unnamed = []
+    for folder in folders:
+        name = by_name.get(_norm(folder.name))
+        if name and name not in found:
+            found[name] = folder
+        else:
+            unnamed.append(folder)
+    for folder in unnamed:
+        best, best_rows = None, 0
+        for name, spec in CORPORA.items():
+            if name in found:
+                continue
+            try:
+                listing = spec.read(folder)
+            except (CorpusLayoutError, OSError, ValueError):
+                continue
+            total = len(listing.rows) + len(listing.unmatched)
+            if listing.rows and len(listing.rows) >= 0.9 * total and len(listing.rows) > best_rows:
+                best, best_rows = name, len(listing.rows)
+        if best:
+            found[best] = folder
+    found = {name: found[name] for name in CORPORA if name in found}
+    return found, [name for name in CORPORA if name not in found]
+
+
+@dataclass
+class CorpusPlan:
+    corpus: str
+    folds: list  # physioser.data.Fold (indices into the corpus's rows)
+    protocol: str  # "EmoBox" or "project"
+    comparison: str  # whether the figures compare exactly with EmoBox's, and why not
+    exact: bool
+
+
+def _plan(corpus: str, rows: list, n_read: int, mode: str, seed: int) -> CorpusPlan:
+    """The folds of one corpus under ``mode`` and how its figures compare with EmoBox's."""
+    from physioser.data import PROTOCOL_DIR, ProtocolError, get_spec, make_folds
+    from physioser.data.emobox import check, emobox_corpora, emobox_folds, load_emobox, published_figures
+
+    spec = get_spec(corpus)
+    covered = corpus in published_figures()["corpora"]
+    protocol = load_emobox(corpus) if corpus in emobox_corpora() else None
+    reason = ""
+    if mode == "project":
+        reason = "project's folds chosen (--protocol project)"
+    elif protocol is None:
+        reason = "no EmoBox protocol committed for this corpus" if covered else "EmoBox does not cover this corpus"
+    elif mode == "emobox" and not protocol.speaker_independent:
+        reason = "EmoBox's split is utterance-level (speakers in both train and test); project's speaker-independent folds used"
+    elif mode == "emobox" and spec.folds == "speaker_sentence":
+        reason = "the corpus ties sentences to emotions; project's speaker- and sentence-disjoint folds used"
+    if reason:
+        path = PROTOCOL_DIR / f"{corpus}.yaml"
+        try:
+            folds = make_folds(rows, corpus, protocol=path if path.is_file() else None)
+        except ProtocolError:  # a class subset or another copy: folds by the same rules
+            folds = make_folds(rows, corpus)
+        every, folds = len(folds), [f for f in folds if len(f.test)]
+        if len(folds) < every:
+            reason += f"; {every - len(folds)} of the {every} folds have no utterance here"
+        comparison = ("not comparable: " if covered else "") + reason
+        return CorpusPlan(corpus, folds, "project", comparison, False)
+    result = check(protocol, rows)
+    every = emobox_folds(protocol, rows, seed=seed)
+    folds = [f for f in every if len(f.test)]
+    notes = []
+    if not result.exact:
+        notes.append(result.summary())
+    if len(folds) < len(every):
+        notes.append(f"{len(every) - len(folds)} of EmoBox's {len(every)} folds have no utterance here")
+    if len(rows) < n_read:
+        notes.append(f"{n_read - len(rows)} rows outside the config's class set left out")
+    if not protocol.speaker_independent:
+        notes.append("EmoBox's split is utterance-level: speaker-dependent figures")
+    exact = not notes or notes == ["EmoBox's split is utterance-level: speaker-dependent figures"]
+    comparison = ("exact: EmoBox's folds, the same utterances, EmoBox's class set" if exact else "EmoBox's folds, not exact")
+    if notes:
+        comparison += " (" + "; ".join(notes) + ")"
+    return CorpusPlan(corpus, folds, "EmoBox", comparison, exact)
+
+
+def _config_key(cfg: dict, mode: str) -> str:
+    text = json.dumps({"config": cfg, "protocol": mode}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.replace(path)
+
+
+def _train_and_test(cfg: dict, data, tr: np.ndarray, va: np.ndarray, te: np.ndarray, ckpt: Path) -> dict:
+    from physioser.model.metrics import classification_metrics
+    from physioser.train import fit, new_model, predict
+
+    t0 = time.perf_counter()
+    model = new_model(cfg, data, tr)
+    result = fit(model, data, tr, va if len(va) else None, cfg, ckpt, resume=(ckpt / "last.json").is_file(), progress=False)
+    pred = predict(model, data, te)["logits"].argmax(1)
+    metrics = classification_metrics(data.labels[te], pred, cfg["class_names"])
+    metrics.update(n_train=int(len(tr)), n_val=int(len(va)), n_test=int(len(te)), best_epoch=result.best_epoch,
+                   seconds=round(time.perf_counter() - t0, 1))
+    return metrics
+
+
+def run_benchmark(
+    cfg: dict,
+    root: str | Path,
+    out_dir: str | Path,
+    *,
+    protocol: str = "emobox",
+    only: list[str] | None = None,
+    loco: bool = True,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Run (or resume) the benchmark; returns the leaderboard dict (also written under ``out_dir``).
+
+    ``only`` restricts it to some corpora; ``stop_after`` ends the call after that many newly
+    finished units (folds or held-out corpora), as an interruption would."""
+    from tqdm.auto import tqdm
+
+    from physioser.model.data import load_corpora
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    out_dir = Path(out_dir)
+    key = _config_key(cfg, protocol)
+    stamp = out_dir / "run.json"
+    if stamp.is_file() and json.loads(stamp.read_text())["key"] != key:
+        raise ValueError(f"{out_dir} holds a benchmark of another config or protocol; choose another --out")
+    _write_json(stamp, {"key": key, "config": cfg, "protocol": protocol})
+    present, absent = discover(root)
+    if only:
+        unknown = sorted(set(only) - set(present) - set(absent))
+        if unknown:
+            raise ValueError(f"unknown corpora {unknown}")
+        absent = [c for c in absent if c in only]
+        present = {c: p for c, p in present.items() if c in only}
+    seed = int(cfg["train"]["seed"])
+    ckpt_root = REPO_ROOT / "runs" / "benchmark" / key
+
+    plans: dict[str, tuple] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unmatched files are reported by `physioser corpora scan`
+        from physioser.data import read_corpus
+
+        for corpus, folder in present.items():
+            resolved, data, spans = load_corpora(cfg, [corpus], {corpus: folder}, progress=False)
+            n_read = len(read_corpus(corpus, folder))
+            plans[corpus] = (resolved, data, _plan(corpus, data.rows, n_read, protocol, seed))
+    units = [(c, f.name) for c, (_, _, plan) in plans.items() for f in plan.folds]
+    held_out = list(present) if loco and len(present) > 1 else []
+    units += [("loco", c) for c in held_out]
+    done = {u for u in units if _unit_path(out_dir, *u).is_file()}
+    bar = tqdm(total=len(units), initial=len(done), unit="fold", disable=not progress, desc="benchmark")
+    finished = 0
+    for corpus, (resolved, data, plan) in plans.items():
+        for fold in plan.folds:
+            path = _unit_path(out_dir, corpus, fold.name)
+            if path.is_file():
+                continue
+            bar.set_description(f"{corpus} {fold.name}")
+            metrics = _train_and_test(resolved, data, fold.train, fold.val, fold.test, ckpt_root / corpus / fold.name)
+            _write_json(path, {"corpus": corpus, "fold": fold.name, "protocol": plan.protocol, "strict": metrics})
+            bar.update(1)
+            finished += 1
+            if stop_after is not None and finished >= stop_after:
+                bar.close()
+                return {}
+    if held_out:
+        four = dict(cfg, classes=FOUR_CLASSES)
+        resolved, data, spans = load_corpora(four, list(present), dict(present), progress=False)
+        for corpus in held_out:
+            path = _unit_path(out_dir, "loco", corpus)
+            if path.is_file():
+                continue
+            bar.set_description(f"leave out {corpus}")
+            others = [c for c in present if c != corpus]
+            sub_spans = {c: spans[c] for c in others + [corpus]}
+            (_, tr, va, tests), = fold_plan(data, sub_spans, others, test_corpus=corpus, seed=seed)
+            metrics = _train_and_test(resolved, data, tr, va, tests[corpus], ckpt_root / "loco" / corpus)
+            _write_json(path, {"corpus": corpus, "trained_on": others, "strict": metrics})
+            bar.update(1)
+            finished += 1
+            if stop_after is not None and finished >= stop_after:
+                bar.close()
+                return {}
+    bar.close()
+    board = _leaderboard(cfg, protocol, out_dir, plans, absent, held_out)
+    write_leaderboard(board, out_dir)
+    return board
+
+
+def _unit_path(out_dir: Path, corpus: str, fold: str) -> Path:
+    return out_dir / "folds" / corpus / f"{fold}.json"
+
+
+def _summary(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
+
+
+def _leaderboard(cfg: dict, protocol: str, out_dir: Path, plans: dict, absent: list[str], held_out: list[str]) -> dict:
+    from physioser.data import get_spec
+    from physioser.data.emobox import published_figures
+
+    published = published_figures()
+    rows = []
+    for corpus, (resolved, _, plan) in plans.items():
+        folds = [json.loads(_unit_path(out_dir, corpus, f.name).read_text()) for f in plan.folds]
+        strict = {m: _summary([f["strict"][m] for f in folds]) for m in ("ua", "wa", "macro_f1")}
+        rows.append({
+            "corpus": corpus, "language": get_spec(corpus).language, "protocol": plan.protocol, "folds": len(folds),
+            "classes": resolved["class_names"], "strict": strict, "comparison": plan.comparison, "exact": plan.exact,
+            "emobox": published["corpora"].get(corpus, {}),
+        })
+    loco = []
+    for corpus in held_out:
+        unit = json.loads(_unit_path(out_dir, "loco", corpus).read_text())
+        loco.append({"corpus": corpus, "trained_on": unit["trained_on"],
+                     **{m: unit["strict"][m] for m in ("ua", "wa", "macro_f1")}})
+    return {
+        "config": cfg.get("name", "config"), "protocol": protocol, "corpora": rows, "absent": absent,
+        "leave_one_corpus_out": loco, "emobox_source": published["source"], "emobox_models": published["models"],
+        "environment": environment(),
+    }
+
+
+def _pct(summary: dict) -> str:
+    return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
+
+
+def _emobox_cell(entry: dict) -> str:
+    if not entry:
+        return "—"
+    ua = f"{entry['ua']:.2f}" + ("†" if entry.get("from") == "figure" else "") if "ua" in entry else "n/a"
+    return f"{ua} / {entry['wa']:.2f}"
+
+
+def write_leaderboard(board: dict, out_dir: str | Path) -> Path:
+    """``leaderboard.json`` and ``leaderboard.md`` under ``out_dir``; returns the markdown path."""
+    out_dir = Path(out_dir)
+    _write_json(out_dir / "leaderboard.json", board)
+    env = board["environment"]
+    models = board["emobox_models"]
+    lines = [
+        f"# Benchmark: {board['config']} on every corpus found (protocol `{board['protocol']}`)", "",
+        f"Command: `{env['command']}` (git {env['git'][:12]}, {env['hardware']}, {env['date']}).", "",
+        "Ours: UA / WA / macro-F1 in %, mean ± std over the folds (scikit-learn), strict protocol (no "
+        "adaptation to the test speaker). EmoBox: UA / WA in % as EmoBox publishes them for its own folds "
+        f"({board['emobox_source']}); † = UA transcribed from EmoBox's figure, n/a = not published as text. "
+        "The last column says whether the comparison is exact.", "",
+        "| corpus | lang | folds | classes | UA | WA | macro-F1 | " + " | ".join(f"EmoBox {m} UA / WA" for m in models)
+        + " | comparison |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(models) + "---|",
+    ]
+    for r in board["corpora"]:
+        s = r["strict"]
+        emobox = " | ".join(_emobox_cell(r["emobox"].get(m, {})) for m in models)
+        lines.append(
+            f"| {r['corpus']} | {r['language']} | {r['folds']} ({r['protocol']}) | {len(r['classes'])} | {_pct(s['ua'])} | "
+            f"{_pct(s['wa'])} | {_pct(s['macro_f1'])} | {emobox} | {r['comparison']} |"
+        )
+    if board["corpora"]:
+        mean = np.mean([r["strict"]["ua"]["mean"] for r in board["corpora"]])
+        lines += ["", f"Mean UA over the {len(board['corpora'])} corpora: {100 * mean:.1f} %."]
+    lines += ["", "Absent under the root (listed, not failed): " + (", ".join(board["absent"]) or "none") + ".", ""]
+    if board["leave_one_corpus_out"]:
+        lines += ["## Leave one corpus out (four classes: neutral, happy, angry, sad)", "",
+                  "Trained on every other corpus found, tested on all of the held-out one (a language or "
+                  "corpus the model never heard).", "",
+                  "| held-out corpus | trained on | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
+        for r in board["leave_one_corpus_out"]:
+            lines.append(f"| {r['corpus']} | {', '.join(r['trained_on'])} | {100 * r['ua']:.1f} | {100 * r['wa']:.1f} | "
+                         f"{100 * r['macro_f1']:.1f} |")
+        mean = np.mean([r["ua"] for r in board["leave_one_corpus_out"]])
+        lines += ["", f"Mean leave-one-corpus-out UA: {100 * mean:.1f} %.", ""]
+    path = out_dir / "leaderboard.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("benchmark")
+    def benchmark_command(
+        root: Path = typer.Option(REPO_ROOT.parent / "shared" / "corpora", "--root", help="folder holding the corpora (one sub-folder each)"),
+        config: Path = typer.Option(None, "--config", help="experiment YAML (configs/*.yaml)"),
+        override: list[str] = typer.Option([], "--set", "-o", help="dotted config override, e.g. train.epochs=20 (repeatable)"),
+        protocol: str = typer.Option("emobox", "--protocol", help=f"one of {', '.join(PROTOCOLS)}"),
+        only: list[str] = typer.Option([], "--corpus", "-c", help="only these corpora (repeatable; default: every one found)"),
+        loco: bool = typer.Option(True, "--loco/--no-loco", help="also leave each corpus out (four classes)"),
+        out: Path = typer.Option(None, "--out", help="results folder (default: eval/results/benchmark-<config name>-<protocol>)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ) -> None:
+        """Train and test a config on every corpus found under --root; write one leaderboard beside EmoBox's."""
+        from physioser.model.config import ConfigError, load_config
+
+        if protocol not in PROTOCOLS:
+            raise typer.BadParameter(f"{protocol!r} is not one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
+        try:
+            cfg = load_config(config, override)
+        except (ConfigError, OSError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--config/--set") from exc
+        out_dir = out or RESULTS_DIR / f"benchmark-{cfg['name']}-{protocol}"
+        try:
+            board = run_benchmark(cfg, root, out_dir, protocol=protocol, only=list(only) or None, loco=loco, progress=not quiet)
+        except (FileNotFoundError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from exc
+        for r in board["corpora"]:
+            typer.echo(f"{r['corpus']}: UA {_pct(r['strict']['ua'])} ({r['folds']} {r['protocol']} folds; {r['comparison']})")
+        if board["absent"]:
+            typer.echo(f"absent: {', '.join(board['absent'])}")
+        typer.echo(f"wrote {out_dir / 'leaderboard.md'}")
