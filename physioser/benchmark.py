@@ -9,12 +9,12 @@ exact (EmoBox's folds, the same utterances, EmoBox's class set) or why not.
 
 Protocols (``--protocol``):
 
-- ``emobox``: EmoBox's folds (``eval/protocols/emobox/<CORPUS>.yaml``) where they are speaker-
+- ``emobox``: EmoBox's folds (``physioser/data/protocols/emobox/<CORPUS>.yaml``) where they are speaker-
   independent and the corpus does not tie sentences to emotions; elsewhere the project's
   speaker-independent (Korean, ASED: speaker- and sentence-disjoint) folds, with the reason;
 - ``emobox-exact``: EmoBox's folds wherever a protocol exists, even a random utterance-level split
   (its figures then measure speaker-dependent recognition, as EmoBox's do);
-- ``project``: the project's folds (``eval/protocols/<CORPUS>.yaml``) everywhere.
+- ``project``: the project's folds (``physioser/data/protocols/<CORPUS>.yaml``) everywhere.
 
 Every finished fold is written to ``<out>/folds/<corpus>/<fold>.json`` before the next starts; a
 second run with the same config and out folder skips them (and resumes an interrupted fold from
@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from physioser.evaluate import REPO_ROOT, RESULTS_DIR, environment, fold_plan
+from physioser.data.folds import fold_plan
+from physioser.evaluate import REPO_ROOT, RESULTS_DIR, environment
+from physioser.paths import corpora_root
 
 __all__ = ["PROTOCOLS", "discover", "run_benchmark", "write_leaderboard", "register"]
 
@@ -183,7 +185,7 @@ def run_benchmark(
     finished units (folds or held-out corpora), as an interruption would."""
     from tqdm.auto import tqdm
 
-    from physioser.model.data import load_corpora
+    from physioser.features import load_corpora
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
@@ -346,7 +348,7 @@ def write_leaderboard(board: dict, out_dir: str | Path) -> Path:
 def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     def benchmark_command(
-        root: Path = typer.Option(REPO_ROOT.parent / "shared" / "corpora", "--root", help="folder holding the corpora (one sub-folder each)"),
+        root: Path = typer.Option(None, "--root", help="folder holding the corpora, one sub-folder each (default: $PHYSIOSER_CORPORA or ../shared/corpora)"),
         config: Path = typer.Option(None, "--config", help="experiment YAML (configs/*.yaml)"),
         override: list[str] = typer.Option([], "--set", "-o", help="dotted config override, e.g. train.epochs=20 (repeatable)"),
         protocol: str = typer.Option("emobox", "--protocol", help=f"one of {', '.join(PROTOCOLS)}"),
@@ -366,7 +368,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(exc), param_hint="--config/--set") from exc
         out_dir = out or RESULTS_DIR / f"benchmark-{cfg['name']}-{protocol}"
         try:
-            board = run_benchmark(cfg, root, out_dir, protocol=protocol, only=list(only) or None, loco=loco, progress=not quiet)
+            board = run_benchmark(cfg, root or corpora_root(), out_dir, protocol=protocol, only=list(only) or None, loco=loco, progress=not quiet)
         except (FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=1) from exc

@@ -162,7 +162,7 @@ def emobox_import_command(
     corpus: str = typer.Option(..., "--corpus", help="The registry's name of the corpus."),
     source: str = typer.Option(..., "--source", help="Where the folder comes from, e.g. emo-box/EmoBox@<commit>."),
     note: list[str] = typer.Option([], "--note", help="A note stored with the protocol (repeatable)."),
-    out: Path = typer.Option(None, "--out", help="YAML to write (default: eval/protocols/emobox/<CORPUS>.yaml)."),
+    out: Path = typer.Option(None, "--out", help="YAML to write (default: physioser/data/protocols/emobox/<CORPUS>.yaml)."),
 ) -> None:
     """Convert EmoBox's fold files of one corpus into a compact protocol (speaker or utterance key -> fold)."""
     from physioser.data import ProtocolError

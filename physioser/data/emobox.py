@@ -8,7 +8,7 @@ Its preprocessing splits a corpus by speaker when every speaker has the same emo
 draws one random 25 % test set per emotion, whatever the speaker.
 
 :func:`convert` turns such a folder into an :class:`EmoBoxProtocol`, stored compactly as YAML under
-``eval/protocols/emobox/<CORPUS>.yaml``:
+``physioser/data/protocols/emobox/<CORPUS>.yaml``:
 
 - ``split: speaker`` (every speaker's utterances in one test fold): the speakers of each fold and
   EmoBox's per-label counts of its test set;
@@ -132,7 +132,7 @@ class EmoBoxProtocol:
 
 
 def load_emobox(corpus_or_path: str | Path) -> EmoBoxProtocol:
-    """The committed EmoBox protocol of a corpus (``eval/protocols/emobox/<CORPUS>.yaml``) or a YAML path."""
+    """The committed EmoBox protocol of a corpus (``physioser/data/protocols/emobox/<CORPUS>.yaml``) or a YAML path."""
     path = Path(corpus_or_path)
     if not path.suffix:
         path = EMOBOX_DIR / f"{get_spec(str(corpus_or_path)).name}.yaml"
