@@ -108,6 +108,8 @@ def _plan(corpus: str, rows: list, n_read: int, mode: str, seed: int) -> CorpusP
         reason = "project's folds chosen (--protocol project)"
     elif protocol is None:
         reason = "no EmoBox protocol committed for this corpus" if covered else "EmoBox does not cover this corpus"
+        if spec.folds == "speaker_sentence":
+            reason += "; the corpus ties sentences to emotions: project's speaker- and sentence-disjoint folds used"
     elif mode == "emobox" and not protocol.speaker_independent:
         reason = "EmoBox's split is utterance-level (speakers in both train and test); project's speaker-independent folds used"
     elif mode == "emobox" and spec.folds == "speaker_sentence":
@@ -227,7 +229,7 @@ def run_benchmark(
                 continue
             bar.set_description(f"{corpus} {fold.name}")
             metrics = _train_and_test(resolved, data, fold.train, fold.val, fold.test, ckpt_root / corpus / fold.name)
-            _write_json(path, {"corpus": corpus, "fold": fold.name, "protocol": plan.protocol, "strict": metrics})
+            _write_json(path, {"corpus": corpus, "fold": fold.name, "protocol": plan.protocol, "strict": metrics, "ran": _ran()})
             bar.update(1)
             finished += 1
             if stop_after is not None and finished >= stop_after:
@@ -245,7 +247,7 @@ def run_benchmark(
             sub_spans = {c: spans[c] for c in others + [corpus]}
             (_, tr, va, tests), = fold_plan(data, sub_spans, others, test_corpus=corpus, seed=seed)
             metrics = _train_and_test(resolved, data, tr, va, tests[corpus], ckpt_root / "loco" / corpus)
-            _write_json(path, {"corpus": corpus, "trained_on": others, "strict": metrics})
+            _write_json(path, {"corpus": corpus, "trained_on": others, "strict": metrics, "ran": _ran()})
             bar.update(1)
             finished += 1
             if stop_after is not None and finished >= stop_after:
@@ -255,6 +257,11 @@ def run_benchmark(
     board = _leaderboard(cfg, protocol, out_dir, plans, absent, held_out)
     write_leaderboard(board, out_dir)
     return board
+
+
+def _ran() -> dict:
+    env = environment()
+    return {k: env[k] for k in ("git", "hardware", "date")}
 
 
 def _unit_path(out_dir: Path, corpus: str, fold: str) -> Path:
@@ -279,6 +286,7 @@ def _leaderboard(cfg: dict, protocol: str, out_dir: Path, plans: dict, absent: l
             "classes": resolved["class_names"], "strict": strict, "comparison": plan.comparison, "exact": plan.exact,
             "emobox": published["corpora"].get(corpus, {}),
         })
+    units = [json.loads(p.read_text()) for p in sorted((out_dir / "folds").glob("*/*.json"))]
     loco = []
     for corpus in held_out:
         unit = json.loads(_unit_path(out_dir, "loco", corpus).read_text())
@@ -288,6 +296,7 @@ def _leaderboard(cfg: dict, protocol: str, out_dir: Path, plans: dict, absent: l
         "config": cfg.get("name", "config"), "protocol": protocol, "corpora": rows, "absent": absent,
         "leave_one_corpus_out": loco, "emobox_source": published["source"], "emobox_models": published["models"],
         "environment": environment(),
+        "trained": sorted({f"git {u['ran']['git'][:12]} on {u['ran']['hardware']}" for u in units if "ran" in u}),
     }
 
 
@@ -310,7 +319,8 @@ def write_leaderboard(board: dict, out_dir: str | Path) -> Path:
     models = board["emobox_models"]
     lines = [
         f"# Benchmark: {board['config']} on every corpus found (protocol `{board['protocol']}`)", "",
-        f"Command: `{env['command']}` (git {env['git'][:12]}, {env['hardware']}, {env['date']}).", "",
+        f"Command: `{env['command']}` (git {env['git'][:12]}, {env['hardware']}, {env['date']}). "
+        f"Folds trained with: {'; '.join(board['trained']) or 'the same'}.", "",
         "Ours: UA / WA / macro-F1 in %, mean ± std over the folds (scikit-learn), strict protocol (no "
         "adaptation to the test speaker). EmoBox: UA / WA in % as EmoBox publishes them for its own folds "
         f"({board['emobox_source']}); † = UA transcribed from EmoBox's figure, n/a = not published as text. "

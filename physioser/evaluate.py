@@ -58,7 +58,9 @@ def environment() -> dict:
     else:
         device = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
     return {
-        "command": "physioser " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if Path(sys.argv[0]).name == "physioser" else " ".join(shlex.quote(a) for a in sys.argv),
+        "command": "physioser " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if Path(sys.argv[0]).name == "physioser" or Path(sys.argv[0]).parts[-2:] == ("physioser", "cli.py")  # python -m physioser.cli
+        else " ".join(shlex.quote(a) for a in sys.argv),
         "git": commit + ("+dirty" if dirty else ""),
         "hardware": device,
         "python": platform.python_version(),
@@ -210,6 +212,9 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
         body = experiments.read_text().splitlines()[1:]  # without its title; one heading level down
         lines += [f"## Experiments (from [{experiments.name}]({experiments.name}))", ""]
         lines += ["#" + line if line.startswith("#") else line for line in body] + [""]
+    if (path.parent / "BENCHMARK.md").is_file():  # written by hand from `physioser benchmark` leaderboards
+        lines += ["## Benchmark", "", "Every corpus at hand on EmoBox's folds where they are sound, beside EmoBox's "
+                  "published figures, and leave-one-corpus-out: [BENCHMARK.md](BENCHMARK.md).", ""]
     path.write_text("\n".join(lines))
     return path
 
