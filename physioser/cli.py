@@ -1,26 +1,77 @@
-"""The `physioser` command. Each area registers its own commands; this module only wires them."""
+"""The `physioser` command. Each area registers its own commands; this module only wires them.
+
+Commands are imported when they run, not when the command starts: ``physioser --help`` and the
+core commands (``predict``, ``demo``, ``ros``) never import the training layer's PyTorch.
+"""
 
 from __future__ import annotations
 
+import importlib
+
+import click
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Embedded speech emotion recognition for robots.")
+COMMANDS = {
+    # name: (module whose register(app) adds it, the one-line help `physioser --help` shows)
+    "predict": ("physioser.runtime.cli", "Classify the emotion of whole audio files: label, confidence, probabilities, latency."),
+    "demo": ("physioser.runtime.cli", "Stream an audio file (or a synthesised utterance) through the Streamer and show live estimates."),
+    "ros": ("physioser.ros.cli", "ROS 2: replay recorded bags through the emotion node's logic; play audio onto a topic."),
+    "export": ("physioser.export", "Export a trained model to a model bundle (ONNX graph waveform -> logits/probs/embedding, metadata, model card, SHA256SUMS) and verify it."),
+    "train": ("physioser.train", "Train PhysioSER (or a baseline config) on cached features of one or more corpora."),
+    "eval": ("physioser.evaluate", "Train and test a config under a speaker-independent protocol; write eval/results/<run>/."),
+    "report": ("physioser.evaluate", "Gather eval/results/*/results.json into eval/results/REPORT.md with a UA plot."),
+    "benchmark": ("physioser.benchmark", "Train and test a config on every corpus found under --root; write one leaderboard beside EmoBox's."),
+    "corpora": ("physioser.data.cli", "Corpus registry, data checks and fold protocols."),
+    "features": ("physioser.backbones.cli", "Frozen-backbone features and their on-disk cache."),
+    "vap": ("physioser.vap.cli", "The physiology-informed VAP quartet {M, ρ, f_inst, τ_g}."),
+    "experiments": ("physioser.experiments.cli", "Baselines, linear probes, sweeps and analyses (issue 7)."),
+}
 
 
-def _register_all() -> None:
-    from physioser.backbones import cli as backbones_cli
-    from physioser.data import cli as data_cli
-    from physioser.experiments import cli as experiments_cli
-    from physioser.ros import cli as ros_cli
-    from physioser.runtime import cli as runtime_cli
-    from physioser.vap import cli as vap_cli
-    from physioser import benchmark, evaluate, export, train
+def open_engine(model: str | None, profile: str | None, backend: str = "auto"):
+    """The model opener of ``predict``/``demo``: the training layer's where it is installed (it also
+    runs training checkpoints and builds the default bundle on first use), else the core's."""
+    try:
+        from physioser.export import open_engine as training_layer_open
+    except ImportError:  # a core-only install: bundles and .onnx graphs
+        from physioser.runtime.cli import core_engine
 
-    for module in (data_cli, vap_cli, backbones_cli, train, evaluate, benchmark, export, runtime_cli, ros_cli, experiments_cli):
-        module.register(app)
+        return core_engine(model, profile, backend)
+    return training_layer_open(model, profile, backend=backend)
 
 
-_register_all()
+def load_command(name: str) -> click.Command:
+    """Import the module of command ``name`` and return its click command."""
+    module = importlib.import_module(COMMANDS[name][0])
+    holder = typer.Typer()
+    if module.__name__ == "physioser.runtime.cli":
+        module.register(holder, open_engine=open_engine)
+    else:
+        module.register(holder)
+    return typer.main.get_group(holder).commands[name]
+
+
+class LazyGroup(TyperGroup):
+    """A command group that imports a command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+app = typer.Typer(cls=LazyGroup, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+
+
+@app.callback()
+def physioser_command() -> None:
+    """Embedded speech emotion recognition for robots."""
 
 
 def main() -> None:

@@ -19,9 +19,10 @@ length reliably, where the dynamo exporter's support for them is incomplete (not
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -35,33 +36,26 @@ import torch
 
 import physioser
 from physioser.model.directory import load_checkpoint, torch_engine
-from physioser.paths import cache_dir
+from physioser.paths import cache_dir, default_model_dir
 from physioser.runtime.contract import (
     INPUT_NAMES,
     OPSET,
     OUTPUT_ORDER,
     REQUIRED_OUTPUTS,
     WRITTEN_METADATA,
+    GRAPH_VERSION,
     EngineError,
     default_metadata,
     metadata_strings,
+    parse_metadata,
 )
 from physioser.runtime.engine import Engine, OrtBackend, session_options
-from physioser.runtime.integrity import sha256_file, verify_integrity
+from physioser.runtime import bundle
+from physioser.runtime.bundle import checkpoint_key
+from physioser.runtime.integrity import sha256_file, verify_integrity, write_integrity
 from physioser.runtime.profiles import HardwareProfile, load_profile
 
 log = logging.getLogger(__name__)
-
-GRAPH_VERSION = 6
-"""Version of the graphs this code exports for the same weights; part of the ONNX cache key
-(:func:`cached_onnx`), so a cached graph is rebuilt when it changes.
-2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs).
-3: VAP front end: float64 rank-Q cepstral maps, float32 past the DFT (same outputs).
-4: Hann window folded into the DFT bases (same outputs).
-5: float32 DFT for the minimum-phase front end, conv-folded QuaternionNorm centring, backbone and
-   VAP segment means projected after pooling (logits move <= 1e-5).
-6: the VAP encoder's 1-D convs exported as 2-D convs over a height-1 map (same outputs)."""
-
 
 class ExportError(RuntimeError):
     """Export or its verification failed (the message says which step and why)."""
@@ -339,14 +333,7 @@ def cached_onnx(model_dir: Path) -> Path:
     """The verified ONNX graph of a model directory, exported into the cache on first use."""
     model_dir = Path(model_dir)
     verify_integrity(model_dir)
-    h = hashlib.sha256()
-    for name in ("model.safetensors", "config.yaml"):
-        path = model_dir / name
-        if not path.is_file():
-            raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
-        h.update(sha256_file(path).encode())
-    h.update(f"{physioser.__version__} graph {GRAPH_VERSION}".encode())
-    out = cache_dir() / "onnx" / f"{model_dir.name}-{h.hexdigest()[:16]}.onnx"
+    out = cache_dir() / "onnx" / f"{model_dir.name}-{checkpoint_key(model_dir)}.onnx"
     digest = out.with_name(out.name + ".sha256")  # the graph's own hash, written with it
     if out.is_file():
         if digest.is_file() and digest.read_text().strip() == sha256_file(out):
@@ -386,47 +373,142 @@ def checkpoint_engine(model_dir: Path, profile: HardwareProfile, *, torch: bool 
     return Engine(OrtBackend(onnx_path, profile), profile, str(onnx_path))
 
 
+def open_engine(model_path: str | Path | None = None, profile: str | Path | HardwareProfile | None = None,
+                *, backend: str = "auto") -> Engine:
+    """:meth:`Engine.from_path` that also runs training checkpoints and builds the default bundle.
+
+    ``backend``: ``auto`` (onnxruntime; a checkpoint's graph is built into the cache on first use,
+    the PyTorch model runs if that fails), ``onnxruntime`` (no fallback) or ``torch`` (the PyTorch
+    model of a checkpoint; ``None`` means the shipped default checkpoint).
+    """
+    if backend not in ("auto", "onnxruntime", "torch"):
+        raise EngineError(f"backend must be auto, onnxruntime or torch, got {backend!r}")
+    prof = load_profile(profile)
+    default = model_path is None or str(model_path) == "default"
+    if default and backend != "torch":
+        build_default_bundle()
+        return Engine.from_path(None, prof)
+    path = default_model_dir() if default else Path(model_path)
+    if path.is_file() and path.name.endswith(".safetensors"):
+        path = path.parent
+    if path.is_dir() and (path / "config.yaml").is_file():
+        return checkpoint_engine(path, prof, torch=backend == "torch", strict=backend == "onnxruntime")
+    if backend == "torch":
+        raise EngineError(f"{path}: backend 'torch' runs a training checkpoint (model.safetensors + config.yaml)")
+    return Engine.from_path(path, prof)
+
+
+def write_bundle(graph: Path, out: Path, *, model_dir: Path | None = None) -> Path:
+    """Write the bundle ``out`` of an exported ``graph``: the graph, metadata.json (its contract
+    metadata), the model card (``model_dir``'s own, else one from the metadata) and SHA256SUMS."""
+    import onnx
+
+    proto = onnx.load(str(graph), load_external_data=False)
+    metadata = parse_metadata({p.key: p.value for p in proto.metadata_props}, str(graph))
+    metadata["graph_version"] = GRAPH_VERSION
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(graph, out / bundle.GRAPH)
+    (out / bundle.METADATA).write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+    (out / bundle.CARD).write_text(model_card(model_dir, metadata), encoding="utf-8")
+    write_integrity(out, list(bundle.BUNDLE_FILES))
+    return out
+
+
+def model_card(model_dir: Path | None, metadata: dict[str, Any]) -> str:
+    """A checkpoint's own ``MODEL_CARD.md``, else a short card written from the graph's metadata."""
+    if model_dir is not None and (model_dir / bundle.CARD).is_file():
+        return (model_dir / bundle.CARD).read_text(encoding="utf-8")
+    corpora = ", ".join(metadata.get("training_corpora") or []) or "not recorded"
+    return (f"# {metadata.get('model_name', 'physioser model')}\n\n"
+            f"- classes: {', '.join(metadata['class_names'])}\n- backbone: {metadata['backbone']}\n"
+            f"- training corpora: {corpora}\n- window {metadata['window_s']:g} s, hop {metadata['hop_s']:g} s\n"
+            f"- exported by physioser {physioser.__version__} (graph version {GRAPH_VERSION})\n")
+
+
+def build_default_bundle() -> Path:
+    """The bundle of the shipped default model in the cache, built from its cached graph when missing."""
+    out = bundle.default_bundle_dir()
+    if bundle.is_bundle(out):
+        return out
+    graph = cached_onnx(default_model_dir())
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_bundle(graph, tmp, model_dir=default_model_dir())
+        try:
+            tmp.replace(out)
+        except OSError:
+            if not bundle.is_bundle(out):  # not another process's finished bundle
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"physioser: built the default model bundle {out}", file=sys.stderr)
+    return out
+
+
 def register(app: "typer.Typer") -> None:
     import typer
 
     @app.command("export")
     def export_cmd(
         checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint folder (or its model.safetensors) written by `physioser train`, or 'default'"),
-        out: Path = typer.Option(..., "--out", help="where to write the ONNX graph"),
+        out: Path = typer.Option(None, "--out", help="the model bundle (folder) to write; a path ending in .onnx writes the bare graph "
+                                 "only; left out with --checkpoint default: the default bundle in the cache"),
         profile: str = typer.Option(None, "--profile", help="hardware profile (name or physioser/hardware/NAME.yaml): default precision, window/hop"),
         precision: str = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: the profile's, else fp32)"),
         keep_slower: bool = typer.Option(False, "--keep-slower", help="keep an int8 graph even where it is not faster than fp32 on this CPU"),
     ) -> None:
-        """Export a trained model to one ONNX graph (waveform -> logits/probs/embedding) and verify it."""
+        """Export a trained model to a model bundle (ONNX graph waveform -> logits/probs/embedding, metadata, model card, SHA256SUMS) and verify it."""
+        import tempfile
+
         prof = load_profile(profile) if profile else None
         precision = precision or (prof.precision if prof else "fp32")
         if precision not in ("fp32", "fp16", "int8"):
             raise typer.BadParameter(f"--precision must be fp32, fp16 or int8, got {precision!r}")
-        model, meta = load_checkpoint(checkpoint if str(checkpoint) != "default" else None)
-        if prof:
-            meta.update(window_s=prof.window_s, hop_s=prof.hop_s)
-        fp32_path = out if precision == "fp32" else out.with_name(out.stem + ".fp32.onnx")
-        typer.echo(f"exporting {checkpoint} -> {fp32_path} (opset {OPSET}, dynamic batch and samples)")
-        export_onnx(model, fp32_path, metadata=meta)
-        report = verify_onnx(model, fp32_path)
-        for line in report.lines():
-            typer.echo("  " + line)
-        if precision == "fp32":
+        default = str(checkpoint) == "default"
+        if out is None:
+            if not default or prof is not None or precision != "fp32":
+                raise typer.BadParameter("--out is required, except for the default bundle (--checkpoint default, fp32, no --profile)")
+            typer.echo(f"default model bundle: {build_default_bundle()}")
             return
-        convert_precision(fp32_path, out, precision)
-        low = verify_onnx(model, out, atol=None)
-        typer.echo(f"{precision} graph {out}:")
-        for line in low.lines():
-            typer.echo("  " + line)
-        ratio = paired_latency_ratio(out, fp32_path)
-        speeds = f"{precision}/fp32 latency ratio {ratio:.2f}, paired over 30 interleaved rounds"
-        faster = ratio < 0.95
-        if precision == "int8" and not faster and not keep_slower:
-            out.write_bytes(fp32_path.read_bytes())
-            typer.echo(f"int8 is not faster here ({speeds}): kept the fp32 graph at {out} (pass --keep-slower to keep int8)")
-        elif precision == "int8":
-            typer.echo(f"int8 is {'faster' if faster else 'NOT faster'} here ({speeds}): kept at {out}; check its accuracy "
-                       "on held-out data (the differences above are on synthetic probe signals)")
-        else:
-            typer.echo("  fp16 is meant for GPU execution providers; the CPU latency above is for reference only")
+        model_dir = default_model_dir() if default else (checkpoint.parent if checkpoint.suffix == ".safetensors" else checkpoint)
+        model, meta = load_checkpoint(model_dir)
+        if prof:
+            meta.update({k: v for k, v in (("window_s", prof.window_s), ("hop_s", prof.hop_s)) if v is not None})
+        bare = out.suffix == ".onnx"
+        with tempfile.TemporaryDirectory() as staging:
+            graph = out if bare else Path(staging) / bundle.GRAPH
+            fp32_path = graph if precision == "fp32" else graph.with_name(graph.stem + ".fp32.onnx")
+            typer.echo(f"exporting {checkpoint} -> {fp32_path} (opset {OPSET}, dynamic batch and samples)")
+            export_onnx(model, fp32_path, metadata=meta)
+            report = verify_onnx(model, fp32_path)
+            for line in report.lines():
+                typer.echo("  " + line)
+            if precision != "fp32":
+                _lower_precision(model, fp32_path, graph, precision, keep_slower, keep_reference=bare)
+            if not bare:
+                write_bundle(graph, out, model_dir=model_dir)
+                typer.echo(f"model bundle {out}: {', '.join(bundle.BUNDLE_FILES)}, SHA256SUMS")
+
+
+def _lower_precision(model, fp32_path: Path, out: Path, precision: str, keep_slower: bool, *, keep_reference: bool) -> None:
+    import typer
+
+    convert_precision(fp32_path, out, precision)
+    low = verify_onnx(model, out, atol=None)
+    typer.echo(f"{precision} graph {out}:")
+    for line in low.lines():
+        typer.echo("  " + line)
+    ratio = paired_latency_ratio(out, fp32_path)
+    speeds = f"{precision}/fp32 latency ratio {ratio:.2f}, paired over 30 interleaved rounds"
+    faster = ratio < 0.95
+    if precision == "int8" and not faster and not keep_slower:
+        out.write_bytes(fp32_path.read_bytes())
+        typer.echo(f"int8 is not faster here ({speeds}): kept the fp32 graph at {out} (pass --keep-slower to keep int8)")
+    elif precision == "int8":
+        typer.echo(f"int8 is {'faster' if faster else 'NOT faster'} here ({speeds}): kept at {out}; check its accuracy "
+                   "on held-out data (the differences above are on synthetic probe signals)")
+    else:
+        typer.echo("  fp16 is meant for GPU execution providers; the CPU latency above is for reference only")
+    if keep_reference:
         typer.echo(f"fp32 reference graph kept at {fp32_path}")

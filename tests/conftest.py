@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import fcntl
+import importlib.util
 import os
-import tempfile
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from physioser.paths import cache_dir
 
 # DDS must stay on this machine in every test that may start ROS.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "SHM")
 
-# librosa's numba kernels are compiled with cache=True into site-packages; two xdist workers filling
-# that cache at once on a fresh venv crashed one of them (segfault in librosa.yin's gufunc, seen in
-# CI). Each test process gets its own numba cache instead.
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"physioser-numba-{os.getpid()}"))
+# librosa's numba kernels (cache=True) are compiled once into one cache that every test process
+# shares (compiling them cost ~36 s per process): before any test runs, the kernels the tests use
+# are compiled in a child process under a file lock (two processes filling a numba cache at once
+# crashed one of them: segfault in librosa.yin's gufunc); later processes only load them.
+NUMBA_CACHE = Path(os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba")))
+_WARM_NUMBA = """
+import numpy as np, librosa
+from physioser.experiments.handcrafted import handcrafted_features
+x = (0.1 * np.sin(2 * np.pi * 150 * np.arange(8000) / 16000)).astype(np.float32)
+handcrafted_features(x)
+librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160, n_mels=40)
+librosa.stft(x, n_fft=400, hop_length=160)
+"""
+
+
+def pytest_configure(config) -> None:
+    if hasattr(config, "workerinput") or importlib.util.find_spec("librosa") is None:
+        return  # xdist workers start after the controller warmed the cache
+    from importlib.metadata import version
+
+    marker = NUMBA_CACHE / f"warm-librosa-{version('librosa')}-numba-{version('numba')}"
+    NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(NUMBA_CACHE / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            subprocess.run([sys.executable, "-c", _WARM_NUMBA], check=True)
+            marker.touch()
 
 # hypothesis profiles: "ci" (default, modest example counts) and "long" (the fuzzing campaign
 # reported in RELIABILITY.md); choose with PHYSIOSER_HYPOTHESIS_PROFILE=long. Tests that set

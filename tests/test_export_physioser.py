@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from physioser.runtime import Engine, EngineError
+from physioser.export import open_engine
 from physioser.model.directory import load_checkpoint
 from physioser.runtime.integrity import write_integrity
 
@@ -61,13 +62,13 @@ def test_export_command_on_a_trained_model_directory(app, model_dir, tmp_path):
 
 def test_model_directory_is_exported_once_into_the_cache(model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))
-    first = Engine.from_path(model_dir)
+    first = open_engine(model_dir)
     assert first.backend == "onnxruntime" and first.source.startswith(str(tmp_path / "cache"))
     stamp = (tmp_path / "cache").joinpath(*first.source.split("/cache/")[1:]).stat().st_mtime_ns
-    second = Engine.from_path(model_dir)
+    second = open_engine(model_dir)
     assert second.source == first.source
     assert (tmp_path / "cache").joinpath(*second.source.split("/cache/")[1:]).stat().st_mtime_ns == stamp
-    fallback = Engine.from_path(model_dir, backend="torch")
+    fallback = open_engine(model_dir, backend="torch")
     x = np.random.default_rng(2).standard_normal((1, 24000)).astype(np.float32) * 0.1
     np.testing.assert_allclose(first.infer(x)["probs"], fallback.infer(x)["probs"], atol=1e-5)
 
@@ -83,7 +84,7 @@ def test_integrity_hash_is_checked(model_dir, tmp_path):
     blob[-1] ^= 0xFF
     (copy / "model.safetensors").write_bytes(bytes(blob))
     with pytest.raises(EngineError, match="integrity check failed"):
-        Engine.from_path(copy, backend="torch")
+        open_engine(copy, backend="torch")
 
 
 def test_engine_falls_back_to_pytorch_when_the_graph_cannot_be_built(model_dir, tmp_path, monkeypatch):
@@ -95,11 +96,11 @@ def test_engine_falls_back_to_pytorch_when_the_graph_cannot_be_built(model_dir, 
 
     monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(export, "export_onnx", broken)
-    engine = Engine.from_path(model_dir)
+    engine = open_engine(model_dir)
     assert engine.backend == "torch"
     assert engine.infer(np.zeros((1, 16000), np.float32) + 0.01)["probs"].shape == (1, 4)
     with pytest.raises(EngineError, match="simulated exporter failure"):
-        Engine.from_path(model_dir, backend="onnxruntime")
+        open_engine(model_dir, backend="onnxruntime")
 
 
 def test_export_command_int8_says_which_graph_it_kept(app, model_dir, tmp_path):

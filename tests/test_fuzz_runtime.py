@@ -148,8 +148,10 @@ profiles = st.fixed_dictionaries(
 def _check_profile(p: HardwareProfile) -> None:
     assert p.name.strip() and p.providers and len({x.name for x in p.providers}) == len(p.providers)
     assert 1 <= p.intra_op_threads <= 256 and 1 <= p.inter_op_threads <= 256
-    assert all(math.isfinite(v) for v in (p.window_s, p.hop_s, p.latency_budget_ms)), "non-finite number accepted"
-    assert 0.1 <= p.window_s <= 60 and 0 < p.hop_s <= p.window_s and 1 <= p.batch <= 1024 and p.latency_budget_ms > 0
+    window, hop = p.window_s if p.window_s is not None else 2.0, p.hop_s if p.hop_s is not None else 1e-3
+    assert all(math.isfinite(v) for v in (window, hop, p.latency_budget_ms)), "non-finite number accepted"
+    assert 0.1 <= window <= 60 and 0 < hop and (p.window_s is None or p.hop_s is None or hop <= window)
+    assert 1 <= p.batch <= 1024 and p.latency_budget_ms > 0
 
 
 @settings(max_examples=budget(400))

@@ -27,7 +27,7 @@ import torch
 from onnx import helper
 
 from physioser.runtime import Engine, EngineError
-from physioser.export import cached_onnx
+from physioser.export import cached_onnx, open_engine
 from physioser.runtime.integrity import verify_integrity, write_integrity
 from tests.tinyser import export_tiny
 
@@ -200,7 +200,7 @@ def test_model_directories_refuse_payload_pickles(evil, model_dir, tmp_path, mon
             load_model(d)
         for backend in ("torch", "auto"):
             with pytest.raises(EngineError, match="model.safetensors"):
-                Engine.from_path(d, backend=backend)
+                open_engine(d, backend=backend)
         (d / "last.safetensors").write_bytes(payload.read_bytes())
         (d / "last.json").write_text(json.dumps({"epoch": 1, "param_groups": []}))
         model = load_model(model_dir)
@@ -306,24 +306,24 @@ def _default_from(model_dir: Path, target: Path, monkeypatch, sums: list[str] | 
 def test_default_model_without_sha256sums_is_refused(model_dir, tmp_path, monkeypatch):
     _default_from(model_dir, tmp_path / "default", monkeypatch, None)
     with pytest.raises(EngineError, match="SHA256SUMS is missing"):
-        Engine.from_path(None, backend="torch")
+        open_engine(None, backend="torch")
     # an ordinary model directory may come without one
-    Engine.from_path(model_dir, backend="torch")
+    open_engine(model_dir, backend="torch")
 
 
 def test_default_model_sums_must_cover_weights_and_config(model_dir, tmp_path, monkeypatch):
     _default_from(model_dir, tmp_path / "default", monkeypatch, ["config.yaml"])
     with pytest.raises(EngineError, match=r"does not list \['model.safetensors'\]"):
-        Engine.from_path(None, backend="torch")
+        open_engine(None, backend="torch")
 
 
 def test_default_model_with_a_changed_file_is_refused(model_dir, tmp_path, monkeypatch):
     d = _default_from(model_dir, tmp_path / "default", monkeypatch, ["model.safetensors", "config.yaml"])
-    assert Engine.from_path(None, backend="torch").class_names == ["neutral", "happy", "angry", "sad"]
+    assert open_engine(None, backend="torch").class_names == ["neutral", "happy", "angry", "sad"]
     with open(d / "config.yaml", "a") as fh:
         fh.write("# edited\n")
     with pytest.raises(EngineError, match="config.yaml: integrity check failed"):
-        Engine.from_path(None, backend="torch")
+        open_engine(None, backend="torch")
 
 
 @pytest.mark.parametrize("line, message", [

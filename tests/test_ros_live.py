@@ -32,11 +32,12 @@ NODE_PARAMS = {"vad": "none", "smoothing": "0.0", "max_backlog_s": "4.0", "diagn
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """(ONNX path, kind): the shipped default model's graph when present, else a small exported test model."""
-    from physioser.runtime import Engine, EngineError
+    """(model path, kind): the default model's bundle (built when missing) when present, else a small exported test model."""
+    from physioser.export import open_engine
+    from physioser.runtime import EngineError
 
     try:
-        return Engine.from_path(None).source, "default"
+        return open_engine(None).source, "default"
     except EngineError:
         from tests.tinyser import export_tiny
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from physioser.vap import VAPBranch, VAPConfig
-from physioser.vap.synthetic import synthetic_vowel
+from physioser.synthesis import synthetic_vowel
 
 
 def speech_like(seconds: float, seed: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from physioser.cli import app
-from physioser.vap.synthetic import synthetic_vowel
+from physioser.synthesis import synthetic_vowel
 
 
 def test_plot_writes_a_png(tmp_path):

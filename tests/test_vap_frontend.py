@@ -8,7 +8,7 @@ import scipy.signal as ss
 import torch
 
 from physioser.vap import VAPConfig, VAPFrontEnd, filterbank, quartet_statistics
-from physioser.vap.synthetic import F0, FORMANTS, synthetic_vowel
+from physioser.synthesis import F0, FORMANTS, synthetic_vowel
 
 SR = 16000
 

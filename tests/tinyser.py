@@ -64,12 +64,22 @@ class TinySER(nn.Module):
 METADATA = {"class_names": CLASSES, "backbone": "tiny-logmel-cnn", "training_corpora": []}
 
 
-def export_tiny(directory, name: str = "tiny.onnx", **model_kwargs):
-    """Export a TinySER to ``directory/name``; returns (model, path)."""
+def export_tiny(directory, name: str = "tiny.onnx", metadata: dict | None = None, **model_kwargs):
+    """Export a TinySER to ``directory/name`` (``metadata`` added to :data:`METADATA`); returns (model, path)."""
     from pathlib import Path
 
     from physioser.export import export_onnx
 
     model = TinySER(**model_kwargs)
-    path = export_onnx(model, Path(directory) / name, metadata=METADATA)
+    path = export_onnx(model, Path(directory) / name, metadata={**METADATA, **(metadata or {})})
     return model, path
+
+
+def bundle_tiny(directory, **metadata):
+    """Export a TinySER as a model bundle ``directory/tiny`` (``metadata``: e.g. window_s, hop_s); returns its path."""
+    from pathlib import Path
+
+    from physioser.export import write_bundle
+
+    _, graph = export_tiny(directory, metadata=metadata)
+    return write_bundle(graph, Path(directory) / "tiny")

@@ -92,7 +92,7 @@ class Segments:
         self.p = p / p.sum()
 
     def __call__(self, index: int) -> tuple[str, np.ndarray]:
-        from physioser.runtime.cli import synth_utterance
+        from physioser.synthesis import synth_utterance
 
         r = np.random.default_rng([self.seed, index])
         kind = str(r.choice(self.kinds, p=self.p))
@@ -234,7 +234,7 @@ def run_soak(
 
     # warm-up: the first inference allocates the session's buffers and the first segment imports the
     # synthesiser (scipy.signal); the baseline is taken after both
-    from physioser.runtime.cli import synth_utterance
+    from physioser.synthesis import synth_utterance
 
     engine.infer(np.zeros((kwargs["batch"], soak.window), np.float32) + 0.01)
     synth_utterance(0.5)
@@ -397,7 +397,9 @@ def _engine(model: str, profile: str | None, threads: int) -> tuple[Engine, dict
         export_onnx(net, path, metadata=meta)
         engine = Engine.from_path(path, prof)
         return engine, {"model": "random", "description": description}
-    engine = Engine.from_path(None if model == "default" else model, prof)
+    from physioser.export import open_engine
+
+    engine = open_engine(None if model == "default" else model, prof)
     return engine, {"model": model, "description": "shipped default model" if model == "default" else "given model"}
 
 

@@ -28,7 +28,7 @@ import torch
 
 from physioser.vap import VAPBranch, VAPConfig, VAPFrontEnd
 from physioser.vap.plot import plot_quartet
-from physioser.vap.synthetic import F0, FORMANTS, synthetic_vowel, vocal_tract
+from physioser.synthesis import F0, FORMANTS, synthetic_vowel, vocal_tract
 
 HERE = Path(__file__).resolve().parent
 LENGTHS_S = (2.0, 7.3)

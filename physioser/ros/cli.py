@@ -9,6 +9,9 @@ from typing import Optional
 
 import typer
 
+from physioser import SAMPLE_RATE
+from physioser.runtime.contract import DEFAULT_HOP_S, DEFAULT_WINDOW_S
+
 ros_app = typer.Typer(no_args_is_help=True, help="ROS 2: replay recorded bags through the emotion node's logic; play audio onto a topic.")
 
 
@@ -18,14 +21,14 @@ def replay_command(
     topic: Optional[str] = typer.Option(None, help="audio topic (default: the only audio topic in the bag)"),
     msg_type: Optional[str] = typer.Option(None, "--type", help="override the recorded type, e.g. audio_common_msgs/AudioStamped"),
     out: Optional[Path] = typer.Option(None, help="write the timeline to .csv or .json (default: CSV on stdout)"),
-    model: str = typer.Option("", help="ONNX model or model directory (default: the default model)"),
+    model: str = typer.Option("", help="model bundle or .onnx graph (default: the default bundle)"),
     profile: str = typer.Option("", help="hardware profile"),
-    window_s: float = typer.Option(2.0, help="window in seconds"),
-    hop_s: float = typer.Option(0.5, help="hop in seconds"),
+    window_s: float = typer.Option(DEFAULT_WINDOW_S, help="window in seconds"),
+    hop_s: float = typer.Option(DEFAULT_HOP_S, help="hop in seconds"),
     vad: str = typer.Option("energy", help="voice activity gate: energy, silero or none"),
     vad_threshold_db: float = typer.Option(-45.0, help="energy gate threshold (dBFS)"),
     smoothing: float = typer.Option(0.5, help="EMA weight of past probabilities (0 = off)"),
-    sample_rate: int = typer.Option(16000, help="declared rate when the bag has no audio_info / AudioStamped"),
+    sample_rate: int = typer.Option(SAMPLE_RATE, help="declared rate when the bag has no audio_info / AudioStamped"),
     channels: int = typer.Option(1, help="declared channels when the bag does not say"),
     sample_format: str = typer.Option("S16LE", help="PCM encoding of byte messages"),
 ) -> None:
@@ -62,7 +65,7 @@ def play_command(
     msg_type: str = typer.Option("std_msgs/Int16MultiArray", "--type", help="std_msgs/Int16MultiArray, Float32MultiArray or UInt8MultiArray"),
     topic: str = typer.Option("audio", help="audio topic"),
     emotion_topic: str = typer.Option("emotion", help="the node's output topic (its JSON messages are printed)"),
-    rate: int = typer.Option(16000, help="sample rate to publish at (set the node's sample_rate to match)"),
+    rate: int = typer.Option(SAMPLE_RATE, help="sample rate to publish at (set the node's sample_rate to match)"),
     chunk_ms: float = typer.Option(20.0, help="milliseconds of audio per message"),
     speed: float = typer.Option(1.0, help="1 = real time; 10 = ten times faster"),
     loop: bool = typer.Option(False, help="start again at the end, until interrupted"),
@@ -93,7 +96,7 @@ def play_command(
         session = player.session
         for _, record in session.emotions:
             typer.echo(json.dumps(record))
-        latencies = session.latencies_ms(int(round(16000 * chunk_ms / 1000)))
+        latencies = session.latencies_ms(int(round(SAMPLE_RATE * chunk_ms / 1000)))
         if latencies:
             typer.echo(f"{len(latencies)} windows; latency p50 {np.percentile(latencies, 50):.1f} ms, "
                        f"p95 {np.percentile(latencies, 95):.1f} ms, max {max(latencies):.1f} ms", err=True)

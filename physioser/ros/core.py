@@ -23,6 +23,7 @@ import numpy as np
 import soxr
 
 from physioser import SAMPLE_RATE
+from physioser.runtime.contract import DEFAULT_HOP_S, DEFAULT_WINDOW_S
 from physioser.ros.messages import (
     AudioFormat,
     MessageDecodeError,
@@ -54,8 +55,8 @@ class NodeConfig:
     sample_rate: int = SAMPLE_RATE
     channels: int = 1
     sample_format: str = "S16LE"
-    window_s: float = 2.0
-    hop_s: float = 0.5
+    window_s: float = DEFAULT_WINDOW_S
+    hop_s: float = DEFAULT_HOP_S
     vad: str = "energy"
     vad_threshold_db: float = -45.0
     smoothing: float = 0.5

@@ -1,7 +1,7 @@
 """The main job: ``physioser predict FILE...`` and ``physioser demo [FILE]``.
 
-Both use the shipped default model unless ``--model`` names an ``.onnx`` graph or a model
-directory. ``predict`` classifies whole files (one forward pass per file; files longer than
+Both use the default model bundle unless ``--model`` names a model bundle or an ``.onnx`` graph
+(with the training layer installed, also a training checkpoint directory). ``predict`` classifies whole files (one forward pass per file; files longer than
 ``--max-seconds`` are cut into equal segments whose probabilities are averaged by length).
 ``demo`` streams a file — or, without one, an utterance it synthesises — through the
 :class:`~physioser.runtime.Streamer` in real time and shows the live estimates.
@@ -12,50 +12,22 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import typer
 
-from physioser import SAMPLE_RATE
+from physioser.synthesis import synth_utterance
 
 
-def synth_utterance(seconds: float = 4.0, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
-    """A voiced, speech-like test utterance: a glottal pulse train with a rise-fall F0 contour through
-    formant resonators, syllables /a/ /i/ /u/ /e/ separated by short pauses (source-filter synthesis)."""
-    from scipy.signal import lfilter
+def core_engine(model: str | None, profile: str | None, backend: str = "auto"):
+    """The core's engine opener: model bundles and .onnx graphs (see :meth:`Engine.from_path`)."""
+    from physioser.runtime.engine import Engine, EngineError
 
-    rng = np.random.default_rng(seed)
-    vowels = {"a": (730, 1090, 2440), "i": (270, 2290, 3010), "u": (300, 870, 2240), "e": (530, 1840, 2480)}
-    syllable, pause = 0.32, 0.08
-    n = int(seconds * sample_rate)
-    out = np.zeros(n, dtype=np.float64)
-    t0, k = 0.0, 0
-    while t0 + syllable <= seconds:
-        m = int(syllable * sample_rate)
-        t = np.arange(m) / sample_rate
-        progress = (t0 + t) / seconds
-        f0 = 120 + 60 * np.sin(np.pi * progress) + 8 * np.sin(2 * np.pi * 5 * t)  # phrase arc + vibrato
-        phase = np.cumsum(f0) / sample_rate
-        pulses = np.diff(np.floor(phase), prepend=0.0)  # one impulse per period
-        source = lfilter([1.0], [1.0, -0.97], pulses) + 0.02 * rng.standard_normal(m)  # glottal tilt + breath
-        y = source
-        for f, bw in zip(vowels["aiue"[k % 4]], (80, 100, 120)):
-            r = math.exp(-math.pi * bw / sample_rate)
-            y = lfilter([1 - r], [1, -2 * r * math.cos(2 * math.pi * f / sample_rate), r * r], y)
-        y *= np.hanning(m) ** 0.5
-        i0 = int(t0 * sample_rate)
-        out[i0 : i0 + m] += y
-        t0 += syllable + pause
-        k += 1
-    out *= 0.3 / (np.abs(out).max() + 1e-9)
-    return out.astype(np.float32)
-
-
-def _engine(model: str | None, profile: str | None, backend: str):
-    from physioser.runtime.engine import Engine
-
-    return Engine.from_path(model, profile, backend=backend)
+    if backend not in ("auto", "onnxruntime"):
+        raise EngineError(f"backend {backend!r} runs training checkpoints: it needs pip install 'physioser[train]'")
+    return Engine.from_path(model, profile)
 
 
 def predict_file(engine, audio: np.ndarray, max_seconds: float = 30.0) -> dict:
@@ -84,14 +56,16 @@ def predict_file(engine, audio: np.ndarray, max_seconds: float = 30.0) -> dict:
     }
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, open_engine: Callable = core_engine) -> None:
+    """Add ``predict`` and ``demo``; ``open_engine(model, profile, backend)`` opens the model (the
+    training layer's, when installed, also runs checkpoints and builds the default bundle)."""
     @app.command("predict")
     def predict_cmd(
         files: list[Path] = typer.Argument(..., help="audio files (wav/flac/ogg; any rate, mono or stereo)"),
         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-        model: str = typer.Option(None, "--model", help=".onnx graph or model directory (default: the shipped model)"),
+        model: str = typer.Option(None, "--model", help="model bundle or .onnx graph (default: the default bundle)"),
         profile: str = typer.Option(None, "--profile", help="hardware profile name or YAML path (default: cpu, 2 threads)"),
-        backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch"),
+        backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch (torch: a training checkpoint in PyTorch; needs physioser[train])"),
         max_seconds: float = typer.Option(30.0, "--max-seconds", help="longer files are cut into segments of at most this"),
     ) -> None:
         """Classify the emotion of whole audio files: label, confidence, probabilities, latency."""
@@ -102,7 +76,7 @@ def register(app: typer.Typer) -> None:
 
         _finite_positive(max_seconds, "--max-seconds")
         try:
-            engine = _engine(model, profile, backend)
+            engine = open_engine(model, profile, backend)
         except (EngineError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--model/--profile") from exc
         if int(max_seconds * engine.sample_rate) < engine.min_samples:
@@ -138,9 +112,9 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         file: Path = typer.Argument(None, help="audio file to stream (default: a synthesised utterance)"),
-        model: str = typer.Option(None, "--model", help=".onnx graph or model directory (default: the shipped model)"),
+        model: str = typer.Option(None, "--model", help="model bundle or .onnx graph (default: the default bundle)"),
         profile: str = typer.Option(None, "--profile", help="hardware profile name or YAML path"),
-        backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch"),
+        backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch (torch: a training checkpoint in PyTorch; needs physioser[train])"),
         chunk_ms: float = typer.Option(100.0, "--chunk-ms", help="size of the chunks fed to the streamer"),
         realtime: bool = typer.Option(True, "--realtime/--fast", help="pace the chunks at real time (--fast: as fast as possible)"),
         vad: str = typer.Option(None, "--vad", help="energy | silero | none (default: the profile's)"),
@@ -156,7 +130,7 @@ def register(app: typer.Typer) -> None:
         _finite_positive(chunk_ms, "--chunk-ms")
         console = _console()
         try:
-            engine = _engine(model, profile, backend)
+            engine = open_engine(model, profile, backend)
             streamer = Streamer.from_profile(engine, **({"vad": vad} if vad else {}))
         except (EngineError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--model/--profile/--vad") from exc

@@ -33,6 +33,15 @@ DEFAULT_HOP_S = 0.5
 """The hop between two windows of a stream, in seconds."""
 DEFAULT_MIN_SAMPLES = physioser.SAMPLE_RATE // 4
 """The shortest input (samples) a graph accepts when its metadata does not say."""
+GRAPH_VERSION = 6
+"""Version of the graphs ``physioser export`` builds for the same weights; part of the key of a
+checkpoint's built graph and of the default bundle, so they are rebuilt when it changes.
+2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs).
+3: VAP front end: float64 rank-Q cepstral maps, float32 past the DFT (same outputs).
+4: Hann window folded into the DFT bases (same outputs).
+5: float32 DFT for the minimum-phase front end, conv-folded QuaternionNorm centring, backbone and
+   VAP segment means projected after pooling (logits move <= 1e-5).
+6: the VAP encoder's 1-D convs exported as 2-D convs over a height-1 map (same outputs)."""
 
 
 class EngineError(ValueError):

@@ -13,14 +13,15 @@ model when it predicts them, else from the class probabilities through the circu
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from physioser.paths import default_model_dir
-from physioser.runtime.contract import EngineError, check_graph, parse_metadata, static_last_dim
+from physioser.runtime.bundle import METADATA, default_bundle_dir, is_bundle, read_bundle
+from physioser.runtime.contract import REQUIRED_METADATA, EngineError, check_graph, metadata_strings, parse_metadata, static_last_dim
 from physioser.runtime.profiles import HardwareProfile, load_profile
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,17 @@ def session_options(intra_op_threads: int, inter_op_threads: int = 1):
 
 
 class OrtBackend:
+    """An onnxruntime session over one graph checked against the contract.
+
+    ``metadata``: the graph's contract metadata as a bundle states it (it must agree with the
+    graph's own); ``sha256``: the digest the graph's bytes must have (from the bundle's SHA256SUMS,
+    checked on the very bytes the session is built from).
+    """
+
     name = "onnxruntime"
 
-    def __init__(self, path: Path, profile: HardwareProfile):
+    def __init__(self, path: Path, profile: HardwareProfile, *, metadata: dict[str, Any] | None = None,
+                 sha256: str | None = None):
         import onnx
         import onnxruntime as ort
 
@@ -103,12 +112,20 @@ class OrtBackend:
             blob = path.read_bytes()
         except OSError as exc:
             raise EngineError(f"cannot read model file {path}: {exc}") from exc
+        if sha256 is not None and hashlib.sha256(blob).hexdigest() != sha256:
+            raise EngineError(f"{path}: integrity check failed (sha256 differs from SHA256SUMS): the file is corrupt or was replaced")
         try:
             proto = onnx.load_from_string(blob)
         except Exception as exc:  # protobuf DecodeError and friends
             raise EngineError(f"{path} is not a valid ONNX model (truncated or corrupt?): {exc}") from exc
         check_graph(proto, path)
         self.metadata = parse_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+        if metadata is not None:
+            stated = parse_metadata(metadata_strings(metadata), f"{path.parent / METADATA}")
+            differ = [k for k in REQUIRED_METADATA if stated[k] != self.metadata[k]]
+            if differ:
+                raise EngineError(f"{path.parent / METADATA} and the graph {path.name} disagree on {differ}")
+            self.metadata = stated
         logits_dim = static_last_dim(proto, "logits")
         if logits_dim is not None and logits_dim != len(self.metadata["class_names"]):
             raise EngineError(
@@ -161,45 +178,34 @@ class Engine:
         return list(self._backend.providers)
 
     @classmethod
-    def from_path(cls, model_path: str | Path | None = None, profile: str | Path | HardwareProfile | None = None,
-                  *, backend: str = "auto") -> "Engine":
-        """Open an ``.onnx`` graph, a model directory, or (``None`` / ``"default"``) the shipped default model.
+    def from_path(cls, model_path: str | Path | None = None, profile: str | Path | HardwareProfile | None = None) -> "Engine":
+        """Open a model bundle, a bare ``.onnx`` graph, or (``None`` / ``"default"``) the default bundle.
 
-        ``backend``: ``auto`` (onnxruntime when installed, else PyTorch for model directories),
-        ``onnxruntime`` or ``torch``. A model directory is a training checkpoint: the training
-        layer (``physioser.export``, with PyTorch) builds its graph or runs it.
+        A training checkpoint (``model.safetensors`` + ``config.yaml``) is refused with a pointer to
+        ``physioser export``; :func:`physioser.export.open_engine` runs one directly (PyTorch).
         """
         prof = load_profile(profile)
-        if backend not in ("auto", "onnxruntime", "torch"):
-            raise EngineError(f"backend must be auto, onnxruntime or torch, got {backend!r}")
-        have_ort = _onnxruntime_available()
-        if backend == "onnxruntime" and not have_ort:
-            raise EngineError("onnxruntime is not installed (pip install onnxruntime); use backend='torch' with a model directory")
+        if not _onnxruntime_available():
+            raise EngineError("onnxruntime is not installed (pip install onnxruntime)")
         if model_path is None or str(model_path) == "default":
-            model_dir = default_model_dir()
-            if not (model_dir / "model.safetensors").is_file():
-                raise EngineError(f"the default model is missing: {model_dir / 'model.safetensors'} does not exist (reinstall physioser)")
+            path = default_bundle_dir()
+            if not is_bundle(path):
+                raise EngineError(f"the default model's bundle is not built yet ({path}): build it with "
+                                  "`physioser export --checkpoint default` (needs pip install 'physioser[train]'), "
+                                  "or pass --model BUNDLE")
         else:
-            model_dir = Path(model_path)
-            if not model_dir.exists():
-                raise EngineError(f"model file {model_dir} does not exist")
-            if model_dir.is_file() and model_dir.suffix == ".onnx":
-                if backend == "torch" or not have_ort:
-                    raise EngineError(
-                        f"{model_dir} is an ONNX graph but onnxruntime is not installed; install onnxruntime "
-                        "or pass the model directory (model.safetensors + config.yaml) for the PyTorch fallback"
-                    )
-                return cls(OrtBackend(model_dir, prof), prof, str(model_dir))
-            if model_dir.is_file() and model_dir.name.endswith(".safetensors"):
-                model_dir = model_dir.parent
-            if not model_dir.is_dir():
-                raise EngineError(f"{model_dir} is neither an .onnx graph nor a model directory (model.safetensors + config.yaml)")
-        try:
-            from physioser.export import checkpoint_engine
-        except ImportError as exc:
-            raise EngineError(f"{model_dir} is a training checkpoint; running it needs PyTorch (pip install 'physioser[train]'); "
-                              "or pass its exported .onnx graph") from exc
-        return checkpoint_engine(model_dir, prof, torch=backend == "torch" or not have_ort, strict=backend == "onnxruntime")
+            path = Path(model_path)
+            if not path.exists():
+                raise EngineError(f"model file {path} does not exist")
+        if path.is_file() and path.suffix == ".onnx":
+            return cls(OrtBackend(path, prof), prof, str(path))
+        if is_bundle(path):
+            graph, metadata, digest = read_bundle(path)
+            return cls(OrtBackend(graph, prof, metadata=metadata, sha256=digest), prof, str(path))
+        if (path.parent if path.is_file() else path).joinpath("config.yaml").is_file():
+            raise EngineError(f"{path} is a training checkpoint, not a model bundle: export it with "
+                              f"`physioser export --checkpoint {path} --out BUNDLE`")
+        raise EngineError(f"{path} is neither a model bundle (a folder with {METADATA}) nor an .onnx graph")
 
     def check_sample_rate(self, sample_rate: int, name: str = "audio") -> None:
         if int(sample_rate) != self.sample_rate:

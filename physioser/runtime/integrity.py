@@ -1,13 +1,15 @@
 """SHA256SUMS of a model folder (``sha256sum`` format), verified before anything in it is loaded.
 
 The shipped default model must carry a ``SHA256SUMS`` covering model.safetensors and
-config.yaml; for any other folder the file is optional, but every file it lists is checked.
+config.yaml, a model bundle one covering its graph, metadata and model card; for any other
+folder the file is optional, but every file it lists is checked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from physioser.paths import default_model_dir
@@ -29,11 +31,11 @@ def _is_default(model_dir: Path) -> bool:
         return False
 
 
-def verify_integrity(model_dir: Path, *, required: bool | None = None) -> None:
-    """Check every file listed in ``model_dir/SHA256SUMS`` against its hash.
+def verify_integrity(model_dir: Path, *, required: bool | None = None, covering: Sequence[str] = REQUIRED_SUMS) -> dict[str, str]:
+    """Check every file listed in ``model_dir/SHA256SUMS`` against its hash; return {file: sha256}.
 
     ``required`` (default: only for the shipped default model) makes a missing ``SHA256SUMS``, or
-    one that does not cover model.safetensors and config.yaml, an error too.
+    one that does not cover every file of ``covering``, an error too.
     """
     model_dir = Path(model_dir)
     required = _is_default(model_dir) if required is None else required
@@ -41,8 +43,8 @@ def verify_integrity(model_dir: Path, *, required: bool | None = None) -> None:
     if not sums.is_file():
         if required:
             raise EngineError(f"{model_dir}: SHA256SUMS is missing, so the model cannot be verified (reinstall physioser)")
-        return
-    listed = set()
+        return {}
+    listed: dict[str, str] = {}
     for number, line in enumerate(sums.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
@@ -55,12 +57,14 @@ def verify_integrity(model_dir: Path, *, required: bool | None = None) -> None:
         path = model_dir / name
         if not path.is_file():
             raise EngineError(f"{model_dir}: {name} listed in SHA256SUMS is missing")
-        if sha256_file(path) != match["digest"].lower():
+        digest = sha256_file(path)
+        if digest != match["digest"].lower():
             raise EngineError(f"{path}: integrity check failed (sha256 differs from SHA256SUMS): the file is corrupt or was replaced")
-        listed.add(name)
-    uncovered = [n for n in REQUIRED_SUMS if n not in listed]
+        listed[name] = digest
+    uncovered = [n for n in covering if n not in listed]
     if required and uncovered:
         raise EngineError(f"{sums} does not list {uncovered}, so the model cannot be verified (reinstall physioser)")
+    return listed
 
 
 def write_integrity(model_dir: Path, names: list[str]) -> Path:

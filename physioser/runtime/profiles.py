@@ -62,8 +62,8 @@ class HardwareProfile:
     intra_op_threads: int = 2
     inter_op_threads: int = 1
     precision: str = "fp32"
-    window_s: float = 2.0
-    hop_s: float = 0.5
+    window_s: float | None = None  # None: the model's (its bundle metadata)
+    hop_s: float | None = None
     batch: int = 4
     vad: str = "energy"
     latency_budget_ms: float = 50.0
@@ -152,9 +152,12 @@ def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfil
     if not isinstance(stream, dict):
         raise ProfileError(f"{src}: 'stream' must be a mapping with window_s / hop_s / batch / vad")
     _check_keys(f"{src}: stream", stream, _STREAM_KEYS)
-    window_s = _number(f"{src}: stream.window_s", stream.get("window_s", 2.0), kind=float, low=0.1, high=60.0)
-    hop_s = _number(f"{src}: stream.hop_s", stream.get("hop_s", 0.5), kind=float, low=0.0, low_open=True)
-    if hop_s > window_s:
+    window_s = hop_s = None
+    if "window_s" in stream:
+        window_s = _number(f"{src}: stream.window_s", stream["window_s"], kind=float, low=0.1, high=60.0)
+    if "hop_s" in stream:
+        hop_s = _number(f"{src}: stream.hop_s", stream["hop_s"], kind=float, low=0.0, low_open=True)
+    if window_s is not None and hop_s is not None and hop_s > window_s:
         raise ProfileError(f"{src}: stream.hop_s ({hop_s}) must not exceed stream.window_s ({window_s})")
     batch = _number(f"{src}: stream.batch", stream.get("batch", 4), kind=int, low=1, high=1024)
     vad = stream.get("vad", "energy")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from physioser import SAMPLE_RATE
 from physioser.runtime.engine import Engine, EngineError, check_peak
 
 MAX_WINDOW_S = 60.0
@@ -83,15 +84,17 @@ class SileroGate:
 class Streamer:
     """Sliding-window streaming over an :class:`Engine` (see module docstring).
 
-    Parameters: ``window_s``/``hop_s`` (default 2.0/0.5 s); ``vad`` ``"energy"`` | ``"silero"`` |
+    Parameters: ``window_s``/``hop_s`` (default: the model's, from its metadata); ``vad`` ``"energy"`` | ``"silero"`` |
     ``"none"``; ``vad_threshold_db`` for the energy gate; ``smoothing`` the EMA weight of the past
     (0 = no smoothing); ``batch`` the largest number of windows inferred in one call;
     ``sample_rate`` of the pushed audio (must equal the model's).
     """
 
-    def __init__(self, engine: Engine, window_s: float = 2.0, hop_s: float = 0.5, *, vad: str = "energy",
-                 vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = 16000):
+    def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "energy",
+                 vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE):
         engine.check_sample_rate(sample_rate, "the stream")
+        window_s = engine.metadata["window_s"] if window_s is None else window_s
+        hop_s = engine.metadata["hop_s"] if hop_s is None else hop_s
         for key, value in (("window_s", window_s), ("hop_s", hop_s), ("smoothing", smoothing), ("vad_threshold_db", vad_threshold_db)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 raise EngineError(f"{key} must be a finite number, got {value!r}")
@@ -124,7 +127,8 @@ class Streamer:
 
     @classmethod
     def from_profile(cls, engine: Engine, **overrides) -> "Streamer":
-        """A streamer with the window, hop, batch and VAD of the engine's hardware profile."""
+        """A streamer with the window, hop, batch and VAD of the engine's hardware profile (window and
+        hop: the model's unless the profile sets them)."""
         p = engine.profile
         kwargs = {"window_s": p.window_s, "hop_s": p.hop_s, "batch": p.batch, "vad": p.vad, **overrides}
         return cls(engine, **kwargs)

@@ -1,0 +1,63 @@
+"""Model bundles: the one folder a deployment needs, written by ``physioser export``.
+
+A bundle holds the ONNX graph (``model.onnx``), its contract metadata (``metadata.json``: sample
+rate, window, hop, classes, versions — what the runtime reads), the model card
+(``MODEL_CARD.md``) and ``SHA256SUMS`` covering all three. :func:`read_bundle` verifies the
+hashes before anything is used, so a replaced or corrupt graph is refused.
+
+The default bundle (the shipped model of ``physioser/assets/default``, exported) lives in the
+cache at :func:`default_bundle_dir`, keyed by the weights, the physioser version and the graph
+version; ``physioser export --checkpoint default`` builds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import physioser
+from physioser.paths import cache_dir, default_model_dir
+from physioser.runtime.contract import GRAPH_VERSION, EngineError
+from physioser.runtime.integrity import sha256_file, verify_integrity
+
+GRAPH = "model.onnx"
+METADATA = "metadata.json"
+CARD = "MODEL_CARD.md"
+BUNDLE_FILES = (GRAPH, METADATA, CARD)
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether ``path`` is a folder laid out as a bundle (its contents are checked by :func:`read_bundle`)."""
+    return path.is_dir() and (path / METADATA).is_file()
+
+
+def read_bundle(path: Path) -> tuple[Path, dict[str, Any], str]:
+    """Verify a bundle and return (graph path, metadata, the graph's sha256)."""
+    digests = verify_integrity(path, required=True, covering=BUNDLE_FILES)
+    try:
+        metadata = json.loads((path / METADATA).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EngineError(f"{path / METADATA}: not readable JSON ({type(exc).__name__})") from exc
+    if not isinstance(metadata, dict):
+        raise EngineError(f"{path / METADATA}: must hold a JSON object, got {type(metadata).__name__}")
+    return path / GRAPH, metadata, digests[GRAPH]
+
+
+def checkpoint_key(model_dir: Path) -> str:
+    """16 hex digits naming what ``physioser export`` builds from a model directory."""
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "config.yaml"):
+        path = model_dir / name
+        if not path.is_file():
+            raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
+        h.update(sha256_file(path).encode())
+    h.update(f"{physioser.__version__} graph {GRAPH_VERSION}".encode())
+    return h.hexdigest()[:16]
+
+
+def default_bundle_dir() -> Path:
+    """Where the bundle of the shipped default model is built (``<cache>/bundles/default-<key>``)."""
+    model_dir = default_model_dir()
+    return cache_dir() / "bundles" / f"{model_dir.name}-{checkpoint_key(model_dir)}"
