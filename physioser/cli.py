@@ -7,8 +7,8 @@ core commands (``predict``, ``demo``, ``ros``) never import the training layer's
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -41,8 +41,8 @@ def open_engine(model: str | None, profile: str | None, backend: str = "auto"):
     return training_layer_open(model, profile, backend=backend)
 
 
-def load_command(name: str) -> click.Command:
-    """Import the module of command ``name`` and return its click command."""
+def load_command(name: str) -> Any:
+    """Import the module of command ``name`` and return its command object."""
     module = importlib.import_module(COMMANDS[name][0])
     holder = typer.Typer()
     if module.__name__ == "physioser.runtime.cli":
@@ -55,13 +55,13 @@ def load_command(name: str) -> click.Command:
 class LazyGroup(TyperGroup):
     """A command group that imports a command's module only when that command runs."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx, cmd_name: str):
         return load_command(cmd_name) if cmd_name in COMMANDS else None
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx, formatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 

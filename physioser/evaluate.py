@@ -31,7 +31,10 @@ from typing import Optional
 import numpy as np
 import typer
 
+from physioser.data.folds import fold_plan
 from physioser.model.metrics import classification_metrics, summarize
+from physioser.paths import corpora_root as default_corpora_root
+from physioser.paths import runs_dir
 
 __all__ = ["run_protocol", "write_report", "environment", "register"]
 
@@ -113,7 +116,7 @@ def run_protocol(
 
     out_dir = results_dir / run_name
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_root = checkpoints_dir or (REPO_ROOT / "runs" / run_name)
+    ckpt_root = checkpoints_dir or (runs_dir() / run_name)
     if test_corpus is not None and not cfg["classes"]:
         cfg = dict(cfg, classes=FOUR_CLASSES)
     names = list(corpora) + ([test_corpus] if test_corpus else [])
@@ -276,8 +279,10 @@ def register(app: typer.Typer) -> None:
         test_corpus: Optional[str] = typer.Option(None, "--test-corpus", help="cross-corpus: test on this corpus (four-class set)"),
         folds: Optional[str] = typer.Option(None, "--folds", help="comma-separated fold ids (default: all)"),
         run: Optional[str] = typer.Option(None, "--run", help="run name (default: <config name>-<corpora>)"),
-        corpora_root: Path = typer.Option(REPO_ROOT.parent / "shared" / "corpora", "--corpora-root", help="folder holding the corpora"),
+        corpora_root: Path = typer.Option(default_corpora_root(), "--corpora-root", help="folder holding the corpora"),
         results_dir: Path = typer.Option(RESULTS_DIR, "--results-dir", help="where <run>/results.json goes"),
+        runs: Path = typer.Option(None, "--runs-dir", help="where the fold checkpoints <run>/fold<k>/ go (default: $PHYSIOSER_RUNS "
+                                  "or ~/.cache/physioser/runs)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     ) -> None:
         """Train and test a config under a speaker-independent protocol; write eval/results/<run>/."""
@@ -287,7 +292,8 @@ def register(app: typer.Typer) -> None:
         name = run or f"{cfg['name']}-{'+'.join(corpus)}" + (f"-to-{test_corpus}" if test_corpus else "")
         fold_ids = [int(f) for f in folds.split(",")] if folds else None
         res = run_protocol(cfg, list(corpus), corpora_root=corpora_root, run_name=name, test_corpus=test_corpus,
-                           folds=fold_ids, results_dir=results_dir, progress=not quiet)
+                           folds=fold_ids, results_dir=results_dir, progress=not quiet,
+                           checkpoints_dir=(runs or runs_dir()) / name)
         for cname, r in res["corpora"].items():
             s = r["summary"]
             typer.echo(f"{name} on {cname}: UA {_fmt(s, 'ua')}  WA {_fmt(s, 'wa')}  macro-F1 {_fmt(s, 'macro_f1')}  ({len(r['folds'])} folds)")

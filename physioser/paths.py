@@ -5,6 +5,8 @@ One owner for every location, each overridable by an environment variable:
 - :func:`cache_dir`: ``$PHYSIOSER_CACHE`` or ``~/.cache/physioser`` (an empty variable counts as
   unset) — feature, quartet and pooled caches, built ONNX graphs;
 - :func:`corpora_root`: ``$PHYSIOSER_CORPORA`` or ``../shared/corpora`` beside the source checkout;
+- :func:`runs_dir`: ``$PHYSIOSER_RUNS`` or ``<cache>/runs`` — training checkpoints of evaluations
+  (never the source tree);
 - :data:`PACKAGE_DIR`: the installed package, whose data files (hardware profiles, fold protocols,
   the default model) travel with the wheel.
 """
@@ -22,6 +24,11 @@ SOURCE_ROOT = PACKAGE_DIR.parent
 def cache_dir() -> Path:
     """physioser's cache folder: ``$PHYSIOSER_CACHE`` or ``~/.cache/physioser``."""
     return Path(os.environ.get("PHYSIOSER_CACHE") or Path.home() / ".cache" / "physioser").expanduser()
+
+
+def runs_dir() -> Path:
+    """Where evaluations keep their fold checkpoints: ``$PHYSIOSER_RUNS`` or ``<cache>/runs``."""
+    return Path(os.environ.get("PHYSIOSER_RUNS") or cache_dir() / "runs").expanduser()
 
 
 def corpora_root() -> Path:

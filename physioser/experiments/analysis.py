@@ -2,7 +2,7 @@
 weights and CPA alignment statistics, per corpus, mean ± std over the speaker-independent folds.
 
 For a merged sweep run ``eval/results/experiments/<run>/results.json`` and its fold checkpoints
-``runs/<run>/fold<k>/`` (written by ``physioser eval``), on each fold's *test* speakers:
+``<runs dir>/<run>/fold<k>/`` (written by ``physioser eval``), on each fold's *test* speakers:
 
 * drop-one-component attribution: UA of the trained model with one quartet component replaced by
   its normalised mean (0) at test time, for M, ρ, f_inst and τ_g; importance = UA(full) − UA(drop);
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from physioser.experiments.common import DEFAULT_ROOT, EXPERIMENTS_DIR, REPO_ROOT
+from physioser.experiments.common import DEFAULT_ROOT, EXPERIMENTS_DIR
+from physioser.paths import runs_dir
 
 __all__ = ["analyze_run", "plot_analyses", "ANALYSIS_DIR"]
 
@@ -84,7 +85,7 @@ def _cpa_statistics(model, data) -> dict:
     }
 
 
-def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_root: Path = REPO_ROOT / "runs",
+def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_root: Path | None = None,
                 corpora_root: Path = DEFAULT_ROOT, out_dir: Path = ANALYSIS_DIR, progress: bool = True) -> dict:
     """Attribution, layer weights and CPA statistics of every fold checkpoint of a merged intra-corpus run."""
     from physioser.data.folds import fold_plan
@@ -108,7 +109,7 @@ def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_r
     components = tuple(vap_config(cfg).axes) if use_vap else ()
     per_fold = []
     for k in res["protocol"]["folds"]:
-        ckpt = Path(checkpoints_root) / run / f"fold{k}"
+        ckpt = Path(checkpoints_root or runs_dir()) / run / f"fold{k}"
         if not (ckpt / "model.safetensors").is_file():
             raise FileNotFoundError(f"{ckpt}/model.safetensors is missing: the checkpoints of {run} are needed")
         model = load_model(ckpt, with_backbone=False)

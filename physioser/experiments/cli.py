@@ -156,8 +156,8 @@ def build_app() -> typer.Typer:
     @exp.command("analyze")
     def analyze(
         run: list[str] = typer.Argument(..., help="merged intra-corpus sweep runs, e.g. physioser-URDU"),
-        checkpoints: Path = typer.Option(Path("runs"), "--checkpoints", help="folder of <run>/fold<k>/ checkpoints "
-                                         "(a sweep with --commit: <snapshot>/runs)"),
+        checkpoints: Path = typer.Option(None, "--checkpoints", help="folder of <run>/fold<k>/ checkpoints (default: $PHYSIOSER_RUNS "
+                                         "or ~/.cache/physioser/runs; a sweep with --commit: <snapshot>/runs)"),
         corpora_root: Path = typer.Option(DEFAULT_ROOT, "--corpora-root"),
         results_dir: Path = typer.Option(EXPERIMENTS_DIR, "--results-dir"),
         quiet: bool = typer.Option(False, "--quiet"),

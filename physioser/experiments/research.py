@@ -82,7 +82,8 @@ def run_research(corpus: str, *, attention: str = "mha", backbone: str = "whispe
                  crop_frames: int = 150, corpora_root: Path | None = None, checkpoints: Path | None = None,
                  progress: bool = True) -> dict:
     """Train and test ResearchSER(attention) on every (or the given) fold of ``corpus``."""
-    from physioser.experiments.common import DEFAULT_ROOT, REPO_ROOT, load_labelled_rows, protocol_plan
+    from physioser.experiments.common import DEFAULT_ROOT, load_labelled_rows, protocol_plan
+    from physioser.paths import runs_dir
     from physioser.model.config import load_config
     from physioser.model.metrics import classification_metrics, summarize
     from physioser.model.research import ResearchConfig, ResearchSER
@@ -97,7 +98,7 @@ def run_research(corpus: str, *, attention: str = "mha", backbone: str = "whispe
         plan = [p for p in plan if p[0] in set(folds)]
     rcfg = ResearchConfig(input_dim=int(data.frames[0].shape[1]), num_classes=len(class_names), attention=attention)
     fold_results, histories = [], []
-    ckpt_root = checkpoints or REPO_ROOT / "runs" / f"research-{attention}-{corpus}"
+    ckpt_root = checkpoints or runs_dir() / f"research-{attention}-{corpus}"
     for k, tr, va, tests in plan:
         torch.manual_seed(int(cfg["train"]["seed"]))
         model = ResearchWrapper(ResearchSER(rcfg))
