@@ -72,6 +72,25 @@ def test_emobox_protocol_reproduces_its_folds_on_the_real_corpus(name, n_folds):
         assert labels == spec.counts
 
 
+@pytest.mark.parametrize("name", ["SAVEE", "CASIA"])
+def test_committed_leave_one_speaker_out_protocols_fit_the_published_layouts(tmp_path, name):
+    """A tree in the corpus's published layout, with EmoBox's counts, is EmoBox's corpus exactly."""
+    if name == "SAVEE":  # AudioData/<SPK>/<e><NN>.wav, 30 neutral and 15 of each other emotion per speaker
+        files = [f"AudioData/{s}/{e}{n:02d}.wav" for s in ("DC", "JE", "JK", "KL") for e in ("a", "d", "f", "h", "n", "sa", "su")
+                 for n in range(1, (30 if e == "n" else 15) + 1)]
+    else:  # <speaker>/<emotion>/NNN.wav, 50 sentences per emotion; folder case differs from EmoBox's copy
+        files = [f"{s}/{e}/{n}.wav" for s in ("liuchanhg", "wangzhe", "zhaoquanyin", "ZhaoZuoxiang")
+                 for e in ("angry", "fear", "happy", "neutral", "sad", "surprise") for n in range(201, 251)]
+    for i, rel in enumerate(files):
+        write_audio(tmp_path / rel, seed=i, seconds=0.02)
+    rows = read_corpus(name, tmp_path)
+    protocol = load_emobox(name)
+    assert check(protocol, rows).exact, check(protocol, rows).summary()
+    (tmp_path / files[0]).unlink()  # an angry file of DC / liuchanhg, both in EmoBox's fold 3
+    result = check(protocol, read_corpus(name, tmp_path))
+    assert result.missing == [f"fold_3/angry: 1 of EmoBox's {15 if name == 'SAVEE' else 50} not found"]
+
+
 def test_convert_tells_speaker_from_utterance_splits(tmp_path):
     _ravdess_tree(tmp_path / "corpus", ["01", "02", "03", "04"])
     rows = _rows(tmp_path / "corpus")

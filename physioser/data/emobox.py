@@ -320,10 +320,10 @@ def check(protocol: EmoBoxProtocol, rows: Sequence[Row]) -> EmoBoxCheck:
     """Compare ``rows`` (one corpus as read) with ``protocol``; every difference is listed."""
     matched, missing, extra, mismatch = [], [], [], []
     if protocol.split == "speaker":
-        fold_of = {s: f.name for f in protocol.folds for s in f.speakers}
+        fold_of = {s.lower(): f.name for f in protocol.folds for s in f.speakers}  # folder-name case varies by copy
         got: dict[str, Counter] = {f.name: Counter() for f in protocol.folds}
         for i, row in enumerate(rows):
-            fold = fold_of.get(row.speaker)
+            fold = fold_of.get(row.speaker.lower())
             if fold is None:
                 extra.append(f"{row.path} (speaker {row.speaker} is in no EmoBox fold)")
             else:
@@ -369,7 +369,8 @@ def emobox_folds(protocol: EmoBoxProtocol, rows: Sequence[Row], *, val_fraction:
         raise ProtocolError(f"{protocol.corpus}: no row is one of EmoBox's utterances ({result.summary()})")
     speakers = np.array([rows[i].speaker for i in range(len(rows))], dtype=object)
     if protocol.split == "speaker":
-        tests = [np.intersect1d(matched, np.flatnonzero(np.isin(speakers, f.speakers))) for f in protocol.folds]
+        lower = np.array([s.lower() for s in speakers], dtype=object)
+        tests = [np.intersect1d(matched, np.flatnonzero(np.isin(lower, [s.lower() for s in f.speakers]))) for f in protocol.folds]
     else:
         keys = np.array([protocol.key(r) for r in rows], dtype=object)
         tests = [np.intersect1d(matched, np.flatnonzero(np.isin(keys, [k for ks in f.test.values() for k in ks])))
