@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from physioser.data.folds import PROTOCOL_DIR, Fold, ProtocolError
+from physioser.data.folds import PROTOCOL_DIR, Fold, ProtocolError, read_mapping, write_mapping
 from physioser.data.registry import Row, get_spec
 
 EMOBOX_DIR = PROTOCOL_DIR / "emobox"
@@ -95,14 +94,11 @@ class EmoBoxProtocol:
         return data
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = (
             f"# EmoBox's folds of {self.corpus} ({self.source}, data/{self.dataset}/), written by\n"
             "# `physioser corpora emobox-import`; keys are file stems (EmoBox's keys without the dataset prefix).\n"
         )
-        path.write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100))
-        return path
+        return write_mapping(path, header, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict) -> "EmoBoxProtocol":
@@ -136,12 +132,7 @@ def load_emobox(corpus_or_path: str | Path) -> EmoBoxProtocol:
     path = Path(corpus_or_path)
     if not path.suffix:
         path = EMOBOX_DIR / f"{get_spec(str(corpus_or_path)).name}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ProtocolError(f"{path}: cannot read EmoBox protocol ({error})") from error
-    if not isinstance(data, dict):
-        raise ProtocolError(f"{path}: not an EmoBox protocol (expected a mapping)")
+    data = read_mapping(path, "EmoBox protocol")
     try:
         return EmoBoxProtocol.from_dict(data)
     except ProtocolError as error:
@@ -159,11 +150,7 @@ PUBLISHED = EMOBOX_DIR / "published.yaml"
 
 def published_figures() -> dict:
     """``{"source": ..., "models": [...], "corpora": {corpus: {model: {wa, ua?, f1?, from?}}}}`` of :data:`PUBLISHED`."""
-    try:
-        data = yaml.safe_load(PUBLISHED.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ProtocolError(f"{PUBLISHED}: cannot read EmoBox's published figures ({error})") from error
-    return data
+    return read_mapping(PUBLISHED, "EmoBox's published figures")
 
 
 # ------------------------------------------------------------------------------------ conversion
