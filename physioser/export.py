@@ -454,14 +454,15 @@ def register(app: "typer.Typer") -> None:
         checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint folder (or its model.safetensors) written by `physioser train`, or 'default'"),
         out: Path = typer.Option(None, "--out", help="the model bundle (folder) to write; a path ending in .onnx writes the bare graph "
                                  "only; left out with --checkpoint default: the default bundle in the cache"),
-        profile: str = typer.Option(None, "--profile", help="hardware profile (name or physioser/hardware/NAME.yaml): default precision, window/hop"),
+        profile: str = typer.Option(None, "--profile", help="installed hardware profile name: default precision, window/hop"),
+        allow_profile_path: bool = typer.Option(False, "--allow-profile-path", help="let --profile name a YAML file"),
         precision: str = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: the profile's, else fp32)"),
         keep_slower: bool = typer.Option(False, "--keep-slower", help="keep an int8 graph even where it is not faster than fp32 on this CPU"),
     ) -> None:
         """Export a trained model to a model bundle (ONNX graph waveform -> logits/probs/embedding, metadata, model card, SHA256SUMS) and verify it."""
         import tempfile
 
-        prof = load_profile(profile) if profile else None
+        prof = load_profile(profile, allow_path=allow_profile_path) if profile else None
         precision = precision or (prof.precision if prof else "fp32")
         if precision not in ("fp32", "fp16", "int8"):
             raise typer.BadParameter(f"--precision must be fp32, fp16 or int8, got {precision!r}")

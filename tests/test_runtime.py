@@ -47,7 +47,7 @@ def test_shipped_profiles_load():
     assert trt["trt_fp16_enable"] is True and "${" not in trt["trt_engine_cache_path"]
     assert orin.precision == "fp16"
     assert load_profile("desktop-gpu").provider_names[0] == "CUDAExecutionProvider"
-    cpu = load_profile("physioser/hardware/cpu.yaml")
+    cpu = load_profile("physioser/hardware/cpu.yaml", allow_path=True)
     assert (cpu.window_s, cpu.hop_s, cpu.intra_op_threads) == (None, None, 2)  # window/hop: the model's
 
 
@@ -63,8 +63,8 @@ BASE = {"name": "x", "providers": [{"name": "CPUExecutionProvider"}]}
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({**BASE, "threds": 2}, "unknown key"),
-        ({**BASE, "providers": [{"name": "CudaProvider"}]}, "unknown execution provider 'CudaProvider'"),
+        ({**BASE, "threds": 2}, "1 unknown key"),
+        ({**BASE, "providers": [{"name": "CudaProvider"}]}, "not a known execution provider"),
         ({**BASE, "stream": {"window_s": 1.0, "hop_s": 2.0}}, "must not exceed"),
         ({**BASE, "threads": {"intra_op": 0}}, "threads.intra_op must be >= 1"),
         ({**BASE, "threads": {"intra_op": "two"}}, "must be an integer"),
@@ -78,15 +78,64 @@ BASE = {"name": "x", "providers": [{"name": "CPUExecutionProvider"}]}
 def test_invalid_profiles_get_clear_errors(tmp_path, data, message):
     path = _write(tmp_path, data)
     with pytest.raises(ProfileError, match=message) as err:
-        load_profile(path)
+        load_profile(path, allow_path=True)
     assert str(path) in str(err.value)
 
 
-def test_missing_profile_names_the_available_ones():
-    with pytest.raises(ProfileError, match="not found.*available"):
+def test_missing_profile_names_the_available_ones(tmp_path):
+    with pytest.raises(ProfileError, match="not one of the installed profiles.*cpu.*allow"):
         load_profile("raspberry-pi")
     with pytest.raises(ProfileError, match="does not exist"):
-        load_profile("/nonexistent/p.yaml")
+        load_profile("/nonexistent/p.yaml", allow_path=True)
+    with pytest.raises(ProfileError, match="is a directory"):
+        load_profile(tmp_path, allow_path=True)
+
+
+SECRET_LINES = ["root:$6$Zq81xWvKp$Hx7RtLQm2nB9cYd4eF0aJs:19000:0:99999:7:::",
+                "operator: Vq3Lp9Xe2RtY7uKw", "api_token: 8fJ2kL0pQ7wZ3xN5", "precision: hJ4kL9mN2bV6cX1z",
+                "threads: {intra_op: Pq8Wm3Nx}", "providers: [{name: Tz6Yh2Ug}]", "name: [Rk5Jd8Fs, {"]
+
+
+def secret_fragments(text: str, size: int = 6) -> set[str]:
+    """Every `size`-character piece of the secret's non-trivial words (what a leak would show)."""
+    import re
+
+    words = [w for w in re.split(r"[^A-Za-z0-9$]+", text) if len(w) >= size and w not in
+             {"precision", "threads", "intra_op", "providers", "operator", "api_token"}]
+    return {w[i : i + size] for w in words for i in range(len(w) - size + 1)}
+
+
+@pytest.mark.parametrize("body", [
+    "\n".join(SECRET_LINES[:1] * 3),  # /etc/shadow-like lines: parsed as keys
+    "\n".join(SECRET_LINES[1:3]),  # a mapping of unknown keys
+    "name: x\nproviders: [CPUExecutionProvider]\n" + SECRET_LINES[3],  # a bad value
+    "name: x\n" + SECRET_LINES[4],  # a bad nested value
+    "name: x\n" + SECRET_LINES[5],  # an unknown provider
+    SECRET_LINES[6] + "\n" + SECRET_LINES[1],  # invalid YAML: the parser quotes the line
+    "\u00e9t\u00e9: Vq3Lp9Xe2RtY7uKw".encode("latin-1"),  # not UTF-8
+])
+def test_profile_errors_never_quote_the_file(tmp_path, body):
+    """A profile that is not a profile is refused by name and field only: no fragment of its content
+    appears in the error (a remote peer could name any file on the robot)."""
+    path = tmp_path / "secret"
+    path.write_bytes(body if isinstance(body, bytes) else body.encode())
+    text = body.decode("latin-1") if isinstance(body, bytes) else body
+    for allow in (False, True):
+        with pytest.raises(ProfileError) as err:
+            load_profile(path, allow_path=allow)
+        message = str(err.value) + "".join(str(e) for e in (err.value.__cause__, err.value.__context__) if e)
+        assert str(path) in message
+        assert not {f for f in secret_fragments(text) if f in message}, message
+
+
+def test_profile_paths_only_where_the_operator_allows_them(tmp_path):
+    path = tmp_path / "cpu.yaml"
+    path.write_text((Path(__file__).parents[1] / "physioser/hardware/cpu.yaml").read_text())
+    with pytest.raises(ProfileError, match="not one of the installed profiles"):
+        load_profile(path)
+    with pytest.raises(ProfileError, match="not one of the installed profiles"):
+        Engine.from_path(None, str(path))
+    assert load_profile(path, allow_path=True).name == load_profile("cpu").name
 
 
 # ---------------------------------------------------------------- engine
@@ -109,7 +158,7 @@ def test_engine_session_follows_the_profile_and_parks_its_threads(tiny, tmp_path
     """Threads from the profile; worker threads stop spinning when a call returns (a streaming
     engine idles between hops and must not hold the other cores)."""
     prof = {**BASE, "threads": {"intra_op": 3, "inter_op": 1}}
-    eng = Engine.from_path(tiny[1], _write(tmp_path, prof))
+    eng = Engine.from_path(tiny[1], _write(tmp_path, prof), allow_profile_path=True)
     opts = eng._backend.session.get_session_options()
     assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (3, 1)
     assert opts.get_session_config_entry("session.force_spinning_stop") == "1"

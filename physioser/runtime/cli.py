@@ -30,6 +30,9 @@ def core_engine(model: str | None, profile: str | None, backend: str = "auto"):
     return Engine.from_path(model, profile)
 
 
+ALLOW_PROFILE_PATH_HELP = "let --profile name a YAML file instead of an installed profile (physioser/hardware/*.yaml)"
+
+
 def predict_file(engine, audio: np.ndarray, max_seconds: float = 30.0) -> dict:
     """Whole-file prediction: probabilities (length-weighted mean over <= max_seconds segments), latency."""
     limit = int(max_seconds * engine.sample_rate)
@@ -64,7 +67,8 @@ def register(app: typer.Typer, open_engine: Callable = core_engine) -> None:
         files: list[Path] = typer.Argument(..., help="audio files (wav/flac/ogg; any rate, mono or stereo)"),
         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
         model: str = typer.Option(None, "--model", help="model bundle or .onnx graph (default: the default bundle)"),
-        profile: str = typer.Option(None, "--profile", help="hardware profile name or YAML path (default: cpu, 2 threads)"),
+        profile: str = typer.Option(None, "--profile", help="installed hardware profile name (default: cpu, 2 threads)"),
+        allow_profile_path: bool = typer.Option(False, "--allow-profile-path", help=ALLOW_PROFILE_PATH_HELP),
         backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch (torch: a training checkpoint in PyTorch; needs physioser[train])"),
         max_seconds: float = typer.Option(30.0, "--max-seconds", help="longer files are cut into segments of at most this"),
     ) -> None:
@@ -73,10 +77,11 @@ def register(app: typer.Typer, open_engine: Callable = core_engine) -> None:
 
         from physioser.audio import AudioError, load_audio
         from physioser.runtime.engine import EngineError
+        from physioser.runtime.profiles import load_profile
 
         _finite_positive(max_seconds, "--max-seconds")
         try:
-            engine = open_engine(model, profile, backend)
+            engine = open_engine(model, load_profile(profile, allow_path=allow_profile_path) if profile else None, backend)
         except (EngineError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--model/--profile") from exc
         if int(max_seconds * engine.sample_rate) < engine.min_samples:
@@ -113,7 +118,8 @@ def register(app: typer.Typer, open_engine: Callable = core_engine) -> None:
     def demo_cmd(
         file: Path = typer.Argument(None, help="audio file to stream (default: a synthesised utterance)"),
         model: str = typer.Option(None, "--model", help="model bundle or .onnx graph (default: the default bundle)"),
-        profile: str = typer.Option(None, "--profile", help="hardware profile name or YAML path"),
+        profile: str = typer.Option(None, "--profile", help="installed hardware profile name"),
+        allow_profile_path: bool = typer.Option(False, "--allow-profile-path", help=ALLOW_PROFILE_PATH_HELP),
         backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch (torch: a training checkpoint in PyTorch; needs physioser[train])"),
         chunk_ms: float = typer.Option(100.0, "--chunk-ms", help="size of the chunks fed to the streamer"),
         realtime: bool = typer.Option(True, "--realtime/--fast", help="pace the chunks at real time (--fast: as fast as possible)"),
@@ -125,12 +131,13 @@ def register(app: typer.Typer, open_engine: Callable = core_engine) -> None:
 
         from physioser.audio import AudioError, load_audio
         from physioser.runtime.engine import EngineError
+        from physioser.runtime.profiles import load_profile
         from physioser.runtime.streamer import Streamer
 
         _finite_positive(chunk_ms, "--chunk-ms")
         console = _console()
         try:
-            engine = open_engine(model, profile, backend)
+            engine = open_engine(model, load_profile(profile, allow_path=allow_profile_path) if profile else None, backend)
             streamer = Streamer.from_profile(engine, **({"vad": vad} if vad else {}))
         except (EngineError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--model/--profile/--vad") from exc

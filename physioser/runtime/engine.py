@@ -178,13 +178,17 @@ class Engine:
         return list(self._backend.providers)
 
     @classmethod
-    def from_path(cls, model_path: str | Path | None = None, profile: str | Path | HardwareProfile | None = None) -> "Engine":
+    def from_path(cls, model_path: str | Path | None = None, profile: str | Path | HardwareProfile | None = None,
+                  *, allow_profile_path: bool = False) -> "Engine":
         """Open a model bundle, a bare ``.onnx`` graph, or (``None`` / ``"default"``) the default bundle.
+
+        ``profile``: an installed profile's name, a :class:`HardwareProfile`, or a YAML path when
+        ``allow_profile_path`` (see :func:`load_profile`).
 
         A training checkpoint (``model.safetensors`` + ``config.yaml``) is refused with a pointer to
         ``physioser export``; :func:`physioser.export.open_engine` runs one directly (PyTorch).
         """
-        prof = load_profile(profile)
+        prof = load_profile(profile, allow_path=allow_profile_path)
         if not _onnxruntime_available():
             raise EngineError("onnxruntime is not installed (pip install onnxruntime)")
         if model_path is None or str(model_path) == "default":

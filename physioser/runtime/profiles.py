@@ -2,9 +2,12 @@
 
 A profile names the onnxruntime execution providers (in priority order, with their options),
 the thread counts, the graph precision, the Streamer's window/hop/batch/VAD and the latency
-budget the deployment is expected to meet. ``load_profile("cpu")`` reads ``physioser/hardware/cpu.yaml``;
-``load_profile(path)`` reads any file. Every mistake raises :class:`ProfileError` naming the
-file and the field.
+budget the deployment is expected to meet. ``load_profile("cpu")`` reads ``physioser/hardware/cpu.yaml``
+from the installed set; ``load_profile(path, allow_path=True)`` reads another file, which only
+the operator may ask for (``--allow-profile-path`` on the command line, the ROS node's
+``allow_profile_paths`` launch parameter). Every mistake raises :class:`ProfileError` naming the
+file and the field, never quoting the file's content (a profile named by a remote peer could be
+any file on the robot).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ KNOWN_PROVIDERS = (
     "ACLExecutionProvider",
     "DmlExecutionProvider",
 )
+MAX_PROFILE_BYTES = 64 * 1024
 HARDWARE_DIR = Path(os.environ.get("PHYSIOSER_HARDWARE") or PACKAGE_DIR / "hardware")
 
 
@@ -88,33 +92,45 @@ def _expand(value: Any) -> Any:
     return os.path.expanduser(os.path.expandvars(value.replace("${PHYSIOSER_CACHE}", str(cache_dir()))))
 
 
+def _kind(value: Any) -> str:
+    """What a value is, without quoting it (errors never echo a file's content)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a non-finite number"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping", type(None): "empty"}.get(type(value), type(value).__name__)
+
+
 def _number(where: str, value: Any, *, kind: type, low: float, high: float | None = None, low_open: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)) \
             or (isinstance(value, float) and not math.isfinite(value)):
-        raise ProfileError(f"{where} must be {'an integer' if kind is int else 'a finite number'}, got {value!r}")
+        raise ProfileError(f"{where} must be {'an integer' if kind is int else 'a finite number'}, got {_kind(value)}")
     if (value <= low if low_open else value < low) or (high is not None and value > high):
         bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-        raise ProfileError(f"{where} must be {bound}, got {value!r}")
+        raise ProfileError(f"{where} must be {bound}")
     return kind(value)
 
 
 def _check_keys(where: str, data: dict, allowed: set[str]) -> None:
-    unknown = sorted(set(data) - allowed)
+    unknown = set(data) - allowed
     if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ProfileError(f"{where}: {len(unknown)} unknown key(s); allowed: {sorted(allowed)}")
+
+
+def _one_of(where: str, value: Any, choices) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ProfileError(f"{where} must be one of {list(choices)}, got {_kind(value)} that is not")
 
 
 def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfile:
     """Validate a profile given as a mapping (as read from YAML) and build it."""
     src = str(source)
     if not isinstance(data, dict):
-        raise ProfileError(f"{src}: a profile must be a YAML mapping, got {type(data).__name__}")
+        raise ProfileError(f"{src}: a profile must be a YAML mapping, got {_kind(data)}")
     _check_keys(src, data, _TOP_KEYS)
     if not isinstance(data.get("name"), str) or not data["name"].strip():
         raise ProfileError(f"{src}: 'name' is required and must be a non-empty string")
     precision = data.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise ProfileError(f"{src}: precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    _one_of(f"{src}: precision", precision, PRECISIONS)
 
     threads = data.get("threads", {}) or {}
     if not isinstance(threads, dict):
@@ -135,14 +151,14 @@ def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfil
             raise ProfileError(f"{where} must be a mapping with 'name' and optional 'options'")
         _check_keys(where, item, {"name", "options"})
         name = item.get("name")
-        if name not in KNOWN_PROVIDERS:
-            raise ProfileError(f"{where}: unknown execution provider {name!r}; known: {list(KNOWN_PROVIDERS)}")
+        if not isinstance(name, str) or name not in KNOWN_PROVIDERS:
+            raise ProfileError(f"{where}: not a known execution provider; known: {list(KNOWN_PROVIDERS)}")
         options = item.get("options") or {}
         if not isinstance(options, dict):
-            raise ProfileError(f"{where}.options must be a mapping, got {type(options).__name__}")
+            raise ProfileError(f"{where}.options must be a mapping, got {_kind(options)}")
         for key, val in options.items():
-            if not isinstance(val, (str, int, float, bool)):
-                raise ProfileError(f"{where}.options.{key} must be a string, number or boolean, got {val!r}")
+            if not isinstance(key, str) or not isinstance(val, (str, int, float, bool)):
+                raise ProfileError(f"{where}.options: each option must be a name with a string, number or boolean value")
         providers.append(ProviderSpec(name, {k: _expand(v) for k, v in options.items()}))
     names = [p.name for p in providers]
     if len(set(names)) != len(names):
@@ -158,11 +174,10 @@ def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfil
     if "hop_s" in stream:
         hop_s = _number(f"{src}: stream.hop_s", stream["hop_s"], kind=float, low=0.0, low_open=True)
     if window_s is not None and hop_s is not None and hop_s > window_s:
-        raise ProfileError(f"{src}: stream.hop_s ({hop_s}) must not exceed stream.window_s ({window_s})")
+        raise ProfileError(f"{src}: stream.hop_s must not exceed stream.window_s")
     batch = _number(f"{src}: stream.batch", stream.get("batch", 4), kind=int, low=1, high=1024)
     vad = stream.get("vad", "energy")
-    if vad not in VADS:
-        raise ProfileError(f"{src}: stream.vad must be one of {list(VADS)}, got {vad!r}")
+    _one_of(f"{src}: stream.vad", vad, VADS)
     budget = _number(f"{src}: latency_budget_ms", data.get("latency_budget_ms", 50.0), kind=float, low=0.0, low_open=True)
     return HardwareProfile(
         name=data["name"].strip(),
@@ -185,8 +200,9 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml")) if HARDWARE_DIR.is_dir() else []
 
 
-def load_profile(name_or_path: str | Path | HardwareProfile | None) -> HardwareProfile:
-    """Load and validate a profile: a path to a YAML file, or the name of one in ``physioser/hardware/``.
+def load_profile(name_or_path: str | Path | HardwareProfile | None, *, allow_path: bool = False) -> HardwareProfile:
+    """Load and validate a profile: the name of one in ``physioser/hardware/`` (see :func:`available_profiles`),
+    or, with ``allow_path`` (the operator's choice at launch), a path to a YAML file.
 
     ``None`` gives the built-in CPU profile; a :class:`HardwareProfile` is returned as is.
     """
@@ -194,18 +210,33 @@ def load_profile(name_or_path: str | Path | HardwareProfile | None) -> HardwareP
         return DEFAULT_PROFILE
     if isinstance(name_or_path, HardwareProfile):
         return name_or_path
-    path = Path(name_or_path)
-    if not path.suffix and not path.exists():
-        path = HARDWARE_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ProfileError(
-                f"hardware profile {str(name_or_path)!r} not found (looked for {path}); "
-                f"available: {available_profiles()} or pass a path to a YAML file"
-            )
+    text = str(name_or_path)
+    if text in available_profiles():
+        return _read_profile(HARDWARE_DIR / f"{text}.yaml")
+    if not allow_path:
+        raise ProfileError(
+            f"hardware profile {text!r} is not one of the installed profiles {available_profiles()}; a path to a "
+            "profile file is read only where the operator allows it at launch (--allow-profile-path on the "
+            "command line, allow_profile_paths:=true for the ROS node)"
+        )
+    path = Path(text)
+    if path.is_dir():
+        raise ProfileError(f"hardware profile {path} is a directory, not a YAML file")
     if not path.is_file():
-        raise ProfileError(f"hardware profile file {path} does not exist")
+        raise ProfileError(f"hardware profile file {path} does not exist (or is not a regular file)")
+    return _read_profile(path)
+
+
+def _read_profile(path: Path) -> HardwareProfile:
+    if path.stat().st_size > MAX_PROFILE_BYTES:
+        raise ProfileError(f"{path}: {path.stat().st_size} bytes is too large for a profile (at most {MAX_PROFILE_BYTES})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_profile(data, path)
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (first bad byte at offset {exc.start})"
+    except yaml.YAMLError as exc:  # its message quotes the line: say only where
+        mark = getattr(exc, "problem_mark", None)
+        problem = "not valid YAML" + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "")
+    else:
+        return parse_profile(data, path)
+    raise ProfileError(f"{path}: {problem}")  # raised outside the handler: no chained exception quotes the file
