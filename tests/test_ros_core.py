@@ -12,7 +12,7 @@ import soxr
 from physioser.ros import messages as M
 from physioser.ros.core import EmotionCore, NodeConfig, event_json, load_engine
 from physioser.ros.replay import BagError, replay
-from tests.ros_support import CHUNK, bag_message, chunks, real_clip, write_bag
+from tests.ros_support import CHUNK, bag_message, chunks, pcm16, real_clip, write_bag
 
 CLEAN = NodeConfig(vad="none", smoothing=0.0)
 
@@ -119,9 +119,9 @@ def test_gap_is_counted_and_backlog_stays_bounded(clip, engine):
     core = EmotionCore(replace(CLEAN, msg_type="std_msgs/Int16MultiArray", max_backlog_s=3.0), engine)
     msg = bag_message(store, "std_msgs/Int16MultiArray", clip[:CHUNK])
     core.accept(msg, 0.0)
-    core.accept(msg, 4.0)  # four seconds of silence on the topic
+    core.accept(msg, 4.0)  # four seconds between sends, less the 20 ms of the message: 3.98 s of silence
     diag = core.diagnostics()
-    assert diag["gaps"] == 1 and diag["longest_gap_s"] == 4.0
+    assert diag["gaps"] == 1 and diag["longest_gap_s"] == 3.98 and diag["streams"] == 2
     burst = bag_message(store, "std_msgs/Int16MultiArray", np.tile(clip[:16000], 2))  # 2 s per message
     for i in range(30):  # 60 s arriving while inference does not run
         core.accept(burst, 4.0 + i * 0.001)
@@ -248,3 +248,97 @@ def test_load_engine_error_names_the_file(tmp_path):
     bad.write_bytes(b"junk")
     with pytest.raises(Exception, match="x.onnx"):
         load_engine(str(bad), "")
+
+
+def stereo_int16(store, samples):
+    """An Int16MultiArray with a [frames, 2] layout carrying `samples` on both channels."""
+    T = store.types
+    dims = [T["std_msgs/msg/MultiArrayDimension"](label="frames", size=len(samples), stride=2 * len(samples)),
+            T["std_msgs/msg/MultiArrayDimension"](label="channels", size=2, stride=2)]
+    return T["std_msgs/msg/Int16MultiArray"](layout=T["std_msgs/msg/MultiArrayLayout"](dim=dims, data_offset=0),
+                                             data=np.repeat(pcm16(samples), 2))
+
+
+def test_mono_after_a_stereo_layout_message_is_read_as_mono(clip, engine):
+    """Finding: one [frames, 2] message switched the node to stereo for good; later mono messages
+    were read as two channels (half the audio) and a 321-sample one was refused (channel_mismatch)."""
+    store = M.typestore("std_msgs")
+    msg_type = "std_msgs/Int16MultiArray"
+    core = EmotionCore(replace(CLEAN, msg_type=msg_type), engine)
+    mono = [clip[CHUNK : CHUNK + 321]] + chunks(clip[CHUNK + 321 : 3 * 16000])
+    assert core.accept(stereo_int16(store, clip[:CHUNK]), 0.0)
+    events = [t.event for t in core.process()] + feed(core, store, msg_type, mono, t0=0.02)
+    diag = core.diagnostics()
+    assert diag["messages_rejected"] == 0 and diag["channels"] == 1
+    assert diag["audio_received_s"] == pytest.approx(3.0)
+    plain = feed(EmotionCore(replace(CLEAN, msg_type=msg_type), engine), store, msg_type, [clip[:CHUNK]] + mono)
+    assert [e.end_s for e in events] == [2.0, 2.5, 3.0]
+    same_events(events, plain)
+
+
+def test_one_long_message_leaves_at_most_max_backlog(clip, engine):
+    """Finding: the queue never dropped its last item, so one 120 s message stayed queued whole
+    (backlog 120 s, 237 windows from one process() call) with max_backlog_s=5."""
+    store = M.typestore("std_msgs")
+    msg_type = "std_msgs/Float32MultiArray"
+    core = EmotionCore(replace(CLEAN, msg_type=msg_type, max_backlog_s=5.0), engine)
+    long = np.tile(clip, 40)[: 120 * 16000]
+    assert core.accept(bag_message(store, msg_type, long), 0.0)
+    diag = core.diagnostics()
+    assert diag["backlog_s"] == 5.0 and diag["dropped_audio_s"] == 115.0
+    events = [t.event for t in core.process()]
+    assert [e.end_s for e in events] == [117.0, 117.5, 118.0, 118.5, 119.0, 119.5, 120.0]  # the newest 5 s only
+    direct = engine.infer(long[None, 115 * 16000 : 117 * 16000])["probs"][0]
+    np.testing.assert_allclose(list(events[0].probs.values()), direct, atol=1e-5)
+
+
+def test_a_new_publisher_or_a_gap_starts_a_new_stream(clip, engine):
+    """Finding: stream time carried over between publishers, so the first window of a new publisher
+    held audio of the previous one. Now a new publisher (or a gap) ends the old stream (its tail is
+    analysed) and the first window of the new one holds only its own audio."""
+    store = M.typestore("std_msgs")
+    msg_type = "std_msgs/Int16MultiArray"
+    first, second = clip[:40000], np.ascontiguousarray(clip[::-1][:40000])  # 2.5 s each, different audio
+    for how in ("publisher", "gap"):
+        core = EmotionCore(replace(CLEAN, msg_type=msg_type), engine)
+        events = []
+        for i, piece in enumerate(chunks(first)):
+            core.accept(bag_message(store, msg_type, piece), i * 0.02, source="A")
+            events += [t.event for t in core.process()]
+        t0 = 2.5 + (2.0 if how == "gap" else 0.0)
+        for i, piece in enumerate(chunks(second)):
+            core.accept(bag_message(store, msg_type, piece), t0 + i * 0.02, source="B" if how == "publisher" else "A")
+            events += [t.event for t in core.process()]
+        assert [(e.start_s, e.end_s) for e in events] == [(0.0, 2.0), (0.5, 2.5), (2.5, 4.5), (3.0, 5.0)], how
+        assert not any(e.start_s < 2.5 < e.end_s for e in events)
+        direct = engine.infer(second[None, :32000])["probs"][0]
+        np.testing.assert_allclose(list(events[2].probs.values()), direct, atol=1e-5)
+        assert core.diagnostics()["streams"] == 2
+
+
+def test_rejections_drops_and_wrong_types_are_logged_rate_limited(clip, engine):
+    """Finding: rejections and drops were only counted, never logged; a publisher of another type on
+    the audio topic never connects and nothing said so."""
+    store = M.typestore("std_msgs")
+    T = store.types
+    lines, now = [], [0.0]
+    core = EmotionCore(replace(CLEAN, msg_type="std_msgs/UInt8MultiArray", max_backlog_s=3.0), engine,
+                       clock=lambda: now[0], log=lines.append)
+    layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+    odd = T["std_msgs/msg/UInt8MultiArray"](layout=layout, data=np.zeros(321, np.uint8))
+    for _ in range(50):
+        assert core.accept(odd) is False
+    assert len(lines) == 1 and "std_msgs/UInt8MultiArray" in lines[0] and "odd_byte_count" in lines[0]
+    core.accept(T["std_msgs/msg/UInt8MultiArray"](layout=layout, data=np.zeros(0, np.uint8)))  # another reason
+    assert len(lines) == 2 and "[empty]" in lines[1]
+    now[0] = 6.0
+    core.accept(odd)
+    assert len(lines) == 3 and "odd_byte_count" in lines[2] and "49 more" in lines[2]
+    core.accept(bag_message(store, "std_msgs/UInt8MultiArray", np.tile(clip, 3)[: 10 * 16000]))
+    assert len(lines) == 4 and "dropped the oldest 7.00 s" in lines[3]
+    wrong = [("/talker", "std_msgs/msg/Float32MultiArray"), ("/mic", "std_msgs/msg/UInt8MultiArray"), ("/x", "std_msgs/msg/String")]
+    assert core.check_publishers(wrong) == 2 and core.diagnostics()["wrong_type_publishers"] == 2
+    assert "/talker sends std_msgs/msg/Float32MultiArray" in lines[4] and "msg_type:=std_msgs/Float32MultiArray" in lines[4]
+    assert "/x sends std_msgs/msg/String" in lines[5] and "not an audio type" in lines[5]
+    core.check_publishers(wrong)
+    assert len(lines) == 6  # the same publishers again within the period: held back

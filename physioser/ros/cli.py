@@ -22,7 +22,8 @@ def replay_command(
     msg_type: Optional[str] = typer.Option(None, "--type", help="override the recorded type, e.g. audio_common_msgs/AudioStamped"),
     out: Optional[Path] = typer.Option(None, help="write the timeline to .csv or .json (default: CSV on stdout)"),
     model: str = typer.Option("", help="model bundle or .onnx graph (default: the default bundle)"),
-    profile: str = typer.Option("", help="hardware profile"),
+    profile: str = typer.Option("", help="installed hardware profile name"),
+    allow_profile_path: bool = typer.Option(False, "--allow-profile-path", help="let --profile name a YAML file"),
     window_s: float = typer.Option(DEFAULT_WINDOW_S, help="window in seconds"),
     hop_s: float = typer.Option(DEFAULT_HOP_S, help="hop in seconds"),
     vad: str = typer.Option("energy", help="voice activity gate: energy, silero or none"),
@@ -38,7 +39,7 @@ def replay_command(
 
     try:
         config = NodeConfig(
-            model_path=model, profile=profile, window_s=window_s, hop_s=hop_s, vad=vad,
+            model_path=model, profile=profile, allow_profile_paths=allow_profile_path, window_s=window_s, hop_s=hop_s, vad=vad,
             vad_threshold_db=vad_threshold_db, smoothing=smoothing, sample_rate=sample_rate,
             channels=channels, sample_format=sample_format,
         )

@@ -1,10 +1,14 @@
 """The emotion node's logic as a plain class: no ROS needed, shared by the live node and `ros replay`.
 
 Flow: `accept(msg, arrival)` decodes a message (counting rejections by reason), follows the declared
-format, resamples to 16 kHz with a streaming resampler and queues the samples (bounded: the oldest
-audio is dropped, and counted, if inference falls behind). `process()` drains the queue through the
-runtime `Streamer` and returns the emotion events, each with the arrival time of the message whose
-samples closed its window. The ROS wiring (`ros/physioser_ros/node.py`) calls `accept` from the
+format (each message's own layout or AudioInfo applies to that message only), resamples to 16 kHz
+with a streaming resampler and queues the samples (bounded: if inference falls behind, the oldest
+audio is dropped, even part of one long message, and counted). A new publisher, a gap on the topic
+or dropped audio starts a new stream: the old stream's tail is analysed, then the Streamer starts
+afresh, so no window mixes audio from before and after the break. `process()` drains the queue
+through the runtime `Streamer` and returns the emotion events, each with the arrival time of the
+message whose samples closed its window. Rejections, drops and new streams are reported through a
+rate-limited log (at most one line per kind of problem every `LOG_PERIOD_S`). The ROS wiring (`ros/physioser_ros/node.py`) calls `accept` from the
 subscription callback and `process` from a worker thread; replay calls both in turn.
 """
 
@@ -63,6 +67,7 @@ class NodeConfig:
     gap_s: float = 1.0
     max_backlog_s: float = 5.0
     latency_history: int = 1000
+    allow_profile_paths: bool = False
 
     def audio_format(self) -> AudioFormat:
         return AudioFormat(int(self.sample_rate), int(self.channels), self.sample_format)
@@ -72,7 +77,10 @@ class NodeConfig:
 STREAMER_KEYS = {"window_s", "hop_s", "vad", "vad_threshold_db", "smoothing"}
 FORMAT_KEYS = {"sample_rate", "channels", "sample_format"}
 ENGINE_KEYS = {"model_path", "profile"}
-FIXED_KEYS = {"msg_type"}  # the subscription's type: needs a restart
+# The subscription's type, and whether `profile` may name a file (the operator's choice at launch):
+# both need a restart.
+FIXED_KEYS = {"msg_type", "allow_profile_paths"}
+LOG_PERIOD_S = 5.0  # at most one log line per kind of problem in this many seconds
 
 
 def validate_config(config: NodeConfig) -> NodeConfig:
@@ -125,7 +133,10 @@ class _Stats:
     format_changes: int = 0
     gaps: int = 0
     longest_gap_s: float = 0.0
+    publisher_changes: int = 0
+    streams: int = 1
     dropped_s: float = 0.0
+    wrong_type_publishers: int = 0
     audio_s: float = 0.0
     windows: int = 0
     model_reloads: int = 0
@@ -133,11 +144,36 @@ class _Stats:
     model_error: str = ""
 
 
-def load_engine(model_path: str, profile: str):
-    """The runtime Engine for a model (lazy import: the runtime pulls onnxruntime)."""
+def load_engine(model_path: str, profile: str, allow_profile_path: bool = False):
+    """The runtime Engine for a model (lazy import: the runtime pulls onnxruntime). `profile` is an
+    installed profile's name; a file path only with `allow_profile_path`."""
     from physioser.runtime import Engine
 
-    return Engine.from_path(model_path or None, profile=profile or None)
+    return Engine.from_path(model_path or None, profile=profile or None, allow_profile_path=allow_profile_path)
+
+
+class RateLimitedLog:
+    """Passes a line to `emit` at most once per `period_s` for each key; the lines held back in
+    between are counted and the count goes with the next line of that key."""
+
+    def __init__(self, emit: Callable[[str], None] | None, clock: Callable[[], float], period_s: float = LOG_PERIOD_S):
+        self._emit = emit
+        self._clock = clock
+        self.period_s = period_s
+        self._last: dict[Any, float] = {}
+        self._held: Counter = Counter()
+
+    def __call__(self, key: Any, text: str) -> None:
+        if self._emit is None:
+            return
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            self._held[key] += 1
+            return
+        held = self._held.pop(key, 0)
+        self._last[key] = now
+        self._emit(text + (f" (and {held} more like it in the last {now - last:.0f} s)" if held else ""))
 
 
 def make_streamer(engine, config: NodeConfig):
@@ -157,7 +193,8 @@ class EmotionCore:
     """Decode → resample → bounded queue → Streamer → events, with counters for diagnostics.
 
     Thread use: `accept`, `set_config` and `set_format` from one thread (the ROS executor),
-    `process` from one other thread (the worker); `diagnostics` from any.
+    `process` from one other thread (the worker); `diagnostics` from any. `log`, if given, receives
+    the rate-limited report lines (rejections with their reason, dropped audio, new streams).
     """
 
     def __init__(
@@ -165,35 +202,45 @@ class EmotionCore:
         config: NodeConfig,
         engine=None,
         *,
-        engine_loader: Callable[[str, str], Any] = load_engine,
+        engine_loader: Callable[[str, str, bool], Any] = load_engine,
         streamer_factory: Callable[[Any, NodeConfig], Any] = make_streamer,
         clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str], None] | None = None,
     ):
         self.config = validate_config(config)
         self.msg = audio_type(config.msg_type)
         self._engine_loader = engine_loader
         self._streamer_factory = streamer_factory
         self._clock = clock
-        self.engine = engine if engine is not None else engine_loader(config.model_path, config.profile)
+        self.engine = engine if engine is not None else engine_loader(config.model_path, config.profile, config.allow_profile_paths)
         self._model_signature = _file_signature(config.model_path)
         self._settling = None  # a changed model file's signature, waiting to be stable
         self.streamer = self._new_streamer(self.engine, config)
-        self._offset_s = 0.0  # stream time consumed by streamers replaced at run time
-        self.format = self.config.audio_format()
+        self._offset_s = 0.0  # stream time consumed by streamers replaced or restarted at run time
+        self.format = self.config.audio_format()  # declared (parameters, audio_info), never by one message
+        self._channels = self.format.channels  # of the last accepted message
         self._resampler = _Resampler(self.format.sample_rate)
-        self._queue: deque[tuple[np.ndarray, float]] = deque()
+        # (samples at 16 kHz, arrival, samples skipped before them if they start a new stream, else None)
+        self._queue: deque[tuple[np.ndarray, float, int | None]] = deque()
         self._queued = 0  # samples in the queue
         self._in_flight = 0  # samples being pushed through the streamer
         self._queue_lock = threading.Lock()
         self._stream_lock = threading.Lock()
         self._last_arrival: float | None = None
+        self._last_sent: float | None = None  # publisher time of the last message, if known
+        self._source: Any = None  # the publisher of the last message, if known
+        self._log = RateLimitedLog(log, clock)
         self.stats = _Stats()
         self._latencies: deque[float] = deque(maxlen=config.latency_history)
         self._inference_ms: deque[float] = deque(maxlen=config.latency_history)
 
     # ---- input ------------------------------------------------------------------------------
-    def accept(self, msg: Any, arrival: float | None = None) -> bool:
-        """Decode one audio message and queue its samples. Returns False (and counts why) if rejected."""
+    def accept(self, msg: Any, arrival: float | None = None, *, source: Any = None, sent: float | None = None) -> bool:
+        """Decode one audio message and queue its samples. Returns False (and counts why) if rejected.
+
+        `arrival`: when it arrived (the clock's time); `source`: an identity of its publisher, if known
+        (a change starts a new stream); `sent`: when the publisher sent it, in seconds, if known (gaps
+        are measured on it, so a busy executor delivering late does not look like a gap)."""
         arrival = self._clock() if arrival is None else arrival
         self.stats.received += 1
         try:
@@ -204,21 +251,59 @@ class EmotionCore:
         except Exception as err:  # noqa: BLE001 - a message of an unexpected shape must not stop the node
             self._reject(MessageDecodeError(self.msg.name, "undecodable", f"{type(err).__name__}: {err}"))
             return False
-        if decoded.format.sample_rate != self.format.sample_rate or decoded.format.channels != self.format.channels:
-            self._switch_format(decoded.format)
-        if self._last_arrival is not None and arrival - self._last_arrival > self.config.gap_s:
-            self.stats.gaps += 1
-            self.stats.longest_gap_s = max(self.stats.longest_gap_s, arrival - self._last_arrival)
+        rate = decoded.format.sample_rate
+        new_stream = self._starts_new_stream(source, arrival if sent is None else sent, decoded.samples.size / rate)
+        if new_stream or rate != self._resampler.rate:
+            self._flush_resampler()
+            if rate != self._resampler.rate:
+                self.stats.format_changes += 1
+            self._resampler = _Resampler(rate)
+        self._channels = decoded.format.channels
         self._last_arrival = arrival
         self.stats.accepted += 1
-        self.stats.audio_s += decoded.samples.size / decoded.format.sample_rate
-        self._enqueue(self._resampler(decoded.samples), arrival)
+        self.stats.audio_s += decoded.samples.size / rate
+        self._enqueue(self._resampler(decoded.samples), arrival, 0 if new_stream else None)
+        return True
+
+    def _starts_new_stream(self, source: Any, sent: float, duration_s: float) -> bool:
+        """A different publisher than the last message's, or a gap (silence on the topic longer than
+        `gap_s` between the end of one message's audio and the next: time between sends less the
+        new message's duration)."""
+        new_source = source is not None and self._source is not None and source != self._source
+        gap = 0.0 if self._last_sent is None else sent - self._last_sent - duration_s
+        self._last_sent = sent
+        if source is not None:
+            self._source = source
+        if new_source:
+            self.stats.publisher_changes += 1
+        if gap > self.config.gap_s:
+            self.stats.gaps += 1
+            self.stats.longest_gap_s = max(self.stats.longest_gap_s, gap)
+        if not (new_source or gap > self.config.gap_s):
+            return False
+        self.stats.streams += 1
+        why = "a new publisher" if new_source else f"a gap of {gap:.1f} s"
+        self._log("new_stream", f"{self.msg.name}: {why} on the audio topic: starting a new stream")
         return True
 
     def set_format(self, fmt: AudioFormat) -> None:
-        """A format declared on the `audio_info` topic (already decoded and checked)."""
-        if fmt != self.format:
-            self._switch_format(fmt)
+        """A format declared on the `audio_info` topic or by parameters (already decoded and checked);
+        the resampler follows at the first message in the new rate."""
+        self.format = fmt
+
+    def check_publishers(self, types: list[tuple[str, str]]) -> int:
+        """Given (publisher node, ROS type) of the publishers on the audio topic (from the ROS graph),
+        report those whose type is not the subscribed one: their messages never arrive. Returns their number."""
+        wrong = [(node, t) for node, t in types if t.replace("/msg/", "/") != self.msg.name]
+        self.stats.wrong_type_publishers = len(wrong)
+        for node, t in wrong:
+            try:
+                hint = f"set msg_type:={audio_type(t).name} and restart, or publish {self.msg.name}"
+            except ValueError:
+                hint = f"it is not an audio type physioser reads; publish {self.msg.name}"
+            self._log(("wrong_type", node, t), f"publisher {node} sends {t} on the audio topic, but this node "
+                      f"subscribes to {self.msg.name}: none of its messages arrive ({hint})")
+        return len(wrong)
 
     def reject(self, err: MessageDecodeError) -> None:
         """Count a message that failed before `accept` (e.g. a bad AudioInfo)."""
@@ -228,27 +313,40 @@ class EmotionCore:
     def _reject(self, err: MessageDecodeError) -> None:
         self.stats.rejected[err.reason] += 1
         self.stats.last_rejection = str(err)
+        self._log(("rejected", err.reason), f"message rejected: {err}")
 
-    def _switch_format(self, fmt: AudioFormat) -> None:
-        """The declared rate/channels changed mid-stream: flush the old resampler, start a new one."""
-        self.stats.format_changes += 1
+    def _flush_resampler(self) -> None:
+        """The input rate changes or a new stream starts: the old resampler's tail belongs before it."""
         tail = self._resampler(np.zeros(0, np.float32), last=True)
         if tail.size:
-            self._enqueue(tail, self._last_arrival if self._last_arrival is not None else self._clock())
-        self.format = fmt
-        self._resampler = _Resampler(fmt.sample_rate)
+            self._enqueue(tail, self._last_arrival if self._last_arrival is not None else self._clock(), None)
 
-    def _enqueue(self, samples: np.ndarray, arrival: float) -> None:
+    def _enqueue(self, samples: np.ndarray, arrival: float, restart: int | None) -> None:
+        """Queue samples (`restart`: they start a new stream); keep at most `max_backlog_s` queued,
+        dropping the oldest audio first, even part of one message. What follows dropped audio starts
+        a new stream (the Streamer must not join audio from both sides of the hole)."""
         if samples.size == 0:
             return
         limit = int(self.config.max_backlog_s * SAMPLE_RATE)
+        dropped = 0
         with self._queue_lock:
-            self._queue.append((samples, arrival))
+            self._queue.append((samples, arrival, restart))
             self._queued += samples.size
-            while self._queued > limit and len(self._queue) > 1:
-                old, _ = self._queue.popleft()
-                self._queued -= old.size
-                self.stats.dropped_s += old.size / SAMPLE_RATE
+            while self._queued > limit:
+                head, head_arrival, head_restart = self._queue.popleft()
+                cut = min(head.size, self._queued - limit)
+                self._queued -= cut
+                dropped += cut
+                skipped = (head_restart or 0) + cut
+                if cut < head.size:
+                    self._queue.appendleft((head[cut:], head_arrival, skipped))
+                elif self._queue:
+                    nxt, nxt_arrival, nxt_restart = self._queue.popleft()
+                    self._queue.appendleft((nxt, nxt_arrival, skipped + (nxt_restart or 0)))
+        if dropped:
+            self.stats.dropped_s += dropped / SAMPLE_RATE
+            self._log("dropped", f"inference is behind: dropped the oldest {dropped / SAMPLE_RATE:.2f} s of audio "
+                      f"(max_backlog_s={self.config.max_backlog_s:g}); the rest starts a new stream")
 
     # ---- processing --------------------------------------------------------------------------
     def process(self) -> Iterator[TimedEvent]:
@@ -257,22 +355,32 @@ class EmotionCore:
             with self._queue_lock:
                 if not self._queue:
                     return
-                samples, arrival = self._queue.popleft()
+                samples, arrival, restart = self._queue.popleft()
                 self._queued -= samples.size
                 self._in_flight = samples.size
             try:
                 with self._stream_lock:
-                    events = self.streamer.push(samples)
-                    offset = self._offset_s
+                    timed = []
+                    if restart is not None:
+                        timed += self._restart_stream(restart)
+                    timed += [(e, self._offset_s) for e in self.streamer.push(samples)]
             finally:
                 with self._queue_lock:
                     self._in_flight = 0
-            for event in events:
+            for event, offset in timed:
                 if offset:
                     event = replace(event, start_s=event.start_s + offset, end_s=event.end_s + offset)
                 self.stats.windows += 1
                 self._inference_ms.append(float(event.latency_ms))
                 yield TimedEvent(event, arrival)
+
+    def _restart_stream(self, skipped: int) -> list[tuple[Any, float]]:
+        """End the current stream (its tail window, if any, is analysed) and start a fresh one;
+        stream time goes on, counting `skipped` samples of dropped audio."""
+        tail = [(e, self._offset_s) for e in self.streamer.flush()]
+        self._offset_s += self.streamer.time_s + skipped / SAMPLE_RATE
+        self.streamer.reset()
+        return tail
 
     def record_latency(self, seconds: float) -> None:
         """Arrival of the window's last message → its emotion message published."""
@@ -295,7 +403,7 @@ class EmotionCore:
         changed = {k for k in changes if getattr(new, k) != getattr(self.config, k)}
         engine, streamer = self.engine, None
         if changed & ENGINE_KEYS:
-            engine = self._engine_loader(new.model_path, new.profile)
+            engine = self._engine_loader(new.model_path, new.profile, new.allow_profile_paths)
         if engine is not self.engine or changed & STREAMER_KEYS:
             streamer = self._new_streamer(engine, new)  # the runtime validates window/hop/VAD/smoothing
         self.config = new
@@ -335,7 +443,7 @@ class EmotionCore:
             return None
         self._model_signature = signature  # try each version of the file once
         try:
-            engine = self._engine_loader(self.config.model_path, self.config.profile)
+            engine = self._engine_loader(self.config.model_path, self.config.profile, self.config.allow_profile_paths)
             streamer = self._new_streamer(engine, self.config)
         except Exception as err:  # noqa: BLE001 - any failure to load must leave the node running
             self.stats.model_reload_failures += 1
@@ -359,10 +467,13 @@ class EmotionCore:
             "rejected_by_reason": dict(sorted(s.rejected.items())),
             "last_rejection": s.last_rejection,
             "format_changes": s.format_changes,
-            "sample_rate": self.format.sample_rate,
-            "channels": self.format.channels,
+            "sample_rate": self._resampler.rate,
+            "channels": self._channels,
             "gaps": s.gaps,
             "longest_gap_s": round(s.longest_gap_s, 3),
+            "publisher_changes": s.publisher_changes,
+            "streams": s.streams,
+            "wrong_type_publishers": s.wrong_type_publishers,
             "dropped_audio_s": round(s.dropped_s, 3),
             "backlog_s": round(backlog, 3),
             "audio_received_s": round(s.audio_s, 3),

@@ -10,7 +10,9 @@ Thin rclpy wiring around `physioser.ros.core.EmotionCore` (the logic, testable w
   an hri_msgs/Expression when hri_msgs is installed, diagnostic_msgs/DiagnosticArray on
   `/diagnostics` and the same figures as JSON on `<emotion_topic>/diagnostics`;
 - validates parameter changes at run time, and reloads the model when its file changes (a broken
-  file is reported and the previous model kept).
+  file is reported and the previous model kept);
+- logs (rate-limited) rejected messages with the reason, dropped audio, new streams (a new publisher
+  or a gap) and publishers of another type on the audio topic.
 
 Run: `python -m physioser_ros.node --ros-args --params-file config/physioser_emotion.yaml`
 or `ros2 launch physioser_ros physioser_emotion.launch.py`.
@@ -48,7 +50,8 @@ NODE_PARAMS: dict[str, tuple[Any, str]] = {
 }
 PARAM_HELP = {
     "model_path": "ONNX model or model directory; empty = the default model",
-    "profile": "hardware profile name (physioser/hardware/*.yaml); empty = default",
+    "profile": "installed hardware profile name (physioser/hardware/*.yaml); empty = default; a file path only with allow_profile_paths",
+    "allow_profile_paths": "let `profile` name a YAML file instead of an installed profile (set at launch only)",
     "msg_type": "audio message type (restart to change)",
     "sample_rate": "declared input rate in Hz (overridden by audio_info / AudioStamped)",
     "channels": "declared interleaved channels (overridden by audio_info / AudioStamped / layout)",
@@ -98,7 +101,8 @@ class EmotionNode(Node):
         super().__init__("physioser_emotion")
         defaults = NodeConfig()
         for f in fields(NodeConfig):
-            self.declare_parameter(f.name, getattr(defaults, f.name), ParameterDescriptor(description=PARAM_HELP.get(f.name, "")))
+            self.declare_parameter(f.name, getattr(defaults, f.name), ParameterDescriptor(
+                description=PARAM_HELP.get(f.name, ""), read_only=f.name == "allow_profile_paths"))
         for name, (default, help_text) in NODE_PARAMS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=help_text))
         values = {f.name: self.get_parameter(f.name).value for f in fields(NodeConfig)}
@@ -108,7 +112,7 @@ class EmotionNode(Node):
         msg_cls = import_message(spec.name, spec.module, spec.cls, purpose=f"msg_type {spec.name}")
         check_flavour(msg_cls, spec.flavour, spec.name)
 
-        self.core = EmotionCore(NodeConfig(**values))
+        self.core = EmotionCore(NodeConfig(**values), log=self.get_logger().warning)
         names = list(self.core.engine.class_names)
         self.get_logger().info(
             f"model {values['model_path'] or '(default)'}: classes {names}; listening on "
@@ -133,7 +137,7 @@ class EmotionNode(Node):
             depth=int(self.opts["qos_depth"]), reliability=qos_profile_sensor_data.reliability,
             durability=qos_profile_sensor_data.durability, history=qos_profile_sensor_data.history,
         )
-        self.create_subscription(msg_cls, self.opts["audio_topic"], self._on_audio, sensor)
+        self.audio_sub = self.create_subscription(msg_cls, self.opts["audio_topic"], self._on_audio, sensor)
         self._subscribe_audio_info(spec)
         self.add_on_set_parameters_callback(self._on_parameters)
         self.create_timer(float(self.opts["diagnostics_period_s"]), self._publish_diagnostics)
@@ -170,8 +174,11 @@ class EmotionNode(Node):
         self.create_subscription(info_cls, self.opts["audio_info_topic"], self._on_audio_info, latched)
 
     # ---- callbacks (executor thread) --------------------------------------------------------
-    def _on_audio(self, msg) -> None:
-        if self.core.accept(msg, time.monotonic()):
+    def _on_audio(self, msg, info) -> None:
+        gid = info.get("publisher_gid")
+        source = bytes(gid["data"]) if gid else None
+        sent = info.get("source_timestamp") or None
+        if self.core.accept(msg, time.monotonic(), source=source, sent=sent / 1e9 if sent else None):
             self._wake.set()
 
     def _on_audio_info(self, msg) -> None:
@@ -202,6 +209,8 @@ class EmotionNode(Node):
             self.get_logger().info(f"model file {self.core.config.model_path} changed: reloaded")
 
     def _publish_diagnostics(self) -> None:
+        self.core.check_publishers([(f"{i.node_namespace.rstrip('/')}/{i.node_name}", i.topic_type)
+                                    for i in self.get_publishers_info_by_topic(self.audio_sub.topic_name)])
         diag = self.core.diagnostics()
         self.pub_diag_json.publish(String(data=json.dumps(diag)))
         if self.pub_diag is None:
@@ -212,6 +221,7 @@ class EmotionNode(Node):
             (f"model: {diag['model_error']}", diag["model_error"]),
             (f"{diag['messages_rejected']} messages rejected", diag["messages_rejected"]),
             (f"{diag['dropped_audio_s']} s of audio dropped (inference behind)", diag["dropped_audio_s"]),
+            (f"{diag['wrong_type_publishers']} publishers of another type on the audio topic", diag["wrong_type_publishers"]),
         ) if bad]
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
