@@ -3,9 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# DDS stays on this machine whenever ROS starts (tests, benchmarks, CI).
-export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+# DDS stays on this machine, shared memory only, no network socket, whenever ROS starts (tests,
+# benchmarks, CI): the same settings as physioser.ros.play.LOCAL_DDS_ENV (see ros/config/fastdds_local.xml).
+export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/ros/config/fastdds_local.xml
 export FASTDDS_BUILTIN_TRANSPORTS := SHM
+export ROS_AUTOMATIC_DISCOVERY_RANGE := SYSTEM_DEFAULT
 
 .PHONY: install install-train install-dev ros-interfaces default-bundle demo test
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from physioser.paths import cache_dir
+from physioser.ros.play import keep_dds_local
 
-# DDS must stay on this machine in every test that may start ROS.
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "SHM")
+# DDS must stay on this machine, with no network socket, in every test that may start ROS (this
+# process's players and the node processes alike).
+keep_dds_local()
 
 # librosa's numba kernels (cache=True) are compiled once into one cache that every test process
 # shares (compiling them cost ~36 s per process): before any test runs, the kernels the tests use

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from physioser.audio import load_audio
-from physioser.ros.play import Audio, NodeProcess, Player, quantise
+from physioser.ros.play import Audio, NodeProcess, Player, keep_dds_local, quantise
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET_P95_MS = 80.0
@@ -75,6 +75,7 @@ def main() -> None:
     params = {"model_path": model, "vad": "none", "msg_type": "std_msgs/Int16MultiArray",
               "latency_history": 10000, "diagnostics_period_s": 1.0}
     load_before = os.getloadavg()
+    keep_dds_local()  # this process's player must use the node's DDS settings (shared memory only)
     with tempfile.TemporaryDirectory() as logs:
         node = NodeProcess("physioser_emotion", params, Path(logs), domain_id=args.domain_id)
         player = Player("std_msgs/Int16MultiArray", domain_id=args.domain_id)

@@ -255,13 +255,28 @@ class Player:
         self._rclpy.shutdown(context=self.context)
 
 
+# DDS on this machine with no network socket: Fast DDS over shared memory only (the XML profile and
+# the built-in transport setting agree). Not ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: with it,
+# rmw_fastrtps adds a UDP transport of its own whose sockets bind 0.0.0.0 and every interface.
+FASTDDS_PROFILE = REPO / "ros" / "config" / "fastdds_local.xml"
+LOCAL_DDS_ENV = {
+    "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
+    "FASTDDS_BUILTIN_TRANSPORTS": "SHM",
+    "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT",
+}
+
+
+def keep_dds_local() -> None:
+    """Apply LOCAL_DDS_ENV to this process (before its first rclpy.init): tests and benchmarks."""
+    os.environ.update(LOCAL_DDS_ENV)
+
+
 def node_env(domain_id: int, **extra: str) -> dict[str, str]:
-    """Environment of a ROS process: DDS on this machine only (SHM transport, localhost discovery),
-    domain `domain_id`, the node package of this checkout on the path, one OpenMP thread."""
+    """Environment of a ROS process: DDS on this machine only (LOCAL_DDS_ENV), domain `domain_id`,
+    the node package of this checkout on the path, one OpenMP thread."""
     env = dict(os.environ)
     env.update(
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        FASTDDS_BUILTIN_TRANSPORTS="SHM",
+        LOCAL_DDS_ENV,
         ROS_DOMAIN_ID=str(domain_id),
         PYTHONPATH=os.pathsep.join([str(REPO / "ros"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         OMP_NUM_THREADS="1",
