@@ -223,6 +223,7 @@ class EmotionCore:
         # (samples at 16 kHz, arrival, samples skipped before them if they start a new stream, else None)
         self._queue: deque[tuple[np.ndarray, float, int | None]] = deque()
         self._queued = 0  # samples in the queue
+        self._held_restart: int | None = None  # a restart waiting for the first samples of its stream
         self._in_flight = 0  # samples being pushed through the streamer
         self._queue_lock = threading.Lock()
         self._stream_lock = threading.Lock()
@@ -325,7 +326,10 @@ class EmotionCore:
         """Queue samples (`restart`: they start a new stream); keep at most `max_backlog_s` queued,
         dropping the oldest audio first, even part of one message. What follows dropped audio starts
         a new stream (the Streamer must not join audio from both sides of the hole)."""
+        if self._held_restart is not None:  # a new stream whose first message resampled to nothing
+            restart, self._held_restart = self._held_restart + (restart or 0), None
         if samples.size == 0:
+            self._held_restart = restart
             return
         limit = int(self.config.max_backlog_s * SAMPLE_RATE)
         dropped = 0
