@@ -12,13 +12,15 @@ CORE = (
     "physioser.runtime",
     "physioser.runtime.contract",
     "physioser.runtime.integrity",
+    "physioser.runtime.graph",
+    "physioser.runtime.bundle",
     "physioser.runtime.cli",
     "physioser.ros.core",
     "physioser.ros.messages",
     "physioser.ros.replay",
     "physioser.ros.interfaces",
 )
-ABOVE = ("torch", "physioser.model", "physioser.export", "physioser.train", "physioser.evaluate", "physioser.features")
+ABOVE = ("torch", "onnx", "physioser.model", "physioser.export", "physioser.train", "physioser.evaluate", "physioser.features")
 
 
 def test_core_imports_no_torch_nor_training_code() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import physioser
+from physioser.runtime.graph import GraphSummary
 
 OPSET = 17
 """The lowest opset a graph may use (and the one the exporter writes)."""
@@ -97,32 +98,18 @@ def parse_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
     return meta
 
 
-def check_graph(proto, path: Path) -> None:
-    """Check an ONNX ModelProto's opset, inputs and outputs against the contract."""
-    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    if opset < OPSET:
-        raise EngineError(f"{path}: opset {opset} is below the required {OPSET}; re-export with `physioser export`")
-    inputs = {i.name: i for i in proto.graph.input}
+def check_graph(graph: GraphSummary, path: Path) -> None:
+    """Check a graph's opset, inputs and outputs against the contract."""
+    if graph.opset < OPSET:
+        raise EngineError(f"{path}: opset {graph.opset} is below the required {OPSET}; re-export with `physioser export`")
     expect = {"waveform": (1, 2), "lengths": (7, 1)}  # name: (TensorProto elem type FLOAT/INT64, rank)
     for name, (elem, rank) in expect.items():
-        if name not in inputs:
-            raise EngineError(f"{path}: graph input {name!r} missing; inputs are {sorted(inputs)}")
-        t = inputs[name].type.tensor_type
-        if t.elem_type != elem or len(t.shape.dim) != rank:
+        if name not in graph.inputs:
+            raise EngineError(f"{path}: graph input {name!r} missing; inputs are {sorted(graph.inputs)}")
+        if graph.inputs[name] != (elem, rank):
             raise EngineError(
                 f"{path}: input {name!r} must be {'float32' if elem == 1 else 'int64'} of rank {rank}"
             )
-    outputs = {o.name for o in proto.graph.output}
-    missing = [o for o in REQUIRED_OUTPUTS if o not in outputs]
+    missing = [o for o in REQUIRED_OUTPUTS if o not in graph.outputs]
     if missing:
-        raise EngineError(f"{path}: graph outputs {missing} missing; outputs are {sorted(outputs)}")
-
-
-def static_last_dim(proto, name: str) -> int | None:
-    """The static size of the last axis of graph output ``name`` (None when dynamic or absent)."""
-    for o in proto.graph.output:
-        if o.name == name:
-            dims = o.type.tensor_type.shape.dim
-            if dims and dims[-1].HasField("dim_value"):
-                return int(dims[-1].dim_value)
-    return None
+        raise EngineError(f"{path}: graph outputs {missing} missing; outputs are {sorted(graph.outputs)}")

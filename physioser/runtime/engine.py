@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from physioser.runtime.bundle import METADATA, default_bundle_dir, is_bundle, read_bundle
-from physioser.runtime.contract import REQUIRED_METADATA, EngineError, check_graph, metadata_strings, parse_metadata, static_last_dim
+from physioser.runtime.contract import REQUIRED_METADATA, EngineError, check_graph, metadata_strings, parse_metadata
+from physioser.runtime.graph import read_graph
 from physioser.runtime.profiles import HardwareProfile, load_profile
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,6 @@ class OrtBackend:
 
     def __init__(self, path: Path, profile: HardwareProfile, *, metadata: dict[str, Any] | None = None,
                  sha256: str | None = None):
-        import onnx
         import onnxruntime as ort
 
         try:
@@ -115,18 +115,18 @@ class OrtBackend:
         if sha256 is not None and hashlib.sha256(blob).hexdigest() != sha256:
             raise EngineError(f"{path}: integrity check failed (sha256 differs from SHA256SUMS): the file is corrupt or was replaced")
         try:
-            proto = onnx.load_from_string(blob)
-        except Exception as exc:  # protobuf DecodeError and friends
+            graph = read_graph(blob)
+        except ValueError as exc:
             raise EngineError(f"{path} is not a valid ONNX model (truncated or corrupt?): {exc}") from exc
-        check_graph(proto, path)
-        self.metadata = parse_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+        check_graph(graph, path)
+        self.metadata = parse_metadata(graph.metadata, str(path))
         if metadata is not None:
             stated = parse_metadata(metadata_strings(metadata), f"{path.parent / METADATA}")
             differ = [k for k in REQUIRED_METADATA if stated[k] != self.metadata[k]]
             if differ:
                 raise EngineError(f"{path.parent / METADATA} and the graph {path.name} disagree on {differ}")
             self.metadata = stated
-        logits_dim = static_last_dim(proto, "logits")
+        logits_dim = graph.outputs["logits"]
         if logits_dim is not None and logits_dim != len(self.metadata["class_names"]):
             raise EngineError(
                 f"{path}: logits have {logits_dim} classes but metadata names {len(self.metadata['class_names'])}"
