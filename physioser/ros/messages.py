@@ -7,7 +7,7 @@ channels, encoding) so the caller can resample to 16 kHz. Anything that cannot b
 `MessageDecodeError`, naming the message type, a short machine-readable `reason` (counted in the
 node's diagnostics) and what is wrong.
 
-Supported types (see README "ROS 2"):
+Supported types (see docs/ros.md):
 
 - `audio_common_msgs/AudioData` (ros-drivers/audio_common): `uint8[] data` of raw PCM, format from
   an `audio_common_msgs/AudioInfo` (ros-drivers) or parameters; default S16LE.

@@ -49,7 +49,7 @@ NODE_PARAMS: dict[str, tuple[Any, str]] = {
     "model_watch_s": (2.0, "seconds between checks of the model file for changes; 0 = off (restart to change)"),
 }
 PARAM_HELP = {
-    "model_path": "ONNX model or model directory; empty = the default model",
+    "model_path": "model bundle or .onnx file; empty = the default bundle",
     "profile": "installed hardware profile name (physioser/hardware/*.yaml); empty = default; a file path only with allow_profile_paths",
     "allow_profile_paths": "let `profile` name a YAML file instead of an installed profile (set at launch only)",
     "msg_type": "audio message type (restart to change)",
