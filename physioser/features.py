@@ -105,6 +105,7 @@ class FeatureSet:
     class_names: list[str]
     backbone_segments: torch.Tensor | None = None  # [N, L, 4, D] float32
     backbone_counts: torch.Tensor | None = None  # [N, 4] float32
+    backbone_spread: torch.Tensor | None = None  # [N, L, D] float32 frame standard deviations (statistics pooling)
     quartets: list[torch.Tensor] | None = None  # N × [4, F, T_i] float16
 
     def __len__(self) -> int:
@@ -122,6 +123,8 @@ class FeatureSet:
         if self.backbone_segments is not None:
             batch["backbone_segments"] = self.backbone_segments[idx]
             batch["backbone_counts"] = self.backbone_counts[idx]
+        if self.backbone_spread is not None:
+            batch["backbone_spread"] = self.backbone_spread[idx]
         if self.quartets is not None:
             items = [self.quartets[i] for i in idx.tolist()]
             if crop_frames:
@@ -166,6 +169,29 @@ def _backbone_pooled(rows: Sequence, digests: Sequence[str], cfg: dict, progress
     return segments, counts, shape
 
 
+def _backbone_spread(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool) -> torch.Tensor:
+    """[N, L, D] standard deviation over time of every layer's frames (the feature cache's ``std``)."""
+    from physioser.backbones import FeatureCache, build_backbone
+
+    backbone = build_backbone(cfg["backbone"]["name"], **cfg["backbone"]["options"])
+    key = _rows_key(digests, {"spec": backbone.spec(), "statistic": "std"})
+    corpus = "+".join(sorted({r.corpus for r in rows}))
+    path = cache_root() / "pooled" / backbone.spec_key() / f"{corpus}-{key}-std.safetensors"
+    if path.is_file():
+        return load_file(str(path))["std"]
+    cache = FeatureCache()
+    spread = torch.zeros(len(rows), backbone.num_layers, backbone.dim)
+    for i, row in enumerate(tqdm(rows, desc=f"{backbone.name} frame deviations", disable=not progress, leave=False)):
+        stats = cache.load_statistics(row.path, backbone)
+        if stats is None:
+            cache.get_or_compute(row.path, backbone)
+            stats = cache.load_statistics(row.path, backbone)
+        spread[i] = stats[1].float()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"std": spread}, str(path))
+    return spread
+
+
 def _quartets(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool) -> list[torch.Tensor]:
     """Cached VAP front-end quartets of the rows (computed and stored on first use)."""
     from physioser.model.physioser import vap_config
@@ -206,6 +232,8 @@ def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: dict, *, 
     digests = _audio_digests(rows)
     if "backbone" in branches:
         fs.backbone_segments, fs.backbone_counts, shape = _backbone_pooled(rows, digests, cfg, progress)
+        if cfg["model"].get("statistics"):
+            fs.backbone_spread = _backbone_spread(rows, digests, cfg, progress)
     if "vap" in branches:
         fs.quartets = _quartets(rows, digests, cfg, progress)
     return fs, shape

@@ -98,6 +98,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    save: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``data[train_idx]``, early-stopping on the UA of ``data[val_idx]``.
 
@@ -105,7 +106,8 @@ def fit(
     ``out_dir/model.safetensors`` with ``out_dir/config.yaml``; training state after every epoch to
     ``out_dir/last.*``. ``resume=True`` continues from that state. ``stop_after_epochs`` ends the
     call early (as an interruption would), leaving a resumable state. The model ends holding the
-    best weights.
+    best weights. ``save=False`` (sweeps of many short runs) writes nothing: the best weights are
+    kept in memory.
     """
     from physioser.distributed import current
 
@@ -113,7 +115,9 @@ def fit(
     is_main = ctx is None or ctx.is_main
     t = cfg["train"]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if save:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    best_state: dict = {}
     class_names = cfg["class_names"]
     train_idx = np.asarray(train_idx)
     torch.manual_seed(int(t["seed"]))
@@ -141,6 +145,11 @@ def fit(
         vcfg = vap_config(cfg)
         crop_frames = int(float(t["vap_crop_seconds"]) * vcfg.sample_rate / vcfg.hop_length)
     aux_weight = float(t["aux_weight"])
+    mixup = float(t["mixup"])
+    adapt = cfg["adapt"]
+    rng = np.random.default_rng(int(t["seed"]))  # mixup weights and training speaker offsets
+    position = np.full(len(data), -1)
+    position[train_idx] = np.arange(len(train_idx))
 
     state = {"epoch": 0, "step": 0, "best_val_ua": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
     if resume:
@@ -154,10 +163,30 @@ def fit(
         if ctx:
             order = ctx.shard(order, state["epoch"])  # this rank's DistributedSampler share
         sums = {"loss": 0.0, "ce": 0.0, "cpa": 0.0, "aux": 0.0}
+        offsets = None
+        if float(adapt["train_prob"]):
+            from physioser.model.adaptation import speaker_features, training_offsets
+
+            feats = speaker_features(model, data, train_idx)
+            offsets = torch.as_tensor(training_offsets(feats, data.speakers[train_idx], adapt, rng), dtype=torch.float32)
+            model.train()
         for start in range(0, len(order), batch_size):
-            batch = _to_device(data.collate(order[start : start + batch_size], crop_frames=crop_frames, generator=generator), device)
+            rows = order[start : start + batch_size]
+            batch = data.collate(rows, crop_frames=crop_frames, generator=generator)
+            if offsets is not None:
+                batch["speaker_offset"] = offsets[position[rows]]
+            lam = 1.0
+            if mixup:
+                lam = float(rng.beta(mixup, mixup))
+                batch["mixup_perm"] = torch.as_tensor(rng.permutation(len(rows)))
+                batch["mixup_lam"] = torch.tensor(lam)
+            batch = _to_device(batch, device)
             out = ctx.forward(model, batch) if ctx else model.forward_cached(batch)  # DDP all-reduces gradients
-            ce = F.cross_entropy(out["logits"], batch["labels"], weight=weight, label_smoothing=float(t["label_smoothing"]))
+            smoothing = float(t["label_smoothing"])
+            ce = F.cross_entropy(out["logits"], batch["labels"], weight=weight, label_smoothing=smoothing)
+            if mixup:
+                ce = lam * ce + (1 - lam) * F.cross_entropy(out["logits"], batch["labels"][batch["mixup_perm"]], weight=weight,
+                                                            label_smoothing=smoothing)
             loss = ce + aux_weight * out["aux"]
             if "cpa" in out:
                 loss = loss + cpa_weight * out["cpa"]
@@ -190,14 +219,16 @@ def fit(
             state["best_val_ua"] = record.get("val_ua", -1.0)
             state["best_epoch"] = state["epoch"]
             state["bad_epochs"] = 0
-            if is_main:
+            if not save:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif is_main:
                 save_model(model, cfg, out_dir)
         else:
             state["bad_epochs"] += 1
         state["history"].append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", val_ua=f"{record.get('val_ua', float('nan')):.3f}")
         state["seconds"] = time.perf_counter() - started
-        if is_main:
+        if is_main and save:
             save_train_state(out_dir, model, optimizer, generator, state)
         epochs_this_call += 1
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
@@ -206,7 +237,10 @@ def fit(
 
     if ctx:
         ctx.barrier()  # rank 0 has written the best weights
-    load_state(model, out_dir / "model.safetensors")
+    if save:
+        load_state(model, out_dir / "model.safetensors")
+    else:
+        model.load_state_dict(best_state)
     return FitResult(
         best_epoch=state["best_epoch"],
         best_val_ua=state["best_val_ua"],
@@ -224,7 +258,13 @@ def new_model(cfg: dict, data, train_idx: np.ndarray) -> torch.nn.Module:
     torch.manual_seed(int(cfg["train"]["seed"]))
     model = PhysioSER(cfg)
     if model.use_backbone:
-        model.set_layer_statistics(data.backbone_segments[train_idx], data.backbone_counts[train_idx])
+        idx = torch.as_tensor(np.asarray(train_idx))
+        spread = data.backbone_spread[idx] if model.statistics else None
+        model.set_layer_statistics(data.backbone_segments[idx], data.backbone_counts[idx], spread)
+        if model.statistics:
+            batch = {"backbone_segments": data.backbone_segments[idx], "backbone_counts": data.backbone_counts[idx],
+                     "backbone_spread": spread}
+            model.set_class_offsets(model.cached_features(batch), torch.as_tensor(data.labels[np.asarray(train_idx)]))
     return model
 
 

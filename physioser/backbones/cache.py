@@ -166,6 +166,22 @@ class FeatureCache:
             return None
         return CachedFeatures(tensors["hidden_states"], tensors["mean"], tensors["std"], int(meta["num_samples"]), content_hash)
 
+    def load_statistics(self, path: str | Path, backbone: Backbone) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mean, std) [L, D] over time of the cached entry of ``path`` without reading its frames;
+        None when absent or stale."""
+        content_hash = self.content_hash(path)
+        entry = self.entry_path(content_hash, backbone)
+        if not entry.is_file():
+            return None
+        try:
+            with safe_open(str(entry), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                if meta.get("cache_version") != CACHE_VERSION or meta.get("spec_key") != self.spec_key(backbone):
+                    return None
+                return handle.get_tensor("mean"), handle.get_tensor("std")
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            return None
+
     # -- compute ---------------------------------------------------------------------------
     def compute(self, waveform: np.ndarray, backbone: Backbone, content_hash: str = "") -> CachedFeatures:
         """Features of one mono 16 kHz clip (not stored)."""

@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
         "dim": 128,  # width of branch tokens, fusion block and classifier input
         "featurizer": True,  # learned softmax layer weights (False: last layer only)
         "projector": "per_layer",  # shared (SUPERB: weighted layer sum -> projector) | per_layer (projections mixed by the layer weights)
+        # statistics pooling: each backbone layer's mean and standard deviation over the frames
+        # (False: segment means only); needs segments: 0
+        "statistics": False,
+        "input_dropout": 0.0,  # dropout on the standardised backbone statistics (statistics pooling)
         "segments": 0,  # pooled frame tokens per branch fed to the fusion block (0 = utterance vectors only; 4 overfits here)
         # physioser.vap config fields; these keep an epoch of RAVDESS to seconds on a 2-core CPU
         "vap": {"n_bands": 32, "channels_2d": [16, 16], "channels_1d": [64], "kernels_1d": [3], "dilations_1d": [1], "dim": 64},
@@ -58,7 +62,13 @@ DEFAULTS: dict[str, Any] = {
         "aux_weight": 1.0,  # weight of the attention variant's auxiliary losses
         "max_seconds": 12.0,  # utterances are cropped (centre) to this length when caching quartets
         "vap_crop_seconds": 2.0,  # training crops each VAP quartet to a random window this long (0 = off)
+        "mixup": 0.0,  # mixup Beta(alpha, alpha) of the cached inputs and the loss (0 = off)
     },
+    # unsupervised speaker adaptation (statistics pooling): a speaker's offset is the shrunk mean of
+    # their emotion-compensated statistics (physioser.runtime.adaptation); training feeds each utterance
+    # with probability train_prob the offset of k other random utterances of its speaker, k drawn from
+    # train_k (0 = all of them), so one model serves the strict (zero offset) and adapted protocols
+    "adapt": {"tau": 4.0, "train_prob": 0.0, "train_k": [5, 10, 20, 0]},
 }
 
 
@@ -198,6 +208,12 @@ def _validate(cfg: dict) -> None:
     device = cfg["train"]["device"]
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if cfg["model"]["statistics"] and (cfg["model"]["segments"] or "backbone" not in branches):
+        raise ConfigError("model.statistics needs the backbone branch and model.segments: 0")
+    if cfg["adapt"]["train_prob"] and not cfg["model"]["statistics"]:
+        raise ConfigError("adapt.train_prob > 0 needs model.statistics: true (the adapted features are its statistics)")
+    if float(cfg["adapt"]["tau"]) < 0 or not 0 <= float(cfg["adapt"]["train_prob"]) <= 1:
+        raise ConfigError("adapt.tau must be >= 0 and adapt.train_prob in [0, 1]")
     seg = cfg["model"]["segments"]
     if seg not in (0, 1, 2, 4):
         raise ConfigError(f"model.segments must be 0, 1, 2 or 4 (divisors of the cached 4 segments), got {seg}")

@@ -26,7 +26,7 @@ from torch import nn
 
 from physioser.model.cpa import CPA
 from physioser.model.fusion import FusionHead
-from physioser.model.pooling import merge_segments, segment_mean
+from physioser.model.pooling import frame_statistics, merge_segments, segment_mean
 
 __all__ = ["PhysioSER", "CACHE_SEGMENTS", "vap_config", "build_backbone_for"]
 
@@ -75,15 +75,26 @@ class PhysioSER(nn.Module):
             # shared: one projector after the weighted layer sum (SUPERB); per_layer: each layer has its
             # own projector and the learned softmax weights mix the projections (a gated concatenation)
             self.per_layer = m["projector"] == "per_layer"
+            # statistics pooling: each layer's mean and standard deviation over the utterance's frames
+            self.statistics = bool(m["statistics"])
+            in_width = 2 * width if self.statistics else width
             if self.per_layer:
-                self.layer_proj = nn.Parameter(torch.randn(layers, width, dim) / width**0.5)
+                self.layer_proj = nn.Parameter(torch.randn(layers, in_width, dim) / in_width**0.5)
                 self.layer_bias = nn.Parameter(torch.zeros(layers, 1, 1, dim))
             else:
-                self.projector = nn.Linear(width, dim)
+                self.projector = nn.Linear(in_width, dim)
             # fixed per-layer standardisation (linear, so it commutes with pooling); set from the
-            # training set's utterance means by set_layer_statistics, stored with the weights
+            # training set's utterance means (and standard deviations) by set_layer_statistics
             self.register_buffer("layer_mean", torch.zeros(layers, 1, width))
             self.register_buffer("layer_std", torch.ones(layers, 1, width))
+            if self.statistics:
+                self.register_buffer("spread_mean", torch.zeros(layers, 1, width))
+                self.register_buffer("spread_std", torch.ones(layers, 1, width))
+                # per-class offsets of the standardised statistics from their mean over classes
+                # (set from the training rows by set_class_offsets): speaker adaptation removes the
+                # predicted emotion's offset before it averages a speaker's utterances
+                self.register_buffer("class_offsets", torch.zeros(num_classes, layers * in_width))
+            self.input_drop = nn.Dropout(float(m["input_dropout"]))
         if self.use_vap:
             from physioser.vap import VAPBranch
 
@@ -115,14 +126,49 @@ class PhysioSER(nn.Module):
 
     # -- branches ------------------------------------------------------------------------------
     @torch.no_grad()
-    def set_layer_statistics(self, segments: torch.Tensor, counts: torch.Tensor) -> None:
-        """Standardise each backbone layer by the mean/std over utterances of its utterance means.
+    def set_layer_statistics(self, segments: torch.Tensor, counts: torch.Tensor, spread: torch.Tensor | None = None) -> None:
+        """Standardise each backbone layer by the mean/std over utterances of its utterance means
+        (and, with statistics pooling, of its frame standard deviations).
 
-        segments [N, L, 4, D] cached segment means, counts [N, 4] (the training rows only)."""
+        segments [N, L, 4, D] cached segment means, counts [N, 4], spread [N, L, D] frame standard
+        deviations (the training rows only)."""
         w = counts / counts.sum(1, keepdim=True).clamp(min=1.0)
         utt = (segments * w[:, None, :, None]).sum(2)  # [N, L, D]
         self.layer_mean.copy_(utt.mean(0)[:, None, :])
         self.layer_std.copy_(utt.std(0).clamp(min=1e-4)[:, None, :])
+        if self.statistics:
+            if spread is None:
+                raise ValueError("statistics pooling needs the frame standard deviations of the training rows")
+            self.spread_mean.copy_(spread.mean(0)[:, None, :])
+            self.spread_std.copy_(spread.std(0).clamp(min=1e-4)[:, None, :])
+
+    @torch.no_grad()
+    def set_class_offsets(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """features [N, F] standardised statistics (:meth:`adapt_features` of the training rows with no
+        speaker offset), labels [N]: each class's mean minus the mean of the class means (a class
+        without rows keeps a zero offset)."""
+        means = torch.zeros_like(self.class_offsets)
+        present = torch.zeros(len(means), dtype=torch.bool)
+        for c in range(len(means)):
+            rows = labels == c
+            if bool(rows.any()):
+                means[c], present[c] = features[rows].mean(0), True
+        centre = means[present].mean(0)
+        self.class_offsets.copy_(torch.where(present[:, None], means - centre, torch.zeros_like(means)))
+
+    def _standardised_statistics(self, means: torch.Tensor, spreads: torch.Tensor) -> torch.Tensor:
+        """means, spreads [B, L, D] per-layer frame mean and standard deviation -> [B, L·2D] standardised."""
+        m = (means - self.layer_mean[:, 0]) / self.layer_std[:, 0]
+        s = (spreads - self.spread_mean[:, 0]) / self.spread_std[:, 0]
+        return torch.cat([m, s], dim=-1).flatten(1)
+
+    def _project_statistics(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, L·2D] standardised (possibly speaker-adapted) statistics -> z_s [B, dim]."""
+        layers = self.input_drop(features).unflatten(1, (self.num_layers, -1)).transpose(0, 1)  # [L, B, 2D]
+        if self.per_layer:
+            layers = torch.einsum("lbd,lde->lbe", layers, self.layer_proj) + self.layer_bias[:, 0]
+        mixed = layers[-1] if self.featurizer is None else self.featurizer(list(layers.unbind(0)))
+        return mixed if self.per_layer else self.projector(mixed)
 
     def _project_layers(self, layers: torch.Tensor) -> torch.Tensor:
         """[L, B, T, D] stacked per-layer hidden states (or segment means) -> [B, T, dim]:
@@ -152,8 +198,13 @@ class PhysioSER(nn.Module):
         return z, self.vap_proj(means) * (counts > 0).to(means.dtype)[..., None]
 
     # -- shared tail -----------------------------------------------------------------------------
-    def _head(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """parts: [(z [B, dim], tokens [B, K, dim] or None)] per branch (vap first) -> logits, embedding, aux."""
+    def _head(self, parts: list[tuple[torch.Tensor, torch.Tensor]], mix: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """parts: [(z [B, dim], tokens [B, K, dim] or None)] per branch (vap first) -> logits, embedding, aux.
+        ``mix`` = (permutation [B], weight lam [] ): training mixup of the branch vectors and tokens
+        (lam · own + (1 − lam) · the permuted row's)."""
+        if mix is not None:
+            perm, lam = mix
+            parts = [(lam * z + (1 - lam) * z[perm], None if t is None else lam * t + (1 - lam) * t[perm]) for z, t in parts]
         # the linear head stays linear end to end (SUPERB); fusion and MLP heads see GELU + LayerNorm tokens
         zs = [z if self.head_type == "linear" else self.act(z) for z, _ in parts]
         aux: dict[str, torch.Tensor] = {}
@@ -165,9 +216,23 @@ class PhysioSER(nn.Module):
             logits = self.head(self.drop(embedding))
         return {"logits": logits, "embedding": embedding, "aux": aux, "z": zs}
 
+    def _statistics_part(self, features: torch.Tensor, speaker_offset: torch.Tensor | None):
+        """(z_s, None) from standardised statistics minus the speaker's offset (zeros: strict)."""
+        adapted = features if speaker_offset is None else features - speaker_offset
+        return self._project_statistics(adapted), None
+
+    def speaker_features(self, features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """What a speaker's running statistics average: the standardised statistics [B, F] minus the
+        offset of the emotion the model predicts (probs [B, C]), so that a speaker heard in one
+        emotion only is not mistaken for a neutral voice (no label is read)."""
+        return features - probs @ self.class_offsets
+
     # -- inference path (exportable) ---------------------------------------------------------
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """waveforms [B, S] float32 16 kHz, lengths [B] int64 -> dict(logits [B, C], probs [B, C], embedding [B, E])."""
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, speaker_offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """waveforms [B, S] float32 16 kHz, lengths [B] int64 (speaker_offset [B, F], statistics pooling
+        only: subtracted from the standardised statistics) -> dict(logits [B, C], probs [B, C],
+        embedding [B, E]; with statistics pooling also ``features`` [B, F] (standardised statistics)
+        and ``speaker_features`` [B, F] (see :meth:`speaker_features`))."""
         parts = []
         if self.use_vap:
             z_v, frames, frame_lengths = self.vap(waveforms, lengths)
@@ -175,35 +240,62 @@ class PhysioSER(nn.Module):
             # infers it as the example's batch and folds later shape lookups (head, attention) into constants
             z_v = z_v.reshape(lengths.shape[0], -1)
             parts.append(self._vap_tokens(z_v, frames, frame_lengths))
+        features = None
         if self.use_backbone:
             if not hasattr(self, "backbone"):
                 raise RuntimeError("PhysioSER.forward needs the frozen backbone: build the model with backbone=...")
             hidden, hidden_lengths = self.backbone(waveforms, lengths)
-            # pool each layer's frames into segment means, then project them (the projection is
-            # linear, so this equals projecting every frame, and it is what training sees: cached
-            # segment means)
-            means, counts = segment_mean(torch.stack(list(hidden[-self.num_layers :]), 0), hidden_lengths, CACHE_SEGMENTS)
-            parts.append(self._backbone_tokens(self._project_layers(means), counts))
+            stacked = torch.stack(list(hidden[-self.num_layers :]), 0)  # [L, B, T, D]
+            if self.statistics:
+                means, spreads = frame_statistics(stacked, hidden_lengths)
+                features = self._standardised_statistics(means.transpose(0, 1), spreads.transpose(0, 1))
+                parts.append(self._statistics_part(features, speaker_offset))
+            else:
+                # pool each layer's frames into segment means, then project them (the projection is
+                # linear, so this equals projecting every frame, and it is what training sees: cached
+                # segment means)
+                means, counts = segment_mean(stacked, hidden_lengths, CACHE_SEGMENTS)
+                parts.append(self._backbone_tokens(self._project_layers(means), counts))
         out = self._head(parts)
-        return {"logits": out["logits"], "probs": F.softmax(out["logits"], dim=-1), "embedding": out["embedding"]}
+        probs = F.softmax(out["logits"], dim=-1)
+        result = {"logits": out["logits"], "probs": probs, "embedding": out["embedding"]}
+        if features is not None:
+            result["features"] = features
+            result["speaker_features"] = self.speaker_features(features, probs)
+        return result
 
     # -- training path (cached features) ------------------------------------------------------------
+    def cached_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Standardised statistics [B, F] of a cached batch (statistics pooling only)."""
+        w = batch["backbone_counts"] / batch["backbone_counts"].sum(1, keepdim=True).clamp(min=1.0)
+        means = (batch["backbone_segments"] * w[:, None, :, None]).sum(2)  # [B, L, D]
+        return self._standardised_statistics(means, batch["backbone_spread"])
+
     def forward_cached(self, batch: dict[str, torch.Tensor]) -> dict:
         """batch: ``labels`` [B]; ``backbone_segments`` [B, L, 4, D] + ``backbone_counts`` [B, 4] (backbone
-        branch); ``quartet`` [B, 4, F, T] + ``quartet_lengths`` [B] (VAP branch). Returns logits,
-        embedding, ``aux`` (summed auxiliary losses of the attention variant), ``cpa`` (when CPA is on)
-        and ``stats`` (detached scalars for logging)."""
+        branch; with statistics pooling also ``backbone_spread`` [B, L, D] and optionally
+        ``speaker_offset`` [B, F]); ``quartet`` [B, 4, F, T] + ``quartet_lengths`` [B] (VAP branch).
+        Returns logits, embedding, ``aux`` (summed auxiliary losses of the attention variant), ``cpa``
+        (when CPA is on), ``features`` (statistics pooling) and ``stats`` (detached scalars for logging)."""
         parts = []
         if self.use_vap:
             z_v, frames, frame_lengths = self.vap.encode_quartet(batch["quartet"], batch["quartet_lengths"])
             parts.append(self._vap_tokens(z_v, frames, frame_lengths))
+        features = None
         if self.use_backbone:
-            projected = self._project_layers(batch["backbone_segments"].transpose(0, 1))  # [B, 4, dim]
-            parts.append(self._backbone_tokens(projected, batch["backbone_counts"]))
-        out = self._head(parts)
+            if self.statistics:
+                features = self.cached_features(batch)
+                parts.append(self._statistics_part(features, batch.get("speaker_offset")))
+            else:
+                projected = self._project_layers(batch["backbone_segments"].transpose(0, 1))  # [B, 4, dim]
+                parts.append(self._backbone_tokens(projected, batch["backbone_counts"]))
+        mix = (batch["mixup_perm"], batch["mixup_lam"]) if "mixup_perm" in batch else None
+        out = self._head(parts, mix)
         from physioser.nn.attention import aux_loss
 
         result = {"logits": out["logits"], "embedding": out["embedding"], "stats": {}}
+        if features is not None:
+            result["features"] = features
         result["aux"] = torch.as_tensor(aux_loss(out["aux"]), dtype=out["logits"].dtype)
         if self.cpa is not None:
             result["cpa"], result["stats"] = self.cpa(parts[0][0], parts[1][0], batch["labels"])

@@ -1,0 +1,261 @@
+"""Training-recipe sweep on pooled backbone statistics, sized for one GPU machine.
+
+Three steps, so that the machine that trains needs neither the corpora nor the feature cache:
+
+* ``pack`` (where the corpora and cache are): every row's per-layer frame mean and standard
+  deviation (float16), its corpus, speaker and canonical label, and the fold plan of
+  ``physioser eval`` for each corpus (intra-corpus, own class set) and for leave-one-corpus-out
+  (four classes) → one ``.npz`` (tens of MiB);
+* ``run`` (on the GPU machine): every (variant, task, fold, seed) trains a :class:`PhysioSER` with
+  :func:`physioser.train.fit` — the project's model and training loop — in a pool of worker
+  processes, and stores the test logits under the strict protocol and, for statistics models, the
+  adapted protocols (k = 5, 10, 20, all unlabelled utterances of each test speaker);
+* ``score`` (anywhere): scikit-learn UA per fold, means over seeds and of the seed ensemble,
+  paired per-fold differences → ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+__all__ = ["pack", "run", "score", "ADAPT_KS", "TRAINVAL", "TAUS"]
+
+ADAPT_KS = (0, 5, 10, 20, None)
+"""Protocols stored per test row: k unlabelled utterances of the speaker (0 = strict, None = all)."""
+
+
+def _plan_lists(plan) -> list[dict]:
+    return [{"fold": int(k), "train": tr.tolist(), "val": va.tolist(), "test": {c: te.tolist() for c, te in tests.items()}}
+            for k, tr, va, tests in plan]
+
+
+def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whisper-tiny.en", seed: int = 0) -> Path:
+    """Write the pack (see the module doc) for ``corpora``; returns its path."""
+    from physioser.backbones import FeatureCache, build_backbone
+    from physioser.data import read_corpus
+    from physioser.data.labels import FOUR_CLASSES
+    from physioser.evaluate import _corpus_folds, _speaker_split
+    from physioser.model.data import class_names_for, select_rows
+
+    bb = build_backbone(backbone)
+    cache = FeatureCache()
+    rows, spans = [], {}
+    for name in corpora:
+        own = read_corpus(name, Path(corpora_root) / name)
+        spans[name] = np.arange(len(rows), len(rows) + len(own))
+        rows += own
+    mean = np.zeros((len(rows), bb.num_layers, bb.dim), np.float16)
+    std = np.zeros_like(mean)
+    for i, row in enumerate(rows):
+        stats = cache.load_statistics(row.path, bb)
+        if stats is None:
+            cache.get_or_compute(row.path, bb)
+            stats = cache.load_statistics(row.path, bb)
+        mean[i], std[i] = stats[0].float().numpy(), stats[1].float().numpy()
+    tasks = {}
+    for name in corpora:
+        classes = class_names_for({"classes": None}, [name])
+        keep = set(map(id, select_rows([rows[i] for i in spans[name]], classes)))
+        idx = np.array([i for i in spans[name] if id(rows[i]) in keep])
+        folds = _corpus_folds([rows[i] for i in idx], name)
+        plan = [(k, idx[np.asarray(f.train, dtype=np.int64)], idx[np.asarray(f.val, dtype=np.int64)],
+                 {name: idx[np.asarray(f.test, dtype=np.int64)]}) for k, f in enumerate(folds)]
+        tasks[name] = {"kind": "intra", "classes": classes, "folds": _plan_lists(plan)}
+    four = list(FOUR_CLASSES)
+    in_four = _four_mask(rows, four)
+    four_idx = {c: spans[c][in_four[spans[c]]] for c in corpora}
+    for test in corpora:
+        train = np.concatenate([four_idx[c] for c in corpora if c != test])
+        tr, va = _speaker_split(rows, train, 0.15, seed)
+        tasks[f"to-{test}"] = {"kind": "loco", "classes": four,
+                               "folds": _plan_lists([(0, tr, va, {test: four_idx[test]})])}
+    meta = {"backbone": backbone, "num_layers": int(bb.num_layers), "dim": int(bb.dim), "corpora": corpora, "tasks": tasks,
+            "rows": [{"corpus": r.corpus, "speaker": r.speaker, "canonical": r.canonical, "path": str(Path(r.path).name)} for r in rows]}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, mean=mean, std=std, meta=np.array(json.dumps(meta)))
+    return out
+
+
+def _four_mask(rows, four) -> np.ndarray:
+    from physioser.data.labels import to_four_class
+
+    return np.array([to_four_class(r.canonical) in four for r in rows])
+
+
+def _label(canonical: str, classes: list[str]) -> int:
+    from physioser.data.labels import FOUR_CLASSES, to_four_class
+
+    return classes.index(to_four_class(canonical) if set(classes) == set(FOUR_CLASSES) else canonical)
+
+
+def _feature_set(pack_data: dict, indices: np.ndarray, classes: list[str]):
+    """A FeatureSet over ``indices`` of the pack (one cached segment per row: its utterance mean)."""
+    import torch
+
+    from physioser.model.data import FeatureSet
+
+    meta = pack_data["meta"]
+    rows = [SimpleNamespace(corpus=meta["rows"][i]["corpus"], speaker=meta["rows"][i]["speaker"]) for i in indices]
+    labels = np.array([_label(meta["rows"][i]["canonical"], classes) for i in indices], dtype=np.int64)
+    mean = torch.as_tensor(pack_data["mean"][indices].astype(np.float32))
+    return FeatureSet(rows=rows, labels=labels, class_names=list(classes), backbone_segments=mean[:, :, None, :],
+                      backbone_counts=torch.ones(len(indices), 1),
+                      backbone_spread=torch.as_tensor(pack_data["std"][indices].astype(np.float32)))
+
+
+_PACK: dict = {}
+TRAINVAL = "recipe.trainval=true"
+"""Variant flag (not a config key): train on train + validation rows for the fixed schedule, no early stopping."""
+TAUS = (1.0, 4.0, 16.0)
+"""Shrinkage values whose adapted protocols are stored (key ``k@tau``; ``k@tau/plain``: no emotion compensation)."""
+
+
+def _job(args) -> dict:
+    """One (variant, task, fold, seed): train, then test logits per protocol."""
+    import torch
+
+    from physioser.model.adaptation import adapted_predictions
+    from physioser.model.config import load_config
+    from physioser.train import fit, new_model, predict
+
+    variant, overrides, task_name, fold_i, seed, pack_path, work = args
+    torch.set_num_threads(1)
+    if not _PACK:
+        with np.load(pack_path, allow_pickle=False) as z:
+            _PACK.update(mean=z["mean"], std=z["std"], meta=json.loads(str(z["meta"])))
+    meta = _PACK["meta"]
+    task = meta["tasks"][task_name]
+    fold = task["folds"][fold_i]
+    (test_corpus, test_rows), = fold["test"].items()
+    used = np.array(sorted(set(fold["train"]) | set(fold["val"]) | set(test_rows)))
+    local = {g: i for i, g in enumerate(used.tolist())}
+    data = _feature_set(_PACK, used, task["classes"])
+    trainval = TRAINVAL in overrides
+    tr = np.array([local[g] for g in fold["train"] + (fold["val"] if trainval else [])])
+    va = None if trainval or not fold["val"] else np.array([local[g] for g in fold["val"]])
+    te = np.array([local[g] for g in test_rows])
+    cfg = load_config(None, [o for o in overrides if o != TRAINVAL] + [f"train.seed={seed}", "train.device=" + os.environ.get("RECIPE_DEVICE", "auto")])
+    cfg = dict(cfg, class_names=task["classes"], corpora=meta["corpora"],
+               backbone=dict(cfg["backbone"], num_layers=meta["num_layers"], dim=meta["dim"]))
+    t0 = time.perf_counter()
+    model = new_model(cfg, data, tr)
+    res = fit(model, data, tr, va, cfg, Path(work) / f"{variant}-{task_name}-{fold_i}-{seed}", progress=False, save=False)
+    out = {"variant": variant, "task": task_name, "fold": fold["fold"], "seed": seed, "test_corpus": test_corpus,
+           "rows": test_rows, "labels": data.labels[te].tolist(), "best_epoch": res.best_epoch, "epochs": res.epochs_run,
+           "seconds": time.perf_counter() - t0, "logits": {"0": predict(model, data, te)["logits"].astype(np.float16).tolist()}}
+    if model.use_backbone and model.statistics:
+        for tau in TAUS:
+            for compensate in (True, False):
+                logits = adapted_predictions(model, data, te, [k for k in ADAPT_KS if k != 0], tau, seed=seed, compensate=compensate)
+                for k, v in logits.items():
+                    out["logits"][f"{'all' if k is None else k}@{tau:g}" + ("" if compensate else "/plain")] = v.astype(np.float16).tolist()
+    return out
+
+
+def run(pack_path: Path, plan: list[tuple[str, list[str], str, list[int] | None, int]], out_dir: Path, *, workers: int = 8,
+        work: Path = Path("/tmp/recipe")) -> list[Path]:
+    """``plan``: (variant, overrides, task, folds or None = all, seeds). Trains every job in a pool of
+    ``workers`` processes; writes ``out_dir/<variant>.json.gz`` per variant."""
+    import gzip
+    import multiprocessing as mp
+
+    with np.load(pack_path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+    jobs = [(v, ov, t, f, s, str(pack_path), str(work)) for v, ov, t, folds, seeds in plan
+            for f in (folds if folds is not None else range(len(meta["tasks"][t]["folds"]))) for s in range(seeds)]
+    jobs.sort(key=lambda j: -len(meta["tasks"][j[2]]["folds"][j[3]]["train"]))  # longest first
+    results: dict[str, list] = {}
+    overrides = {v: ov for v, ov, *_ in plan}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write() -> list[Path]:  # after every 25 jobs too, so that a run cut short keeps what it finished
+        paths = []
+        for variant, rs in results.items():
+            path = out_dir / f"{variant}.json.gz"
+            path.write_bytes(gzip.compress(json.dumps({"variant": variant, "overrides": overrides[variant], "results": rs}).encode()))
+            paths.append(path)
+        return paths
+
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for i, r in enumerate(pool.imap_unordered(_job, jobs)):
+            results.setdefault(r["variant"], []).append(r)
+            if (i + 1) % 25 == 0 or i + 1 == len(jobs):
+                print(f"{i + 1}/{len(jobs)} jobs, {time.perf_counter() - t0:.0f} s", flush=True)
+                write()
+    return write()
+
+
+def score(paths: list[Path]) -> dict:
+    """{variant: {task: {protocol: {"folds", "seed_mean", "ensemble", "seeds"}}}}: scikit-learn UA per
+    fold, the mean over seeds, and the UA of the seed ensemble (mean of the seeds' probabilities)."""
+    import gzip
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    out: dict = {}
+    for path in paths:
+        data = json.loads(gzip.decompress(Path(path).read_bytes()))
+        groups: dict = {}
+        for r in data["results"]:
+            groups.setdefault((r["task"], r["fold"]), []).append(r)
+        for (task, fold), rs in sorted(groups.items()):
+            y = np.array(rs[0]["labels"])
+            for proto in rs[0]["logits"]:
+                logits = [np.asarray(r["logits"][proto], np.float32) for r in rs]
+                per_seed = [balanced_accuracy_score(y, lg.argmax(1)) for lg in logits]
+                probs = np.mean([_softmax(lg) for lg in logits], axis=0)
+                cell = out.setdefault(data["variant"], {}).setdefault(task, {}).setdefault(
+                    proto, {"folds": [], "seed_mean": [], "ensemble": [], "seeds": []})
+                cell["folds"].append(fold)
+                cell["seed_mean"].append(float(np.mean(per_seed)))
+                cell["ensemble"].append(float(balanced_accuracy_score(y, probs.argmax(1))))
+                cell["seeds"].append(len(rs))
+    return out
+
+
+def probe(pack_path: Path, tasks: list[str] | None = None) -> dict:
+    """The linear probe of the issue on the pack's folds: per-layer utterance means, layers concatenated
+    → StandardScaler → logistic regression (C by validation UA, refit on train + validation).
+    {task: {"folds": [...], "ua": [...]}} (scikit-learn UA)."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from physioser.experiments.common import fit_logistic
+
+    with np.load(pack_path, allow_pickle=False) as z:
+        mean, meta = z["mean"].astype(np.float64), json.loads(str(z["meta"]))
+    x = mean.reshape(len(mean), -1)
+    out = {}
+    for name in tasks or list(meta["tasks"]):
+        task = meta["tasks"][name]
+        labels = np.array([_label(r["canonical"], task["classes"]) if _in_classes(r["canonical"], task["classes"]) else -1
+                           for r in meta["rows"]])
+        cell = out.setdefault(name, {"folds": [], "ua": []})
+        for fold in task["folds"]:
+            (_, te), = fold["test"].items()
+            tr, va = np.array(fold["train"]), np.array(fold["val"], dtype=np.int64)
+            model, _ = fit_logistic(x[tr], labels[tr], x[va] if len(va) else None, labels[va] if len(va) else None)
+            cell["folds"].append(fold["fold"])
+            cell["ua"].append(float(balanced_accuracy_score(labels[te], model.predict(x[te]))))
+    return out
+
+
+def _in_classes(canonical: str, classes: list[str]) -> bool:
+    try:
+        _label(canonical, classes)
+    except ValueError:
+        return False
+    return True
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
