@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
@@ -106,9 +107,13 @@ def run_protocol(
     results_dir: Path = RESULTS_DIR,
     checkpoints_dir: Path | None = None,
     progress: bool = True,
+    adapt: Sequence[int | None] = (),
 ) -> dict:
     """Train and test ``cfg`` under the protocol given by ``corpora``/``test_corpus``; write results.
 
+    ``adapt``: adapted protocols reported beside the strict one (statistics-pooling models): k
+    unlabelled utterances of each test speaker (None = all of them), see
+    :func:`physioser.model.adaptation.adapted_predictions`; results under ``corpora.<name>.adapted.<k>``.
     Returns the results dict (also written to ``results_dir/run_name/results.json``).
     """
     from physioser.features import load_corpora
@@ -132,15 +137,28 @@ def run_protocol(
 
     fold_results: dict[str, list[dict]] = {name: [] for name in plan[0][3]}
     histories = []
+    adapted_results: dict[str, dict[str, list[dict]]] = {name: {} for name in plan[0][3]}
+    if adapt and not cfg["model"]["statistics"]:
+        raise ValueError("adapted protocols need a statistics-pooling model (model.statistics: true)")
     for k, tr, va, tests in plan:
         t0 = time.perf_counter()
+        if not cfg["train"]["early_stopping"]:
+            tr, va = np.concatenate([tr, va]), va[:0]
         model = new_model(cfg, data, tr)
-        fit_result = fit(model, data, tr, va, cfg, ckpt_root / f"fold{k}", progress=progress)
+        fit_result = fit(model, data, tr, va if len(va) else None, cfg, ckpt_root / f"fold{k}", progress=progress)
         for name, te in tests.items():
             pred = predict(model, data, te)["logits"].argmax(1)
             m = classification_metrics(data.labels[te], pred, class_names)
             m.update(fold=k, n_train=int(len(tr)), n_val=int(len(va)), test_speakers=sorted({all_rows[i].speaker for i in te}))
             fold_results[name].append(m)
+            if adapt:
+                from physioser.model.adaptation import adapted_predictions
+
+                logits = adapted_predictions(model, data, te, list(adapt), float(cfg["adapt"]["tau"]), seed=int(cfg["train"]["seed"]))
+                for kk, lg in logits.items():
+                    am = classification_metrics(data.labels[te], lg.argmax(1), class_names)
+                    am.update(fold=k)
+                    adapted_results[name].setdefault("all" if kk is None else str(kk), []).append(am)
             if progress:
                 print(f"[{run_name}] fold {k} {name}: UA {m['ua']:.3f} WA {m['wa']:.3f} F1 {m['macro_f1']:.3f} "
                       f"(best epoch {fit_result.best_epoch}, {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
@@ -164,6 +182,9 @@ def run_protocol(
         tested = sum(f["n"] for f in fr)
         results["corpora"][name] = {"summary": summarize(fr), "folds": fr, "confusion": conf.tolist(), "confusion_png": png.name,
                                     "coverage": tested / len(spans[name])}
+        if adapt:
+            results["corpora"][name]["adapted"] = {kk: {"summary": summarize(af), "folds": af}
+                                                   for kk, af in adapted_results[name].items()}
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     return results
 
@@ -284,6 +305,9 @@ def register(app: typer.Typer) -> None:
         runs: Path = typer.Option(None, "--runs-dir", help="where the fold checkpoints <run>/fold<k>/ go (default: $PHYSIOSER_RUNS "
                                   "or ~/.cache/physioser/runs)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+        adapt: Optional[str] = typer.Option(None, "--adapt", help="adapted protocols beside the strict one: comma-separated "
+                                            "numbers of unlabelled utterances per test speaker, 'all' for all of them "
+                                            "(e.g. 5,10,20,all; statistics-pooling models)"),
     ) -> None:
         """Train and test a config under a speaker-independent protocol; write eval/results/<run>/."""
         from physioser.model.config import load_config
@@ -291,12 +315,20 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, override)
         name = run or f"{cfg['name']}-{'+'.join(corpus)}" + (f"-to-{test_corpus}" if test_corpus else "")
         fold_ids = [int(f) for f in folds.split(",")] if folds else None
+        try:
+            ks = [None if k.strip() == "all" else int(k) for k in adapt.split(",")] if adapt else []
+        except ValueError:
+            raise typer.BadParameter(f"--adapt takes numbers and 'all', comma-separated, got {adapt!r}") from None
+        if any(k is not None and k < 1 for k in ks):
+            raise typer.BadParameter("--adapt numbers must be >= 1 (the strict protocol is always reported)")
         res = run_protocol(cfg, list(corpus), corpora_root=corpora_root, run_name=name, test_corpus=test_corpus,
                            folds=fold_ids, results_dir=results_dir, progress=not quiet,
-                           checkpoints_dir=(runs or runs_dir()) / name)
+                           checkpoints_dir=(runs or runs_dir()) / name, adapt=ks)
         for cname, r in res["corpora"].items():
             s = r["summary"]
             typer.echo(f"{name} on {cname}: UA {_fmt(s, 'ua')}  WA {_fmt(s, 'wa')}  macro-F1 {_fmt(s, 'macro_f1')}  ({len(r['folds'])} folds)")
+            for kk, a in r.get("adapted", {}).items():
+                typer.echo(f"  adapted, k={kk} unlabelled utterances per speaker: UA {_fmt(a['summary'], 'ua')}")
         typer.echo(f"wrote {results_dir / name / 'results.json'}")
 
     @app.command("report")

@@ -176,7 +176,7 @@ def _backbone_spread(rows: Sequence, digests: Sequence[str], cfg: dict, progress
     backbone = build_backbone(cfg["backbone"]["name"], **cfg["backbone"]["options"])
     key = _rows_key(digests, {"spec": backbone.spec(), "statistic": "std"})
     corpus = "+".join(sorted({r.corpus for r in rows}))
-    path = cache_root() / "pooled" / backbone.spec_key() / f"{corpus}-{key}-std.safetensors"
+    path = cache_dir() / "pooled" / backbone.spec_key() / f"{corpus}-{key}-std.safetensors"
     if path.is_file():
         return load_file(str(path))["std"]
     cache = FeatureCache()

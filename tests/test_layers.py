@@ -14,6 +14,7 @@ CORE = (
     "physioser.runtime.integrity",
     "physioser.runtime.graph",
     "physioser.runtime.bundle",
+    "physioser.runtime.adaptation",
     "physioser.runtime.cli",
     "physioser.ros.core",
     "physioser.ros.messages",

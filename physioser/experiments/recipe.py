@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["pack", "run", "score", "ADAPT_KS", "TRAINVAL", "TAUS"]
+__all__ = ["pack", "run", "score", "probe", "ADAPT_KS", "TAUS"]
 
 ADAPT_KS = (0, 5, 10, 20, None)
 """Protocols stored per test row: k unlabelled utterances of the speaker (0 = strict, None = all)."""
@@ -40,8 +40,8 @@ def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whi
     from physioser.backbones import FeatureCache, build_backbone
     from physioser.data import read_corpus
     from physioser.data.labels import FOUR_CLASSES
-    from physioser.evaluate import _corpus_folds, _speaker_split
-    from physioser.model.data import class_names_for, select_rows
+    from physioser.data.folds import _corpus_folds, speaker_split
+    from physioser.features import class_names_for, select_rows
 
     bb = build_backbone(backbone)
     cache = FeatureCache()
@@ -72,7 +72,7 @@ def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whi
     four_idx = {c: spans[c][in_four[spans[c]]] for c in corpora}
     for test in corpora:
         train = np.concatenate([four_idx[c] for c in corpora if c != test])
-        tr, va = _speaker_split(rows, train, 0.15, seed)
+        tr, va = speaker_split(rows, train, 0.15, seed)
         tasks[f"to-{test}"] = {"kind": "loco", "classes": four,
                                "folds": _plan_lists([(0, tr, va, {test: four_idx[test]})])}
     meta = {"backbone": backbone, "num_layers": int(bb.num_layers), "dim": int(bb.dim), "corpora": corpora, "tasks": tasks,
@@ -99,7 +99,7 @@ def _feature_set(pack_data: dict, indices: np.ndarray, classes: list[str]):
     """A FeatureSet over ``indices`` of the pack (one cached segment per row: its utterance mean)."""
     import torch
 
-    from physioser.model.data import FeatureSet
+    from physioser.features import FeatureSet
 
     meta = pack_data["meta"]
     rows = [SimpleNamespace(corpus=meta["rows"][i]["corpus"], speaker=meta["rows"][i]["speaker"]) for i in indices]
@@ -111,8 +111,6 @@ def _feature_set(pack_data: dict, indices: np.ndarray, classes: list[str]):
 
 
 _PACK: dict = {}
-TRAINVAL = "recipe.trainval=true"
-"""Variant flag (not a config key): train on train + validation rows for the fixed schedule, no early stopping."""
 TAUS = (1.0, 4.0, 16.0)
 """Shrinkage values whose adapted protocols are stored (key ``k@tau``; ``k@tau/plain``: no emotion compensation)."""
 
@@ -137,11 +135,11 @@ def _job(args) -> dict:
     used = np.array(sorted(set(fold["train"]) | set(fold["val"]) | set(test_rows)))
     local = {g: i for i, g in enumerate(used.tolist())}
     data = _feature_set(_PACK, used, task["classes"])
-    trainval = TRAINVAL in overrides
+    cfg = load_config(None, [*overrides, f"train.seed={seed}", "train.device=" + os.environ.get("RECIPE_DEVICE", "auto")])
+    trainval = not cfg["train"]["early_stopping"]  # as physioser eval: validation rows join the training rows
     tr = np.array([local[g] for g in fold["train"] + (fold["val"] if trainval else [])])
     va = None if trainval or not fold["val"] else np.array([local[g] for g in fold["val"]])
     te = np.array([local[g] for g in test_rows])
-    cfg = load_config(None, [o for o in overrides if o != TRAINVAL] + [f"train.seed={seed}", "train.device=" + os.environ.get("RECIPE_DEVICE", "auto")])
     cfg = dict(cfg, class_names=task["classes"], corpora=meta["corpora"],
                backbone=dict(cfg["backbone"], num_layers=meta["num_layers"], dim=meta["dim"]))
     t0 = time.perf_counter()

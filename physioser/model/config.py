@@ -57,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
         "label_smoothing": 0.1,
         "class_weighting": False,
         "patience": 5,  # epochs without a better validation UA before stopping
+        # false: no early stopping; the validation speakers join the training rows and the model of the
+        # last epoch of the full schedule is kept (validation UA on speakers that share the training
+        # sentences, as in sentence-tied corpora, picks epochs badly)
+        "early_stopping": True,
         "seed": 0,
         "device": "auto",  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N; torchrun ranks use their own GPU
         "aux_weight": 1.0,  # weight of the attention variant's auxiliary losses
@@ -68,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     # their emotion-compensated statistics (physioser.runtime.adaptation); training feeds each utterance
     # with probability train_prob the offset of k other random utterances of its speaker, k drawn from
     # train_k (0 = all of them), so one model serves the strict (zero offset) and adapted protocols
-    "adapt": {"tau": 4.0, "train_prob": 0.0, "train_k": [5, 10, 20, 0]},
+    "adapt": {"tau": 1.0, "train_prob": 0.0, "train_k": [5, 10, 20, 0]},
 }
 
 

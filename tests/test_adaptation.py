@@ -1,0 +1,183 @@
+"""Statistics pooling and unsupervised speaker adaptation: the cached training path equals the
+waveform path, adaptation never reads a label, the run-time state is bounded and resettable."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from physioser.features import FeatureSet
+from physioser.model import PhysioSER
+from physioser.model.adaptation import adapted_predictions, speaker_features, training_offsets
+from physioser.model.config import ConfigError, load_config
+from physioser.model.physioser import build_backbone_for
+from physioser.model.pooling import frame_statistics
+from physioser.runtime.adaptation import AdaptationError, SpeakerAdaptation, speaker_offset, speaker_offsets
+
+STATS = ["model.branches=[backbone]", "cpa.weight=0", "model.statistics=true", "model.head=mlp", "model.dim=32"]
+CLASSES = ["neutral", "happy", "angry", "sad"]
+
+
+def _cfg(*overrides: str, layers: int = 5, dim: int = 384) -> dict:
+    cfg = load_config(None, [*STATS, *overrides])
+    return dict(cfg, class_names=CLASSES, backbone=dict(cfg["backbone"], num_layers=layers, dim=dim))
+
+
+def _synthetic(n_speakers: int = 6, per: int = 12, layers: int = 2, dim: int = 8, seed: int = 0) -> FeatureSet:
+    """Rows whose statistics are a speaker shift plus a class shift plus noise."""
+    rng = np.random.default_rng(seed)
+    speaker_shift = rng.normal(0, 2, (n_speakers, layers, dim))
+    class_shift = rng.normal(0, 1, (len(CLASSES), layers, dim))
+    labels = np.tile(np.arange(len(CLASSES)), n_speakers * per // len(CLASSES))
+    speakers = np.repeat(np.arange(n_speakers), per)
+    mean = speaker_shift[speakers] + class_shift[labels] + rng.normal(0, 0.3, (len(labels), layers, dim))
+    spread = np.abs(1 + 0.1 * class_shift[labels] + rng.normal(0, 0.05, (len(labels), layers, dim)))
+    rows = [SimpleNamespace(corpus="synthetic", speaker=f"s{s}") for s in speakers]
+    return FeatureSet(rows=rows, labels=labels.astype(np.int64), class_names=CLASSES,
+                      backbone_segments=torch.tensor(mean, dtype=torch.float32)[:, :, None, :],
+                      backbone_counts=torch.ones(len(labels), 1), backbone_spread=torch.tensor(spread, dtype=torch.float32))
+
+
+def _model(data: FeatureSet, *overrides: str) -> PhysioSER:
+    from physioser.train import new_model
+
+    cfg = _cfg(*overrides, layers=data.backbone_spread.shape[1], dim=data.backbone_spread.shape[2])
+    return new_model(cfg, data, np.arange(len(data)))
+
+
+def test_frame_statistics_match_the_feature_cache_definition() -> None:
+    x = torch.randn(3, 2, 17, 5)
+    lengths = torch.tensor([17, 9])
+    mean, std = frame_statistics(x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        s, m = torch.std_mean(x[:, b, :n], dim=1, correction=0)  # as FeatureCache.compute
+        assert torch.allclose(mean[:, b], m, atol=1e-6) and torch.allclose(std[:, b], s, atol=1e-5)
+
+
+def test_statistics_training_path_equals_waveform_path() -> None:
+    cfg = _cfg()
+    backbone = build_backbone_for(cfg)
+    cfg = _cfg(layers=backbone.num_layers, dim=backbone.dim)
+    torch.manual_seed(0)
+    model = PhysioSER(cfg, backbone=backbone).eval()
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([16000, 11000])
+    x = (0.1 * torch.randn(2, 16000, generator=g)) * (torch.arange(16000)[None] < lengths[:, None])
+    means, stds = [], []
+    with torch.no_grad():
+        for b in range(2):
+            hidden, _ = backbone(x[b : b + 1, : lengths[b]], lengths[b : b + 1])
+            s, m = torch.std_mean(torch.stack([h[0] for h in hidden]), dim=1, correction=0)
+            means.append(m)
+            stds.append(s)
+        batch = {"labels": torch.zeros(2, dtype=torch.long), "backbone_segments": torch.stack(means)[:, :, None],
+                 "backbone_counts": torch.ones(2, 1), "backbone_spread": torch.stack(stds)}
+        offset = 0.3 * torch.randn(2, model.class_offsets.shape[1], generator=g)
+        direct = model(x, lengths, offset)
+        cached = model.forward_cached(dict(batch, speaker_offset=offset))
+    assert torch.allclose(direct["logits"], cached["logits"], atol=2e-4, rtol=1e-4)
+    assert torch.allclose(direct["features"], cached["features"], atol=2e-3, rtol=1e-3)
+
+
+def test_adaptation_never_reads_a_label() -> None:
+    data = _synthetic()
+    model = _model(data).eval()
+    test = np.arange(len(data))
+    shuffled = FeatureSet(rows=data.rows, labels=np.random.default_rng(1).permutation(data.labels), class_names=CLASSES,
+                          backbone_segments=data.backbone_segments, backbone_counts=data.backbone_counts,
+                          backbone_spread=data.backbone_spread)
+    assert np.array_equal(speaker_features(model, data, test), speaker_features(model, shuffled, test))
+    a = adapted_predictions(model, data, test, [5, None], tau=2.0)
+    b = adapted_predictions(model, shuffled, test, [5, None], tau=2.0)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_speaker_offsets_protocols() -> None:
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(10, 3))
+    spk = np.array(["a"] * 6 + ["b"] * 4)
+    assert np.array_equal(speaker_offsets(c, spk, 0, tau=1.0), np.zeros_like(c))
+    full = speaker_offsets(c, spk, None, tau=2.0)
+    assert np.allclose(full[0], c[:6].sum(0) / (6 + 2.0)) and np.allclose(full[-1], c[6:].sum(0) / (4 + 2.0))
+    k3 = speaker_offsets(c, spk, 3, tau=0.0, seed=4)
+    assert np.allclose(k3[:6], k3[0]) and any(np.allclose(k3[0], c[list(s)].mean(0)) for s in _triples(6))
+    assert np.array_equal(k3, speaker_offsets(c, spk, 3, tau=0.0, seed=4))
+    with pytest.raises(AdaptationError):
+        speaker_offsets(c, spk[:3], 3, tau=1.0)
+
+
+def _triples(n: int):
+    from itertools import combinations
+
+    return combinations(range(n), 3)
+
+
+def test_training_offsets_use_other_utterances_of_the_same_speaker() -> None:
+    feats = np.eye(8)
+    spk = np.array(["a"] * 4 + ["b"] * 4)
+    off = training_offsets(feats, spk, {"train_prob": 1.0, "train_k": [2], "tau": 0.0}, np.random.default_rng(0))
+    for i in range(8):
+        own = slice(0, 4) if i < 4 else slice(4, 8)
+        assert off[i, i] == 0 and np.isclose(off[i, own].sum(), 1.0) and np.isclose(off[i].sum(), 1.0)
+        assert np.count_nonzero(off[i]) == 2
+    none = training_offsets(feats, spk, {"train_prob": 0.0, "train_k": [2], "tau": 0.0}, np.random.default_rng(0))
+    assert not none.any()
+
+
+def test_speaker_state_is_bounded_resettable_and_saved_only_when_asked(tmp_path) -> None:
+    state = SpeakerAdaptation(dim=3, tau=1.0, max_speakers=2, horizon=None)
+    assert np.array_equal(state.offset("x"), np.zeros(3)) and np.array_equal(state.offset(None), np.zeros(3))
+    state.update("a", np.ones(3))
+    state.update("b", 2 * np.ones(3))
+    assert np.allclose(state.offset("a"), 0.5)  # 1 / (1 + tau); also marks "a" recently used
+    state.update("c", np.ones(3))
+    assert state.speakers == ["a", "c"] and len(state) == 2  # "b" was least recently used
+    state.update(None, np.ones(3))  # no identity: nothing kept
+    assert len(state) == 2 and not list(tmp_path.iterdir())
+    state.save(tmp_path / "state.npz")
+    other = SpeakerAdaptation(dim=3, tau=1.0, max_speakers=2)
+    other.load(tmp_path / "state.npz")
+    assert np.allclose(other.offset("a"), state.offset("a")) and other.weight("c") == 1.0
+    state.reset("a")
+    assert state.speakers == ["c"]
+    state.reset()
+    assert len(state) == 0
+    with pytest.raises(AdaptationError):
+        state.update("a", np.ones(4))
+    with pytest.raises(AdaptationError):
+        SpeakerAdaptation(dim=4, tau=1.0).load(tmp_path / "state.npz")
+
+
+def test_running_estimate_forgets_beyond_its_horizon() -> None:
+    state = SpeakerAdaptation(dim=1, tau=0.0, horizon=4.0)
+    for _ in range(20):
+        state.update("a", np.array([1.0]))
+    for _ in range(20):
+        state.update("a", np.array([-1.0]))
+    assert state.weight("a") == pytest.approx(4.0) and state.offset("a")[0] < -0.9
+
+
+def test_one_model_learns_strict_and_adapted_inputs() -> None:
+    from physioser.train import fit
+
+    data = _synthetic(n_speakers=8, per=16)
+    train, test = np.arange(0, 6 * 16), np.arange(6 * 16, 8 * 16)
+    model = _model(data, "adapt.train_prob=0.5", "train.mixup=0.4", "train.epochs=25", "train.device=cpu", "adapt.tau=1.0")
+    cfg = _cfg("adapt.train_prob=0.5", "train.mixup=0.4", "train.epochs=25", "train.device=cpu", "adapt.tau=1.0",
+               layers=2, dim=8)
+    fit(model, data, train, None, cfg, "unused", progress=False, save=False)
+    out = adapted_predictions(model, data, test, [0, None], tau=1.0)
+    ua = {k: float(np.mean([(v.argmax(1) == data.labels[test])[data.labels[test] == c].mean() for c in range(4)]))
+          for k, v in out.items()}
+    # speakers shift the statistics twice as much as emotions: knowing the speaker must help
+    assert ua[None] > ua[0] and ua[None] > 0.8
+
+
+def test_adaptation_config_is_checked() -> None:
+    with pytest.raises(ConfigError, match="statistics"):
+        load_config(None, ["adapt.train_prob=0.5"])
+    with pytest.raises(ConfigError, match="segments"):
+        load_config(None, ["model.statistics=true", "model.segments=4"])
