@@ -4,6 +4,7 @@ Everything downstream works on float32 mono waveforms at ``physioser.SAMPLE_RATE
 
 - :func:`load_audio` reads wav/flac/ogg with soundfile, mixes channels down to mono, resamples
   with soxr (high quality) and validates the result.
+- :func:`stream_audio` reads a file block by block (mono, resampled, checked) in bounded memory.
 - :func:`validate_waveform` checks an in-memory array (used by the runtime and the ROS node):
   dtype, shape (mono, 1-D), sample rate, emptiness, minimum duration, NaN/Inf.  Hard problems
   raise :class:`AudioError` (a ``ValueError``) naming the file or stream; clipping and DC
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -36,6 +38,7 @@ __all__ = [
     "downmix",
     "load_audio",
     "resample",
+    "stream_audio",
     "to_float32",
     "to_int16",
     "to_int32",
@@ -276,3 +279,51 @@ def load_audio(
         # check before resampling, which would smear NaN over the whole signal
         validate_waveform(mono, sr, name=name, min_seconds=0.0)
     return validate_waveform(resample(mono, sr, target_sr), target_sr, name=name, min_seconds=min_seconds)
+
+
+def stream_audio(
+    path: str | Path,
+    *,
+    target_sr: int = SAMPLE_RATE,
+    block_s: float = 10.0,
+    min_seconds: float = MIN_SECONDS,
+) -> Iterator[np.ndarray]:
+    """Read an audio file as consecutive float32 mono blocks at ``target_sr`` (about ``block_s`` each).
+
+    The same conversions and checks as :func:`load_audio`, in memory bounded by one block whatever
+    the file's length (the resampler streams across block boundaries). Errors name the file; a
+    file shorter than ``min_seconds`` (from its header) is refused before any decoding.
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        handle = sf.SoundFile(name)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise AudioError(f"{path}: cannot decode audio ({error})") from error
+    with handle:
+        sr = handle.samplerate
+        if not MIN_FILE_RATE <= sr <= MAX_FILE_RATE:
+            raise AudioError(f"{path}: sample rate {sr} Hz is outside {MIN_FILE_RATE}..{MAX_FILE_RATE} Hz (corrupt header?)")
+        if handle.frames <= 0:
+            raise AudioError(f"{path}: empty (0 samples)")
+        if handle.frames / sr < min_seconds:
+            raise AudioError(f"{path}: too short ({handle.frames / sr:.3f} s < minimum {min_seconds:g} s)")
+        resampler = None if sr == target_sr else soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ")
+        size = max(1, int(block_s * sr))
+        while True:
+            try:
+                data = handle.read(size, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+                raise AudioError(f"{path}: cannot decode audio ({error})") from error
+            last = len(data) < size
+            mono = downmix(data, name=name) if len(data) else np.zeros(0, np.float32)
+            if not np.isfinite(mono).all():
+                validate_waveform(mono, sr, name=name, min_seconds=0.0)  # raises, naming the file
+            if resampler is not None:
+                mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=last)
+            if len(mono):
+                yield np.ascontiguousarray(mono, dtype=np.float32)
+            if last:
+                return

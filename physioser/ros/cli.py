@@ -26,7 +26,7 @@ def replay_command(
     allow_profile_path: bool = typer.Option(False, "--allow-profile-path", help="let --profile name a YAML file"),
     window_s: float = typer.Option(DEFAULT_WINDOW_S, help="window in seconds"),
     hop_s: float = typer.Option(DEFAULT_HOP_S, help="hop in seconds"),
-    vad: str = typer.Option("energy", help="voice activity gate: energy, silero or none"),
+    vad: str = typer.Option("auto", help="speech gate: auto (silero where installed, else energy), silero, energy or none"),
     vad_threshold_db: float = typer.Option(-45.0, help="energy gate threshold (dBFS)"),
     smoothing: float = typer.Option(0.5, help="EMA weight of past probabilities (0 = off)"),
     sample_rate: int = typer.Option(SAMPLE_RATE, help="declared rate when the bag has no audio_info / AudioStamped"),

@@ -61,7 +61,7 @@ class NodeConfig:
     sample_format: str = "S16LE"
     window_s: float = DEFAULT_WINDOW_S
     hop_s: float = DEFAULT_HOP_S
-    vad: str = "energy"
+    vad: str = "auto"
     vad_threshold_db: float = -45.0
     smoothing: float = 0.5
     gap_s: float = 1.0

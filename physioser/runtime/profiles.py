@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 
 from physioser.paths import PACKAGE_DIR, cache_dir
+from physioser.runtime.gate import GATES
 
 PRECISIONS = ("fp32", "fp16", "int8")
-VADS = ("energy", "silero", "none")
 # Execution providers onnxruntime knows by name (a profile naming another is a typo).
 KNOWN_PROVIDERS = (
     "CPUExecutionProvider",
@@ -69,7 +69,7 @@ class HardwareProfile:
     window_s: float | None = None  # None: the model's (its bundle metadata)
     hop_s: float | None = None
     batch: int = 4
-    vad: str = "energy"
+    vad: str = "auto"
     latency_budget_ms: float = 50.0
     source: Path | None = None
 
@@ -176,8 +176,8 @@ def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfil
     if window_s is not None and hop_s is not None and hop_s > window_s:
         raise ProfileError(f"{src}: stream.hop_s must not exceed stream.window_s")
     batch = _number(f"{src}: stream.batch", stream.get("batch", 4), kind=int, low=1, high=1024)
-    vad = stream.get("vad", "energy")
-    _one_of(f"{src}: stream.vad", vad, VADS)
+    vad = stream.get("vad", "auto")
+    _one_of(f"{src}: stream.vad", vad, GATES)
     budget = _number(f"{src}: latency_budget_ms", data.get("latency_budget_ms", 50.0), kind=float, low=0.0, low_open=True)
     return HardwareProfile(
         name=data["name"].strip(),

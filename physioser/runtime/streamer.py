@@ -4,11 +4,20 @@
 window *k* covers samples ``[k·hop, k·hop + window)`` of the stream, so the schedule depends only
 on sample counts and chunking never changes which windows are analysed (chunks of 1, 160, 320
 or 16000 samples give the same events). Each complete window passes a voice-activity gate
-(energy by default, silero-vad optional); voiced windows are queued and inferred in batches of up
-to ``batch`` (all windows completed by one push are inferred before it returns). Class
-probabilities are smoothed with an exponential moving average over consecutive voiced windows
-(reset by an unvoiced window), and each voiced window yields one :class:`EmotionEvent`.
-Memory is bounded: one window of ring buffer plus at most ``batch`` queued windows.
+(:mod:`physioser.runtime.gate`: silero-vad where installed, else energy with spectral cues): a
+window holding at least ``min_speech_s`` of speech frames is voiced. Voiced windows are queued and
+inferred in batches of up to ``batch`` (all windows completed by one push are inferred before it
+returns). Class probabilities are smoothed with an exponential moving average over consecutive
+voiced windows (reset by an unvoiced window), and each voiced window yields one
+:class:`EmotionEvent`; ``in_speech`` says whether an utterance is under way (no events and
+``in_speech`` False: no speech).
+
+End of utterance: when the gate's tracker sees an utterance end (``min_silence_s`` without speech) or
+``flush()`` ends the stream, and no voiced window reached the utterance's last speech sample (nor will
+the next scheduled one), one more window ending there is analysed (as long as the utterance, between the model's minimum and one
+window): every utterance, even one shorter than a window, gets an estimate (``final=True``).
+Memory is bounded: a ring buffer of one window plus one hop and the offset delay, plus at most
+``batch`` queued windows.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import numpy as np
 
 from physioser import SAMPLE_RATE
 from physioser.runtime.engine import Engine, EngineError, check_peak
+from physioser.runtime.gate import FRAME, FrameBuffer, SpeechGateError, SpeechTracker, make_detector, resolve_gate
 
 MAX_WINDOW_S = 60.0
 """The longest analysis window (as for hardware profiles): the ring buffer holds one window."""
@@ -37,60 +47,23 @@ class EmotionEvent:
     start_s: float
     end_s: float
     latency_ms: float = field(compare=False)  # wall time from the window's last sample arriving to this event
+    final: bool = False  # the window analysed at the end of an utterance (or of the stream)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-class EnergyGate:
-    """Voiced if at least ``min_voiced`` of the window's 20 ms frames exceed ``threshold_db`` dBFS (RMS)."""
-
-    def __init__(self, sample_rate: int, threshold_db: float = -45.0, min_voiced: float = 0.2):
-        self.frame = sample_rate // 50
-        self.threshold = 10.0 ** (threshold_db / 20.0)
-        self.min_voiced = min_voiced
-
-    def __call__(self, window: np.ndarray) -> bool:
-        n = len(window) // self.frame
-        if n == 0:
-            return False
-        frames = window[: n * self.frame].reshape(n, self.frame).astype(np.float64)
-        rms = np.sqrt((frames**2).mean(axis=1))
-        return bool((rms > self.threshold).mean() >= self.min_voiced)
-
-
-class SileroGate:
-    """Voiced if silero-vad finds at least ``min_speech_s`` of speech in the window (optional `vad` extra)."""
-
-    def __init__(self, sample_rate: int, threshold: float = 0.5, min_speech_s: float = 0.25):
-        try:
-            from silero_vad import get_speech_timestamps, load_silero_vad
-        except ImportError as exc:
-            raise EngineError("vad='silero' needs the silero-vad package (pip install 'physioser[vad]')") from exc
-        self._model = load_silero_vad(onnx=True)
-        self._timestamps = get_speech_timestamps
-        self.sample_rate, self.threshold = sample_rate, threshold
-        self.min_samples = int(min_speech_s * sample_rate)
-
-    def __call__(self, window: np.ndarray) -> bool:
-        import torch
-
-        self._model.reset_states()
-        spans = self._timestamps(torch.from_numpy(np.ascontiguousarray(window)), self._model,
-                                 sampling_rate=self.sample_rate, threshold=self.threshold)
-        return sum(s["end"] - s["start"] for s in spans) >= self.min_samples
-
-
 class Streamer:
     """Sliding-window streaming over an :class:`Engine` (see module docstring).
 
-    Parameters: ``window_s``/``hop_s`` (default: the model's, from its metadata); ``vad`` ``"energy"`` | ``"silero"`` |
-    ``"none"``; ``vad_threshold_db`` for the energy gate; ``smoothing`` the EMA weight of the past
+    Parameters: ``window_s``/``hop_s`` (default: the model's, from its metadata); ``vad`` ``"auto"`` | ``"silero"`` |
+    ``"energy"`` | ``"none"`` (see :data:`physioser.runtime.gate.GATES`); ``vad_threshold_db`` the
+    level below which the energy gate hears no speech; ``smoothing`` the EMA weight of the past
     (0 = no smoothing); ``batch`` the largest number of windows inferred in one call;
     ``sample_rate`` of the pushed audio (must equal the model's).
     """
 
-    def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "energy",
+    def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "auto",
                  vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE):
         engine.check_sample_rate(sample_rate, "the stream")
         window_s = engine.metadata["window_s"] if window_s is None else window_s
@@ -112,17 +85,21 @@ class Streamer:
             raise EngineError(f"hop_s={hop_s} is shorter than one sample at {sample_rate} Hz")
         if self.window < engine.min_samples:
             raise EngineError(f"window_s={window_s} is shorter than the model's minimum {engine.min_samples / sample_rate:.2f} s")
-        if vad == "energy":
-            self.gate = EnergyGate(sample_rate, vad_threshold_db)
-        elif vad == "silero":
-            self.gate = SileroGate(sample_rate)
-        elif vad == "none":
-            self.gate = None
-        else:
-            raise EngineError(f"vad must be 'energy', 'silero' or 'none', got {vad!r}")
+        try:
+            self.vad = resolve_gate(vad)
+        except SpeechGateError as exc:
+            raise EngineError(str(exc)) from exc
+        if self.vad != "none":
+            self._detector = make_detector(self.vad, vad_threshold_db)
+            self._tracker = SpeechTracker(self._detector.THRESHOLD)
+            self._frames = FrameBuffer()
         self.smoothing = float(smoothing)
         self.batch = int(batch)
-        self._ring = np.zeros(self.window, dtype=np.float32)
+        # one window, plus what arrives between an utterance's end and its detection (a hop and the
+        # tracker's silence, rounded up to frames)
+        self._ring = np.zeros(self.window + self.hop + (self._tracker.min_silence + 2) * FRAME
+                              if self.vad != "none" else self.window, dtype=np.float32)
+        self._flags = np.zeros(len(self._ring) // FRAME + 1, dtype=bool)  # speech flag per frame (ring)
         self.reset()
 
     @classmethod
@@ -136,20 +113,60 @@ class Streamer:
     def reset(self) -> None:
         """Forget the stream (time restarts at 0)."""
         self._ring[:] = 0.0
+        self._flags[:] = False
+        if self.vad != "none":
+            self._detector.reset()
+            self._tracker.reset()
+            self._frames.reset()
         self.total = 0  # samples received so far
         self._next_end = self.window  # end sample of the next window
         self._last_end = 0  # end sample of the last analysed window
-        self._pending: list[tuple[int, int, np.ndarray, float]] = []  # (start, end, samples, t_ready)
+        self._voiced_end = 0  # end sample of the last voiced window
+        self._pending: list[tuple[int, int, np.ndarray | None, float, bool]] = []  # (start, end, samples, t_ready, final)
+        self._gated = 0  # samples passed to the speech detector
         self._state: np.ndarray | None = None  # smoothed [probabilities..., valence, arousal]
 
     @property
     def time_s(self) -> float:
         return self.total / self.sample_rate
 
+    @property
+    def in_speech(self) -> bool:
+        """An utterance is under way (always True without a gate)."""
+        return self.vad == "none" or self._tracker.current is not None
+
     def _window(self, end: int, length: int) -> np.ndarray:
-        """The last ``length`` samples up to stream position ``end`` (== self.total) from the ring."""
-        idx = (np.arange(end - length, end) % self.window)
+        """The ``length`` samples before stream position ``end`` (within the ring's span) from the ring."""
+        idx = (np.arange(end - length, end) % len(self._ring))
         return self._ring[idx]
+
+    def _voiced(self, start: int, end: int) -> bool:
+        """At least ``min_speech`` speech frames lie wholly within [start, end)."""
+        first, last = -(-start // FRAME), end // FRAME
+        frames = np.arange(first, min(last, self._tracker.frames)) % len(self._flags)
+        return int(self._flags[frames].sum()) >= self._tracker.min_speech
+
+    def _gate(self, piece_end: int, t_arrival: float) -> None:
+        """Run the detector over the frames completed up to ``piece_end``; queue end-of-utterance windows."""
+        frames = self._frames(self._window(piece_end, piece_end - self._gated))
+        self._gated = piece_end
+        if not len(frames):
+            return
+        first = self._tracker.frames
+        flags, ended = self._tracker.update(self._detector(frames))
+        self._flags[np.arange(first, first + len(flags)) % len(self._flags)] = flags
+        for utt in ended:
+            self._final_window(utt, t_arrival, True)
+
+    def _final_window(self, utt, t_ready: float, more: bool) -> None:
+        """``more``: the stream goes on (the next scheduled window may still reach the utterance's end)."""
+        if self._voiced_end >= utt.end or (more and self._voiced(self._next_end - self.window, utt.end)):
+            return  # a voiced window reached the end of this utterance, or the next window will
+        length = int(np.clip(utt.end - utt.start, self.engine.min_samples, self.window))
+        if length > utt.end:
+            return  # shorter than the model's minimum since the stream began
+        self._voiced_end = utt.end
+        self._pending.append((utt.end - length, utt.end, self._window(utt.end, length).copy(), t_ready, True))
 
     def push(self, chunk: np.ndarray) -> list[EmotionEvent]:
         """Feed samples (float32 mono at ``sample_rate``); returns the events of windows completed."""
@@ -171,10 +188,12 @@ class Streamer:
         while pos < len(x):
             take = min(len(x) - pos, self._next_end - self.total)
             piece = x[pos : pos + take]
-            idx = np.arange(self.total, self.total + take) % self.window
+            idx = np.arange(self.total, self.total + take) % len(self._ring)
             self._ring[idx] = piece
             self.total += take
             pos += take
+            if self.vad != "none" and (self.total == self._next_end or pos == len(x)):
+                self._gate(self.total, t_arrival)
             if self.total == self._next_end:
                 self._enqueue(self.total - self.window, self.total, self._window(self.total, self.window), t_arrival)
                 self._next_end += self.hop
@@ -184,19 +203,25 @@ class Streamer:
         return events
 
     def flush(self) -> list[EmotionEvent]:
-        """End of stream: analyse the tail not covered by a full window (the last ``window`` samples,
-        or the whole stream when it is shorter than a window but at least the model's minimum)."""
-        if self.total > self._last_end and self.total >= self.engine.min_samples:
+        """End of stream: with a gate, the utterance under way ends and gets its end-of-utterance window
+        (if no voiced window reached its end); without one, the tail not covered by a full window is
+        analysed (the last ``window`` samples, or the whole stream when shorter but at least the
+        model's minimum). Call ``reset()`` before a new stream."""
+        if self.vad != "none":
+            for utt in self._tracker.finish():
+                self._final_window(utt, time.perf_counter(), False)
+        elif self.total > self._last_end and self.total >= self.engine.min_samples:
             length = min(self.window, self.total)
-            self._enqueue(self.total - length, self.total, self._window(self.total, length), time.perf_counter())
+            self._enqueue(self.total - length, self.total, self._window(self.total, length), time.perf_counter(), True)
         return self._run()
 
-    def _enqueue(self, start: int, end: int, samples: np.ndarray, t_ready: float) -> None:
+    def _enqueue(self, start: int, end: int, samples: np.ndarray, t_ready: float, final: bool = False) -> None:
         self._last_end = end
-        if self.gate is not None and not self.gate(samples):
-            self._pending.append((start, end, None, t_ready))  # unvoiced: resets smoothing, no event
+        if self.vad != "none" and not self._voiced(start, end):
+            self._pending.append((start, end, None, t_ready, final))  # unvoiced: resets smoothing, no event
         else:
-            self._pending.append((start, end, samples.copy(), t_ready))
+            self._voiced_end = end
+            self._pending.append((start, end, samples.copy(), t_ready, final))
 
     def _run(self) -> list[EmotionEvent]:
         pending, self._pending = self._pending, []
@@ -216,7 +241,7 @@ class Streamer:
                 va_by_end[g[1]] = np.array([out["valence"][row], out["arousal"][row]], dtype=np.float64)
         events = []
         names = self.engine.class_names
-        for start, end, samples, t_ready in pending:
+        for start, end, samples, t_ready, final in pending:
             if samples is None:
                 self._state = None
                 continue
@@ -227,6 +252,6 @@ class Streamer:
             events.append(EmotionEvent(
                 label=names[k], confidence=float(s[k]), probs={n: float(v) for n, v in zip(names, s)},
                 valence=float(valence), arousal=float(arousal), start_s=start / self.sample_rate, end_s=end / self.sample_rate,
-                latency_ms=(time.perf_counter() - t_ready) * 1e3,
+                latency_ms=(time.perf_counter() - t_ready) * 1e3, final=final,
             ))
         return events

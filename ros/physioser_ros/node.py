@@ -58,7 +58,7 @@ PARAM_HELP = {
     "sample_format": "PCM encoding of byte messages: S16LE, S32LE, F32LE, U8, S8",
     "window_s": "analysis window in seconds",
     "hop_s": "seconds between windows",
-    "vad": "voice activity gate: energy, silero or none",
+    "vad": "speech gate: auto (silero where installed, else energy), silero, energy or none",
     "vad_threshold_db": "energy gate threshold in dBFS",
     "smoothing": "EMA weight of past probabilities (0 = off)",
     "gap_s": "arrival gap counted as an interruption in diagnostics",
