@@ -15,6 +15,8 @@ CORE = (
     "physioser.runtime.graph",
     "physioser.runtime.bundle",
     "physioser.runtime.adaptation",
+    "physioser.runtime.gate",
+    "physioser.runtime.streamer",
     "physioser.runtime.cli",
     "physioser.ros.core",
     "physioser.ros.messages",

@@ -34,7 +34,7 @@ def test_short_soak_through_the_ros_core_matches_clean_run(engine):
     assert result["malformed_accepted"] == result["malformed_wrong_reason"] == 0
     assert result["malformed_total"] > 20 and len(result["malformed_messages"]) == len(MALFORMED)
     assert result["events"] > 200 and result["events_clean_run_unmatched"] == result["events_soak_unmatched"] == 0
-    assert result["events"] + result["windows_unvoiced"] == result["windows_in_schedule"]
+    assert result["events"] - result["events_end_of_utterance"] + result["windows_unvoiced"] == result["windows_in_schedule"]
     assert result["windows_unvoiced"] > 0  # silences were gated out, so both branches of the VAD ran
     assert result["max_abs_diff_vs_clean"] <= 1e-5
     assert result["new_publishers"] > 0 and result["gaps"] > 0 and result["stereo_segments"] > 0
@@ -47,18 +47,15 @@ def test_short_soak_through_the_ros_core_matches_clean_run(engine):
 def test_soak_detects_a_streamer_that_loses_events(engine, monkeypatch):
     """The soak's checks can fail: a Streamer that drops every 7th voiced window is caught."""
     original = Streamer._run
-    calls = {"n": 0}
+    calls: dict[int, int] = {}
 
-    def lossy(self):
-        events = original(self)
-        if self.gate is not None and getattr(self.gate, "__name__", "") == "counting_gate":
-            kept = []
-            for e in events:
-                calls["n"] += 1
-                if calls["n"] % 7:
-                    kept.append(e)
-            return kept
-        return events
+    def lossy(self):  # the soak and its clean run lose the same events: only the window count can tell
+        kept = []
+        for e in original(self):
+            calls[id(self)] = calls.get(id(self), 0) + 1
+            if calls[id(self)] % 7:
+                kept.append(e)
+        return kept
 
     monkeypatch.setattr(Streamer, "_run", lossy)
     result = run_soak(engine, audio_s=30.0, seed=1, progress=False)

@@ -230,11 +230,12 @@ class CleanRun:
         return events + self._push(samples if self.resampler is None else self.resampler.resample_chunk(samples))
 
     def schedule(self, flushed: bool) -> int:
-        """Windows of the current stream: the hop grid, plus the tail window a flush analyses."""
+        """Windows of the current stream: the hop grid, plus the tail window an ungated flush analyses
+        (a gated one analyses end-of-utterance windows, counted apart)."""
         s = self.streamer
         grid = (s.total - s.window) // s.hop + 1 if s.total >= s.window else 0
         last = s.window + (grid - 1) * s.hop if grid else 0
-        return grid + int(flushed and s.total > last and s.total >= self.min_samples)
+        return grid + int(flushed and s.vad == "none" and s.total > last and s.total >= self.min_samples)
 
 
 def run_soak(
@@ -259,19 +260,10 @@ def run_soak(
 
     from physioser.ros.core import make_streamer
 
-    config = replace(config or NodeConfig(), msg_type=MSG)
+    # the energy gate by default: the synthesised vowels are speech to it, not to silero-vad
+    config = replace(config or NodeConfig(vad="energy"), msg_type=MSG)
     core = EmotionCore(config, engine)
     clean = CleanRun(make_streamer(engine, config), core.streamer.window, engine.min_samples)
-    gate_calls: Counter = Counter()
-    if core.streamer.gate is not None:  # count the gate's verdicts: every window is either an event or unvoiced
-        gate = core.streamer.gate
-
-        def counting_gate(window: np.ndarray) -> bool:
-            voiced = gate(window)
-            gate_calls[voiced] += 1
-            return voiced
-
-        core.streamer.gate = counting_gate
     wire = Wire()
     segments = Segments(seed, clips or [])
     r = np.random.default_rng([seed, 1 << 20])
@@ -313,6 +305,7 @@ def run_soak(
                 fail(f"window ending {a.end_s:.3f} s repeated or out of order")
             last_end = end
             stats["events_compared"] += 1
+            stats["end_of_utterance"] += a.final  # analysed on top of the schedule
 
     def drain() -> None:
         nonlocal lat_max
@@ -410,8 +403,8 @@ def run_soak(
         failures.append(f"the core started {diag['streams']} streams, the clean run {clean.streams}")
     # independent count: the windows the schedule defines, each either an event or gated out as unvoiced
     expected_windows = clean.windows + clean.schedule(flushed=False)
-    produced = stats["events_compared"] + len(pending_soak)
-    unvoiced = gate_calls[False] if core.streamer.gate is not None else 0
+    produced = stats["events_compared"] + len(pending_soak) - stats["end_of_utterance"] - sum(e.final for e in pending_soak)
+    unvoiced = core.streamer.unvoiced_windows
     if produced + unvoiced != expected_windows:
         failures.append(f"{expected_windows} windows in the schedule but {produced} events + {unvoiced} unvoiced windows")
     if diag["messages_rejected"] != sum(malformed.values()) + stats["empty_messages"]:
@@ -468,6 +461,7 @@ def run_soak(
         "malformed_wrong_reason": stats["malformed_wrong_reason"],
         "node_diagnostics": {k: v for k, v in diag.items() if k not in ("latency_ms", "model_path")},
         "events": stats["events_compared"],
+        "events_end_of_utterance": stats["end_of_utterance"],
         "windows_in_schedule": expected_windows,
         "windows_unvoiced": unvoiced,
         "events_clean_run_unmatched": len(pending_clean),

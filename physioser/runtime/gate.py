@@ -20,7 +20,6 @@ the whole chain over blocks of a file in bounded memory.
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -122,7 +121,7 @@ class SpectralVAD:
 
     def __init__(self, floor_db: float = -45.0, context_s: float = 1.0, modulation_db: float = 9.0):
         self.floor_db = float(floor_db)
-        self.context = max(1, int(round(context_s / FRAME_S)))
+        self.context = max(2, int(round(context_s / FRAME_S)))
         self.modulation_db = float(modulation_db)
         freqs = np.fft.rfftfreq(FRAME, 1 / SAMPLE_RATE)
         self._band = (freqs >= 100) & (freqs <= 4000)
@@ -133,14 +132,18 @@ class SpectralVAD:
     def reset(self) -> None:
         self._db = np.full(self.context - 1, np.nan)  # energies of the frames before the next call (NaN: none yet)
 
-    def features(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-frame RMS (dBFS), periodicity, spectral flatness and tonality."""
+    @staticmethod
+    def level_db(frames: np.ndarray) -> np.ndarray:
+        """Per-frame RMS in dBFS (of the frame less its mean)."""
+        x = np.asarray(frames, np.float64)
+        return 10 * np.log10(x.var(axis=1) + 1e-12)
+
+    def voice_cues(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-frame periodicity (60-400 Hz), spectral flatness and tonality."""
         x = np.asarray(frames, np.float64)
         x = x - x.mean(axis=1, keepdims=True)
         energy = (x**2).sum(axis=1)
-        db = 10 * np.log10(energy / FRAME + 1e-12)
-        spec = np.fft.rfft(x, 2 * FRAME, axis=1)
-        acf = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, self._lags]
+        acf = np.fft.irfft(np.abs(np.fft.rfft(x, 2 * FRAME, axis=1)) ** 2, axis=1)[:, self._lags]
         cum = np.cumsum(x**2, axis=1)
         head = cum[:, FRAME - 1 - self._lags]  # energy of x[: N - lag]
         tail = energy[:, None] - np.concatenate([np.zeros((len(x), 1)), cum], axis=1)[:, self._lags]  # of x[lag:]
@@ -154,21 +157,22 @@ class SpectralVAD:
         peak = np.argmax(power, axis=1)
         near = np.abs(np.arange(power.shape[1])[None, :] - peak[:, None]) <= 2
         tonality = (power * near).sum(axis=1) / (power.sum(axis=1) + 1e-20)
-        return {"db": db, "periodicity": periodicity, "flatness": flatness, "tonality": tonality}
+        return periodicity, flatness, tonality
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         if len(frames) == 0:
             return np.zeros(0, np.float32)
-        f = self.features(frames)
-        voiced = ((f["db"] > self.floor_db) & (f["periodicity"] > self.PERIODICITY)
-                  & (f["flatness"] < self.FLATNESS) & (f["tonality"] < self.TONALITY))
-        history = np.concatenate([self._db, f["db"]])
-        self._db = history[-(self.context - 1):] if self.context > 1 else history[:0]
-        spans = np.lib.stride_tricks.sliding_window_view(history, self.context)  # span ending at each frame
-        with warnings.catch_warnings():  # spans of the first frames may hold no energies yet
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanpercentile(spans, [10, 90], axis=1)
-        return (voiced & (hi - lo >= self.modulation_db)).astype(np.float32)
+        db = self.level_db(frames)
+        voiced = db > self.floor_db
+        if voiced.any():  # the spectral cues only for frames loud enough
+            periodicity, flatness, tonality = self.voice_cues(np.asarray(frames)[voiced])
+            voiced[voiced] = (periodicity > self.PERIODICITY) & (flatness < self.FLATNESS) & (tonality < self.TONALITY)
+        past = np.where(np.isnan(self._db), db[0], self._db)  # a stream's start: its first frame, no modulation
+        history = np.concatenate([past, db])
+        self._db = history[len(history) - (self.context - 1):]
+        spans = np.sort(np.lib.stride_tricks.sliding_window_view(history, self.context), axis=1)  # span ending at each frame
+        spread = spans[:, (9 * self.context) // 10] - spans[:, self.context // 10]  # 90th - 10th percentile
+        return (voiced & (spread >= self.modulation_db)).astype(np.float32)
 
 
 def make_detector(gate: str, floor_db: float = -45.0):

@@ -100,6 +100,7 @@ class Streamer:
         self._ring = np.zeros(self.window + self.hop + (self._tracker.min_silence + 2) * FRAME
                               if self.vad != "none" else self.window, dtype=np.float32)
         self._flags = np.zeros(len(self._ring) // FRAME + 1, dtype=bool)  # speech flag per frame (ring)
+        self.unvoiced_windows = 0  # scheduled windows the gate found without speech, over all streams
         self.reset()
 
     @classmethod
@@ -218,6 +219,7 @@ class Streamer:
     def _enqueue(self, start: int, end: int, samples: np.ndarray, t_ready: float, final: bool = False) -> None:
         self._last_end = end
         if self.vad != "none" and not self._voiced(start, end):
+            self.unvoiced_windows += 1
             self._pending.append((start, end, None, t_ready, final))  # unvoiced: resets smoothing, no event
         else:
             self._voiced_end = end
