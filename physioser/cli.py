@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 COMMANDS = {
     # name: (module whose register(app) adds it, the one-line help `physioser --help` shows)
-    "predict": ("physioser.runtime.cli", "Classify the emotion of whole audio files: label, confidence, probabilities, latency."),
+    "predict": ("physioser.runtime.cli", "Classify the emotion of the speech in audio files: label, confidence, probabilities, latency (\"no speech\" without)."),
     "demo": ("physioser.runtime.cli", "Stream an audio file (or a synthesised utterance) through the Streamer and show live estimates."),
     "ros": ("physioser.ros.cli", "ROS 2: replay recorded bags through the emotion node's logic; play audio onto a topic."),
     "export": ("physioser.export", "Export a trained model to a model bundle (ONNX graph waveform -> logits/probs/embedding, metadata, model card, SHA256SUMS) and verify it."),

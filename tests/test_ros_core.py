@@ -188,8 +188,11 @@ def test_replay_equals_the_core_on_the_same_messages(tmp_path, clip, engine, msg
     bag = write_bag(tmp_path / "bag", msg_type, pieces, storage=storage, audio_info=info)
     result = replay(bag, config=CLEAN, engine=engine)
     store = M.typestore(M.audio_type(msg_type).flavour)
-    direct = feed(EmotionCore(replace(CLEAN, msg_type=msg_type), engine), store, msg_type, pieces)
-    assert [(r["window_end_s"], r["label"]) for r in result.timeline] == [(e.end_s, e.label) for e in direct]
+    core = EmotionCore(replace(CLEAN, msg_type=msg_type), engine)
+    direct = feed(core, store, msg_type, pieces) + [t.event for t in core.end_stream()]  # replay ends the stream too
+    assert [(r["window_end_s"], r["label"], r["end_of_utterance"]) for r in result.timeline] == [
+        (e.end_s, e.label, e.final) for e in direct]
+    assert [r["end_of_utterance"] for r in result.timeline] == [False] * 4 + [True]  # the tail after the last hop
     for r, e in zip(result.timeline, direct):
         np.testing.assert_allclose(list(r["probabilities"].values()), list(e.probs.values()), atol=1e-5)
     assert result.timeline[0]["stamp_s"] == pytest.approx(1.0 + 99 * 0.02)  # bag time of the window's last message
@@ -201,7 +204,8 @@ def test_replay_follows_audio_info_in_the_bag(tmp_path, clip, engine):
     bag = write_bag(tmp_path / "bag", "audio_common_msgs/AudioData", chunks(x44, 882), audio_info=(1, 44100, "S16LE"))
     result = replay(bag, config=CLEAN, engine=engine)
     assert result.diagnostics["sample_rate"] == 44100 and result.diagnostics["format_changes"] == 1
-    assert [r["window_end_s"] for r in result.timeline] == [2.0, 2.5, 3.0, 3.5]
+    assert [r["window_end_s"] for r in result.timeline][:4] == [2.0, 2.5, 3.0, 3.5]
+    assert len(result.timeline) == 5 and result.timeline[-1]["end_of_utterance"]  # the tail, at the end of the bag
 
 
 def test_replay_command_writes_csv_and_json(tmp_path, clip, tiny_onnx):
@@ -219,12 +223,12 @@ def test_replay_command_writes_csv_and_json(tmp_path, clip, tiny_onnx):
     lines = (tmp_path / "t.csv").read_text().splitlines()
     assert lines[0].split(",") == ["stamp_s", "window_start_s", "window_end_s", "label", "confidence", "valence",
                                    "arousal", "p_neutral", "p_happy", "p_angry", "p_sad"]
-    assert len(lines) == 5
+    assert len(lines) == 6  # four windows on the hop grid and the tail the end of the bag analyses
     lone = str(next(bag.glob("*.mcap")))  # a bare .mcap file, without its metadata.yaml, works too
     res = CliRunner().invoke(app, [*args[:2], lone, *args[3:], "--out", str(tmp_path / "t.json")])
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "t.json").read_text())
-    assert data["msg_type"] == "std_msgs/Int16MultiArray" and len(data["timeline"]) == 4
+    assert data["msg_type"] == "std_msgs/Int16MultiArray" and len(data["timeline"]) == 5
     assert [r["label"] for r in data["timeline"]] == [line.split(",")[3] for line in lines[1:]]
     res = CliRunner().invoke(app, ["ros", "replay", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "no such bag" in res.output

@@ -371,12 +371,24 @@ class EmotionCore:
             finally:
                 with self._queue_lock:
                     self._in_flight = 0
-            for event, offset in timed:
-                if offset:
-                    event = replace(event, start_s=event.start_s + offset, end_s=event.end_s + offset)
-                self.stats.windows += 1
-                self._inference_ms.append(float(event.latency_ms))
-                yield TimedEvent(event, arrival)
+            yield from self._timed(timed, arrival)
+
+    def _timed(self, timed: list[tuple[Any, float]], arrival: float) -> Iterator[TimedEvent]:
+        """Events in stream time (shifted by their stream's offset), counted."""
+        for event, offset in timed:
+            if offset:
+                event = replace(event, start_s=event.start_s + offset, end_s=event.end_s + offset)
+            self.stats.windows += 1
+            self._inference_ms.append(float(event.latency_ms))
+            yield TimedEvent(event, arrival)
+
+    def end_stream(self) -> Iterator[TimedEvent]:
+        """The audio has ended (end of a recording, node deactivated): process what is queued, then
+        analyse the utterance under way (its end-of-utterance window) and start a fresh stream."""
+        yield from self.process()
+        with self._stream_lock:
+            timed = self._restart_stream(0)
+        yield from self._timed(timed, self._last_arrival if self._last_arrival is not None else self._clock())
 
     def _restart_stream(self, skipped: int) -> list[tuple[Any, float]]:
         """End the current stream (its tail window, if any, is analysed) and start a fresh one;
@@ -482,6 +494,8 @@ class EmotionCore:
             "backlog_s": round(backlog, 3),
             "audio_received_s": round(s.audio_s, 3),
             "windows_processed": s.windows,
+            "speech": self.streamer.in_speech,  # False: no speech now (no emotion is being estimated)
+            "windows_without_speech": self.streamer.unvoiced_windows,
             "latency_ms": _summary(self._latencies),
             "inference_ms": _summary(self._inference_ms),
             "model_path": self.config.model_path,
@@ -523,6 +537,7 @@ def event_record(event: Any, latency_ms: float | None = None) -> dict[str, Any]:
         "window_start_s": float(event.start_s),
         "window_end_s": float(event.end_s),
         "inference_latency_ms": float(event.latency_ms),
+        "end_of_utterance": bool(event.final),
     }
     if latency_ms is not None:
         record["latency_ms"] = float(latency_ms)

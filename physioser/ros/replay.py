@@ -106,6 +106,8 @@ def replay(
             core.accept(msg, t)
             for timed in core.process():
                 timeline.append({"stamp_s": round(timed.arrival, 6), **event_record(timed.event)})
+        for timed in core.end_stream():  # the recording's last utterance
+            timeline.append({"stamp_s": round(timed.arrival, 6), **event_record(timed.event)})
         return ReplayResult(timeline, core.diagnostics(), chosen[0].topic, spec.name, list(core.engine.class_names))
     finally:
         reader.close()

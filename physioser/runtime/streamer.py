@@ -14,8 +14,8 @@ voiced windows (reset by an unvoiced window), and each voiced window yields one
 
 End of utterance: when the gate's tracker sees an utterance end (``min_silence_s`` without speech) or
 ``flush()`` ends the stream, and no voiced window reached the utterance's last speech sample (nor will
-the next scheduled one), one more window ending there is analysed (as long as the utterance, between the model's minimum and one
-window): every utterance, even one shorter than a window, gets an estimate (``final=True``).
+the next scheduled one), one more window ending there is analysed (the utterance and ``min_speech_s`` before it, between the model's
+minimum and one window): every utterance, even one shorter than a window, gets an estimate (``final=True``).
 Memory is bounded: a ring buffer of one window plus one hop and the offset delay, plus at most
 ``batch`` queued windows.
 """
@@ -163,8 +163,10 @@ class Streamer:
         """``more``: the stream goes on (the next scheduled window may still reach the utterance's end)."""
         if self._voiced_end >= utt.end or (more and self._voiced(self._next_end - self.window, utt.end)):
             return  # a voiced window reached the end of this utterance, or the next window will
-        length = int(np.clip(utt.end - utt.start, self.engine.min_samples, self.window))
-        if length > utt.end:
+        # from a little before the onset (a detector may confirm speech late) to the last speech frame
+        length = int(np.clip(utt.end - utt.start + self._tracker.min_speech * FRAME, self.engine.min_samples, self.window))
+        length = min(length, utt.end)
+        if length < self.engine.min_samples:
             return  # shorter than the model's minimum since the stream began
         self._voiced_end = utt.end
         self._pending.append((utt.end - length, utt.end, self._window(utt.end, length).copy(), t_ready, True))
