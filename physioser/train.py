@@ -150,6 +150,7 @@ def fit(
     rng = np.random.default_rng(int(t["seed"]))  # mixup weights and training speaker offsets
     position = np.full(len(data), -1)
     position[train_idx] = np.arange(len(train_idx))
+    vap_aux_weight = float(t.get("vap_aux_weight", 0.0))
 
     state = {"epoch": 0, "step": 0, "best_val_ua": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
     if resume:
@@ -162,7 +163,8 @@ def fit(
         order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
         if ctx:
             order = ctx.shard(order, state["epoch"])  # this rank's DistributedSampler share
-        sums = {"loss": 0.0, "ce": 0.0, "cpa": 0.0, "aux": 0.0}
+        sums = {"loss": 0.0, "ce": 0.0, "cpa": 0.0, "aux": 0.0, "vap_ce": 0.0}
+        seen_labels, seen_preds = [], []  # running training UA (dropout on), for learning curves
         offsets = None
         if float(adapt["train_prob"]):
             from physioser.model.adaptation import speaker_features, training_offsets
@@ -183,13 +185,24 @@ def fit(
             batch = _to_device(batch, device)
             out = ctx.forward(model, batch) if ctx else model.forward_cached(batch)  # DDP all-reduces gradients
             smoothing = float(t["label_smoothing"])
-            ce = F.cross_entropy(out["logits"], batch["labels"], weight=weight, label_smoothing=smoothing)
-            if mixup:
-                ce = lam * ce + (1 - lam) * F.cross_entropy(out["logits"], batch["labels"][batch["mixup_perm"]], weight=weight,
-                                                            label_smoothing=smoothing)
+
+            def mixed_ce(logits: torch.Tensor) -> torch.Tensor:
+                ce = F.cross_entropy(logits, batch["labels"], weight=weight, label_smoothing=smoothing)
+                if mixup:
+                    ce = lam * ce + (1 - lam) * F.cross_entropy(logits, batch["labels"][batch["mixup_perm"]], weight=weight,
+                                                                label_smoothing=smoothing)
+                return ce
+
+            ce = mixed_ce(out["logits"])
             loss = ce + aux_weight * out["aux"]
             if "cpa" in out:
                 loss = loss + cpa_weight * out["cpa"]
+            if vap_aux_weight > 0:
+                vap_ce = mixed_ce(out["vap_logits"])
+                loss = loss + vap_aux_weight * vap_ce
+                sums["vap_ce"] += vap_ce.item()
+            seen_labels.append(batch["labels"].cpu())
+            seen_preds.append(out["logits"].detach().argmax(1).cpu())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at step {state['step']} ({out_dir})")
             factor = lr_factor(state["step"], total, warmup)
@@ -210,6 +223,7 @@ def fit(
         state["epoch"] += 1
         record = {"epoch": state["epoch"], "step": state["step"]}
         record.update({k: v / steps_per_epoch for k, v in sums.items()})
+        record["train_ua"] = classification_metrics(torch.cat(seen_labels).numpy(), torch.cat(seen_preds).numpy(), class_names)["ua"]
         if val_idx is not None and len(val_idx):
             record["val_ua"] = _evaluate_ua(model, data, val_idx, class_names)
             improved = record["val_ua"] > state["best_val_ua"]

@@ -45,6 +45,12 @@ DEFAULTS: dict[str, Any] = {
         "head": "fusion",  # fusion | linear | mlp
         "fusion": {"attention": "mha", "heads": 4, "mlp_ratio": 1.0, "options": {}},
         "dropout": 0.3,
+        # training only: each utterance's backbone tokens are zeroed with this probability, so the
+        # head has to classify those from the VAP branch alone (needs both branches)
+        "branch_dropout": 0.0,
+        # none | gated: logits = (1 - g) * head logits + g * logits of a linear classifier on z_v,
+        # with a per-utterance gate g = sigmoid(w . [z_v, z_s] + b) (needs both branches)
+        "late_fusion": "none",
     },
     "cpa": {"weight": 0.1, "dim": 128, "hidden": 0, "temperature": 0.07, "max_logit_scale": 100.0, "supervised": False},
     "train": {
@@ -64,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "device": "auto",  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N; torchrun ranks use their own GPU
         "aux_weight": 1.0,  # weight of the attention variant's auxiliary losses
+        # weight of an auxiliary cross-entropy on a linear classifier over the VAP utterance vector
+        # alone (training only; with late_fusion=gated that classifier is the gated one)
+        "vap_aux_weight": 0.0,
         "max_seconds": 12.0,  # utterances are cropped (centre) to this length when caching quartets
         "vap_crop_seconds": 2.0,  # training crops each VAP quartet to a random window this long (0 = off)
         "mixup": 0.0,  # mixup Beta(alpha, alpha) of the cached inputs and the loss (0 = off)
@@ -218,6 +227,15 @@ def _validate(cfg: dict) -> None:
         raise ConfigError("adapt.train_prob > 0 needs model.statistics: true (the adapted features are its statistics)")
     if float(cfg["adapt"]["tau"]) < 0 or not 0 <= float(cfg["adapt"]["train_prob"]) <= 1:
         raise ConfigError("adapt.tau must be >= 0 and adapt.train_prob in [0, 1]")
+    both = set(branches) == {"vap", "backbone"}
+    if cfg["model"]["late_fusion"] not in ("none", "gated"):
+        raise ConfigError(f"model.late_fusion must be none or gated, got {cfg['model']['late_fusion']!r}")
+    if not 0.0 <= float(cfg["model"]["branch_dropout"]) < 1.0:
+        raise ConfigError(f"model.branch_dropout must be in [0, 1), got {cfg['model']['branch_dropout']}")
+    if (cfg["model"]["branch_dropout"] or cfg["model"]["late_fusion"] != "none") and not both:
+        raise ConfigError("model.branch_dropout and model.late_fusion need both branches (model.branches: [vap, backbone])")
+    if cfg["train"]["vap_aux_weight"] and "vap" not in branches:
+        raise ConfigError("train.vap_aux_weight > 0 needs the VAP branch")
     seg = cfg["model"]["segments"]
     if seg not in (0, 1, 2, 4):
         raise ConfigError(f"model.segments must be 0, 1, 2 or 4 (divisors of the cached 4 segments), got {seg}")

@@ -123,6 +123,14 @@ class PhysioSER(nn.Module):
         else:
             self.head = nn.Linear(n_branches * dim, num_classes)
         self.drop = nn.Dropout(float(m["dropout"]))
+        # physiology-use training aids (see DEFAULTS): branch dropout acts in forward_cached only; the
+        # VAP classifier serves the auxiliary loss (training only) and, gated, the late fusion
+        self.branch_dropout = float(m.get("branch_dropout", 0.0))
+        self.late_fusion = m.get("late_fusion", "none")
+        if self.use_vap and (self.late_fusion == "gated" or float(cfg["train"].get("vap_aux_weight", 0.0)) > 0):
+            self.vap_classifier = nn.Linear(dim, num_classes)
+        if self.late_fusion == "gated":
+            self.fusion_gate = nn.Linear(n_branches * dim, 1)
 
     # -- branches ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -198,8 +206,10 @@ class PhysioSER(nn.Module):
         return z, self.vap_proj(means) * (counts > 0).to(means.dtype)[..., None]
 
     # -- shared tail -----------------------------------------------------------------------------
-    def _head(self, parts: list[tuple[torch.Tensor, torch.Tensor]], mix: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """parts: [(z [B, dim], tokens [B, K, dim] or None)] per branch (vap first) -> logits, embedding, aux.
+    def _head(self, parts: list[tuple[torch.Tensor, torch.Tensor]], mix: tuple[torch.Tensor, torch.Tensor] | None = None,
+              vap_logits: bool = False) -> dict[str, torch.Tensor]:
+        """parts: [(z [B, dim], tokens [B, K, dim] or None)] per branch (vap first) -> logits, embedding, aux
+        (and ``vap_logits`` of the VAP classifier when gated or asked for, ``gate`` when gated).
         ``mix`` = (permutation [B], weight lam [] ): training mixup of the branch vectors and tokens
         (lam · own + (1 − lam) · the permuted row's)."""
         if mix is not None:
@@ -214,7 +224,14 @@ class PhysioSER(nn.Module):
         else:
             embedding = torch.cat(zs, dim=-1)
             logits = self.head(self.drop(embedding))
-        return {"logits": logits, "embedding": embedding, "aux": aux, "z": zs}
+        out = {"logits": logits, "embedding": embedding, "aux": aux, "z": zs}
+        if hasattr(self, "vap_classifier") and (vap_logits or self.late_fusion == "gated"):
+            out["vap_logits"] = self.vap_classifier(self.drop(zs[0]))
+        if self.late_fusion == "gated":
+            gate = torch.sigmoid(self.fusion_gate(torch.cat(zs, dim=-1)))  # [B, 1]
+            out["logits"] = (1.0 - gate) * logits + gate * out["vap_logits"]
+            out["gate"] = gate[:, 0]
+        return out
 
     def _statistics_part(self, features: torch.Tensor, speaker_offset: torch.Tensor | None):
         """(z_s, None) from standardised statistics minus the speaker's offset (zeros: strict)."""
@@ -289,14 +306,23 @@ class PhysioSER(nn.Module):
             else:
                 projected = self._project_layers(batch["backbone_segments"].transpose(0, 1))  # [B, 4, dim]
                 parts.append(self._backbone_tokens(projected, batch["backbone_counts"]))
+        head_parts = parts
+        if self.training and self.branch_dropout > 0:
+            # zero the backbone tokens of a random share of the utterances (CPA still sees them)
+            z_s, tokens = parts[1]
+            keep = (torch.rand(z_s.shape[0], 1, device=z_s.device) >= self.branch_dropout).to(z_s.dtype)
+            head_parts = [parts[0], (z_s * keep, None if tokens is None else tokens * keep[:, :, None])]
         mix = (batch["mixup_perm"], batch["mixup_lam"]) if "mixup_perm" in batch else None
-        out = self._head(parts, mix)
+        out = self._head(head_parts, mix, vap_logits=True)
         from physioser.nn.attention import aux_loss
 
         result = {"logits": out["logits"], "embedding": out["embedding"], "stats": {}}
         if features is not None:
             result["features"] = features
         result["aux"] = torch.as_tensor(aux_loss(out["aux"]), dtype=out["logits"].dtype)
+        for key in ("vap_logits", "gate"):
+            if key in out:
+                result[key] = out[key]
         if self.cpa is not None:
             result["cpa"], result["stats"] = self.cpa(parts[0][0], parts[1][0], batch["labels"])
         return result

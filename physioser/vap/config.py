@@ -60,6 +60,9 @@ class VAPConfig:
       dim: D_v, width of frames and of z_v.
       pooling_type: "attentive" (attentive statistics pooling) or "mean_std".
       attention_dim: hidden width of the attention of the attentive pooling.
+      input_stats: also feed the mean and std over time of each component and band of the encoder's
+        input (the quartet itself) to the output projection, beside the pooled conv features: the
+        utterance statistics a linear probe on the quartet sees reach the classifier directly.
       dropout: dropout between layers (training only).
     """
 
@@ -95,6 +98,7 @@ class VAPConfig:
     dim: int = 256
     pooling_type: str = "attentive"
     attention_dim: int = 128
+    input_stats: bool = False
     dropout: float = 0.1
 
     def __post_init__(self) -> None:

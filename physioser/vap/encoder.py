@@ -5,7 +5,8 @@ quartet [B, 4, F, T] (one quaternion per cell, q = r + i i + j j + k k in ``conf
  -> bands folded into channels, keeping the component-major quaternion layout
  -> 1-D quaternion convs over time (same length, 100 Hz) -> frames [B, T, D_v]
  -> attentive statistics pooling (one real weight per frame, so each quaternion is only scaled)
-    or mean+std -> quaternion linear -> z_v [B, D_v].
+    or mean+std [-> with ``input_stats``, beside the quartet's own mean and std over time per
+    component and band] -> quaternion linear -> z_v [B, D_v].
 Every layer is followed by the quaternion-aware norm and a split GELU; frames past each item's
 length are zeroed after every layer, so an item's output does not depend on the batch it is in.
 With ``quaternion=False`` every quaternion layer is replaced by its real twin of equal width.
@@ -26,7 +27,7 @@ from physioser.nn.quaternion import (
     real_twin,
 )
 from physioser.vap.config import VAPConfig
-from physioser.vap.frontend import VAPFrontEnd, frame_mask
+from physioser.vap.frontend import VAPFrontEnd, frame_mask, quartet_statistics
 
 __all__ = ["AttentiveStatsPooling", "VAPEncoder", "VAPBranch"]
 
@@ -99,7 +100,9 @@ class VAPEncoder(nn.Module):
         self.convs1d = nn.ModuleList(convs1d)
         self.norms1d = nn.ModuleList(norms1d)
         self.pooling = AttentiveStatsPooling(cfg.dim, cfg.attention_dim if cfg.pooling_type == "attentive" else 0)
-        self.project = _layer(q, QuaternionLinear(2 * cfg.dim, cfg.dim))
+        self.input_stats = cfg.input_stats
+        stats = 8 * cfg.num_bands if cfg.input_stats else 0  # 4 components x F bands x (mean, std)
+        self.project = _layer(q, QuaternionLinear(2 * cfg.dim + stats, cfg.dim))
         self.dropout = nn.Dropout(cfg.dropout)
         self.out_dim = cfg.dim
 
@@ -113,7 +116,12 @@ class VAPEncoder(nn.Module):
         m3 = m4[:, :, 0]
         for conv, norm in zip(self.convs1d, self.norms1d):
             x = self.dropout(F.gelu(conv_norm(conv, norm, x))) * m3
-        z = self.project(self.pooling(x, mask))
+        pooled = self.pooling(x, mask)
+        if self.input_stats:
+            # per component: its pooled block, then its F (mean, std) pairs (component-major layout kept)
+            stats = quartet_statistics(quartet * self.component_mask, frame_lengths).flatten(2)  # [B, 4, 2F]
+            pooled = torch.cat([pooled.view(pooled.shape[0], 4, -1), stats], dim=-1).flatten(1)
+        z = self.project(pooled)
         return z, x.transpose(1, 2), frame_lengths
 
 
