@@ -239,6 +239,9 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
     if (path.parent / "BENCHMARK.md").is_file():  # written by hand from `physioser benchmark` leaderboards
         lines += ["## Benchmark", "", "Every corpus at hand on EmoBox's folds where they are sound, beside EmoBox's "
                   "published figures, and leave-one-corpus-out: [BENCHMARK.md](BENCHMARK.md).", ""]
+    topics = sorted(p for p in path.parent.glob("*.md") if p.name not in (path.name, experiments.name, "BENCHMARK.md"))
+    if topics:  # reports of their own (each with its commands), linked rather than embedded
+        lines += ["## Topic reports", ""] + [f"- [{p.stem.capitalize()}]({p.name})" for p in topics] + [""]
     path.write_text("\n".join(lines))
     return path
 

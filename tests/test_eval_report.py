@@ -42,6 +42,9 @@ def test_report_tables_name_command_and_hardware(tmp_path) -> None:
     (tmp_path / "EXPERIMENTS.md").write_text("# Experiments\n\n## Ablations\n\n| model | UA |\n|---|---|\n| no CPA | 0.5 |\n")
     report = write_report(tmp_path).read_text()
     assert "### Ablations" in report and "| no CPA | 0.5 |" in report  # the experiment tables live in REPORT.md too
+    assert "Topic reports" not in report
+    (tmp_path / "PHYSIOLOGY.md").write_text("# Physiology\n")
+    assert "- [Physiology](PHYSIOLOGY.md)" in write_report(tmp_path).read_text()  # linked, not embedded
     with pytest.raises(FileNotFoundError, match="no runs"):
         write_report(tmp_path / "empty")
 

@@ -79,20 +79,23 @@ def load_full(directory: Path):
     return model.eval()
 
 
-def build_model(model_dir: str | None, random_weights: bool):
-    """(model, config, metadata, description)."""
+def build_model(model_dir: str | None, random_weights: bool, backbone_name: str | None = None):
+    """(model, config, metadata, description); ``backbone_name`` (with ``random_weights``) swaps the
+    default config's backbone."""
     from physioser.model.directory import export_metadata, load_checkpoint
     from physioser.paths import default_model_dir
 
     if random_weights:
         from physioser.model import PhysioSER, build_backbone_for, load_config
 
-        cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "physioser.yaml")
+        cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "physioser.yaml",
+                          [f"backbone.name={backbone_name}"] if backbone_name else [])
         cfg["class_names"] = ["neutral", "happy", "angry", "sad"]
         backbone = build_backbone_for(cfg)
         cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
         model = PhysioSER(cfg, backbone=backbone).eval()
-        return model, cfg, export_metadata(cfg), "configs/physioser.yaml with random head/VAP weights (whisper-tiny.en weights real)"
+        name = cfg["backbone"]["name"]
+        return model, cfg, export_metadata(cfg), f"configs/physioser.yaml with random head/VAP weights ({name} weights real)"
     from physioser.model import read_config
 
     path = Path(model_dir) if model_dir else default_model_dir()
@@ -237,7 +240,8 @@ def _peak_child(backend: str, model_arg: list[str]) -> None:
     else:
         from physioser.model.directory import torch_engine
 
-        model, _, meta, _ = build_model(None if random_weights else (model_arg[0] or None), random_weights)
+        name = model_arg[model_arg.index("--backbone") + 1] if "--backbone" in model_arg else None
+        model, _, meta, _ = build_model(None if random_weights else (model_arg[0] or None), random_weights, name)
         engine = torch_engine(model, meta, "cpu")
     wave, lens = probe_waveforms([32000])
     for _ in range(20):
@@ -379,11 +383,43 @@ def readme(data: dict) -> str:
     return "\n".join(lines)
 
 
+def compare_backbones(names: list[str], runs: int, out: Path) -> dict:
+    """The default config on each backbone (random head/VAP weights), exported to ONNX, timed side by
+    side (round-robin, same load for each) on 1 and 2 threads for a 2 s window; paired ratios to the
+    first backbone. Written to ``out``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = {}
+        for name in names:
+            model, _, meta, _ = build_model(None, True, name)
+            graphs[name] = export_onnx(model, Path(tmp) / f"{name}.onnx", metadata=meta)
+        wave, lens = probe_waveforms([2 * physioser.SAMPLE_RATE])
+        feed = {"waveform": wave, "lengths": lens}
+        rows = []
+        for threads in THREADS:
+            sessions = {name: _session(path, threads) for name, path in graphs.items()}
+            raw = time_rounds({name: (lambda s=s: s.run(None, feed)) for name, s in sessions.items()}, runs)
+            row = {"window_s": 2.0, "threads": threads, **{name: _percentiles(raw[name]) for name in names}}
+            row["ratio_paired_to_" + names[0]] = {name: paired(raw[name], raw[names[0]])[1] for name in names[1:]}
+            rows.append(row)
+            print(f"{threads} thr 2 s: " + " | ".join(f"{n} p50 {row[n]['p50_ms']:.1f} p95 {row[n]['p95_ms']:.1f} ms" for n in names)
+                  + f" | paired ratio {row['ratio_paired_to_' + names[0]]}", flush=True)
+    data = {"command": "python -m physioser.bench.runtime " + " ".join(sys.argv[1:]), "backbones": names, "runs": runs,
+            "load_avg_at_end": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "note": "onnxruntime CPU, the engine's session options, batch 1, the whole default model (VAP branch + backbone + "
+                    "head); graphs called in turn round after round, each after IDLE_S idle", "latency": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1))
+    return data
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model directory (default: the shipped default model)")
     ap.add_argument("--random", action="store_true", help="time the default config with random head/VAP weights")
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--backbone", default=None, help="with --random: time the default config on this backbone (e.g. whisper-base)")
+    ap.add_argument("--compare-backbones", nargs="+", default=None, metavar="NAME",
+                    help="time the default config on each of these backbones side by side (2 s window) and stop; JSON to --out")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--gpu", type=Path, default=None, help="run the GPU benchmark and write its JSON here")
     ap.add_argument("--merge-gpu", type=Path, default=None, help="merge a GPU JSON into --out")
@@ -412,7 +448,12 @@ def main(argv: list[str] | None = None) -> None:
         model = load_full(args.full) if args.full else build_model(args.model, args.random)[0]
         gpu_bench(model, args.gpu)
         return
-    model, cfg, meta, described = build_model(args.model, args.random)
+    if args.compare_backbones:
+        compare_backbones(args.compare_backbones, args.runs, args.out)
+        return
+    if args.backbone and not args.random:
+        ap.error("--backbone goes with --random (a trained model directory brings its own backbone)")
+    model, cfg, meta, described = build_model(args.model, args.random, args.backbone)
     if args.dump_full:
         dump_full(model, cfg, args.dump_full)
         return
@@ -421,7 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m physioser.bench.runtime " + " ".join(argv if argv is not None else sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         results = cpu_bench(model, cfg, meta, args.runs, Path(tmp))
-        model_arg = [args.model or "", *(["--random"] if args.random else []), "--onnx", str(Path(tmp) / "model.onnx")]
+        model_arg = [args.model or "", *(["--random"] if args.random else []), *(["--backbone", args.backbone] if args.backbone else []),
+                     "--onnx", str(Path(tmp) / "model.onnx")]
         results["peak_rss_mib"] = {b: round(peak_memory(model_arg, b), 1) for b in ("onnxruntime", "torch")}
     data = {
         "command": command.strip(),
