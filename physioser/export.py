@@ -38,6 +38,7 @@ import physioser
 from physioser.model.directory import load_checkpoint, torch_engine
 from physioser.paths import cache_dir, default_model_dir
 from physioser.runtime.contract import (
+    ADAPTATION_INPUT,
     INPUT_NAMES,
     OPSET,
     OUTPUT_ORDER,
@@ -69,8 +70,8 @@ class _Outputs(torch.nn.Module):
         self.model = model
         self.names = names
 
-    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor):
-        out = self.model(waveform, lengths)
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor, speaker_offset: torch.Tensor | None = None):
+        out = self.model(waveform, lengths) if speaker_offset is None else self.model(waveform, lengths, speaker_offset)
         if isinstance(out, dict):
             return tuple(out[n] for n in self.names)
         return tuple(out[: len(self.names)])
@@ -146,6 +147,13 @@ def export_onnx(
     names = _output_names(model, example)
     dynamic = {"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}}
     dynamic.update({name: {0: "batch"} for name in names})
+    input_names = list(INPUT_NAMES)
+    adapt_dim = _adaptation_dim(model)
+    if adapt_dim:  # speaker-adaptive: a third input, made optional (zeros) after export
+        example = (*example, torch.zeros(len(lens), adapt_dim))
+        input_names.append(ADAPTATION_INPUT)
+        dynamic[ADAPTATION_INPUT] = {0: "batch"}
+        meta.setdefault("adaptation", {"dim": adapt_dim, "tau": float(model.adaptation_tau)})
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is chosen on purpose (see module doc)
@@ -156,7 +164,7 @@ def export_onnx(
                 _Outputs(model, names),
                 example,
                 str(path),
-                input_names=list(INPUT_NAMES),
+                input_names=input_names,
                 output_names=list(names),
                 dynamic_axes=dynamic,
                 opset_version=opset,
@@ -168,9 +176,25 @@ def export_onnx(
     finally:
         model.train(was_training)
     proto = onnx.load(str(path))
+    if adapt_dim:
+        _default_zero_input(proto, ADAPTATION_INPUT, adapt_dim)
     set_metadata(proto, meta)
     onnx.save(proto, str(path))
     return path
+
+
+def _adaptation_dim(model: torch.nn.Module) -> int:
+    """Width of the speaker offset a speaker-adaptive model takes (0: none)."""
+    offsets = getattr(model, "class_offsets", None)
+    return int(offsets.shape[1]) if getattr(model, "statistics", False) and offsets is not None else 0
+
+
+def _default_zero_input(proto, name: str, dim: int) -> None:
+    """Give graph input ``name`` a default of zeros [1, dim] (an initializer of the same name), so that
+    feeding it is optional; the zeros broadcast over the batch."""
+    from onnx import numpy_helper
+
+    proto.graph.initializer.append(numpy_helper.from_array(np.zeros((1, dim), dtype=np.float32), name))
 
 
 def set_metadata(proto, metadata: dict[str, Any]) -> None:

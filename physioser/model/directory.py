@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from physioser.paths import default_model_dir
-from physioser.runtime.contract import REQUIRED_OUTPUTS, EngineError, default_metadata, metadata_strings, parse_metadata
+from physioser.runtime.contract import OUTPUT_ORDER, REQUIRED_OUTPUTS, EngineError, default_metadata, metadata_strings, parse_metadata
 from physioser.runtime.engine import Engine
 from physioser.runtime.integrity import verify_integrity
 from physioser.runtime.profiles import HardwareProfile, load_profile
@@ -54,12 +54,15 @@ def export_metadata(cfg: dict[str, Any]) -> dict[str, Any]:
     if isinstance(corpora, str):
         corpora = [corpora]
     backbone = cfg.get("backbone", {})
-    return {
+    meta = {
         "class_names": list(cfg["class_names"]),
         "backbone": backbone.get("name", str(backbone)) if isinstance(backbone, dict) else str(backbone),
         "training_corpora": list(corpora),
         "model_name": str(cfg.get("name", "physioser")),
     }
+    if cfg.get("model", {}).get("statistics"):  # speaker-adaptive: the offset's width and shrinkage
+        meta["adaptation"] = {"dim": 2 * int(backbone["num_layers"]) * int(backbone["dim"]), "tau": float(cfg["adapt"]["tau"])}
+    return meta
 
 
 class TorchBackend:
@@ -76,18 +79,21 @@ class TorchBackend:
         self._torch = torch
         self._threads = profile.intra_op_threads
 
-    def run(self, waveforms: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, waveforms: np.ndarray, lengths: np.ndarray, speaker_offset: np.ndarray | None = None) -> dict[str, np.ndarray]:
         torch = self._torch
         previous = torch.get_num_threads()
         torch.set_num_threads(self._threads)
+        args = (torch.from_numpy(waveforms), torch.from_numpy(lengths))
+        if speaker_offset is not None:
+            args = (*args, torch.from_numpy(speaker_offset))
         try:
             with torch.inference_mode():
-                out = self.model(torch.from_numpy(waveforms), torch.from_numpy(lengths))
+                out = self.model(*args)
         finally:
             torch.set_num_threads(previous)
         if not isinstance(out, dict):
             out = dict(zip(REQUIRED_OUTPUTS, out))
-        return {k: v.float().numpy() for k, v in out.items() if k in ("logits", "probs", "embedding", "valence", "arousal")}
+        return {k: v.float().numpy() for k, v in out.items() if k in OUTPUT_ORDER}
 
 
 def torch_engine(model, metadata: dict[str, Any], profile: str | Path | HardwareProfile | None = None,

@@ -95,6 +95,7 @@ class PhysioSER(nn.Module):
                 # predicted emotion's offset before it averages a speaker's utterances
                 self.register_buffer("class_offsets", torch.zeros(num_classes, layers * in_width))
             self.input_drop = nn.Dropout(float(m["input_dropout"]))
+            self.adaptation_tau = float(cfg["adapt"]["tau"])  # shrinkage of the speaker offsets (runtime.adaptation)
         if self.use_vap:
             from physioser.vap import VAPBranch
 

@@ -22,7 +22,11 @@ from physioser.runtime.graph import GraphSummary
 OPSET = 17
 """The lowest opset a graph may use (and the one the exporter writes)."""
 INPUT_NAMES = ("waveform", "lengths")
-OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal")
+ADAPTATION_INPUT = "speaker_offset"
+"""Optional input of speaker-adaptive graphs: float32 [batch, F] subtracted from the standardised
+statistics (an overridable initializer holding zeros: callers that feed only ``waveform`` and
+``lengths`` get the strict, unadapted outputs)."""
+OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal", "features", "speaker_features")
 REQUIRED_OUTPUTS = ("logits", "probs", "embedding")
 REQUIRED_METADATA = ("class_names", "sample_rate", "window_s", "hop_s", "backbone", "physioser_version", "training_corpora")
 """metadata_props keys the runtime needs."""

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from physioser.runtime.bundle import METADATA, default_bundle_dir, is_bundle, read_bundle
-from physioser.runtime.contract import REQUIRED_METADATA, EngineError, check_graph, metadata_strings, parse_metadata
+from physioser.runtime.contract import (ADAPTATION_INPUT, REQUIRED_METADATA, EngineError, check_graph, metadata_strings,
+                                         parse_metadata)
 from physioser.runtime.graph import read_graph
 from physioser.runtime.profiles import HardwareProfile, load_profile
 
@@ -146,12 +147,17 @@ class OrtBackend:
         except Exception as exc:
             raise EngineError(f"onnxruntime could not load {path}: {exc}") from exc
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.adaptive = ADAPTATION_INPUT in {i.name for i in self.session.get_overridable_initializers()} | {
+            i.name for i in self.session.get_inputs()}
         self.providers = self.session.get_providers()
         self.path = path
 
-    def run(self, waveforms: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, waveforms: np.ndarray, lengths: np.ndarray, speaker_offset: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        feed = {"waveform": waveforms, "lengths": lengths}
+        if speaker_offset is not None:
+            feed[ADAPTATION_INPUT] = speaker_offset
         try:
-            values = self.session.run(None, {"waveform": waveforms, "lengths": lengths})
+            values = self.session.run(None, feed)
         except Exception as exc:  # onnxruntime's own exception types: a graph that loads but cannot run
             raise EngineError(f"{self.path}: onnxruntime failed on input {waveforms.shape}: {exc}") from exc
         return dict(zip(self.output_names, values))
@@ -218,8 +224,16 @@ class Engine:
                 "(physioser.audio.load_audio does)"
             )
 
-    def infer(self, waveforms: np.ndarray, lengths: np.ndarray | None = None, *, sample_rate: int | None = None) -> dict[str, np.ndarray]:
-        """Run the model: ``waveforms`` float32 [B, S] (or [S]), ``lengths`` int64 [B] (default: all S)."""
+    @property
+    def adaptation_dim(self) -> int:
+        """Width F of the speaker offset a speaker-adaptive model takes (metadata ``adaptation``); 0: none."""
+        adaptation = self.metadata.get("adaptation")
+        return int(adaptation["dim"]) if isinstance(adaptation, dict) and adaptation.get("dim") else 0
+
+    def infer(self, waveforms: np.ndarray, lengths: np.ndarray | None = None, *, sample_rate: int | None = None,
+              speaker_offset: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Run the model: ``waveforms`` float32 [B, S] (or [S]), ``lengths`` int64 [B] (default: all S);
+        ``speaker_offset`` float32 [B, F] for a speaker-adaptive model (default: none, the strict outputs)."""
         if sample_rate is not None:
             self.check_sample_rate(sample_rate)
         x = np.asarray(waveforms)
@@ -248,7 +262,15 @@ class Engine:
         if not np.isfinite(x).all():
             raise EngineError("waveforms contain NaN or Inf (or float64 samples beyond the float32 range)")
         check_peak(x, "waveforms")
-        out = self._backend.run(x, lens)
+        if speaker_offset is None:
+            out = self._backend.run(x, lens)
+        else:
+            offset = np.ascontiguousarray(speaker_offset, dtype=np.float32)
+            if not self.adaptation_dim:
+                raise EngineError(f"{self.source} is not speaker-adaptive (no adaptation metadata): it takes no speaker_offset")
+            if offset.shape != (x.shape[0], self.adaptation_dim) or not np.isfinite(offset).all():
+                raise EngineError(f"speaker_offset must be finite float32 [{x.shape[0]}, {self.adaptation_dim}], got shape {offset.shape}")
+            out = self._backend.run(x, lens, offset)
         bad = [k for k, v in out.items() if not np.isfinite(v).all()]
         if bad:
             raise EngineError(f"{self.source}: the model returned NaN/Inf in {bad} for finite input")

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from physioser import SAMPLE_RATE
+from physioser.runtime.adaptation import SpeakerAdaptation, VoiceIds
 from physioser.runtime.engine import Engine, EngineError, check_peak
 from physioser.runtime.gate import FRAME, FrameBuffer, SpeechGateError, SpeechTracker, make_detector, resolve_gate
 
@@ -61,10 +62,20 @@ class Streamer:
     level below which the energy gate hears no speech; ``smoothing`` the EMA weight of the past
     (0 = no smoothing); ``batch`` the largest number of windows inferred in one call;
     ``sample_rate`` of the pushed audio (must equal the model's).
+
+    Speaker adaptation (speaker-adaptive models, on by default; ``adapt=False`` turns it off): each
+    voiced window is inferred with its speaker's running offset and then adds its
+    ``speaker_features`` to that speaker's state (weight hop/window: overlapping windows count once
+    per stretch of speech), see :mod:`physioser.runtime.adaptation`. The speaker is the one named by
+    :meth:`set_speaker`; ``None`` (the default) names voices from the model's own statistics
+    (:class:`~physioser.runtime.adaptation.VoiceIds`). At most ``max_speakers`` are kept (least
+    recently heard evicted); :meth:`reset_adaptation` forgets them; nothing is saved unless
+    ``streamer.adaptation.save(path)`` is called.
     """
 
     def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "auto",
-                 vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE):
+                 vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE,
+                 adapt: bool = True, max_speakers: int = 16, voice_threshold: float = 0.6):
         engine.check_sample_rate(sample_rate, "the stream")
         window_s = engine.metadata["window_s"] if window_s is None else window_s
         hop_s = engine.metadata["hop_s"] if hop_s is None else hop_s
@@ -101,7 +112,35 @@ class Streamer:
                               if self.vad != "none" else self.window, dtype=np.float32)
         self._flags = np.zeros(len(self._ring) // FRAME + 1, dtype=bool)  # speech flag per frame (ring)
         self.unvoiced_windows = 0  # scheduled windows the gate found without speech, over all streams
+        self.adaptation: SpeakerAdaptation | None = None
+        self.voices: VoiceIds | None = None
+        if adapt and engine.adaptation_dim:
+            self.adaptation = SpeakerAdaptation(engine.adaptation_dim, float(engine.metadata["adaptation"]["tau"]),
+                                                max_speakers=max_speakers)
+            self.voices = VoiceIds(voice_threshold, max_speakers)
+        self._speaker: str | None = None  # set_speaker's identity; None: VoiceIds names the voice
+        self._voice: str | None = None  # the voice VoiceIds named last
         self.reset()
+
+    def set_speaker(self, speaker_id: str | None) -> None:
+        """The speaker of the audio pushed from now on (e.g. a voice id from the robot's person
+        tracker); ``None``: name voices from the model's own statistics."""
+        if speaker_id is not None and (not isinstance(speaker_id, str) or not speaker_id):
+            raise EngineError(f"speaker_id must be a non-empty string or None, got {speaker_id!r}")
+        self._speaker = speaker_id
+
+    @property
+    def speaker(self) -> str | None:
+        """The speaker whose state the next window uses (the named one, else the last voice heard)."""
+        return self._speaker if self._speaker is not None else self._voice
+
+    def reset_adaptation(self, speaker_id: str | None = None) -> None:
+        """Forget one speaker's adaptation state, or every speaker's and every voice (``None``)."""
+        if self.adaptation is not None:
+            self.adaptation.reset(speaker_id)
+            if speaker_id is None:
+                self.voices.reset()
+                self._voice = None
 
     @classmethod
     def from_profile(cls, engine: Engine, **overrides) -> "Streamer":
@@ -227,6 +266,14 @@ class Streamer:
             self._voiced_end = end
             self._pending.append((start, end, samples.copy(), t_ready, final))
 
+    def _adapt(self, out: dict[str, np.ndarray], lens: np.ndarray) -> None:
+        """Add each window's speaker features to its speaker's running state."""
+        for row in range(len(lens)):
+            if self._speaker is None:
+                self._voice = self.voices.identify(out["features"][row])
+            weight = min(self.hop, int(lens[row])) / self.window
+            self.adaptation.update(self.speaker, out["speaker_features"][row], weight)
+
     def _run(self) -> list[EmotionEvent]:
         pending, self._pending = self._pending, []
         voiced = [p for p in pending if p[2] is not None]
@@ -239,7 +286,12 @@ class Streamer:
             for row, g in enumerate(group):
                 waves[row, : len(g[2])] = g[2]
             lens = np.array([len(g[2]) for g in group], dtype=np.int64)
-            out = self.engine.infer(waves, lens)
+            if self.adaptation is None:
+                out = self.engine.infer(waves, lens)
+            else:
+                offset = np.repeat(self.adaptation.offset(self.speaker)[None], len(group), axis=0)
+                out = self.engine.infer(waves, lens, speaker_offset=offset)
+                self._adapt(out, lens)
             for row, g in enumerate(group):
                 probs_by_end[g[1]] = out["probs"][row].astype(np.float64)
                 va_by_end[g[1]] = np.array([out["valence"][row], out["arousal"][row]], dtype=np.float64)

@@ -1,0 +1,93 @@
+"""Speaker adaptation in the exported graph and the stream: the optional ``speaker_offset`` input
+(omitted = strict outputs), parity with PyTorch, per-speaker state in the Streamer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from physioser.runtime import Engine, EngineError
+from physioser.runtime.streamer import Streamer
+
+OVERRIDES = ["backbone.name=fbank", "model.branches=[backbone]", "cpa.weight=0", "model.statistics=true", "model.head=mlp",
+             "model.dim=32"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from physioser.export import export_onnx
+    from physioser.model import PhysioSER, build_backbone_for, load_config
+    from physioser.model.directory import export_metadata
+
+    torch.manual_seed(0)
+    cfg = load_config(None, OVERRIDES)
+    cfg["class_names"] = ["neutral", "happy", "angry", "sad"]
+    backbone = build_backbone_for(cfg)
+    cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
+    model = PhysioSER(cfg, backbone=backbone).eval()
+    with torch.no_grad():
+        model.class_offsets.normal_()
+    path = export_onnx(model, tmp_path_factory.mktemp("adaptive") / "m.onnx", metadata=export_metadata(cfg))
+    return model, path
+
+
+def _speech(seconds: float, f0: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    return (0.1 * x + 0.005 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def test_offset_input_is_optional_and_matches_pytorch(exported) -> None:
+    model, path = exported
+    engine = Engine.from_path(path)
+    dim = engine.adaptation_dim
+    assert dim == model.class_offsets.shape[1] and engine.metadata["adaptation"]["tau"] == model.adaptation_tau
+    x = np.stack([_speech(2.0, 120, 0), _speech(2.0, 210, 1)])
+    lens = np.array([32000, 24000])
+    offset = np.random.default_rng(2).normal(0, 0.5, (2, dim)).astype(np.float32)
+    with torch.no_grad():
+        strict = model(torch.from_numpy(x), torch.from_numpy(lens))
+        adapted = model(torch.from_numpy(x), torch.from_numpy(lens), torch.from_numpy(offset))
+    plain = engine.infer(x, lens)
+    np.testing.assert_allclose(plain["logits"], strict["logits"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(engine.infer(x, lens, speaker_offset=np.zeros((2, dim), np.float32))["logits"], plain["logits"], atol=1e-6)
+    got = engine.infer(x, lens, speaker_offset=offset)
+    np.testing.assert_allclose(got["logits"], adapted["logits"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(got["speaker_features"], adapted["speaker_features"].numpy(), atol=1e-3)
+    assert not np.allclose(got["logits"], plain["logits"], atol=1e-3)
+    with pytest.raises(EngineError, match="speaker_offset"):
+        engine.infer(x, lens, speaker_offset=offset[:, :3])
+
+
+def test_streamer_keeps_bounded_state_per_speaker(exported) -> None:
+    _, path = exported
+    engine = Engine.from_path(path)
+    stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", max_speakers=2)
+    assert stream.adaptation is not None and stream.speaker is None
+    for name, f0 in (("ada", 110), ("ben", 180), ("cy", 250)):
+        stream.set_speaker(name)
+        events = stream.push(_speech(3.0, f0, 3))
+        assert events and stream.adaptation.weight(name) == pytest.approx(len(events) * 0.5)
+    assert stream.adaptation.speakers == ["ben", "cy"]  # bounded: the least recently heard went
+    stream.set_speaker(None)  # voices named from the model's own statistics
+    stream.push(_speech(2.0, 140, 4))
+    assert stream.speaker is not None and stream.speaker.startswith("voice-")
+    stream.reset_adaptation()
+    assert len(stream.adaptation) == 0 and stream.speaker is None
+    with pytest.raises(EngineError):
+        stream.set_speaker("")
+    off = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", adapt=False)
+    off.push(_speech(2.0, 110, 5))
+    assert off.adaptation is None
+
+
+def test_adaptation_changes_what_the_stream_reports(exported) -> None:
+    _, path = exported
+    engine = Engine.from_path(path)
+    audio = _speech(4.0, 130, 6)
+    strict = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", adapt=False, smoothing=0.0).push(audio)
+    adapted = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0).push(audio)
+    assert strict[0].probs == pytest.approx(adapted[0].probs, abs=1e-5)  # first window: nothing heard yet
+    assert any(abs(a.probs[k] - s.probs[k]) > 1e-4 for a, s in zip(adapted[1:], strict[1:]) for k in a.probs)
