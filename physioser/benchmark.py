@@ -156,18 +156,28 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def _train_and_test(cfg: dict, data, tr: np.ndarray, va: np.ndarray, te: np.ndarray, ckpt: Path) -> dict:
+def _train_and_test(cfg: dict, data, tr: np.ndarray, va: np.ndarray, te: np.ndarray, ckpt: Path, adapt: int | None) -> dict:
+    """{"strict": metrics, "adapted": metrics with each test speaker's offset from ``adapt`` unlabelled
+    utterances of theirs (only when ``adapt`` is given)}."""
     from physioser.model.metrics import classification_metrics
     from physioser.train import fit, new_model, predict
 
     t0 = time.perf_counter()
+    if not cfg["train"]["early_stopping"]:  # a fixed schedule: validation rows join the training rows (as physioser eval)
+        tr, va = np.concatenate([tr, va]), va[:0]
     model = new_model(cfg, data, tr)
     result = fit(model, data, tr, va if len(va) else None, cfg, ckpt, resume=(ckpt / "last.json").is_file(), progress=False)
     pred = predict(model, data, te)["logits"].argmax(1)
-    metrics = classification_metrics(data.labels[te], pred, cfg["class_names"])
-    metrics.update(n_train=int(len(tr)), n_val=int(len(va)), n_test=int(len(te)), best_epoch=result.best_epoch,
-                   seconds=round(time.perf_counter() - t0, 1))
-    return metrics
+    strict = classification_metrics(data.labels[te], pred, cfg["class_names"])
+    strict.update(n_train=int(len(tr)), n_val=int(len(va)), n_test=int(len(te)), best_epoch=result.best_epoch,
+                  seconds=round(time.perf_counter() - t0, 1))
+    out = {"strict": strict}
+    if adapt is not None:
+        from physioser.model.adaptation import adapted_predictions
+
+        logits = adapted_predictions(model, data, te, [adapt], float(cfg["adapt"]["tau"]), seed=int(cfg["train"]["seed"]))[adapt]
+        out["adapted"] = dict(classification_metrics(data.labels[te], logits.argmax(1), cfg["class_names"]), k=adapt)
+    return out
 
 
 def run_benchmark(
@@ -180,11 +190,14 @@ def run_benchmark(
     loco: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
+    adapt: int | None = None,
 ) -> dict:
     """Run (or resume) the benchmark; returns the leaderboard dict (also written under ``out_dir``).
 
     ``only`` restricts it to some corpora; ``stop_after`` ends the call after that many newly
-    finished units (folds or held-out corpora), as an interruption would."""
+    finished units (folds or held-out corpora), as an interruption would. ``adapt``: also test with
+    each test speaker's offset from that many of their unlabelled utterances (configs with
+    ``model.statistics: true``), reported beside the strict figures."""
     from tqdm.auto import tqdm
 
     from physioser.features import load_corpora
@@ -192,7 +205,9 @@ def run_benchmark(
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     out_dir = Path(out_dir)
-    key = _config_key(cfg, protocol)
+    if adapt is not None and (adapt < 1 or not cfg["model"]["statistics"]):
+        raise ValueError(f"--adapt {adapt}: needs k >= 1 and a config with model.statistics: true (speaker offsets of its statistics)")
+    key = _config_key(cfg, f"{protocol}-adapt{adapt}" if adapt is not None else protocol)
     stamp = out_dir / "run.json"
     if stamp.is_file() and json.loads(stamp.read_text())["key"] != key:
         raise ValueError(f"{out_dir} holds a benchmark of another config or protocol; choose another --out")
@@ -228,8 +243,8 @@ def run_benchmark(
             if path.is_file():
                 continue
             bar.set_description(f"{corpus} {fold.name}")
-            metrics = _train_and_test(resolved, data, fold.train, fold.val, fold.test, ckpt_root / corpus / fold.name)
-            _write_json(path, {"corpus": corpus, "fold": fold.name, "protocol": plan.protocol, "strict": metrics, "ran": _ran()})
+            metrics = _train_and_test(resolved, data, fold.train, fold.val, fold.test, ckpt_root / corpus / fold.name, adapt)
+            _write_json(path, {"corpus": corpus, "fold": fold.name, "protocol": plan.protocol, **metrics, "ran": _ran()})
             bar.update(1)
             finished += 1
             if stop_after is not None and finished >= stop_after:
@@ -246,15 +261,15 @@ def run_benchmark(
             others = [c for c in present if c != corpus]
             sub_spans = {c: spans[c] for c in others + [corpus]}
             (_, tr, va, tests), = fold_plan(data, sub_spans, others, test_corpus=corpus, seed=seed)
-            metrics = _train_and_test(resolved, data, tr, va, tests[corpus], ckpt_root / "loco" / corpus)
-            _write_json(path, {"corpus": corpus, "trained_on": others, "strict": metrics, "ran": _ran()})
+            metrics = _train_and_test(resolved, data, tr, va, tests[corpus], ckpt_root / "loco" / corpus, adapt)
+            _write_json(path, {"corpus": corpus, "trained_on": others, **metrics, "ran": _ran()})
             bar.update(1)
             finished += 1
             if stop_after is not None and finished >= stop_after:
                 bar.close()
                 return {}
     bar.close()
-    board = _leaderboard(cfg, protocol, out_dir, plans, absent, held_out)
+    board = _leaderboard(cfg, protocol, adapt, out_dir, plans, absent, held_out)
     write_leaderboard(board, out_dir)
     return board
 
@@ -272,7 +287,7 @@ def _summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
 
 
-def _leaderboard(cfg: dict, protocol: str, out_dir: Path, plans: dict, absent: list[str], held_out: list[str]) -> dict:
+def _leaderboard(cfg: dict, protocol: str, adapt: int | None, out_dir: Path, plans: dict, absent: list[str], held_out: list[str]) -> dict:
     from physioser.data import get_spec
     from physioser.data.emobox import published_figures
 
@@ -281,9 +296,10 @@ def _leaderboard(cfg: dict, protocol: str, out_dir: Path, plans: dict, absent: l
     for corpus, (resolved, _, plan) in plans.items():
         folds = [json.loads(_unit_path(out_dir, corpus, f.name).read_text()) for f in plan.folds]
         strict = {m: _summary([f["strict"][m] for f in folds]) for m in ("ua", "wa", "macro_f1")}
+        adapted = {m: _summary([f["adapted"][m] for f in folds]) for m in ("ua", "wa", "macro_f1")} if "adapted" in folds[0] else None
         rows.append({
             "corpus": corpus, "language": get_spec(corpus).language, "protocol": plan.protocol, "folds": len(folds),
-            "classes": resolved["class_names"], "strict": strict, "comparison": plan.comparison, "exact": plan.exact,
+            "classes": resolved["class_names"], "strict": strict, "adapted": adapted, "comparison": plan.comparison, "exact": plan.exact,
             "emobox": published["corpora"].get(corpus, {}),
         })
     units = [json.loads(p.read_text()) for p in sorted((out_dir / "folds").glob("*/*.json"))]
@@ -291,9 +307,10 @@ def _leaderboard(cfg: dict, protocol: str, out_dir: Path, plans: dict, absent: l
     for corpus in held_out:
         unit = json.loads(_unit_path(out_dir, "loco", corpus).read_text())
         loco.append({"corpus": corpus, "trained_on": unit["trained_on"],
-                     **{m: unit["strict"][m] for m in ("ua", "wa", "macro_f1")}})
+                     **{m: unit["strict"][m] for m in ("ua", "wa", "macro_f1")},
+                     "adapted_ua": unit["adapted"]["ua"] if "adapted" in unit else None})
     return {
-        "config": cfg.get("name", "config"), "protocol": protocol, "corpora": rows, "absent": absent,
+        "config": cfg.get("name", "config"), "protocol": protocol, "adapt": adapt, "corpora": rows, "absent": absent,
         "leave_one_corpus_out": loco, "emobox_source": published["source"], "emobox_models": published["models"],
         "environment": environment(),
         "trained": sorted({f"git {u['ran']['git'][:12]} on {u['ran']['hardware']}" for u in units if "ran" in u}),
@@ -317,39 +334,52 @@ def write_leaderboard(board: dict, out_dir: str | Path) -> Path:
     _write_json(out_dir / "leaderboard.json", board)
     env = board["environment"]
     models = board["emobox_models"]
+    adapt = board.get("adapt")
+    adapted_head = f" adapted UA (k={adapt}) |" if adapt else ""
     lines = [
         f"# Benchmark: {board['config']} on every corpus found (protocol `{board['protocol']}`)", "",
         f"Command: `{env['command']}` (git {env['git'][:12]}, {env['hardware']}, {env['date']}). "
         f"Folds trained with: {'; '.join(board['trained']) or 'the same'}.", "",
         "Ours: UA / WA / macro-F1 in %, mean ± std over the folds (scikit-learn), strict protocol (no "
-        "adaptation to the test speaker). EmoBox: UA / WA in % as EmoBox publishes them for its own folds "
+        "adaptation to the test speaker)"
+        + (f"; adapted: each test speaker's offset from {adapt} random unlabelled utterances of theirs" if adapt else "")
+        + ". EmoBox: UA / WA in % as EmoBox publishes them for its own folds "
         f"({board['emobox_source']}); † = UA transcribed from EmoBox's figure, n/a = not published as text. "
         "The last column says whether the comparison is exact.", "",
-        "| corpus | lang | folds | classes | UA | WA | macro-F1 | " + " | ".join(f"EmoBox {m} UA / WA" for m in models)
-        + " | comparison |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(models) + "---|",
+        "| corpus | lang | folds | classes | UA | WA | macro-F1 |" + adapted_head + " "
+        + " | ".join(f"EmoBox {m} UA / WA" for m in models) + " | comparison |",
+        "|---|---|---|---|---|---|---|" + ("---|" if adapt else "") + "---|" * len(models) + "---|",
     ]
     for r in board["corpora"]:
         s = r["strict"]
         emobox = " | ".join(_emobox_cell(r["emobox"].get(m, {})) for m in models)
+        adapted = f" {_pct(r['adapted']['ua'])} |" if adapt else ""
         lines.append(
             f"| {r['corpus']} | {r['language']} | {r['folds']} ({r['protocol']}) | {len(r['classes'])} | {_pct(s['ua'])} | "
-            f"{_pct(s['wa'])} | {_pct(s['macro_f1'])} | {emobox} | {r['comparison']} |"
+            f"{_pct(s['wa'])} | {_pct(s['macro_f1'])} |{adapted} {emobox} | {r['comparison']} |"
         )
     if board["corpora"]:
         mean = np.mean([r["strict"]["ua"]["mean"] for r in board["corpora"]])
-        lines += ["", f"Mean UA over the {len(board['corpora'])} corpora: {100 * mean:.1f} %."]
+        line = f"Mean UA over the {len(board['corpora'])} corpora: {100 * mean:.1f} %"
+        if adapt:
+            line += f" strict, {100 * np.mean([r['adapted']['ua']['mean'] for r in board['corpora']]):.1f} % adapted"
+        lines += ["", line + "."]
     lines += ["", "Absent under the root (listed, not failed): " + (", ".join(board["absent"]) or "none") + ".", ""]
     if board["leave_one_corpus_out"]:
         lines += ["## Leave one corpus out (four classes: neutral, happy, angry, sad)", "",
                   "Trained on every other corpus found, tested on all of the held-out one (a language or "
                   "corpus the model never heard).", "",
-                  "| held-out corpus | trained on | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
+                  "| held-out corpus | trained on | UA | WA | macro-F1 |" + adapted_head,
+                  "|---|---|---|---|---|" + ("---|" if adapt else "")]
         for r in board["leave_one_corpus_out"]:
+            adapted = f" {100 * r['adapted_ua']:.1f} |" if adapt else ""
             lines.append(f"| {r['corpus']} | {', '.join(r['trained_on'])} | {100 * r['ua']:.1f} | {100 * r['wa']:.1f} | "
-                         f"{100 * r['macro_f1']:.1f} |")
+                         f"{100 * r['macro_f1']:.1f} |{adapted}")
         mean = np.mean([r["ua"] for r in board["leave_one_corpus_out"]])
-        lines += ["", f"Mean leave-one-corpus-out UA: {100 * mean:.1f} %.", ""]
+        line = f"Mean leave-one-corpus-out UA: {100 * mean:.1f} %"
+        if adapt:
+            line += f" strict, {100 * np.mean([r['adapted_ua'] for r in board['leave_one_corpus_out']]):.1f} % adapted"
+        lines += ["", line + ".", ""]
     path = out_dir / "leaderboard.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -366,6 +396,7 @@ def register(app: typer.Typer) -> None:
         loco: bool = typer.Option(True, "--loco/--no-loco", help="also leave each corpus out (four classes)"),
         out: Path = typer.Option(None, "--out", help="results folder (default: eval/results/benchmark-<config name>-<protocol>)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+        adapt: int = typer.Option(None, "--adapt", help="also test adapted to each test speaker from K unlabelled utterances (configs with model.statistics)"),
     ) -> None:
         """Train and test a config on every corpus found under --root; write one leaderboard beside EmoBox's."""
         from physioser.model.config import ConfigError, load_config
@@ -376,14 +407,15 @@ def register(app: typer.Typer) -> None:
             cfg = load_config(config, override)
         except (ConfigError, OSError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--config/--set") from exc
-        out_dir = out or RESULTS_DIR / f"benchmark-{cfg['name']}-{protocol}"
+        out_dir = out or RESULTS_DIR / (f"benchmark-{cfg['name']}-{protocol}" + (f"-adapt{adapt}" if adapt else ""))
         try:
-            board = run_benchmark(cfg, root or corpora_root(), out_dir, protocol=protocol, only=list(only) or None, loco=loco, progress=not quiet)
+            board = run_benchmark(cfg, root or corpora_root(), out_dir, protocol=protocol, only=list(only) or None, loco=loco, progress=not quiet, adapt=adapt)
         except (FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=1) from exc
         for r in board["corpora"]:
-            typer.echo(f"{r['corpus']}: UA {_pct(r['strict']['ua'])} ({r['folds']} {r['protocol']} folds; {r['comparison']})")
+            adapted = f", adapted {_pct(r['adapted']['ua'])}" if r["adapted"] else ""
+            typer.echo(f"{r['corpus']}: UA {_pct(r['strict']['ua'])}{adapted} ({r['folds']} {r['protocol']} folds; {r['comparison']})")
         if board["absent"]:
             typer.echo(f"absent: {', '.join(board['absent'])}")
         typer.echo(f"wrote {out_dir / 'leaderboard.md'}")

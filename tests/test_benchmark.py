@@ -201,3 +201,21 @@ def test_benchmark_resumes_without_redoing_finished_folds_and_lists_absent_corpo
     assert "| EMOVO | it | 3 (project) | 7 |" in text and "not comparable: project's folds chosen" in text
     with pytest.raises(ValueError, match="another config"):
         run_benchmark(dict(cfg, name="other"), shelf, out, protocol="project", progress=False)
+
+
+def test_benchmark_reports_the_adapted_protocol_beside_the_strict_one(shelf, tmp_path):
+    from physioser.benchmark import run_benchmark
+    from physioser.model.config import load_config
+
+    cfg = load_config("configs/recipe.yaml", [
+        "backbone.name=fbank", "backbone.options={n_mels: 16}", "model.dim=16", "train.epochs=2", "train.batch_size=8",
+        "train.device=cpu",
+    ])
+    board = run_benchmark(cfg, shelf, tmp_path / "out", protocol="project", only=["EMOVO"], progress=False, adapt=4)
+    row, = board["corpora"]
+    assert len(row["adapted"]["ua"]["values"]) == len(row["strict"]["ua"]["values"]) == 3
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "adapted UA (k=4)" in text and "% adapted" in text
+    with pytest.raises(ValueError, match="model.statistics"):
+        run_benchmark(_tiny_cfg(), shelf, tmp_path / "other", protocol="project", progress=False, adapt=4)
+
