@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from physioser.data.labels import FOUR_CLASSES
 from physioser.data.folds import fold_plan
 from physioser.evaluate import RESULTS_DIR, environment
 from physioser.paths import corpora_root, runs_dir
@@ -41,7 +42,6 @@ from physioser.paths import corpora_root, runs_dir
 __all__ = ["PROTOCOLS", "discover", "run_benchmark", "write_leaderboard", "register"]
 
 PROTOCOLS = ("emobox", "emobox-exact", "project")
-FOUR_CLASSES = ["neutral", "happy", "angry", "sad"]
 
 
 def _norm(name: str) -> str:
@@ -251,7 +251,7 @@ def run_benchmark(
                 bar.close()
                 return {}
     if held_out:
-        four = dict(cfg, classes=FOUR_CLASSES)
+        four = dict(cfg, classes=list(FOUR_CLASSES))
         resolved, data, spans = load_corpora(four, list(present), dict(present), progress=False)
         for corpus in held_out:
             path = _unit_path(out_dir, "loco", corpus)

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from physioser.data.labels import FOUR_CLASSES
 from physioser.paths import DEFAULT_MODEL_DIR, SOURCE_ROOT, corpora_root
 
 ROOT = SOURCE_ROOT
 CORPORA = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS")
-CLASSES = ("neutral", "happy", "angry", "sad")
 LICENCES = {
     "RAVDESS": "CC BY-NC-SA 4.0",
     "EMOVO": "free for research (Fondazione Ugo Bordoni)",
@@ -45,7 +45,7 @@ OUT_JSON = ROOT / "eval" / "bench" / "default_model.json"
 def train_command(config: Path, out: Path, corpora_root: Path, overrides: list[str]) -> list[str]:
     """The ``physioser train`` command line of the default model."""
     return [str(Path(sys.executable).parent / "physioser"), "train", *sum((["-c", c] for c in CORPORA), []),
-            "--config", str(config), "--set", f"classes=[{','.join(CLASSES)}]", "--fold", "all",
+            "--config", str(config), "--set", f"classes=[{','.join(FOUR_CLASSES)}]", "--fold", "all",
             "--out", str(out), "--corpora-root", str(corpora_root), *sum((["--set", o] for o in overrides), [])]
 
 
@@ -122,7 +122,7 @@ def model_card(meta: dict, results: dict, train_line: str, command: str, speaker
 
 The model `physioser predict` / `physioser demo` / the ROS node use when no `--model` is given.
 
-- **Task**: categorical speech emotion recognition, four classes `{", ".join(CLASSES)}`
+- **Task**: categorical speech emotion recognition, four classes `{", ".join(FOUR_CLASSES)}`
   (the canonical classes present in all four training corpora), plus valence/arousal derived
   from the class probabilities (circumplex mapping, `export/ONNX_CONTRACT.md`).
 - **Architecture**: PhysioSER — VAP branch (quaternion encoder over the {{M, ρ, f_inst, τ_g}}

@@ -32,6 +32,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from physioser.data.labels import FOUR_CLASSES
 from physioser.data.folds import fold_plan
 from physioser.model.metrics import classification_metrics, summarize
 from physioser.paths import corpora_root as default_corpora_root
@@ -41,7 +42,6 @@ __all__ = ["run_protocol", "write_report", "environment", "register"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "eval" / "results"
-FOUR_CLASSES = ["neutral", "happy", "angry", "sad"]
 
 
 def environment() -> dict:
@@ -123,7 +123,7 @@ def run_protocol(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_root = checkpoints_dir or (runs_dir() / run_name)
     if test_corpus is not None and not cfg["classes"]:
-        cfg = dict(cfg, classes=FOUR_CLASSES)
+        cfg = dict(cfg, classes=list(FOUR_CLASSES))
     names = list(corpora) + ([test_corpus] if test_corpus else [])
     cfg, data, spans = load_corpora(cfg, names, corpora_root, progress=progress)
     class_names = cfg["class_names"]

@@ -49,3 +49,46 @@ def test_the_help_table_says_what_each_command_says() -> None:
 
     for name, (_, short) in COMMANDS.items():
         assert load_command(name).get_short_help_str(limit=1000) == short, name
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """{module: physioser modules it imports anywhere in its source (function-level imports too)}."""
+    import ast
+    from pathlib import Path
+
+    import physioser
+
+    root = Path(physioser.__file__).parent
+    modules = {".".join(f.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): f
+               for f in root.rglob("*.py")}
+
+    def owner(name: str) -> str | None:
+        while name not in modules and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return name if name in modules and name != "physioser" else None
+
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets.update([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+        graph[name] = {o for t in targets if t.startswith("physioser") and (o := owner(t)) and o != name}
+    return graph
+
+
+def test_no_import_circles() -> None:
+    graph = _import_graph()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for nxt in graph[module]:
+            assert nxt not in path, "import circle: " + " -> ".join(path[path.index(nxt):] + [nxt])
+            if nxt not in done:
+                visit(nxt, path + [nxt])
+        done.add(module)
+
+    for module in graph:
+        visit(module, [module])

@@ -36,7 +36,8 @@ _ITEM_SIZE_DTYPES = {4: np.float32, 2: np.int16, 1: np.int8}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated or not of the expected kind (message names the file)."""
+    """A checkpoint or weight file (a backbone's, or a trained model's) is missing, truncated, not of
+    the expected kind or does not fit the model; the message names the file."""
 
 
 @dataclass

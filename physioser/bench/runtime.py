@@ -86,11 +86,12 @@ def build_model(model_dir: str | None, random_weights: bool, backbone_name: str 
     from physioser.paths import default_model_dir
 
     if random_weights:
+        from physioser.data.labels import FOUR_CLASSES
         from physioser.model import PhysioSER, build_backbone_for, load_config
 
         cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "physioser.yaml",
                           [f"backbone.name={backbone_name}"] if backbone_name else [])
-        cfg["class_names"] = ["neutral", "happy", "angry", "sad"]
+        cfg["class_names"] = list(FOUR_CLASSES)
         backbone = build_backbone_for(cfg)
         cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
         model = PhysioSER(cfg, backbone=backbone).eval()

@@ -10,9 +10,9 @@ from typing import Optional
 
 import typer
 
+from physioser.data.labels import FOUR_CLASSES
 from physioser.experiments.common import CORPORA, DEFAULT_ROOT, EXPERIMENTS_DIR
 
-FOUR_CLASSES = ("neutral", "happy", "angry", "sad")
 
 __all__ = ["register", "build_app"]
 

@@ -108,10 +108,11 @@ def corpus_features(rows: Sequence, *, cache_dir: Path | None = None, progress: 
 def run_handcrafted(corpora: Sequence[str], *, test_corpus: str | None = None, classes: Sequence[str] | None = None,
                     corpora_root: Path | None = None, seed: int = 0, progress: bool = True) -> dict:
     """Handcrafted baseline under the protocol of ``physioser eval`` (intra-, multi- or cross-corpus)."""
+    from physioser.data.labels import FOUR_CLASSES
     from physioser.experiments.common import DEFAULT_ROOT, load_labelled_rows, protocol_plan, score_folds
 
     if test_corpus is not None and not classes:
-        classes = ["neutral", "happy", "angry", "sad"]
+        classes = list(FOUR_CLASSES)
     names = list(corpora) + ([test_corpus] if test_corpus else [])
     rows, labels, class_names, spans = load_labelled_rows(names, corpora_root or DEFAULT_ROOT, classes)
     x = corpus_features(rows, progress=progress)

@@ -63,10 +63,11 @@ def run_probe(backbone: str, corpora: Sequence[str], *, test_corpus: str | None 
     """Linear probe of ``backbone`` under the protocol of ``physioser eval``; ``with_quartet`` concatenates
     the quartet statistics (all four components) to the backbone features — the VAP branch's
     information at the linear level, per backbone."""
+    from physioser.data.labels import FOUR_CLASSES
     from physioser.experiments.common import DEFAULT_ROOT, load_labelled_rows, protocol_plan, score_folds
 
     if test_corpus is not None and not classes:
-        classes = ["neutral", "happy", "angry", "sad"]
+        classes = list(FOUR_CLASSES)
     names = list(corpora) + ([test_corpus] if test_corpus else [])
     rows, labels, class_names, spans = load_labelled_rows(names, corpora_root or DEFAULT_ROOT, classes)
     x = backbone_means(rows, class_names, backbone, progress=progress)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from physioser.data.labels import FOUR_CLASSES
 from physioser.experiments.common import CORPORA, DEFAULT_ROOT, EXPERIMENTS_DIR, REPO_ROOT
 
 __all__ = ["Experiment", "EXPERIMENTS", "SUITES", "Job", "plan_jobs", "run_jobs", "merge_parts", "run_sweep"]
@@ -84,7 +85,6 @@ SUITES: dict[str, list[str]] = {
 
 MULTI = "multi"
 """Pseudo-corpus of a multi-corpus job: all of CORPORA trained together on the four-class set."""
-FOUR_CLASSES = ("neutral", "happy", "angry", "sad")
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,11 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from physioser.backbones.ct2 import CheckpointError
+
 __all__ = ["CheckpointError", "save_model", "load_state", "read_config", "save_train_state", "load_train_state"]
 
 _FROZEN_PREFIX = "backbone."
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is missing, truncated or does not fit the model."""
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -18,7 +18,6 @@ Launch on several GPUs (one process per GPU, NCCL) or CPU processes (gloo)::
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,23 +126,3 @@ def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     _CONTEXT = None
-
-
-def main(argv: list[str] | None = None) -> None:
-    """torchrun entry: the arguments of ``physioser train`` (one rank per process)."""
-    import typer
-
-    from physioser.train import register
-
-    ctx = init_from_env()
-    app = typer.Typer()
-    register(app)  # a typer app of one command runs it directly (no sub-command name)
-    args = list(argv if argv is not None else sys.argv[1:])
-    try:
-        app(args + ([] if ctx.is_main else ["--quiet"]), prog_name="physioser.distributed", standalone_mode=False)
-    finally:
-        shutdown()
-
-
-if __name__ == "__main__":
-    main()
