@@ -24,10 +24,15 @@ __all__ = ["speaker_features", "training_offsets", "adapted_predictions"]
 
 
 @torch.no_grad()
-def _probs(model, data, indices: np.ndarray) -> np.ndarray:
-    from physioser.train import predict
-
-    return torch.softmax(torch.as_tensor(predict(model, data, indices)["logits"]), -1).numpy()
+def _probs(model, data, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """[n, C] class probabilities of ``data[indices]`` at zero offset (eval mode)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(indices), batch_size):
+        batch = {k: v.to(device) for k, v in data.collate(indices[start : start + batch_size]).items()}
+        out.append(torch.softmax(model.forward_cached(batch)["logits"].float(), -1).cpu())
+    return torch.cat(out).numpy()
 
 
 @torch.no_grad()
