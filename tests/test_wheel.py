@@ -2,8 +2,9 @@
 
 Builds the wheel from this checkout, installs it with its core dependencies only into a fresh
 venv (from a wheelhouse in the cache, filled from the package index the first time), then runs
-`physioser predict` and `physioser demo FILE` there on a bundle of the tiny test model and loads
-a hardware profile shipped inside the wheel.
+`physioser predict`, `physioser demo FILE` and the ROS node's core (fed std_msgs-shaped messages;
+rclpy itself comes with the ros extra) there on a bundle of the tiny test model, and loads a
+hardware profile shipped inside the wheel.
 """
 
 from __future__ import annotations
@@ -72,6 +73,35 @@ def test_the_core_alone_predicts_with_a_bundle(core_venv, tmp_path):
     assert demo.returncode == 0 and "estimates; most frequent" in demo.stdout, demo.stdout + demo.stderr
     missing = subprocess.run([physioser, "predict", str(clip)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert missing.returncode != 0 and "physioser export --checkpoint default" in missing.stdout + missing.stderr
+
+
+ROS_CORE = """
+import sys
+from types import SimpleNamespace
+import numpy as np
+from physioser.ros.core import EmotionCore, NodeConfig, load_engine
+from physioser.synthesis import synth_utterance
+
+core = EmotionCore(NodeConfig(model_path=sys.argv[1], msg_type="std_msgs/Int16MultiArray", vad="none"),
+                   load_engine(sys.argv[1], ""))
+pcm = (synth_utterance(3.0) * 32767).astype(np.int16)
+events = []
+for i in range(0, len(pcm), 320):  # 20 ms messages, as a microphone driver publishes them
+    message = SimpleNamespace(layout=SimpleNamespace(dim=[], data_offset=0), data=pcm[i : i + 320].tolist())
+    core.accept(message, i / 16000)
+    events += [t.event for t in core.process()]
+print(len(events), events[0].label)
+"""
+
+
+def test_the_ros_node_core_runs_a_bundle_without_torch(core_venv, tmp_path):
+    bundle = bundle_tiny(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([core_venv / "bin" / "python", "-c", ROS_CORE, str(bundle)], capture_output=True, text=True,
+                         cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    count, label = out.stdout.split()
+    assert int(count) >= 2 and label in ("neutral", "happy", "angry", "sad")
 
 
 def test_profiles_and_protocols_come_from_the_wheel(core_venv, tmp_path):
