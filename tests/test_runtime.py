@@ -49,6 +49,8 @@ def test_shipped_profiles_load():
     assert load_profile("desktop-gpu").provider_names[0] == "CUDAExecutionProvider"
     cpu = load_profile("physioser/hardware/cpu.yaml", allow_path=True)
     assert (cpu.window_s, cpu.hop_s, cpu.intra_op_threads) == (None, None, 2)  # window/hop: the model's
+    # backbones chosen by measurement (docs/backbones.md): CPU the one within its latency budget, GPUs the more accurate
+    assert (cpu.backbone, orin.backbone, load_profile("desktop-gpu").backbone) == ("whisper-tiny.en", "whisper-base", "whisper-base")
 
 
 def _write(tmp_path: Path, data) -> Path:
@@ -72,6 +74,7 @@ BASE = {"name": "x", "providers": [{"name": "CPUExecutionProvider"}]}
         ({**BASE, "stream": {"vad": "webrtc"}}, "stream.vad"),
         ({"providers": BASE["providers"]}, "'name' is required"),
         ({**BASE, "providers": []}, "non-empty list"),
+        ({**BASE, "backbone": " "}, "'backbone' must be a non-empty string"),
         ("name: [unclosed", "not valid YAML"),
     ],
 )

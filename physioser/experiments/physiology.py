@@ -243,7 +243,7 @@ def _per_fold(records: list[dict], variant: str, key=lambda r: r["ua"]) -> dict[
 
 
 def reference_folds(run: str, results_dir: Path, subset: str | None = None) -> dict[tuple[str, int], float]:
-    """Per-fold UA of a committed LR baseline (``handcrafted``; ``quartet-probe`` with ``subset='full'``)."""
+    """Per-fold UA of a committed LR run (``handcrafted``, ``probe-<backbone>``; ``quartet-probe`` with ``subset="full"``)."""
     out = {}
     for corpus in CORPUS_ORDER:
         path = results_dir / f"{run}-{corpus}" / "results.json"
@@ -346,6 +346,26 @@ def tables(paths: list[Path], results_dir: Path) -> str:
     return "\n".join(out)
 
 
+def probe_pairs(a: str, b: str, results_dir: Path) -> str:
+    """Markdown: two committed linear-probe runs (``probe-<a>-*`` vs ``probe-<b>-*``) per corpus on the
+    same folds, the paired per-fold difference b - a, and what the quartet statistics add to each."""
+    lines = [f"| corpus | {a} probe | {b} probe | paired Δ {b} − {a} | {a} + quartet | {b} + quartet | Δ quartet on {b} |",
+             "|---|---|---|---|---|---|---|"]
+    every_a, every_b = {}, {}
+    for corpus in CORPUS_ORDER:
+        runs = {name: reference_folds(name, results_dir) for name in (f"probe-{a}", f"probe-{b}", f"probe-{a}+quartet", f"probe-{b}+quartet")}
+        fa, fb, qa, qb = ({k: v for k, v in r.items() if k[0] == corpus} for r in runs.values())
+        if not fa or not fb:
+            continue
+        every_a.update(fa)
+        every_b.update(fb)
+        cell = lambda x: _cell(list(x.values())) if x else "—"  # noqa: E731
+        lines.append(f"| {corpus} | {cell(fa)} | {cell(fb)} | {_paired(fb, fa)} | {cell(qa)} | {cell(qb)} | "
+                     f"{_paired(qb, fb) if qb else '—'} |")
+    lines.append(f"| all folds | | | {_paired(every_b, every_a)} | | | |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -367,8 +387,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("results", type=Path, nargs="+")
     t.add_argument("--baselines", type=Path, default=Path(__file__).resolve().parents[2] / "eval" / "results" / "experiments",
                    help="folder of the committed handcrafted-* and quartet-probe-* results")
+    q = sub.add_parser("probe-pairs", help="paired per-fold comparison of two backbones' committed linear probes")
+    q.add_argument("a")
+    q.add_argument("b")
+    q.add_argument("--results", type=Path, default=Path(__file__).resolve().parents[2] / "eval" / "results" / "experiments")
     args = ap.parse_args(argv)
-    if args.cmd == "tables":
+    if args.cmd == "probe-pairs":
+        print(probe_pairs(args.a, args.b, args.results))
+    elif args.cmd == "tables":
         print(tables(args.results, args.baselines))
     elif args.cmd == "pack":
         only = {c: [int(k) for k in ks.split(",")] for c, ks in (f.split("=", 1) for f in args.folds)}

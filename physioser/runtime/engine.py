@@ -169,6 +169,9 @@ class Engine:
     def __init__(self, backend, profile: HardwareProfile, source: str):
         self._backend = backend
         self.profile = profile
+        if backend.metadata.get("backbone") not in (None, profile.backbone):
+            log.info("profile %s is measured best with backbone %s; this model runs %s (docs/backbones.md)",
+                     profile.name, profile.backbone, backend.metadata.get("backbone"))
         self.source = source
         self.metadata: dict[str, Any] = backend.metadata
         self.class_names: list[str] = list(self.metadata["class_names"])

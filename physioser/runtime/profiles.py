@@ -71,6 +71,7 @@ class HardwareProfile:
     batch: int = 4
     vad: str = "auto"
     latency_budget_ms: float = 50.0
+    backbone: str = "whisper-tiny.en"  # the encoder measured best for this hardware (docs/backbones.md)
     source: Path | None = None
 
     @property
@@ -80,7 +81,7 @@ class HardwareProfile:
 
 DEFAULT_PROFILE = HardwareProfile(name="default-cpu", description="built-in CPU profile (2 threads)")
 
-_TOP_KEYS = {"name", "description", "precision", "threads", "providers", "stream", "latency_budget_ms"}
+_TOP_KEYS = {"name", "description", "precision", "threads", "providers", "stream", "latency_budget_ms", "backbone"}
 _THREAD_KEYS = {"intra_op", "inter_op"}
 _STREAM_KEYS = {"window_s", "hop_s", "batch", "vad"}
 
@@ -179,6 +180,9 @@ def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfil
     vad = stream.get("vad", "auto")
     _one_of(f"{src}: stream.vad", vad, GATES)
     budget = _number(f"{src}: latency_budget_ms", data.get("latency_budget_ms", 50.0), kind=float, low=0.0, low_open=True)
+    backbone = data.get("backbone", "whisper-tiny.en")
+    if not isinstance(backbone, str) or not backbone.strip():
+        raise ProfileError(f"{src}: 'backbone' must be a non-empty string (a backbone name), got {_kind(backbone)}")
     return HardwareProfile(
         name=data["name"].strip(),
         description=str(data.get("description", "")),
@@ -191,6 +195,7 @@ def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfil
         batch=batch,
         vad=vad,
         latency_budget_ms=budget,
+        backbone=backbone.strip(),
         source=Path(source) if not src.startswith("<") else None,
     )
 
