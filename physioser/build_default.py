@@ -167,6 +167,11 @@ Acted or read emotional speech in four languages (en, it, ur, ko); expect lower 
 spontaneous speech, other languages, far-field robot microphones and noise. Four classes only:
 fear, disgust, surprise, calm and others are forced onto the nearest of the four. Do not use it
 to make decisions about people.
+
+The physiology branch, as measured for PhysioSER on whisper-tiny.en (`eval/results/PHYSIOLOGY.md`),
+does not earn its place there: paired over 21 folds and 3 seeds, the same model without the VAP
+branch is as accurate (PhysioSER −0.008 UA, 6/21 folds better) and replacing the quartet by its mean
+changes UA by < 0.01. It helps weak encoders (fbank +0.04 UA, 10/16 folds better).
 """
 
 
