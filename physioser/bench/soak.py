@@ -504,7 +504,9 @@ def _model(model: str, threads: int) -> tuple[Any, dict[str, Any]]:
 
     profile = replace(load_profile(None), intra_op_threads=threads, inter_op_threads=1)
     engine = open_engine(None if model == "default" else model, profile)  # builds the default bundle if needed
-    info: dict[str, Any] = {"model": model, "onnx_sha256": sha256_file(engine.source)}
+    source = Path(engine.source)
+    graphs = sorted(source.glob("*.onnx")) if source.is_dir() else [source]
+    info: dict[str, Any] = {"model": model, "graph_sha256": {g.name: sha256_file(g) for g in graphs}}
     folder = default_model_dir() if model == "default" else Path(model)
     for name in ("model.safetensors", "config.yaml"):
         if folder.is_dir() and (folder / name).is_file():
