@@ -293,6 +293,43 @@ def test_external_data_outside_the_graph_is_not_read(tiny, tmp_path):
         Engine.from_path(path)
 
 
+def _external(proto, tensor, location: str, folder: Path) -> bytes:
+    """Move `tensor`'s bytes to `folder/location` and point the tensor at that relative location."""
+    from onnx.external_data_helper import set_external_data
+
+    target = folder / location
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(tensor.raw_data)
+    set_external_data(tensor, location=location, offset=0, length=len(tensor.raw_data))
+    tensor.ClearField("raw_data")
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("where", ["initializer", "attribute"])
+def test_external_data_is_refused_from_any_working_directory(tiny, tmp_path, monkeypatch, where):
+    """Finding: onnxruntime resolves external data of a graph loaded from bytes against the working
+    directory: a graph whose weights point at `ms/outside/secret.bin` loaded and ran when started
+    from the directory holding that file. Any external tensor (an initializer, or a tensor in a
+    node attribute) is now refused before onnxruntime sees the graph, from wherever it is started."""
+    proto = onnx.load(str(tiny))
+    if where == "initializer":
+        tensor = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    else:  # the same weights as a Constant node's value
+        init = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+        proto.graph.initializer.remove(init)
+        proto.graph.node.insert(0, onnx.helper.make_node("Constant", [], [init.name], value=init))
+        tensor = proto.graph.node[0].attribute[0].t
+    cwd = tmp_path / "cwd"
+    blob = _external(proto, tensor, "ms/outside/secret.bin", cwd)
+    path = tmp_path / "models" / "external.onnx"
+    path.parent.mkdir()
+    path.write_bytes(blob)
+    for start_in in (cwd, path.parent, tmp_path):
+        monkeypatch.chdir(start_in)
+        with pytest.raises(EngineError, match="external.onnx: 1 tensor.*outside the graph"):
+            Engine.from_path(path)
+
+
 # ------------------------------------------------------------------ 4. integrity of the default model
 
 def _default_from(model_dir: Path, target: Path, monkeypatch, sums: list[str] | None) -> Path:

@@ -103,7 +103,10 @@ def parse_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
 
 
 def check_graph(graph: GraphSummary, path: Path) -> None:
-    """Check a graph's opset, inputs and outputs against the contract."""
+    """Check a graph against the contract: self-contained, opset, inputs and outputs."""
+    if graph.external_tensors:  # onnxruntime would read them relative to the working directory
+        raise EngineError(f"{path}: {graph.external_tensors} tensor(s) keep their data outside the graph (ONNX "
+                          "external data); physioser runs self-contained graphs only (re-export with `physioser export`)")
     if graph.opset < OPSET:
         raise EngineError(f"{path}: opset {graph.opset} is below the required {OPSET}; re-export with `physioser export`")
     expect = {"waveform": (1, 2), "lengths": (7, 1)}  # name: (TensorProto elem type FLOAT/INT64, rank)

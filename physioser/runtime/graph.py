@@ -2,8 +2,9 @@
 
 :func:`read_graph` walks the protobuf wire format of a ``ModelProto`` (onnx/onnx.proto: field
 numbers below) and keeps the default-domain opset, the graph's inputs (element type, rank), its
-outputs (static size of the last axis) and the metadata properties; initializers and nodes are
-skipped by their length, so a large graph is summarised in milliseconds. The runtime checks this
+outputs (static size of the last axis), the metadata properties and how many tensors keep their
+data in other files (ONNX external data: in initializers, node attributes, subgraphs, functions);
+tensor contents are skipped by their length, so a large graph is summarised in milliseconds. The runtime checks this
 summary against the contract before onnxruntime builds a session, and the deployable core does
 not need the onnx package (its import alone took ~1.9 s of a cold start).
 """
@@ -22,6 +23,15 @@ _TYPE_TENSOR = 1
 _TENSOR_ELEM, _TENSOR_SHAPE = 1, 2
 _SHAPE_DIM, _DIM_VALUE = 1, 1
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
+# where tensors sit: graph initializers / sparse initializers / nodes, a node's attributes, an
+# attribute's tensor(s), graph(s) and sparse tensor(s), a sparse tensor's values and indices, the
+# model's functions and their nodes; a tensor's external_data entries and data_location
+_MODEL_FUNCTIONS, _FUNCTION_NODE = 25, 7
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE = 1, 5, 15
+_NODE_ATTRIBUTE = 5
+_ATTR_TENSOR, _ATTR_GRAPH, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
+_SPARSE_VALUES, _SPARSE_INDICES = 1, 2
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _LOCATION_EXTERNAL = 13, 14, 1
 
 
 @dataclass
@@ -32,6 +42,8 @@ class GraphSummary:
     outputs: dict[str, int | None] = field(default_factory=dict)
     """name -> static size of the last axis (None when dynamic or unknown)"""
     metadata: dict[str, str] = field(default_factory=dict)
+    external_tensors: int = 0
+    """tensors whose data lies in other files (ONNX external data), anywhere in the model"""
 
 
 def _varint(buf: memoryview, i: int) -> tuple[int, int]:
@@ -98,6 +110,45 @@ def _value_info(buf) -> tuple[str, int, list[int | None]]:
     return name, elem, dims
 
 
+def _external_tensor(buf) -> bool:
+    return any((n == _TENSOR_EXTERNAL_DATA) or (n == _TENSOR_DATA_LOCATION and v == _LOCATION_EXTERNAL)
+               for n, v in _fields(_message(buf)))
+
+
+def _sparse_external(buf) -> int:
+    return sum(_external_tensor(v) for n, v in _fields(_message(buf)) if n in (_SPARSE_VALUES, _SPARSE_INDICES))
+
+
+def _nodes_external(nodes) -> int:
+    """External tensors in the attributes of these NodeProtos (subgraphs included)."""
+    count = 0
+    for node in nodes:
+        for number, attr in _fields(_message(node)):
+            if number != _NODE_ATTRIBUTE:
+                continue
+            for anum, aval in _fields(_message(attr)):
+                if anum in (_ATTR_TENSOR, _ATTR_TENSORS):
+                    count += _external_tensor(aval)
+                elif anum in (_ATTR_SPARSE, _ATTR_SPARSES):
+                    count += _sparse_external(aval)
+                elif anum in (_ATTR_GRAPH, _ATTR_GRAPHS):
+                    count += _graph_external(aval)
+    return count
+
+
+def _graph_external(buf) -> int:
+    """External tensors of a GraphProto: initializers, sparse initializers, node attributes."""
+    count, nodes = 0, []
+    for number, value in _fields(_message(buf)):
+        if number == _GRAPH_INITIALIZER:
+            count += _external_tensor(value)
+        elif number == _GRAPH_SPARSE:
+            count += _sparse_external(value)
+        elif number == _GRAPH_NODE:
+            nodes.append(value)
+    return count + _nodes_external(nodes)
+
+
 def read_graph(blob: bytes) -> GraphSummary:
     """Summarise a serialised ONNX ModelProto; ValueError when it is not one (truncated, corrupt)."""
     summary = GraphSummary()
@@ -109,8 +160,11 @@ def read_graph(blob: bytes) -> GraphSummary:
             version = entry.get(_OPSET_VERSION, 0)
             if domain in ("", "ai.onnx") and isinstance(version, int):
                 summary.opset = max(summary.opset, version)
+        elif number == _MODEL_FUNCTIONS:
+            summary.external_tensors += _nodes_external(v for n, v in _fields(_message(value)) if n == _FUNCTION_NODE)
         elif number == _MODEL_GRAPH:
             have_graph = True
+            summary.external_tensors += _graph_external(value)
             for gnum, gval in _fields(_message(value)):
                 if gnum == _GRAPH_INPUT:
                     name, elem, dims = _value_info(gval)
