@@ -14,6 +14,8 @@ Everything downstream works on float32 mono waveforms at ``physioser.SAMPLE_RATE
 
 from __future__ import annotations
 
+import errno
+import stat
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -135,8 +137,9 @@ def to_int32(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
 def downmix(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
     """Mix ``[frames, channels]`` down to mono ``[frames]`` (mean of the channels).
 
-    A 1-D input is returned unchanged.  Warns with :class:`DownmixWarning` when the mix keeps
-    less than a quarter of the channels' energy (channels in opposite phase cancel out).
+    A 1-D input is returned unchanged.  Warns with :class:`DownmixWarning` when channels cancel:
+    the mix keeps less than a quarter of the energy uncorrelated channels would give (channels in
+    opposite phase); ordinary stereo, correlated or not, does not warn.
     """
     x = np.asarray(x)
     if x.ndim == 1:
@@ -153,10 +156,13 @@ def downmix(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
     with np.errstate(over="ignore"):  # absurd magnitudes (> 1e154) are rejected later by validate_waveform
         channel_energy = float(np.mean(np.square(x, dtype=np.float64)))
         mono_energy = float(np.mean(np.square(mono, dtype=np.float64)))
-    if channel_energy > 0 and mono_energy < 0.25 * channel_energy:
+    # Uncorrelated channels mix to 1/C of their mean energy, identical ones to all of it: warn only
+    # where the mix keeps under a quarter of the uncorrelated figure (channels in opposite phase;
+    # for two equal channels, a correlation below -0.75).
+    if channel_energy > 0 and mono_energy < 0.25 * channel_energy / x.shape[1]:
         warnings.warn(
             f"{name}: the {x.shape[1]} channels cancel when mixed to mono (opposite phase?); "
-            "the mono signal keeps under 25% of their energy",
+            f"the mono signal keeps {mono_energy / channel_energy:.0%} of their energy",
             DownmixWarning,
             stacklevel=2,
         )
@@ -234,11 +240,27 @@ def validate_waveform(
     return x
 
 
+def _require_file(path: Path) -> None:
+    """Raise AudioError unless ``path`` is a regular file (through symbolic links), saying what it is."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise AudioError(f"{path}: symbolic link loop") from None
+        if error.errno == errno.ENOENT:
+            raise AudioError(f"{path}: " + ("broken symbolic link (its target does not exist)" if path.is_symlink()
+                                            else "no such file")) from None
+        raise AudioError(f"{path}: cannot open ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{path}: not a regular file (a device, pipe or socket)")
+
+
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
     """Header of an audio file (sample rate, channels, frames) without decoding it."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+    _require_file(path)
     try:
         return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
@@ -259,8 +281,7 @@ def load_audio(
     offset produce warnings.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+    _require_file(path)
     try:
         with sf.SoundFile(str(path)) as handle:
             sr = handle.samplerate
@@ -296,8 +317,7 @@ def stream_audio(
     """
     path = Path(path)
     name = str(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+    _require_file(path)
     try:
         handle = sf.SoundFile(name)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:

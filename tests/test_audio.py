@@ -14,9 +14,11 @@ from physioser.audio import (
     ClippingWarning,
     DCOffsetWarning,
     DownmixWarning,
+    audio_info,
     downmix,
     load_audio,
     resample,
+    stream_audio,
     to_float32,
     to_int16,
     to_int32,
@@ -55,6 +57,40 @@ def test_phase_inverted_stereo_warns(tmp_path):
     x = tone(0.5)
     with pytest.warns(DownmixWarning, match="cancel"):
         downmix(np.stack([x, -x * 0.98], axis=1), name="inverted.wav")
+
+
+def test_ordinary_stereo_does_not_warn_but_cancelling_channels_do():
+    """Finding: the down-mix warning fired on uncorrelated channels (the mix of C uncorrelated
+    channels keeps 1/C of their energy); it now fires only where channels cancel."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    for channels in (2, 4, 6):
+        x = (0.1 * rng.standard_normal((16000, channels))).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DownmixWarning)
+            downmix(x, name="uncorrelated.wav")
+    s = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    with pytest.warns(DownmixWarning, match="anti.wav: the 2 channels cancel"):
+        downmix(np.stack([s, -s + 0.01 * rng.standard_normal(16000).astype(np.float32)], axis=1), name="anti.wav")
+
+
+def test_a_directory_and_a_symlink_loop_get_their_own_errors(tmp_path):
+    """Finding: both were reported as "no such file"."""
+    folder = tmp_path / "clips.wav"
+    folder.mkdir()
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(tmp_path / "loop2.wav")
+    (tmp_path / "loop2.wav").symlink_to(loop)
+    dangling = tmp_path / "dangling.wav"
+    dangling.symlink_to(tmp_path / "gone.wav")
+    for read in (load_audio, audio_info, lambda p: list(stream_audio(p))):
+        with pytest.raises(AudioError, match=r"clips\.wav: is a directory"):
+            read(folder)
+        with pytest.raises(AudioError, match=r"loop\.wav: symbolic link loop"):
+            read(loop)
+        with pytest.raises(AudioError, match=r"dangling\.wav: broken symbolic link"):
+            read(dangling)
 
 
 def test_target_rate_option(tmp_path):

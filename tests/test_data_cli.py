@@ -96,6 +96,20 @@ def test_scan_decode_reports_audio_warnings(app, tmp_path):
     assert "clipped" in result.output and "DC offset" in result.output
 
 
+def test_scan_without_decode_says_it_did_not_look_for_audio_warnings(app, tmp_path):
+    """Finding: without --decode the scan said "audio warnings: 0" where predict later warned of
+    clipping and DC offset: it had not looked."""
+    root = tmp_path / "EMOVO"
+    t = np.arange(8000) / 16000
+    write(root / "f1/rab-f1-b1.wav", np.clip(1.5 * np.sin(2 * np.pi * 200 * t), -1, 1).astype(np.float32))
+    out = tmp_path / "scan.json"
+    result = runner.invoke(app, ["corpora", "scan", "EMOVO", str(root), "--json", str(out)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "audio warnings: not looked for" in result.output and "--decode" in result.output
+    report = json.loads(out.read_text())
+    assert report["decoded"] is False and report["audio_warnings"] is None
+
+
 def test_scan_wrong_layout_fails_naming_expected_layout(app, ravdess_tree):
     result = runner.invoke(app, ["corpora", "scan", "EMOVO", str(ravdess_tree)], env={"COLUMNS": "250"})
     assert result.exit_code == 1

@@ -341,6 +341,19 @@ def test_predict_json_and_errors(app, tiny, engine, clip):
     assert missing.exit_code == 1 and "nonexistent.wav" in missing.output
 
 
+def test_predict_table_names_the_file_of_out_of_range_samples(app, tiny, tmp_path):
+    """Finding: the error for samples beyond ±2 (raised by the engine, which knows no file) did not
+    name the file in the table output."""
+    import soundfile as sf
+
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, (3.0 * np.sin(np.arange(32000) / 10.0)).astype(np.float32), 16000, subtype="FLOAT")
+    result = CliRunner().invoke(app, ["predict", str(loud), "--model", str(tiny[1]), "--vad", "none"], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert str(loud) in error and "2" in error
+
+
 def test_demo_streams_a_synthesised_utterance(app, tiny):
     result = CliRunner().invoke(app, ["demo", "--model", str(tiny[1]), "--fast"])
     assert result.exit_code == 0, result.output

@@ -87,7 +87,7 @@ def scan_command(
     problems = [
         ("unreadable or invalid files", [f"{p}: {e}" for p, e in report.unreadable]),
         ("shorter than the minimum duration", [f"{p}: {s:.3f} s" for p, s in report.too_short]),
-        ("audio warnings", [f"{p}: {w}" for p, w in report.audio_warnings]),
+        ("audio warnings", [f"{p}: {w}" for p, w in report.audio_warnings] if report.decoded else None),
         ("byte-identical duplicates", [" == ".join(str(p) for p in group) for group in report.duplicates]),
         (
             f"near-identical duplicates (same length, samples within {NEAR_DUPLICATE_LSB} LSB)",
@@ -96,6 +96,10 @@ def scan_command(
         ("files that match no pattern", [f"{u.path}: {u.reason}" for u in report.unmatched]),
     ]
     for title, lines in problems:
+        if lines is None:
+            console.print(f"[bold]{title}[/]: not looked for (headers only; --decode decodes every file and "
+                          "reports clipping, DC offset and channels that cancel)")
+            continue
         console.print(f"[bold]{title}[/]: {len(lines)}")
         for line in lines[:show]:
             console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)

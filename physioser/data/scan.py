@@ -35,6 +35,7 @@ class ScanReport:
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
     too_short: list[tuple[Path, float]] = field(default_factory=list)
     audio_warnings: list[tuple[Path, str]] = field(default_factory=list)
+    decoded: bool = False  # audio decoded (audio warnings looked for) or headers only
     duplicates: list[list[Path]] = field(default_factory=list)
     near_duplicates: list[list[Path]] = field(default_factory=list)
 
@@ -76,7 +77,9 @@ class ScanReport:
             "channels": {str(k): v for k, v in sorted(self.channels.items())},
             "unreadable": [{"path": str(p), "error": e} for p, e in self.unreadable],
             "too_short": [{"path": str(p), "seconds": s} for p, s in self.too_short],
-            "audio_warnings": [{"path": str(p), "warning": w} for p, w in self.audio_warnings],
+            "decoded": self.decoded,
+            # None: not looked for (headers only), which is not "no warnings"
+            "audio_warnings": [{"path": str(p), "warning": w} for p, w in self.audio_warnings] if self.decoded else None,
             "duplicates": [[str(p) for p in group] for group in self.duplicates],
             "near_duplicates": [[str(p) for p in group] for group in self.near_duplicates],
             "unmatched": [{"path": str(u.path), "reason": u.reason} for u in self.unmatched],
@@ -134,7 +137,7 @@ def scan_corpus(name: str, root: str | Path, *, decode: bool = False, progress: 
     spec = get_spec(name)
     root = Path(root)
     listing = list_corpus(spec.name, root)
-    report = ScanReport(spec.name, root, listing.rows, listing.unmatched)
+    report = ScanReport(spec.name, root, listing.rows, listing.unmatched, decoded=decode)
     by_hash: dict[str, list[Path]] = defaultdict(list)
     shapes: dict[Path, tuple] = {}
     for row in tqdm(listing.rows, desc=f"scan {spec.name}", unit="file", disable=not progress):

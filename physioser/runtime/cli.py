@@ -152,9 +152,9 @@ def register(app: typer.Typer, open_engine: Callable = core_engine) -> None:
             try:
                 blocks = stream_audio(path, target_sr=engine.sample_rate, min_seconds=engine.min_samples / engine.sample_rate)
                 results.append({"file": str(path), **predict_stream(engine, blocks, max_seconds, vad)})
-            except (AudioError, EngineError) as exc:
+            except (AudioError, EngineError) as exc:  # an engine error (e.g. samples beyond ±2) names no file
                 failed += 1
-                results.append({"file": str(path), "error": str(exc)})
+                results.append({"file": str(path), "error": str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"})
         if as_json:
             typer.echo(json.dumps({"model": engine.source, "backend": engine.backend, "vad": vad, "results": results}, indent=1))
         else:
