@@ -19,16 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from physioser.nn.masking import valid_mask
+
 
 def is_exporting() -> bool:
     """True while tracing for ONNX/TorchScript: eager-only checks must stay out of the graph."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-
-
-def valid_mask(lengths: torch.Tensor, size: int | torch.Tensor) -> torch.Tensor:
-    """[B, size] bool, True on the first ``lengths[b]`` positions (export-friendly)."""
-    positions = torch.arange(size, device=lengths.device)
-    return positions.unsqueeze(0) < lengths.unsqueeze(1)
 
 
 class Backbone(nn.Module):

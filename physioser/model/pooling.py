@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from physioser.nn.masking import valid_mask
+
 __all__ = ["segment_mean", "merge_segments", "masked_mean", "frame_statistics"]
 
 
@@ -41,14 +43,14 @@ def merge_segments(means: torch.Tensor, counts: torch.Tensor, segments: int) -> 
 
 def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """x [B, T, D], lengths [B] -> mean over the valid frames [B, D]."""
-    mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]).to(x.dtype)
+    mask = valid_mask(lengths.to(x.device), x.shape[1]).to(x.dtype)
     return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
 
 
 def frame_statistics(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x [..., B, T, D], lengths [B] -> (mean, standard deviation) over the valid frames, each
     [..., B, D] (population deviation, as the feature cache stores it)."""
-    mask = (torch.arange(x.shape[-2], device=x.device)[None, :] < lengths.to(x.device)[:, None]).to(x.dtype)[..., None]
+    mask = valid_mask(lengths.to(x.device), x.shape[-2]).to(x.dtype)[..., None]
     count = mask.sum(-2).clamp(min=1.0)  # [B, 1]
     mean = (x * mask).sum(-2) / count
     var = (((x - mean.unsqueeze(-2)) * mask) ** 2).sum(-2) / count

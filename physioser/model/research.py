@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from physioser.nn.attention import VARIANTS, Aux, TransformerBlock, merge_aux
+from physioser.nn.masking import valid_mask
 
 __all__ = ["ResearchConfig", "ResearchSER", "sinusoidal_positions"]
 
@@ -112,8 +113,7 @@ class ResearchSER(nn.Module):
         if lengths.dim() != 1 or lengths.shape[0] != features.shape[0]:
             raise ValueError(f"ResearchSER: expected lengths [{features.shape[0]}], got {tuple(lengths.shape)}")
         lengths = lengths.to(features.device)
-        t = torch.arange(features.shape[1], device=features.device)
-        valid = (t[None, :] < lengths[:, None])[..., None]
+        valid = valid_mask(lengths, features.shape[1])[..., None]
         x = self.in_norm(features) * valid.to(features.dtype)  # padded frames are zeros from here on
         if c.subsample == 1:
             x = self.proj(x)

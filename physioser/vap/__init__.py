@@ -6,7 +6,7 @@
 
 from physioser.vap.config import COMPONENTS, FRONTEND_FIELDS, FRONTEND_VERSION, VAPConfig
 from physioser.vap.encoder import AttentiveStatsPooling, VAPBranch, VAPEncoder
-from physioser.vap.frontend import VAPFrontEnd, filterbank, frame_mask, quartet_statistics
+from physioser.vap.frontend import VAPFrontEnd, filterbank, quartet_statistics
 
 __all__ = [
     "COMPONENTS",
@@ -18,6 +18,5 @@ __all__ = [
     "VAPBranch",
     "AttentiveStatsPooling",
     "filterbank",
-    "frame_mask",
     "quartet_statistics",
 ]

@@ -27,7 +27,8 @@ from physioser.nn.quaternion import (
     real_twin,
 )
 from physioser.vap.config import VAPConfig
-from physioser.vap.frontend import VAPFrontEnd, frame_mask, quartet_statistics
+from physioser.nn.masking import valid_mask
+from physioser.vap.frontend import VAPFrontEnd, quartet_statistics
 
 __all__ = ["AttentiveStatsPooling", "VAPEncoder", "VAPBranch"]
 
@@ -107,7 +108,7 @@ class VAPEncoder(nn.Module):
         self.out_dim = cfg.dim
 
     def forward(self, quartet: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1])
+        mask = valid_mask(frame_lengths.to(quartet.device), quartet.shape[-1])
         m4 = mask[:, None, None, :].to(quartet.dtype)
         x = quartet * (self.component_mask * m4)
         for conv, norm in zip(self.convs2d, self.norms2d):

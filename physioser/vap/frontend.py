@@ -54,9 +54,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from physioser.nn.masking import valid_mask
 from physioser.vap.config import VAPConfig
 
-__all__ = ["VAPFrontEnd", "filterbank", "quartet_statistics", "frame_mask"]
+__all__ = ["VAPFrontEnd", "filterbank", "quartet_statistics"]
 
 UNITS = {"M": "log amplitude (Np)", "rho": "log amplitude (Np)", "f_inst": "Hz from band centre", "tau_g": "ms"}
 
@@ -105,15 +106,9 @@ def _atan2(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return a + (x < 0).to(x.dtype) * ((y >= 0).to(x.dtype) * (2 * math.pi) - math.pi)
 
 
-def frame_mask(frame_lengths: torch.Tensor, num_frames: int | torch.Tensor) -> torch.Tensor:
-    """[B, T] bool, True on valid frames (built from an arange comparison, ONNX-friendly)."""
-    t = torch.arange(num_frames, device=frame_lengths.device)
-    return t[None, :] < frame_lengths[:, None]
-
-
 def quartet_statistics(quartet: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
     """Utterance statistics of a quartet [B, 4, F, T] over its valid frames -> [B, 4, F, 2] (mean, std)."""
-    mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+    mask = valid_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
     count = mask.sum(-1).clamp(min=1.0)
     mean = (quartet * mask).sum(-1) / count
     var = ((quartet - mean[..., None]).pow(2) * mask).sum(-1) / count
@@ -296,7 +291,7 @@ class VAPFrontEnd(nn.Module):
         K = cfg.num_bins
         c = self.centre
         samples = torch.arange(waveforms.shape[1], device=waveforms.device)
-        x = waveforms.to(torch.float32) * (samples[None, :] < lengths[:, None]).to(torch.float32)
+        x = waveforms.to(torch.float32) * valid_mask(lengths, waveforms.shape[1]).to(torch.float32)
         x = nn.functional.pad(x, (self.pad, self.pad + self.tail_pad))
         # The DFT of the even and odd parts (see __init__), in ``precision``.
         num_frames = torch.div(waveforms.shape[1], cfg.hop_length, rounding_mode="trunc") + 1  # = floor (S >= 0), one ONNX Div
@@ -353,7 +348,7 @@ class VAPFrontEnd(nn.Module):
             }
         quartet = torch.stack([parts[c] for c in self.component_names], dim=1).transpose(2, 3)  # [B, 4, F, T]
         frame_lengths = self.frame_lengths(lengths)
-        mask = frame_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
+        mask = valid_mask(frame_lengths.to(quartet.device), quartet.shape[-1]).to(quartet.dtype)[:, None, None, :]
         return quartet * mask, frame_lengths, mask
 
     def _centroid_delay(self, x: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
