@@ -38,3 +38,21 @@ def test_tables_pair_folds_and_mark_attribution(tmp_path):
     m, rho = attribution.split("|")[4], attribution.split("|")[5]
     assert m.strip().endswith("*") and not rho.strip().endswith("*")
     assert "fbank" in text
+
+
+def test_speaker_offsets_removed_uses_k_utterances_of_each_speaker():
+    import numpy as np
+
+    from physioser.experiments.physiology import speaker_offsets_removed
+
+    rng = np.random.default_rng(0)
+    speakers = np.array(["a"] * 5 + ["b"] * 20)
+    x = rng.normal(size=(25, 3)) + np.where(speakers == "a", 5.0, -5.0)[:, None]
+    everything = speaker_offsets_removed(x, speakers, k=100)
+    for s in "ab":
+        np.testing.assert_allclose(everything[speakers == s].mean(0), 0.0, atol=1e-12)
+    some = speaker_offsets_removed(x, speakers, k=4, seed=1)
+    np.testing.assert_allclose(some[speakers == "a"] - x[speakers == "a"], np.broadcast_to(some[0] - x[0], (5, 3)))  # one offset per speaker
+    b = some[speakers == "b"]
+    assert abs(b.mean()) < 1.5 and not np.allclose(b.mean(0), 0.0)  # offset from 4 of 20 utterances only
+    np.testing.assert_array_equal(some, speaker_offsets_removed(x, speakers, k=4, seed=1))

@@ -366,6 +366,51 @@ def probe_pairs(a: str, b: str, results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def speaker_offsets_removed(x: np.ndarray, speakers: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Unsupervised speaker adaptation at the linear level: each speaker's mean feature vector over ``k``
+    of their utterances drawn at random (all when they have fewer) subtracted from all of them. Reads
+    no label."""
+    rng = np.random.default_rng(seed)
+    out = x.copy()
+    for speaker in np.unique(speakers):
+        own = np.flatnonzero(speakers == speaker)
+        pick = own if len(own) <= k else rng.choice(own, size=k, replace=False)
+        out[own] -= x[pick].mean(0)
+    return out
+
+
+def probe_adapt(backbones: list[str], corpora: list[str], k: int) -> tuple[str, dict]:
+    """What the quartet statistics add to a backbone probe under the strict protocol and with speaker
+    adaptation (``k`` unlabelled utterances per speaker), paired per fold. Returns (markdown, results)."""
+    from physioser.experiments.common import load_labelled_rows, protocol_plan, score_folds
+    from physioser.experiments.probe import backbone_means, quartet_stats
+
+    lines = ["| backbone | corpus | probe strict | + quartet strict (paired Δ) | probe adapted | + quartet adapted (paired Δ) |",
+             "|---|---|---|---|---|---|"]
+    results: dict = {}
+    for corpus in corpora:
+        rows, labels, class_names, spans = load_labelled_rows([corpus])
+        plan = protocol_plan(rows, spans, [corpus])
+        speakers = np.array([r.speaker for r in rows])
+        q, _ = quartet_stats(rows, class_names, progress=False)
+        for backbone in backbones:
+            x = backbone_means(rows, class_names, backbone, progress=False)
+            feats = {"probe": x, "quartet": np.concatenate([x, q.reshape(len(rows), -1)], axis=1)}
+            folds = {}
+            for protocol in ("strict", "adapted"):
+                for name, f in feats.items():
+                    f = speaker_offsets_removed(f, speakers, k) if protocol == "adapted" else f
+                    res = score_folds(f, labels, rows, plan, class_names)["corpora"][corpus]["folds"]
+                    folds[f"{name}-{protocol}"] = {(corpus, int(r["fold"])): float(r["ua"]) for r in res}
+            results[f"{backbone}/{corpus}"] = {key: {str(k2[1]): v for k2, v in d.items()} for key, d in folds.items()}
+            cell = lambda key: _cell(list(folds[key].values()))  # noqa: E731
+            lines.append(f"| {backbone} | {corpus} | {cell('probe-strict')} | {cell('quartet-strict')} "
+                         f"({_paired(folds['quartet-strict'], folds['probe-strict'])}) | {cell('probe-adapted')} | "
+                         f"{cell('quartet-adapted')} ({_paired(folds['quartet-adapted'], folds['probe-adapted'])}) |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines), results
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -391,8 +436,18 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("a")
     q.add_argument("b")
     q.add_argument("--results", type=Path, default=Path(__file__).resolve().parents[2] / "eval" / "results" / "experiments")
+    a = sub.add_parser("probe-adapt", help="quartet gain over backbone probes, strict vs speaker-adapted")
+    a.add_argument("-b", "--backbone", action="append", required=True)
+    a.add_argument("-c", "--corpus", action="append", default=None)
+    a.add_argument("-k", type=int, default=10, help="unlabelled utterances per speaker for its offset")
+    a.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    if args.cmd == "probe-pairs":
+    if args.cmd == "probe-adapt":
+        text, results = probe_adapt(args.backbone, args.corpus or list(CORPUS_ORDER), args.k)
+        print(text)
+        if args.json:
+            args.json.write_text(json.dumps({"k": args.k, "folds": results}, indent=1))
+    elif args.cmd == "probe-pairs":
         print(probe_pairs(args.a, args.b, args.results))
     elif args.cmd == "tables":
         print(tables(args.results, args.baselines))
