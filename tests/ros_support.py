@@ -93,6 +93,12 @@ DOMAIN_ID = 1 + (os.getpid() % 100)
 RUN = f"_{os.getpid()}"
 
 
+# Node parameters of the live tests that drive one Int16MultiArray node: every window analysed,
+# no smoothing, frequent diagnostics.
+I16 = "std_msgs/Int16MultiArray"
+LIVE_PARAMS = {"vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16}
+
+
 def ros_env(**extra: str) -> dict[str, str]:
     return node_env(DOMAIN_ID, **extra)
 

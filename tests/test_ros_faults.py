@@ -20,10 +20,7 @@ pytestmark = pytest.mark.ros
 pytest.importorskip("rclpy", reason="rclpy is not installed (pip install 'physioser[ros]')")
 
 from physioser.ros.play import Audio, Player  # noqa: E402
-from tests.ros_support import CLIP, DOMAIN_ID, RUN, NodeProcess, real_clip, ros_env, wait_until  # noqa: E402
-
-I16 = "std_msgs/Int16MultiArray"
-BASE = {"vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16}
+from tests.ros_support import CLIP, DOMAIN_ID, I16, LIVE_PARAMS as BASE, RUN, NodeProcess, real_clip, ros_env, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")

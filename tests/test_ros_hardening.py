@@ -22,10 +22,7 @@ pytestmark = pytest.mark.ros
 pytest.importorskip("rclpy", reason="rclpy is not installed (pip install 'physioser[ros]')")
 
 from physioser.ros.play import Audio, Player, Raw, node_env  # noqa: E402
-from tests.ros_support import DOMAIN_ID, RUN, NodeProcess, real_clip, wait_until  # noqa: E402
-
-I16 = "std_msgs/Int16MultiArray"
-BASE = {"vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16}
+from tests.ros_support import DOMAIN_ID, I16, LIVE_PARAMS as BASE, RUN, NodeProcess, real_clip, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
