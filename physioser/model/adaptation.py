@@ -23,31 +23,29 @@ from physioser.runtime.adaptation import speaker_offset, speaker_offsets
 __all__ = ["speaker_features", "training_offsets", "adapted_predictions"]
 
 
-@torch.no_grad()
-def _probs(model, data, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """[n, C] class probabilities of ``data[indices]`` at zero offset (eval mode)."""
+def _zero_offset_outputs(model, data, indices: np.ndarray, batch_size: int):
+    """The model's outputs on ``data[indices]`` batch by batch (eval mode, zero offset; no label is read)."""
     model.eval()
     device = next(model.parameters()).device
-    out = []
     for start in range(0, len(indices), batch_size):
-        batch = {k: v.to(device) for k, v in data.collate(indices[start : start + batch_size]).items()}
-        out.append(torch.softmax(model.forward_cached(batch)["logits"].float(), -1).cpu())
-    return torch.cat(out).numpy()
+        batch = data.collate(indices[start : start + batch_size])
+        batch.pop("labels")
+        batch = {k: v.to(device) for k, v in batch.items()}
+        yield model.forward_cached(dict(batch, labels=torch.zeros(len(batch["backbone_counts"]), dtype=torch.long, device=device)))
+
+
+@torch.no_grad()
+def _probs(model, data, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """[n, C] class probabilities of ``data[indices]`` at zero offset."""
+    return torch.cat([F.softmax(res["logits"].float(), -1).cpu()
+                      for res in _zero_offset_outputs(model, data, indices, batch_size)]).numpy()
 
 
 @torch.no_grad()
 def speaker_features(model, data, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """[n, F] speaker features of ``data[indices]`` (eval mode, zero offset; no label is read)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(indices), batch_size):
-        batch = data.collate(indices[start : start + batch_size])
-        batch.pop("labels")
-        batch = {k: v.to(device) for k, v in batch.items()}
-        res = model.forward_cached(dict(batch, labels=torch.zeros(len(batch["backbone_counts"]), dtype=torch.long, device=device)))
-        out.append(model.speaker_features(res["features"], F.softmax(res["logits"], -1)).float().cpu())
-    return torch.cat(out).numpy()
+    return torch.cat([model.speaker_features(res["features"], F.softmax(res["logits"], -1)).float().cpu()
+                      for res in _zero_offset_outputs(model, data, indices, batch_size)]).numpy()
 
 
 def training_offsets(features: np.ndarray, speakers: Sequence[str], adapt: dict, rng: np.random.Generator) -> np.ndarray:
