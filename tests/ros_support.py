@@ -44,8 +44,13 @@ def bag_message(store, msg_type: str, samples: np.ndarray, rate: int = 16000, st
             "UInt8MultiArray": lambda: np.frombuffer(pcm16(samples).tobytes(), np.uint8),
         }[kind]()
         return T[f"std_msgs/msg/{kind}"](layout=layout, data=data)
+    header = T["std_msgs/msg/Header"](
+        stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="mic")
     if kind == "AudioData":
         return T["audio_common_msgs/msg/AudioData"](data=np.frombuffer(pcm16(samples).tobytes(), np.uint8))
+    if kind == "AudioDataStamped":
+        audio = T["audio_common_msgs/msg/AudioData"](data=np.frombuffer(pcm16(samples).tobytes(), np.uint8))
+        return T["audio_common_msgs/msg/AudioDataStamped"](header=header, audio=audio)
     if kind == "AudioStamped":
         e = {f: np.zeros(0, d) for f, d in (("float32_data", np.float32), ("int32_data", np.int32),
                                             ("int8_data", np.int8), ("uint8_data", np.uint8))}
@@ -53,8 +58,6 @@ def bag_message(store, msg_type: str, samples: np.ndarray, rate: int = 16000, st
             audio_data=T["audio_common_msgs/msg/AudioData"](int16_data=pcm16(samples), **e),
             info=T["audio_common_msgs/msg/AudioInfo"](format=8, channels=1, rate=rate, chunk=len(samples)),
         )
-        header = T["std_msgs/msg/Header"](
-            stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="mic")
         return T["audio_common_msgs/msg/AudioStamped"](header=header, audio=audio)
     raise ValueError(msg_type)
 

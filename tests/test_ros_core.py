@@ -173,6 +173,50 @@ def test_broken_model_file_keeps_the_old_model(tmp_path, tiny_onnx, clip):
     assert core.diagnostics()["model_error"] == "" and core.diagnostics()["model_reloads"] == 1
 
 
+# ---- stamps and speakers -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("msg_type", ["audio_common_msgs/AudioDataStamped", "audio_common_msgs/AudioStamped"])
+def test_estimates_are_stamped_with_the_window_end_on_the_audio_clock(clip, engine, msg_type):
+    """Header stamps mark each message's first sample; 30 ms messages, so windows end inside one."""
+    store = M.typestore(M.audio_type(msg_type).flavour)
+    core = EmotionCore(replace(CLEAN, msg_type=msg_type), engine)
+    t0 = 1_700_000_000 * 10**9 + 123_456_789
+    timed = []
+    for i, piece in enumerate(chunks(clip, 480)):
+        core.accept(bag_message(store, msg_type, piece, stamp_ns=t0 + i * 30_000_000), i * 0.03, received_ns=1)
+        timed += list(core.process())
+    assert [t.event.end_s for t in timed] == [2.0, 2.5, 3.0, 3.5]
+    assert [t.stamp_ns for t in timed] == [t0 + round(t.event.end_s * 1e9) for t in timed]
+    assert {t.frame_id for t in timed} == {"mic"}
+
+
+def test_audio_without_a_header_is_stamped_when_received(clip, engine):
+    store = M.typestore("std_msgs")
+    core = EmotionCore(CLEAN, engine)
+    t0 = 5 * 10**9
+    timed = []
+    for i, piece in enumerate(chunks(clip, 480)):
+        core.accept(bag_message(store, "std_msgs/Int16MultiArray", piece), i * 0.03, received_ns=t0 + (i + 1) * 30_000_000)
+        timed += list(core.process())
+    assert len(timed) == 4
+    assert [t.stamp_ns for t in timed] == [t0 + round(t.event.end_s * 1e9) for t in timed]
+    assert {t.frame_id for t in timed} == {""}
+
+
+def test_the_speaker_the_robot_names_labels_the_estimates(clip, engine):
+    store = M.typestore("std_msgs")
+    core = EmotionCore(CLEAN, engine)
+    speakers = []
+    for i, piece in enumerate(chunks(clip)):
+        if i == 130:
+            core.set_speaker("voice_7")
+        elif i == 170:
+            core.set_speaker(None)
+        core.accept(bag_message(store, "std_msgs/Int16MultiArray", piece), i * 0.02)
+        speakers += [(t.event.end_s, t.speaker_id) for t in core.process()]
+    assert speakers == [(2.0, ""), (2.5, ""), (3.0, "voice_7"), (3.5, "")]
+
+
 # ---- replay ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("msg_type,storage", [
@@ -195,7 +239,9 @@ def test_replay_equals_the_core_on_the_same_messages(tmp_path, clip, engine, msg
     assert [r["end_of_utterance"] for r in result.timeline] == [False] * 4 + [True]  # the tail after the last hop
     for r, e in zip(result.timeline, direct):
         np.testing.assert_allclose(list(r["probabilities"].values()), list(e.probs.values()), atol=1e-5)
-    assert result.timeline[0]["stamp_s"] == pytest.approx(1.0 + 99 * 0.02)  # bag time of the window's last message
+    # the window's end: the bag time of its last message, or that message's header stamp + its 20 ms
+    stamped = msg_type == "audio_common_msgs/AudioStamped"
+    assert result.timeline[0]["stamp_s"] == pytest.approx(1.0 + 99 * 0.02 + (0.02 if stamped else 0.0))
     assert result.diagnostics["messages_accepted"] == len(pieces)
 
 

@@ -7,7 +7,9 @@ audio is dropped, even part of one long message, and counted). A new publisher, 
 or dropped audio starts a new stream: the old stream's tail is analysed, then the Streamer starts
 afresh, so no window mixes audio from before and after the break. `process()` drains the queue
 through the runtime `Streamer` and returns the emotion events, each with the arrival time of the
-message whose samples closed its window. Rejections, drops and new streams are reported through a
+message whose samples closed its window and the window's end on the audio's clock (`stamp_ns`:
+from the audio messages' header stamps where they have one, a stamp marking a message's first
+sample; else from the time the message holding the window's last sample was received). Rejections, drops and new streams are reported through a
 rate-limited log (at most one line per kind of problem every `LOG_PERIOD_S`). The ROS wiring (`ros/physioser_ros/node.py`) calls `accept` from the
 subscription callback and `process` from a worker thread; replay calls both in turn.
 """
@@ -118,10 +120,14 @@ class _Resampler:
 
 @dataclass
 class TimedEvent:
-    """An emotion event and the arrival time (time.monotonic) of the message that closed its window."""
+    """An emotion event, the arrival time (time.monotonic) of the message that closed its window,
+    the window's end on the audio clock (ns), the audio's frame id and the speaker it is attributed to."""
 
     event: Any
     arrival: float
+    stamp_ns: int
+    frame_id: str = ""
+    speaker_id: str = ""
 
 
 @dataclass
@@ -205,6 +211,7 @@ class EmotionCore:
         engine_loader: Callable[[str, str, bool], Any] = load_engine,
         streamer_factory: Callable[[Any, NodeConfig], Any] = make_streamer,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock_ns: Callable[[], int] = time.time_ns,
         log: Callable[[str], None] | None = None,
     ):
         self.config = validate_config(config)
@@ -212,6 +219,7 @@ class EmotionCore:
         self._engine_loader = engine_loader
         self._streamer_factory = streamer_factory
         self._clock = clock
+        self._wall_clock_ns = wall_clock_ns
         self.engine = engine if engine is not None else engine_loader(config.model_path, config.profile, config.allow_profile_paths)
         self._model_signature = _file_signature(config.model_path)
         self._settling = None  # a changed model file's signature, waiting to be stable
@@ -220,14 +228,19 @@ class EmotionCore:
         self.format = self.config.audio_format()  # declared (parameters, audio_info), never by one message
         self._channels = self.format.channels  # of the last accepted message
         self._resampler = _Resampler(self.format.sample_rate)
-        # (samples at 16 kHz, arrival, samples skipped before them if they start a new stream, else None)
-        self._queue: deque[tuple[np.ndarray, float, int | None]] = deque()
+        # (samples at 16 kHz, arrival, the audio-clock stamp of their end in ns, samples skipped
+        # before them if they start a new stream, else None)
+        self._queue: deque[tuple[np.ndarray, float, int, int | None]] = deque()
         self._queued = 0  # samples in the queue
         self._held_restart: int | None = None  # a restart waiting for the first samples of its stream
         self._in_flight = 0  # samples being pushed through the streamer
         self._queue_lock = threading.Lock()
         self._stream_lock = threading.Lock()
         self._last_arrival: float | None = None
+        self._last_end_ns = 0  # audio-clock stamp of the end of the last message accepted
+        self._pushed_end_ns = 0  # ... of the last samples pushed through the streamer
+        self.frame_id = ""
+        self.speaker_id = ""  # who speaks, as the robot says (set_speaker); "" = not told
         self._last_sent: float | None = None  # publisher time of the last message, if known
         self._source: Any = None  # the publisher of the last message, if known
         self._log = RateLimitedLog(log, clock)
@@ -236,12 +249,15 @@ class EmotionCore:
         self._inference_ms: deque[float] = deque(maxlen=config.latency_history)
 
     # ---- input ------------------------------------------------------------------------------
-    def accept(self, msg: Any, arrival: float | None = None, *, source: Any = None, sent: float | None = None) -> bool:
+    def accept(self, msg: Any, arrival: float | None = None, *, source: Any = None, sent: float | None = None,
+               received_ns: int | None = None) -> bool:
         """Decode one audio message and queue its samples. Returns False (and counts why) if rejected.
 
         `arrival`: when it arrived (the clock's time); `source`: an identity of its publisher, if known
         (a change starts a new stream); `sent`: when the publisher sent it, in seconds, if known (gaps
-        are measured on it, so a busy executor delivering late does not look like a gap)."""
+        are measured on it, so a busy executor delivering late does not look like a gap);
+        `received_ns`: the ROS clock when it was received, which stamps the audio of messages without
+        a header stamp (default: the wall clock now)."""
         arrival = self._clock() if arrival is None else arrival
         self.stats.received += 1
         try:
@@ -263,8 +279,20 @@ class EmotionCore:
         self._last_arrival = arrival
         self.stats.accepted += 1
         self.stats.audio_s += decoded.samples.size / rate
-        self._enqueue(self._resampler(decoded.samples), arrival, 0 if new_stream else None)
+        start_ns = header_stamp_ns(msg)
+        if start_ns is None:
+            end_ns = self._wall_clock_ns() if received_ns is None else int(received_ns)
+        else:
+            end_ns = start_ns + round(decoded.samples.size * 1e9 / rate)
+            self.frame_id = str(msg.header.frame_id)
+        self._last_end_ns = end_ns
+        self._enqueue(self._resampler(decoded.samples), arrival, end_ns, 0 if new_stream else None)
         return True
+
+    def set_speaker(self, speaker_id: str | None) -> None:
+        """The speaker of the audio from now on, as the robot says (a voice or person id); None or ""
+        when the robot does not know. Estimates carry it."""
+        self.speaker_id = speaker_id or ""
 
     def _starts_new_stream(self, source: Any, sent: float, duration_s: float) -> bool:
         """A different publisher than the last message's, or a gap (silence on the topic longer than
@@ -320,9 +348,9 @@ class EmotionCore:
         """The input rate changes or a new stream starts: the old resampler's tail belongs before it."""
         tail = self._resampler(np.zeros(0, np.float32), last=True)
         if tail.size:
-            self._enqueue(tail, self._last_arrival if self._last_arrival is not None else self._clock(), None)
+            self._enqueue(tail, self._last_arrival if self._last_arrival is not None else self._clock(), self._last_end_ns, None)
 
-    def _enqueue(self, samples: np.ndarray, arrival: float, restart: int | None) -> None:
+    def _enqueue(self, samples: np.ndarray, arrival: float, end_ns: int, restart: int | None) -> None:
         """Queue samples (`restart`: they start a new stream); keep at most `max_backlog_s` queued,
         dropping the oldest audio first, even part of one message. What follows dropped audio starts
         a new stream (the Streamer must not join audio from both sides of the hole)."""
@@ -334,19 +362,19 @@ class EmotionCore:
         limit = int(self.config.max_backlog_s * SAMPLE_RATE)
         dropped = 0
         with self._queue_lock:
-            self._queue.append((samples, arrival, restart))
+            self._queue.append((samples, arrival, end_ns, restart))
             self._queued += samples.size
             while self._queued > limit:
-                head, head_arrival, head_restart = self._queue.popleft()
+                head, head_arrival, head_end_ns, head_restart = self._queue.popleft()
                 cut = min(head.size, self._queued - limit)
                 self._queued -= cut
                 dropped += cut
                 skipped = (head_restart or 0) + cut
-                if cut < head.size:
-                    self._queue.appendleft((head[cut:], head_arrival, skipped))
+                if cut < head.size:  # the start is cut: the end, and its stamp, stay
+                    self._queue.appendleft((head[cut:], head_arrival, head_end_ns, skipped))
                 elif self._queue:
-                    nxt, nxt_arrival, nxt_restart = self._queue.popleft()
-                    self._queue.appendleft((nxt, nxt_arrival, skipped + (nxt_restart or 0)))
+                    nxt, nxt_arrival, nxt_end_ns, nxt_restart = self._queue.popleft()
+                    self._queue.appendleft((nxt, nxt_arrival, nxt_end_ns, skipped + (nxt_restart or 0)))
         if dropped:
             self.stats.dropped_s += dropped / SAMPLE_RATE
             self._log("dropped", f"inference is behind: dropped the oldest {dropped / SAMPLE_RATE:.2f} s of audio "
@@ -354,12 +382,16 @@ class EmotionCore:
 
     # ---- processing --------------------------------------------------------------------------
     def process(self) -> Iterator[TimedEvent]:
-        """Push the queued audio through the streamer, yielding each event as soon as it exists."""
+        """Push the queued audio through the streamer, yielding each event as soon as it exists.
+
+        A window ends inside the samples whose push completed it (or, for a stream's tail, at the end
+        of the last samples pushed), so its stamp is their end stamp less the samples that follow the
+        window's end."""
         while True:
             with self._queue_lock:
                 if not self._queue:
                     return
-                samples, arrival, restart = self._queue.popleft()
+                samples, arrival, end_ns, restart = self._queue.popleft()
                 self._queued -= samples.size
                 self._in_flight = samples.size
             try:
@@ -367,20 +399,21 @@ class EmotionCore:
                     timed = []
                     if restart is not None:
                         timed += self._restart_stream(restart)
-                    timed += [(e, self._offset_s) for e in self.streamer.push(samples)]
+                    timed += self._stamped(self.streamer.push(samples), end_ns)
+                    self._pushed_end_ns = end_ns
             finally:
                 with self._queue_lock:
                     self._in_flight = 0
             yield from self._timed(timed, arrival)
 
-    def _timed(self, timed: list[tuple[Any, float]], arrival: float) -> Iterator[TimedEvent]:
-        """Events in stream time (shifted by their stream's offset), counted."""
-        for event, offset in timed:
+    def _timed(self, timed: list[tuple[Any, float, int]], arrival: float) -> Iterator[TimedEvent]:
+        """Events in stream time (shifted by their stream's offset), stamped, counted."""
+        for event, offset, stamp_ns in timed:
             if offset:
                 event = replace(event, start_s=event.start_s + offset, end_s=event.end_s + offset)
             self.stats.windows += 1
             self._inference_ms.append(float(event.latency_ms))
-            yield TimedEvent(event, arrival)
+            yield TimedEvent(event, arrival, stamp_ns, self.frame_id, self.speaker_id)
 
     def end_stream(self) -> Iterator[TimedEvent]:
         """The audio has ended (end of a recording, node deactivated): process what is queued, then
@@ -390,10 +423,16 @@ class EmotionCore:
             timed = self._restart_stream(0)
         yield from self._timed(timed, self._last_arrival if self._last_arrival is not None else self._clock())
 
-    def _restart_stream(self, skipped: int) -> list[tuple[Any, float]]:
+    def _stamped(self, events: list, end_ns: int) -> list[tuple[Any, float, int]]:
+        """(event, stream offset, stamp) for events of the current streamer whose pushed audio ends at `end_ns`."""
+        total = self.streamer.total
+        return [(e, self._offset_s, end_ns - round((total - int(round(e.end_s * SAMPLE_RATE))) * 1e9 / SAMPLE_RATE))
+                for e in events]
+
+    def _restart_stream(self, skipped: int) -> list[tuple[Any, float, int]]:
         """End the current stream (its tail window, if any, is analysed) and start a fresh one;
         stream time goes on, counting `skipped` samples of dropped audio."""
-        tail = [(e, self._offset_s) for e in self.streamer.flush()]
+        tail = self._stamped(self.streamer.flush(), self._pushed_end_ns)
         self._offset_s += self.streamer.time_s + skipped / SAMPLE_RATE
         self.streamer.reset()
         return tail
@@ -503,6 +542,16 @@ class EmotionCore:
             "model_reload_failures": s.model_reload_failures,
             "model_error": s.model_error,
         }
+
+
+def header_stamp_ns(msg: Any) -> int | None:
+    """A message's header stamp in ns (rclpy or rosbags message); None without a header or when the
+    stamp is zero (a driver that does not stamp)."""
+    header = getattr(msg, "header", None)
+    if header is None:
+        return None
+    ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+    return ns or None
 
 
 def _file_signature(path: str) -> tuple | None:

@@ -103,11 +103,11 @@ def replay(
             except Exception as err:  # noqa: BLE001 - a corrupt record is counted like a bad message
                 core.reject(MessageDecodeError(spec.name, "corrupt_cdr", f"cannot deserialise a record: {err}"))
                 continue
-            core.accept(msg, t)
+            core.accept(msg, t, received_ns=stamp)
             for timed in core.process():
-                timeline.append({"stamp_s": round(timed.arrival, 6), **event_record(timed.event)})
+                timeline.append({"stamp_s": round(timed.stamp_ns / 1e9, 6), **event_record(timed.event)})
         for timed in core.end_stream():  # the recording's last utterance
-            timeline.append({"stamp_s": round(timed.arrival, 6), **event_record(timed.event)})
+            timeline.append({"stamp_s": round(timed.stamp_ns / 1e9, 6), **event_record(timed.event)})
         return ReplayResult(timeline, core.diagnostics(), chosen[0].topic, spec.name, list(core.engine.class_names))
     finally:
         reader.close()
