@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from physioser.ros import messages as M
 from physioser.ros.play import NodeProcess as EmotionNodeProcess, node_env, quantise
@@ -97,9 +101,9 @@ RUN = f"_{os.getpid()}"
 
 
 # Node parameters of the live tests that drive one Int16MultiArray node: every window analysed,
-# no smoothing, frequent diagnostics.
+# no smoothing, frequent diagnostics, the JSON estimates (with stream times) published too.
 I16 = "std_msgs/Int16MultiArray"
-LIVE_PARAMS = {"vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16}
+LIVE_PARAMS = {"vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16, "publish_json": "true"}
 
 
 def ros_env(**extra: str) -> dict[str, str]:
@@ -107,8 +111,8 @@ def ros_env(**extra: str) -> dict[str, str]:
 
 
 class NodeProcess(EmotionNodeProcess):
-    def __init__(self, name: str, params: dict, log_dir: Path):
-        super().__init__(name, params, log_dir, domain_id=DOMAIN_ID)
+    def __init__(self, name: str, params: dict, log_dir: Path, flavour: str | None = None):
+        super().__init__(name, params, log_dir, domain_id=DOMAIN_ID, flavour=flavour)
 
 
 def wait_until(predicate, timeout_s: float, what: str, step: float = 0.05, nodes=()):
@@ -121,3 +125,48 @@ def wait_until(predicate, timeout_s: float, what: str, step: float = 0.05, nodes
         time.sleep(step)
     logs = "".join(f"\n--- {n.name} (alive: {n.alive()}):\n{n.output()[-3000:]}" for n in nodes)
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}{logs}")
+
+
+def call(node, srv_type, name: str, request, timeout_s: float = 30.0):
+    """Call a service from `node` (spun elsewhere, e.g. a Player's node) and return the response."""
+    client = node.create_client(srv_type, name)
+    try:
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise TimeoutError(f"service {name} did not appear")
+        future = client.call_async(request)
+        wait_until(future.done, timeout_s, f"an answer from {name}")
+        return future.result()
+    finally:
+        node.destroy_client(client)
+
+
+def lifecycle_state(node, target: str) -> str:
+    """The lifecycle state label of node `target` (unconfigured, inactive, active, finalized)."""
+    from lifecycle_msgs.srv import GetState
+
+    return call(node, GetState, f"/{target}/get_state", GetState.Request()).current_state.label
+
+
+def lifecycle_change(node, target: str, transition: str) -> bool:
+    """Ask node `target` for a transition (configure, activate, deactivate, cleanup, shutdown)."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+           "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
+           "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN}
+    request = ChangeState.Request(transition=Transition(id=ids[transition]))
+    return bool(call(node, ChangeState, f"/{target}/change_state", request, timeout_s=120.0).success)
+
+
+def offline_predict(model_path: str, windows: list[np.ndarray], tmp: Path) -> list[dict]:
+    """`physioser predict` (a separate process) on each window written as 16-bit WAV."""
+    files = []
+    for i, w in enumerate(windows):
+        files.append(tmp / f"window{i}.wav")
+        sf.write(files[-1], w, 16000, subtype="PCM_16")
+    exe = Path(sys.executable).with_name("physioser")
+    res = subprocess.run([str(exe), "predict", *map(str, files), "--model", model_path, "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout)["results"]

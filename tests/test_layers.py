@@ -22,6 +22,7 @@ CORE = (
     "physioser.ros.messages",
     "physioser.ros.replay",
     "physioser.ros.interfaces",
+    "physioser.ros.parameters",
 )
 ABOVE = ("torch", "onnx", "physioser.model", "physioser.export", "physioser.train", "physioser.evaluate", "physioser.features")
 

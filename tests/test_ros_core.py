@@ -134,7 +134,7 @@ def test_parameters_are_validated_and_time_goes_on(clip, engine):
     store = M.typestore("std_msgs")
     core = EmotionCore(replace(CLEAN, msg_type="std_msgs/Int16MultiArray"), engine)
     for bad, words in [({"hop_s": 5.0}, "hop_s"), ({"smoothing": 1.5}, "smoothing"), ({"vad": "loud"}, "vad"),
-                       ({"sample_rate": 12}, "sample rate"), ({"msg_type": "std_msgs/Float32MultiArray"}, "restart"),
+                       ({"sample_rate": 12}, "sample_rate"), ({"msg_type": "std_msgs/Float32MultiArray"}, "restart"),
                        ({"model_path": "/nonexistent.onnx"}, "does not exist"), ({"colour": 1}, "unknown")]:
         before = core.config
         with pytest.raises(ValueError, match=words):
@@ -171,6 +171,26 @@ def test_broken_model_file_keeps_the_old_model(tmp_path, tiny_onnx, clip):
     assert core.check_model_file() is None
     assert core.check_model_file() is True and core.engine is not old
     assert core.diagnostics()["model_error"] == "" and core.diagnostics()["model_reloads"] == 1
+
+
+# ---- parameters ------------------------------------------------------------------------------
+
+def test_parameter_table_bounds_the_config_and_is_documented():
+    from physioser.ros.core import validate_config
+    from physioser.ros.parameters import PARAMETERS, with_table
+    from tests.ros_support import REPO
+
+    doc = (REPO / "docs" / "ros.md").read_text()
+    assert with_table(doc) == doc, "docs/ros.md is out of date: python -m physioser.ros.parameters --update docs/ros.md"
+    ranged = [p for p in PARAMETERS if p.core and p.range is not None]
+    assert {p.name for p in ranged} >= {"sample_rate", "window_s", "hop_s", "smoothing", "gap_s", "latency_history"}
+    for p in ranged:
+        for bad in (p.range[0] - 1, p.range[1] + 1):
+            value = type(p.default)(bad)
+            with pytest.raises(ValueError, match=p.name):
+                validate_config(replace(NodeConfig(), **{p.name: value}))
+    with pytest.raises(ValueError, match="vad"):
+        validate_config(replace(NodeConfig(), vad="loud"))
 
 
 # ---- stamps and speakers -----------------------------------------------------------------------

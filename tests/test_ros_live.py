@@ -8,14 +8,11 @@ DDS stays on this machine (SHM transport, localhost discovery) on a private doma
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import soxr
 
 pytestmark = pytest.mark.ros
@@ -24,10 +21,10 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (pip install 'physio
 from physioser.ros.play import Audio, Pause, Player, Raw, SetParams, encode  # noqa: E402
 from physioser.ros.replay import replay  # noqa: E402
 from physioser.ros.core import NodeConfig  # noqa: E402
-from tests.ros_support import CHUNK, DOMAIN_ID, RUN, NodeProcess, chunks, real_clip, wait_until, write_bag  # noqa: E402
+from tests.ros_support import CHUNK, DOMAIN_ID, RUN, NodeProcess, chunks, offline_predict, real_clip, wait_until, write_bag  # noqa: E402
 
 TYPES = {"i16": "std_msgs/Int16MultiArray", "f32": "std_msgs/Float32MultiArray", "u8": "std_msgs/UInt8MultiArray"}
-NODE_PARAMS = {"vad": "none", "smoothing": "0.0", "max_backlog_s": "4.0", "diagnostics_period_s": "0.5"}
+NODE_PARAMS = {"vad": "none", "smoothing": "0.0", "max_backlog_s": "4.0", "diagnostics_period_s": "0.5", "publish_json": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +93,6 @@ def run_concurrently(jobs: dict):
     return results
 
 
-def offline_predict(model_path: str, windows: list[np.ndarray], tmp: Path) -> list[dict]:
-    """`physioser predict` (a separate process) on each window written as 16-bit WAV."""
-    files = []
-    for i, w in enumerate(windows):
-        files.append(tmp / f"window{i}.wav")
-        sf.write(files[-1], w, 16000, subtype="PCM_16")
-    exe = Path(sys.executable).with_name("physioser")
-    res = subprocess.run([str(exe), "predict", *map(str, files), "--model", model_path, "--json"],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout)["results"]
-
-
 def check_clean_stream(live, clip, model, tmp_path):
     """Each std type at real-time pace: valid messages, labels equal offline `physioser predict`, replay equal."""
     sessions = run_concurrently({key: (lambda p=player: p.run([Audio(clip)])) for key, (_, player) in live.items()})
@@ -126,8 +110,10 @@ def check_clean_stream(live, clip, model, tmp_path):
             np.testing.assert_allclose([r["probabilities"][n] for n in off["probs"]], list(off["probs"].values()), atol=1e-4)
             assert 0 <= r["confidence"] <= 1 and sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
             assert -1 <= r["valence"] <= 1 and -1 <= r["arousal"] <= 1 and r["latency_ms"] > 0
-        names, probs = sessions[key].probabilities[0]
-        assert names == list(offline[0]["probs"]) and probs == pytest.approx(list(recs[0]["probabilities"].values()))
+        typed = [e for _, e in sessions[key].estimates]
+        assert [e["stamp_ns"] for e in typed] == [r["stamp_ns"] for r in recs]
+        assert typed[0]["class_names"] == list(offline[0]["probs"])
+        assert typed[0]["probabilities"] == pytest.approx(list(recs[0]["probabilities"].values()))
         diag = live[key][1].last_diagnostics()
         assert diag["messages_accepted"] == len(chunks(clip)) and diag["messages_rejected"] == 0
         assert diag["latency_ms"]["count"] == len(ends)
@@ -150,7 +136,9 @@ def test_live_node_processes(live, clip, model, tmp_path):
 def test_live_uses_the_shipped_default_model(model):
     if model[1] != "default":
         pytest.skip("the shipped default model (physioser/assets/default) is not present: the live tests ran on a test model")
-    assert Path(model[0]).suffix == ".onnx"
+    from physioser.runtime.bundle import is_bundle
+
+    assert is_bundle(Path(model[0]))
 
 
 def check_malformed_input(live, clip):
@@ -219,13 +207,18 @@ def check_diagnostic_array(live):
 
 
 def test_missing_message_package_is_explained(tmp_path):
+    """Without audio_common_msgs on its path the node cannot configure: it says why and stays up."""
     node = NodeProcess(f"emotion_missing{RUN}", {"msg_type": "audio_common_msgs/AudioData"}, tmp_path)
-    assert node.proc.wait(60) == 2
-    out = node.output()
-    assert "audio_common_msgs" in out and "not installed" in out and "std_msgs/Int16MultiArray" in out
+    try:
+        wait_until(lambda: "configure failed" in node.output(), 60, "the configure failure", nodes=[node])
+        out = node.output()
+        assert "audio_common_msgs" in out and "not installed" in out and "std_msgs/Int16MultiArray" in out
+        assert node.alive()
+    finally:
+        assert node.stop() == 0
 
 
-def test_parameter_file_and_package_match_the_node(monkeypatch):
+def test_parameter_file_and_package_match_the_node():
     import xml.etree.ElementTree as ET
     from dataclasses import fields
 
@@ -233,13 +226,12 @@ def test_parameter_file_and_package_match_the_node(monkeypatch):
 
     from tests.ros_support import REPO
 
-    monkeypatch.syspath_prepend(str(REPO / "ros"))
-    from physioser_ros.node import NODE_PARAMS
+    from physioser.ros.parameters import PARAMETERS
 
     params = yaml.safe_load((REPO / "ros/config/physioser_emotion.yaml").read_text())["physioser_emotion"]["ros__parameters"]
-    assert set(params) == {f.name for f in fields(NodeConfig)} | set(NODE_PARAMS)
-    defaults = NodeConfig()
-    assert all(params[f.name] == getattr(defaults, f.name) for f in fields(NodeConfig))
+    assert list(params) == [p.name for p in PARAMETERS]
+    assert all(params[p.name] == p.default for p in PARAMETERS)
+    assert {p.name for p in PARAMETERS if p.core} == {f.name for f in fields(NodeConfig)}
     assert ET.parse(REPO / "ros/package.xml").getroot().findtext("name") == "physioser_ros"
     compile((REPO / "ros/launch/physioser_emotion.launch.py").read_text(), "launch", "exec")
     assert (REPO / "ros/resource/physioser_ros").is_file()

@@ -1,12 +1,15 @@
 """End-to-end latency of the ROS 2 node, measured from another process.
 
-The node (`ros/physioser_ros`, real rclpy, its own process) listens to std_msgs/Int16MultiArray;
-this process publishes real speech clips from ../shared/corpora as 20 ms chunks at real-time pace
-and receives the node's JSON emotion messages. Latency of a window = receive time of its emotion
-message − publish time of the chunk holding the window's last sample (both on this process's
-monotonic clock, so it includes DDS transport both ways, decoding, inference and publishing;
-a lost chunk would shift later windows and inflate their latency: `messages_lost` says if any were).
-VAD is off so every window is analysed. DDS stays on this machine (SHM transport).
+The node (`ros/physioser_ros`, real rclpy, its own process) listens to a stamped audio type
+(default ros-drivers audio_common_msgs/AudioDataStamped, as built by `make ros-interfaces`; this
+script re-runs itself in that flavour's environment); this process publishes real speech clips from
+../shared/corpora as 20 ms chunks at real-time pace, stamped as a microphone driver would (a chunk's
+stamp is the time of its first sample; it is published once its last sample is "captured"), and
+receives the node's physioser_msgs/EmotionEstimate messages. Latency of a window = receive time of
+its estimate − the estimate's stamp (the end of its window on the audio clock, computed by the node
+from the audio stamps), both on this machine's system clock: DDS transport both ways, decoding,
+queueing, inference and publishing. A lost chunk is counted (`messages_lost`). VAD is off so every
+window is analysed. DDS stays on this machine (SHM transport).
 
     OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.ros             # default model, writes eval/bench/ros.json
     .venv/bin/python -m physioser.bench.ros --model path/to/model.onnx     # another model
@@ -26,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from physioser.audio import load_audio
-from physioser.ros.play import Audio, NodeProcess, Player, keep_dds_local, quantise
+from physioser.ros.interfaces import environment
+from physioser.ros.messages import audio_type
+from physioser.ros.play import STAMPED_TYPES, Audio, NodeProcess, Player, keep_dds_local, quantise
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET_P95_MS = 80.0
@@ -63,7 +68,13 @@ def main() -> None:
     parser.add_argument("--corpora", type=Path, default=REPO.parent / "shared" / "corpora")
     parser.add_argument("--domain-id", type=int, default=1 + os.getpid() % 100)
     parser.add_argument("--out", type=Path, default=REPO / "eval" / "bench" / "ros.json")
+    parser.add_argument("--msg-type", default="audio_common_msgs/AudioDataStamped", choices=STAMPED_TYPES)
     args = parser.parse_args()
+    flavour = audio_type(args.msg_type).flavour
+    if os.environ.get("PHYSIOSER_BENCH_FLAVOUR") != flavour:  # the audio type's package is on the path only in its environment
+        env = environment(flavour)
+        env["PHYSIOSER_BENCH_FLAVOUR"] = flavour
+        os.execve(sys.executable, [sys.executable, "-m", "physioser.bench.ros", *sys.argv[1:]], env)
 
     from physioser.runtime import Engine
 
@@ -72,13 +83,13 @@ def main() -> None:
     seconds = 2.0 + 0.5 * (args.windows - 1) + 0.3
     audio, names = clips(args.corpora, seconds)
     audio = audio[: int(seconds * 16000)]
-    params = {"model_path": model, "vad": "none", "msg_type": "std_msgs/Int16MultiArray",
+    params = {"model_path": model, "vad": "none", "msg_type": args.msg_type,
               "latency_history": 10000, "diagnostics_period_s": 1.0}
     load_before = os.getloadavg()
     keep_dds_local()  # this process's player must use the node's DDS settings (shared memory only)
     with tempfile.TemporaryDirectory() as logs:
-        node = NodeProcess("physioser_emotion", params, Path(logs), domain_id=args.domain_id)
-        player = Player("std_msgs/Int16MultiArray", domain_id=args.domain_id)
+        node = NodeProcess("physioser_emotion", params, Path(logs), domain_id=args.domain_id, flavour=flavour)
+        player = Player(args.msg_type, domain_id=args.domain_id)
         try:
             player.wait_for_node(120)
             player.run([Audio(audio)])
@@ -91,7 +102,7 @@ def main() -> None:
             node.stop()
     load_after = os.getloadavg()
     session = player.session
-    lat = np.asarray(session.latencies_ms())
+    lat = np.asarray(session.stamp_latencies_ms())
     if lat.size < args.windows:
         sys.exit(f"only {lat.size} of {args.windows} windows came back")
 
@@ -101,9 +112,14 @@ def main() -> None:
                 "max": round(float(values.max()), 2), "mean": round(float(values.mean()), 2)}
 
     result = {
-        "what": "ROS 2 node end-to-end latency: last sample of a window published -> its emotion message "
-                "received by another process (std_msgs/Int16MultiArray, 20 ms chunks, real-time pace, VAD off)",
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.ros" + (f" --model {args.model}" if args.model else ""),
+        "what": "ROS 2 node end-to-end latency: the estimate's stamp (end of its window on the audio clock, "
+                f"from the audio stamps) -> the estimate received by another process ({args.msg_type}, 20 ms chunks "
+                "stamped at their first sample and published at their last, real-time pace, VAD off)",
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.ros" + (f" --model {args.model}" if args.model else "")
+                   + (f" --msg-type {args.msg_type}" if args.msg_type != "audio_common_msgs/AudioDataStamped" else ""),
+        "msg_type": args.msg_type,
+        "stamps_are_window_ends": all(e["stamp_ns"] == session.sent[0].stamp_ns + round(k * 0.5e9 + 2e9)
+                                      for k, (_, e) in enumerate(session.estimates)),
         "model": model,
         "model_metadata": {k: engine.metadata.get(k) for k in ("backbone", "class_names", "physioser_version")},
         "profile": engine.profile.name if hasattr(engine.profile, "name") else str(engine.profile),
@@ -124,6 +140,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_average_1min": [round(load_before[0], 2), round(load_after[0], 2)],
         "rmw": "rmw_fastrtps_cpp (SHM transport, localhost discovery)",
+        "executor": "node: MultiThreadedExecutor(2), inference in its own callback group",
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -63,9 +63,10 @@ def replay_command(
 @ros_app.command("play")
 def play_command(
     audio: list[Path] = typer.Argument(..., help="audio files to publish (any rate; resampled to --rate)"),
-    msg_type: str = typer.Option("std_msgs/Int16MultiArray", "--type", help="std_msgs/Int16MultiArray, Float32MultiArray or UInt8MultiArray"),
+    msg_type: str = typer.Option("std_msgs/Int16MultiArray", "--type", help="std_msgs/Int16MultiArray, Float32MultiArray, "
+                                 "UInt8MultiArray, or (in that flavour's environment) audio_common_msgs/AudioData, AudioDataStamped, AudioStamped"),
     topic: str = typer.Option("audio", help="audio topic"),
-    emotion_topic: str = typer.Option("emotion", help="the node's output topic (its JSON messages are printed)"),
+    emotion_topic: str = typer.Option("emotion", help="the node's output topic (its estimates are printed)"),
     rate: int = typer.Option(SAMPLE_RATE, help="sample rate to publish at (set the node's sample_rate to match)"),
     chunk_ms: float = typer.Option(20.0, help="milliseconds of audio per message"),
     speed: float = typer.Option(1.0, help="1 = real time; 10 = ten times faster"),
@@ -95,14 +96,15 @@ def play_command(
                 break
         player.wait_quiet()
         session = player.session
-        for _, record in session.emotions:
+        for _, record in session.estimates:
             typer.echo(json.dumps(record))
-        latencies = session.latencies_ms(int(round(SAMPLE_RATE * chunk_ms / 1000)))
+        latencies = session.stamp_latencies_ms()
         if latencies:
-            typer.echo(f"{len(latencies)} windows; latency p50 {np.percentile(latencies, 50):.1f} ms, "
+            typer.echo(f"{len(latencies)} windows; latency from the window's end p50 {np.percentile(latencies, 50):.1f} ms, "
                        f"p95 {np.percentile(latencies, 95):.1f} ms, max {max(latencies):.1f} ms", err=True)
         if out is not None:
-            out.write_text(json.dumps({"emotions": [r for _, r in session.emotions], "latency_ms": latencies}, indent=1))
+            out.write_text(json.dumps({"estimates": [r for _, r in session.estimates], "latency_ms": latencies,
+                                       "first_stamp_ns": session.sent[0].stamp_ns if session.sent else None}, indent=1))
     except KeyboardInterrupt:
         pass
     except TimeoutError as err:

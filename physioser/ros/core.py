@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -29,14 +29,8 @@ import numpy as np
 import soxr
 
 from physioser import SAMPLE_RATE
-from physioser.runtime.contract import DEFAULT_HOP_S, DEFAULT_WINDOW_S
-from physioser.ros.messages import (
-    AudioFormat,
-    MessageDecodeError,
-    PCM_ENCODINGS,
-    audio_type,
-    check_format,
-)
+from physioser.ros.messages import AudioFormat, MessageDecodeError, audio_type, check_format
+from physioser.ros.parameters import BY_NAME
 
 # ROS4HRI hri_msgs/Expression constants for the project's canonical labels (others pass through).
 HRI_EXPRESSIONS = {
@@ -51,25 +45,29 @@ HRI_EXPRESSIONS = {
 }
 
 
+def _default(name: str) -> Any:
+    return BY_NAME[name].default
+
+
 @dataclass(frozen=True)
 class NodeConfig:
-    """Everything the node can be told through parameters (names match the ROS parameters)."""
+    """The core's share of the node's parameters (names, defaults and ranges: physioser.ros.parameters)."""
 
-    model_path: str = ""
-    profile: str = ""
-    msg_type: str = "std_msgs/Int16MultiArray"
-    sample_rate: int = SAMPLE_RATE
-    channels: int = 1
-    sample_format: str = "S16LE"
-    window_s: float = DEFAULT_WINDOW_S
-    hop_s: float = DEFAULT_HOP_S
-    vad: str = "auto"
-    vad_threshold_db: float = -45.0
-    smoothing: float = 0.5
-    gap_s: float = 1.0
-    max_backlog_s: float = 5.0
-    latency_history: int = 1000
-    allow_profile_paths: bool = False
+    model_path: str = _default("model_path")
+    profile: str = _default("profile")
+    msg_type: str = _default("msg_type")
+    sample_rate: int = _default("sample_rate")
+    channels: int = _default("channels")
+    sample_format: str = _default("sample_format")
+    window_s: float = _default("window_s")
+    hop_s: float = _default("hop_s")
+    vad: str = _default("vad")
+    vad_threshold_db: float = _default("vad_threshold_db")
+    smoothing: float = _default("smoothing")
+    gap_s: float = _default("gap_s")
+    max_backlog_s: float = _default("max_backlog_s")
+    latency_history: int = _default("latency_history")
+    allow_profile_paths: bool = _default("allow_profile_paths")
 
     def audio_format(self) -> AudioFormat:
         return AudioFormat(int(self.sample_rate), int(self.channels), self.sample_format)
@@ -86,20 +84,15 @@ LOG_PERIOD_S = 5.0  # at most one log line per kind of problem in this many seco
 
 
 def validate_config(config: NodeConfig) -> NodeConfig:
-    """Return `config` if the node-level values are usable, else raise ValueError naming the parameter.
-
-    Window, hop, VAD and smoothing are checked by the runtime Streamer when it is built.
-    """
+    """Return `config` if the values are usable, else raise ValueError naming the parameter: the
+    ranges and choices of the parameter table, then what relates parameters. The runtime Streamer
+    checks window, hop and model together when it is built."""
+    for f in fields(NodeConfig):
+        BY_NAME[f.name].check(getattr(config, f.name))
     audio_type(config.msg_type)
     check_format(config.audio_format(), "parameters")
-    if config.sample_format.upper() not in PCM_ENCODINGS:
-        raise ValueError(f"sample_format {config.sample_format!r} is not one of {sorted(PCM_ENCODINGS)}")
-    if not 0.05 <= config.gap_s <= 3600:
-        raise ValueError(f"gap_s {config.gap_s} must be within 0.05..3600 s")
-    if not config.window_s <= config.max_backlog_s <= 600:
-        raise ValueError(f"max_backlog_s {config.max_backlog_s} must be within window_s..600 s")
-    if not 10 <= config.latency_history <= 100_000:
-        raise ValueError(f"latency_history {config.latency_history} must be within 10..100000")
+    if config.max_backlog_s < config.window_s:
+        raise ValueError(f"max_backlog_s {config.max_backlog_s} must be at least window_s ({config.window_s})")
     if config.model_path and not Path(config.model_path).exists():
         raise ValueError(f"model_path {config.model_path!r} does not exist")
     return config
