@@ -230,8 +230,10 @@ def test_the_speaker_the_robot_names_labels_the_estimates(clip, engine):
     for i, piece in enumerate(chunks(clip)):
         if i == 130:
             core.set_speaker("voice_7")
+            assert core.streamer.speaker == "voice_7"  # the Streamer's adaptation is keyed on it
         elif i == 170:
             core.set_speaker(None)
+            assert core.streamer.speaker is None  # the tiny test model has no adaptation: no voice named
         core.accept(bag_message(store, "std_msgs/Int16MultiArray", piece), i * 0.02)
         speakers += [(t.event.end_s, t.speaker_id) for t in core.process()]
     assert speakers == [(2.0, ""), (2.5, ""), (3.0, "voice_7"), (3.5, "")]

@@ -44,6 +44,7 @@ def test_lifecycle_transitions_and_parameter_descriptors(tiny, tmp_path):
     node = NodeProcess(name, {"autostart": "false", "model_path": str(tampered_bundle(tiny, tmp_path)), "msg_type": I16,
                               "vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "publish_json": "true",
                               "gap_s": "60.0",  # the pause while inactive must not start a new stream here
+                              "speaker_topic": f"speaking_{name}",  # hri_msgs/IdsList: the voice that speaks
                               "audio_topic": f"audio_{name}", "emotion_topic": f"emotion_{name}"}, tmp_path)
     player = None
     try:
@@ -68,10 +69,17 @@ def test_lifecycle_transitions_and_parameter_descriptors(tiny, tmp_path):
         assert player.pub.get_subscription_count() == 0  # inactive: not listening yet
         assert lifecycle_change(ros, name, "activate") and lifecycle_state(ros, name) == "active"
         player.wait_for_node(60)
+        from hri_msgs.msg import IdsList
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        speaking = ros.create_publisher(IdsList, f"speaking_{name}", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        wait_until(lambda: speaking.get_subscription_count() > 0, 10, "the node's speaker subscription")
+        speaking.publish(IdsList(ids=["voice_3"]))
         clip = real_clip()
         player.run([Audio(clip[:40000])])  # 2.5 s: windows ending at 2.0 and 2.5 s
         player.wait_quiet(settle_s=0.5)
         assert [r["window_end_s"] for _, r in player.session.emotions] == [2.0, 2.5]
+        assert [e["speaker_id"] for _, e in player.session.estimates] == ["voice_3", "voice_3"]
         received = player.last_diagnostics()["messages_received"]
 
         # deactivate: no subscription, nothing published; the stream's state stays

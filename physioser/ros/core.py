@@ -216,6 +216,7 @@ class EmotionCore:
         self.engine = engine if engine is not None else engine_loader(config.model_path, config.profile, config.allow_profile_paths)
         self._model_signature = _file_signature(config.model_path)
         self._settling = None  # a changed model file's signature, waiting to be stable
+        self.speaker_id = ""  # who speaks, as the robot says (set_speaker); "" = not told
         self.streamer = self._new_streamer(self.engine, config)
         self._offset_s = 0.0  # stream time consumed by streamers replaced or restarted at run time
         self.format = self.config.audio_format()  # declared (parameters, audio_info), never by one message
@@ -233,7 +234,6 @@ class EmotionCore:
         self._last_end_ns = 0  # audio-clock stamp of the end of the last message accepted
         self._pushed_end_ns = 0  # ... of the last samples pushed through the streamer
         self.frame_id = ""
-        self.speaker_id = ""  # who speaks, as the robot says (set_speaker); "" = not told
         self._last_sent: float | None = None  # publisher time of the last message, if known
         self._source: Any = None  # the publisher of the last message, if known
         self._log = RateLimitedLog(log, clock)
@@ -284,8 +284,11 @@ class EmotionCore:
 
     def set_speaker(self, speaker_id: str | None) -> None:
         """The speaker of the audio from now on, as the robot says (a voice or person id); None or ""
-        when the robot does not know. Estimates carry it."""
+        when the robot does not know, and the Streamer names voices from the model's own statistics.
+        The Streamer's speaker adaptation is keyed on it; estimates carry it."""
         self.speaker_id = speaker_id or ""
+        with self._stream_lock:
+            self.streamer.set_speaker(speaker_id or None)
 
     def _starts_new_stream(self, source: Any, sent: float, duration_s: float) -> bool:
         """A different publisher than the last message's, or a gap (silence on the topic longer than
@@ -406,7 +409,7 @@ class EmotionCore:
                 event = replace(event, start_s=event.start_s + offset, end_s=event.end_s + offset)
             self.stats.windows += 1
             self._inference_ms.append(float(event.latency_ms))
-            yield TimedEvent(event, arrival, stamp_ns, self.frame_id, self.speaker_id)
+            yield TimedEvent(event, arrival, stamp_ns, self.frame_id, self.speaker_id or (self.streamer.speaker or ""))
 
     def end_stream(self) -> Iterator[TimedEvent]:
         """The audio has ended (end of a recording, node deactivated): process what is queued, then
@@ -470,6 +473,7 @@ class EmotionCore:
         an onnxruntime session allocates, and would otherwise delay the first real window)."""
         streamer = self._streamer_factory(engine, config)
         engine.infer(np.zeros((1, int(round(config.window_s * SAMPLE_RATE))), np.float32))
+        streamer.set_speaker(self.speaker_id or None)  # a replacement keeps the robot's speaker
         return streamer
 
     def _replace_engine(self, engine, streamer) -> None:
