@@ -160,13 +160,13 @@ def lifecycle_change(node, target: str, transition: str) -> bool:
 
 
 def offline_predict(model_path: str, windows: list[np.ndarray], tmp: Path) -> list[dict]:
-    """`physioser predict` (a separate process) on each window written as 16-bit WAV."""
+    """`physioser predict --vad none` (a separate process) on each window written as 16-bit WAV: the whole window inferred."""
     files = []
     for i, w in enumerate(windows):
         files.append(tmp / f"window{i}.wav")
         sf.write(files[-1], w, 16000, subtype="PCM_16")
     exe = Path(sys.executable).with_name("physioser")
-    res = subprocess.run([str(exe), "predict", *map(str, files), "--model", model_path, "--json"],
+    res = subprocess.run([str(exe), "predict", *map(str, files), "--model", model_path, "--vad", "none", "--json"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout)["results"]
