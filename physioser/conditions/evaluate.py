@@ -1,0 +1,114 @@
+"""``physioser robustness``: UA of a model under listening conditions, clean beside each.
+
+The default: the shipped model on the speakers its training held out (``build_default.heldout_rows``:
+15 % of the speakers of each training corpus), whole-utterance predictions as in its model card
+(``predict_file``, no speech gate: the gate is measured apart, ``python -m physioser.bench.gate``).
+Every condition is applied to the same clips with the same seed (:mod:`physioser.conditions.spec`), so
+the differences to clean are paired per clip; they are reported per corpus and overall.
+
+    OMP_NUM_THREADS=1 physioser robustness -c clean -c babble:10 -c fan:10 -c reverb:0.6 \\
+        --out eval/results/robustness/default_model.json
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+
+
+def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path, noise_root: Path,
+             progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from physioser.audio import load_audio
+    from physioser.conditions.spec import Condition
+    from physioser.data.labels import to_four_class
+    from physioser.model.metrics import classification_metrics
+    from physioser.runtime.cli import predict_file
+
+    names = engine.class_names
+    y_true = np.array([names.index(to_four_class(r.canonical)) for r in rows])
+    corpus = np.array([r.corpus for r in rows])
+    audio = [load_audio(r.path) for r in rows]
+    out: dict = {"clips": len(rows), "conditions": {}}
+    for spec in conditions:
+        cond = Condition(spec, seed=seed, noise_root=noise_root, corpora_root=corpora_root)
+        t0 = time.perf_counter()
+        pred = []
+        for r, x in tqdm(list(zip(rows, audio)), desc=spec, disable=not progress, mininterval=5):
+            y = cond.apply(x, str(Path(r.path).relative_to(corpora_root)), corpus=r.corpus)
+            pred.append(names.index(predict_file(engine, y)["label"]))
+        pred = np.array(pred)
+        res = {"all": classification_metrics(y_true, pred, names)}
+        for c in sorted(set(corpus)):
+            m = corpus == c
+            res[c] = classification_metrics(y_true[m], pred[m], names)
+        res["seconds"] = round(time.perf_counter() - t0, 1)
+        out["conditions"][spec] = res
+        print(f"{spec}: UA {res['all']['ua']:.3f}", flush=True)
+    return out
+
+
+def markdown(result: dict) -> str:
+    conds = list(result["conditions"])
+    groups = [k for k in result["conditions"][conds[0]] if k not in ("seconds",)]
+    clean = result["conditions"].get("clean")
+    lines = ["| condition | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for spec in conds:
+        cells = []
+        for g in groups:
+            ua = result["conditions"][spec][g]["ua"]
+            diff = f" ({ua - clean[g]['ua']:+.3f})" if clean and spec != "clean" else ""
+            cells.append(f"{ua:.3f}{diff}")
+        lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("robustness")
+    def robustness_cmd(
+        conditions: list[str] = typer.Option(["clean", "babble:10", "fan:10", "reverb:0.6"], "--condition", "-c",
+                                             help="condition string (see physioser.conditions.spec), repeatable"),
+        model: str = typer.Option(None, "--model", help="model bundle or .onnx graph (default: the shipped model)"),
+        seed: int = typer.Option(0, "--seed"),
+        limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
+        corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
+        noise_root: Path = typer.Option(Path("../shared/noise"), "--noise-root"),
+        out: Path = typer.Option(None, "--out", help="JSON results (a .md table is written beside it)"),
+    ) -> None:
+        """UA of the shipped model (or --model) on its held-out speakers under listening conditions."""
+        from physioser.build_default import heldout_rows
+        from physioser.conditions.spec import ConditionError, parse
+        from physioser.paths import corpora_root as default_root, default_model_dir
+        from physioser.runtime import Engine
+
+        for spec in conditions:
+            try:
+                parse(spec)
+            except ConditionError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--condition") from exc
+        root = corpora_root or default_root()
+        rows = heldout_rows(default_model_dir(), root)
+        if limit:
+            keep, seen = [], {}
+            for r in rows:
+                seen[r.corpus] = seen.get(r.corpus, 0) + 1
+                if seen[r.corpus] <= limit:
+                    keep.append(r)
+            rows = keep
+        engine = Engine.from_path(model)
+        result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
+                  + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else ""),
+                  "model": engine.source, "seed": seed,
+                  "heldout_speakers": sorted({f"{r.corpus}/{r.speaker}" for r in rows}),
+                  **evaluate(engine, rows, conditions, seed, root, noise_root)}
+        table = markdown(result)
+        typer.echo(table)
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=1) + "\n")
+            out.with_suffix(".md").write_text(f"`{result['command']}`\n\n{table}")

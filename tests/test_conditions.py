@@ -1,0 +1,99 @@
+"""Conditions as data: deterministic for a seed, SNR as requested, RIR convolution keeping length and level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from physioser.conditions import sources as S
+from physioser.conditions import transforms as T
+from physioser.conditions.spec import REAL_NOISE_TEST, REAL_NOISE_TRAIN, Condition, ConditionError, parse
+from physioser.runtime.cli import synth_utterance
+from tests.conftest import CORPORA_ROOT
+
+NOISE_ROOT = CORPORA_ROOT.parent / "noise"
+SPEECH = synth_utterance(3.0, seed=11)
+
+
+@pytest.mark.parametrize("snr", [20, 10, 5, 0, -5])
+@pytest.mark.parametrize("kind", ["white", "pink", "fan", "hum"])
+def test_add_noise_hits_the_snr(snr, kind):
+    noise = {"white": S.white_noise, "pink": S.coloured_noise, "fan": S.fan_noise, "hum": S.hum}[kind](
+        1.3, np.random.default_rng(abs(snr)), 0.2)  # shorter than the speech: looped
+    part = T.scaled_noise(SPEECH, noise, snr, np.random.default_rng(1))
+    assert abs(T.snr_db(SPEECH, part) - snr) < 0.2
+    mix = T.add_noise(SPEECH, noise, snr, np.random.default_rng(1))  # the same draw
+    assert len(mix) == len(SPEECH) and mix.dtype == np.float32 and np.abs(mix).max() <= T.PEAK + 1e-6
+    scale = float(np.abs(mix).max() / np.abs(SPEECH + part).max())  # 1 unless scaled down to PEAK, both parts alike
+    np.testing.assert_allclose(mix, scale * (SPEECH + part), atol=2e-6)
+
+
+def test_conditions_are_deterministic_for_a_seed():
+    for spec in ("fan:10", "white:0+telephone", "reverb:0.3+pink:5", "robotmic+clip:0.05"):
+        a = Condition(spec, seed=3).apply(SPEECH, "clip-a")
+        np.testing.assert_array_equal(a, Condition(spec, seed=3).apply(SPEECH, "clip-a"))
+        assert not np.array_equal(a, SPEECH)
+        if spec != "robotmic+clip:0.05":  # no random draw in this one
+            assert not np.array_equal(a, Condition(spec, seed=4).apply(SPEECH, "clip-a"))
+            assert not np.array_equal(a, Condition(spec, seed=3).apply(SPEECH, "clip-b"))
+
+
+@pytest.mark.parametrize("t60", [0.3, 0.6, 0.9])
+def test_room_reverberation_time_length_and_level(t60):
+    rng = np.random.default_rng(int(t60 * 10))
+    rir = T.room_impulse_response(t60, 2.0, rng)
+    # Schroeder backward integration: T30 extrapolated to 60 dB, within 15 % of the target
+    energy = np.cumsum(rir[::-1] ** 2)[::-1]
+    edc = 10 * np.log10(energy / energy[0] + 1e-30)
+    t = np.arange(len(rir)) / 16000
+    i5, i35 = np.argmax(edc <= -5), np.argmax(edc <= -35)
+    t30 = 2 * (t[i35] - t[i5])
+    assert abs(t30 - t60) / t60 < 0.15, t30
+    y = T.reverberate(SPEECH, rir)
+    assert len(y) == len(SPEECH)
+    assert T.power(y) == pytest.approx(T.power(SPEECH), rel=1e-3)
+
+
+def test_microphones_limit_the_band_and_clip():
+    x = S.white_noise(2.0, np.random.default_rng(0), 0.1)
+    spec = lambda y: np.abs(np.fft.rfft(y)) ** 2  # noqa: E731
+    f = np.fft.rfftfreq(len(x), 1 / 16000)
+    tel = spec(T.telephone(x))
+    assert tel[(f > 4200)].mean() < 1e-4 * tel[(f > 500) & (f < 3000)].mean()
+    robot = spec(T.robot_mic(x))
+    assert robot[f < 60].mean() < 0.05 * robot[(f > 500) & (f < 3000)].mean()
+    clipped = T.clip(SPEECH, 0.05)
+    assert 0.04 <= np.mean(np.abs(clipped) >= 1.0) <= 0.06
+
+
+def test_bad_conditions_are_named():
+    for spec, message in (("snow:3", "unknown step"), ("fan", "needs a value"), ("telephone:3", "takes no value"),
+                          ("fan:x", "not a number"), ("reverb:9", "T60")):
+        with pytest.raises(ConditionError, match=message):
+            parse(spec)
+
+
+@pytest.mark.corpora
+def test_real_noise_split_and_babble_from_other_corpora():
+    if not NOISE_ROOT.is_dir():
+        pytest.skip(f"../shared/noise not found at {NOISE_ROOT}")
+    assert not set(REAL_NOISE_TEST) & set(REAL_NOISE_TRAIN)
+    for spec in ("noise:5", "noise-train:5"):
+        y = Condition(spec, noise_root=NOISE_ROOT).apply(SPEECH, "k")
+        assert abs(T.snr_db(SPEECH, y - SPEECH) - 5) < 0.2
+    cond = Condition("babble:10", corpora_root=CORPORA_ROOT)
+    y = cond.apply(SPEECH, "k", corpus="RAVDESS")
+    assert abs(T.snr_db(SPEECH, y - SPEECH) - 10) < 0.2
+    talkers = cond._babble.talkers("RAVDESS")
+    assert talkers and not any(name.startswith("RAVDESS/") for name, _ in talkers)
+
+
+def test_augmenter_is_deterministic_per_clip_and_epoch():
+    from physioser.conditions.augment import Augmenter
+
+    aug = Augmenter(seed=1, p_noise=1.0, noise_kinds=("fan",), p_reverb=0.0, p_speed=1.0, speeds=(0.9,))
+    a = aug(SPEECH, "clip", epoch=0)
+    np.testing.assert_array_equal(a, Augmenter(seed=1, p_noise=1.0, noise_kinds=("fan",), p_reverb=0.0, p_speed=1.0,
+                                               speeds=(0.9,))(SPEECH, "clip", epoch=0))
+    assert not np.array_equal(a, aug(SPEECH, "clip", epoch=1))
+    assert abs(len(a) - len(SPEECH) / 0.9) <= 2  # slowed down: longer
