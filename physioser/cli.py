@@ -20,7 +20,7 @@ COMMANDS = {
     "export": ("physioser.export", "Export a trained model to a model bundle (ONNX graph waveform -> logits/probs/embedding, metadata, model card, SHA256SUMS) and verify it."),
     "train": ("physioser.train", "Train PhysioSER (or a baseline config) on cached features of one or more corpora."),
     "eval": ("physioser.evaluate", "Train and test a config under a speaker-independent protocol; write eval/results/<run>/."),
-    "robustness": ("physioser.conditions.evaluate", "UA of the shipped model (or --model) on its held-out speakers under listening conditions (noise, rooms, microphones)."),
+    "robustness": ("physioser.conditions.evaluate", "UA of the shipped model (or --model) on its held-out speakers under listening conditions."),
     "report": ("physioser.evaluate", "Gather eval/results/*/results.json into eval/results/REPORT.md with a UA plot."),
     "benchmark": ("physioser.benchmark", "Train and test a config on every corpus found under --root; write one leaderboard beside EmoBox's."),
     "corpora": ("physioser.data.cli", "Corpus registry, data checks and fold protocols."),
