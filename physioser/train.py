@@ -311,7 +311,8 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(f"fold must be 'all' or one of {sorted(plan)}, got {fold!r}")
             _, tr, va, _ = plan[int(fold)]
         model = new_model(cfg, data, tr)
-        result = fit(model, data, tr, va, cfg, out, resume=resume, progress=not quiet)
+        # train.early_stopping=false: the validation speakers are left out, unused (a held-out set)
+        result = fit(model, data, tr, va if cfg["train"]["early_stopping"] else None, cfg, out, resume=resume, progress=not quiet)
         from physioser.distributed import current
 
         if (ctx := current()) is not None and not ctx.is_main:

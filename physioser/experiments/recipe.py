@@ -110,6 +110,17 @@ def _feature_set(pack_data: dict, indices: np.ndarray, classes: list[str]):
                       backbone_spread=torch.as_tensor(pack_data["std"][indices].astype(np.float32)))
 
 
+_BASE = ["model.branches=[backbone]", "cpa.weight=0"]
+_REG = ["model.head=mlp", "model.input_dropout=0.2", "train.mixup=0.4", "model.dropout=0.3"]
+_FIXED = ["train.early_stopping=false", "train.epochs=60"]
+VARIANTS: dict[str, list[str]] = {
+    "means-linear": _BASE + ["model.head=linear"],
+    "stats-linear": _BASE + ["model.statistics=true", "model.head=linear"],
+    "stats-mlp-reg-fixed": _BASE + ["model.statistics=true", *_REG, *_FIXED],
+    "stats-mlp-reg-fixed-adapt": _BASE + ["model.statistics=true", *_REG, *_FIXED, "adapt.train_prob=0.5"],
+}
+"""The sweep's variants (config overrides); ``stats-mlp-reg-fixed`` is ``configs/recipe.yaml``."""
+
 _PACK: dict = {}
 TAUS = (1.0, 4.0, 16.0)
 """Shrinkage values whose adapted protocols are stored (key ``k@tau``; ``k@tau/plain``: no emotion compensation)."""
@@ -257,3 +268,170 @@ def _in_classes(canonical: str, classes: list[str]) -> bool:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
+
+
+CORPUS_ORDER = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS", "ASED")
+
+
+def _paired(a: dict, b: dict) -> tuple[float, float, int, int]:
+    """Per-fold differences a − b over the folds both have: (mean, std, folds a is ahead, folds)."""
+    fa, fb = dict(zip(a["folds"], a["seed_mean"])), dict(zip(b["folds"], b["seed_mean"]))
+    common = sorted(set(fa) & set(fb))
+    d = np.array([fa[f] - fb[f] for f in common])
+    return float(d.mean()), float(d.std()), int((d > 0).sum()), len(common)
+
+
+def _cell(c: dict | None) -> str:
+    if not c:
+        return "—"
+    return f"{np.mean(c['seed_mean']):.3f} ± {np.std(c['seed_mean']):.3f}"
+
+
+def tables(scores: dict, probe_ua: dict, recipe: str, baseline: str) -> list[str]:
+    """Markdown tables: strict UA by variant and corpus with the probe, paired per-fold differences,
+    the adapted protocols of ``recipe`` and leave-one-corpus-out."""
+    probe = {t: {"folds": v["folds"], "seed_mean": v["ua"]} for t, v in probe_ua.items()}
+    variants = list(scores)
+    lines = ["| model | " + " | ".join(CORPUS_ORDER) + " |", "|---" * (len(CORPUS_ORDER) + 1) + "|"]
+    lines.append("| linear probe (layer means → LR, C by val UA) | " + " | ".join(_cell(probe.get(c)) for c in CORPUS_ORDER) + " |")
+    for v in variants:
+        row = []
+        for c in CORPUS_ORDER:
+            cell = scores[v].get(c, {}).get("0")
+            seeds = f", {max(cell['seeds'])} seeds, {len(cell['folds'])} folds" if cell else ""
+            row.append(_cell(cell) + (f" ({seeds[2:]})" if cell else ""))
+        lines.append(f"| {v} | " + " | ".join(row) + " |")
+    lines += ["", f"Paired per-fold differences of `{recipe}` (mean over seeds per fold; mean ± std over folds, folds ahead / folds):", "",
+              "| against | " + " | ".join(CORPUS_ORDER) + " |", "|---" * (len(CORPUS_ORDER) + 1) + "|"]
+    for name, other in [("linear probe", probe), *[(v, {c: scores[v][c]["0"] for c in scores[v] if "0" in scores[v][c]})
+                                                     for v in variants if v != recipe]]:
+        row = []
+        for c in CORPUS_ORDER:
+            mine = scores[recipe].get(c, {}).get("0")
+            theirs = other.get(c)
+            if not mine or not theirs:
+                row.append("—")
+                continue
+            m, s, ahead, n = _paired(mine, theirs)
+            row.append(f"{m:+.3f} ± {s:.3f} ({ahead}/{n})")
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
+
+
+def adapted_table(cells: dict, protocols: list[tuple[str, str]]) -> list[str]:
+    """Adapted UA by protocol (rows) and corpus, with the paired difference to the strict protocol."""
+    lines = ["| protocol | " + " | ".join(CORPUS_ORDER) + " |", "|---" * (len(CORPUS_ORDER) + 1) + "|"]
+    for label, key in protocols:
+        row = []
+        for c in CORPUS_ORDER:
+            cell = cells.get(c, {}).get(key)
+            if not cell:
+                row.append("—")
+                continue
+            text = f"{np.mean(cell['seed_mean']):.3f}"
+            if key != "0":
+                m, _, ahead, n = _paired(cell, cells[c]["0"])
+                text += f" ({m:+.3f}, {ahead}/{n} folds up, worst fold {min(np.subtract(cell['seed_mean'], cells[c]['0']['seed_mean'])):+.3f})"
+            row.append(text)
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    return lines
+
+
+def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Path) -> Path:
+    """Score ``runs`` (run's ``.json.gz`` files), write the per-fold scores to ``scores_json`` and the
+    tables to ``out`` (markdown)."""
+    scores: dict = {}
+    for variant, tasks in score(runs).items():  # several runs of one variant: later files add tasks
+        for task, cells in tasks.items():
+            scores.setdefault(variant, {}).setdefault(task, cells)
+    scores_json.parent.mkdir(parents=True, exist_ok=True)
+    scores_json.write_text(json.dumps(scores, indent=0))
+    probe_ua = json.loads(Path(probe_json).read_text())
+    recipe = "stats-mlp-reg-fixed"
+    intra = {v: {t: c for t, c in tasks.items() if not t.startswith("to-")} for v, tasks in scores.items()}
+    lines = ["# Training recipe and speaker adaptation", "",
+             f"Written by `python -m physioser.experiments.recipe report` from the runs' test logits (per-fold UA by "
+             f"scikit-learn in `eval/results/recipe/scores.json`). Every model is a `PhysioSER` with the whisper-tiny.en "
+             f"backbone branch, trained by `physioser.train.fit` on the folds of `physioser eval` (intra-corpus: each corpus's "
+             f"own classes; Korean and ASED speaker- and sentence-disjoint) from per-layer frame statistics packed from the "
+             f"feature cache. UA per fold = mean over seeds; a cell = mean ± std over folds. Variants (overrides of "
+             f"`physioser/model/config.py`, `VARIANTS` in `physioser/experiments/recipe.py`): `means-linear` = the previous "
+             f"backbone-only recipe (segment means, per-layer projections, linear head, early stopping); `stats-linear` = + "
+             f"frame standard deviations (statistics pooling); `{recipe}` = statistics pooling + MLP head, dropout 0.3 on the "
+             f"head and 0.2 on the input statistics, mixup 0.4, fixed 60-epoch schedule on training + validation speakers "
+             f"(= `configs/recipe.yaml`); `-adapt` = the same trained with speaker offsets on half the rows.", "",
+             "Commands: `python -m physioser.experiments.recipe pack --out pack.npz --corpora-root ../shared/corpora` (CPU); "
+             "`python -m physioser.experiments.recipe run --pack pack.npz --out runs --variant V --task T --seeds S --workers 16` "
+             "(on the 16 CPU cores of an H200 GPU machine, RECIPE_DEVICE=cpu; seeds and folds as the tables say; Korean with "
+             "one seed on this project's 2-core CPU); `python -m physioser.experiments.recipe probe --pack pack.npz --out "
+             "probe.json`; `python -m physioser.experiments.recipe report runs/*.json.gz --probe probe.json --out "
+             "eval/results/RECIPE.md --scores eval/results/recipe/scores.json`.", "",
+             "## Strict protocol (k = 0): UA by variant and corpus", ""]
+    lines += tables(intra, {t: v for t, v in probe_ua.items() if not t.startswith("to-")}, recipe, "means-linear")
+    for v in (recipe, "stats-mlp-reg-fixed-adapt"):
+        lines += ["", f"## Adapted protocols of `{v}` (k unlabelled utterances of each test speaker)", ""]
+        protos = [("strict (k = 0)", "0")] + [(f"k = {k}, τ = 1", f"{k}@1") for k in (5, 10, 20, "all")]
+        protos += [("k = 10, τ = 4", "10@4"), ("k = 10, τ = 16", "10@16"),
+                   ("k = 10, τ = 1, plain speaker mean (no emotion compensation)", "10@1/plain"),
+                   ("k = all, τ = 1, plain speaker mean", "all@1/plain")]
+        lines += adapted_table(intra.get(v, {}), protos)
+    lines += ["", "## Leave one corpus out (four classes; train on the other four corpora, test on every utterance of the fifth)", ""]
+    header = "| model | " + " | ".join(CORPUS_ORDER) + " | mean |"
+    lines += [header, "|---" * (len(CORPUS_ORDER) + 2) + "|"]
+    rows = [("linear probe", {c: {"seed_mean": probe_ua[f"to-{c}"]["ua"]} for c in CORPUS_ORDER if f"to-{c}" in probe_ua})]
+    for v in scores:
+        for key, label in (("0", "strict"), ("10@1", "adapted k = 10")):
+            cells = {t[3:]: c[key] for t, c in scores[v].items() if t.startswith("to-") and key in c}
+            if cells:
+                rows.append((f"{v}, {label}", cells))
+    for label, cells in rows:
+        vals = [np.mean(cells[c]["seed_mean"]) if c in cells else None for c in CORPUS_ORDER]
+        seeds = max(max(cells[c].get("seeds", [0])) for c in cells)
+        mean = f"{np.mean(vals):.3f}" if all(v is not None for v in vals) else "—"
+        label += f" ({seeds} seed{'s' if seeds > 1 else ''})" if seeds else ""
+        lines.append(f"| {label} | " + " | ".join("—" if v is None else f"{v:.3f}" for v in vals) + f" | {mean} |")
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m physioser.experiments.recipe pack|run|probe|report`` (see the module doc)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m physioser.experiments.recipe", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--corpora-root", type=Path, required=True)
+    p.add_argument("-c", "--corpus", action="append", default=None)
+    r = sub.add_parser("run")
+    r.add_argument("--pack", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--variant", action="append", required=True, choices=sorted(VARIANTS))
+    r.add_argument("--task", action="append", required=True, help="corpus (intra) or to-<corpus> (leave one out)")
+    r.add_argument("--folds", default=None, help="comma-separated fold ids (default: all)")
+    r.add_argument("--seeds", type=int, default=3)
+    r.add_argument("--workers", type=int, default=8)
+    q = sub.add_parser("probe")
+    q.add_argument("--pack", type=Path, required=True)
+    q.add_argument("--out", type=Path, required=True)
+    w = sub.add_parser("report")
+    w.add_argument("runs", type=Path, nargs="+")
+    w.add_argument("--probe", type=Path, required=True)
+    w.add_argument("--out", type=Path, required=True)
+    w.add_argument("--scores", type=Path, required=True)
+    a = ap.parse_args(argv)
+    if a.cmd == "pack":
+        print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root))
+    elif a.cmd == "run":
+        folds = [int(f) for f in a.folds.split(",")] if a.folds else None
+        plan = [(v, VARIANTS[v], t, folds, a.seeds) for v in a.variant for t in a.task]
+        print(run(a.pack, plan, a.out, workers=a.workers))
+    elif a.cmd == "probe":
+        a.out.write_text(json.dumps(probe(a.pack)))
+    else:
+        print(write_report(a.runs, a.probe, a.out, a.scores))
+
+
+if __name__ == "__main__":
+    main()
