@@ -29,10 +29,11 @@ def test_default_model_streams_a_real_clip_like_offline_prediction():
     model, meta = load_checkpoint(None)
     assert meta["class_names"] == ["neutral", "happy", "angry", "sad"]
     assert meta["backbone"] == "whisper-tiny.en"
-    assert set(meta["training_corpora"]) == {"RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS"}
+    assert set(meta["training_corpora"]) == {"RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS", "ASED"}
     engine = torch_engine(model, meta, "cpu")
+    assert engine.adaptation_dim == 2 * 5 * 384  # speaker-adaptive: whisper-tiny.en's 5 layers, mean and deviation
     clip = load_audio(corpus_dir("RAVDESS") / "Actor_01/03-01-05-02-01-01-01.flac")[:48000]
-    events = Streamer(engine, smoothing=0.0, vad="none", batch=4).push(clip)
+    events = Streamer(engine, smoothing=0.0, vad="none", batch=4, adapt=False).push(clip)
     assert [(e.start_s, e.end_s) for e in events] == [(0.0, 2.0), (0.5, 2.5), (1.0, 3.0)]
     for e in events:
         offline = engine.infer(clip[None, int(e.start_s * 16000) : int(e.end_s * 16000)])["probs"][0]

@@ -211,23 +211,25 @@ def score(paths: list[Path]) -> dict:
     from sklearn.metrics import balanced_accuracy_score
 
     out: dict = {}
+    groups: dict = {}  # (variant, task, fold) -> runs (seeds), over all files
     for path in paths:
         data = json.loads(gzip.decompress(Path(path).read_bytes()))
-        groups: dict = {}
         for r in data["results"]:
-            groups.setdefault((r["task"], r["fold"]), []).append(r)
-        for (task, fold), rs in sorted(groups.items()):
-            y = np.array(rs[0]["labels"])
-            for proto in rs[0]["logits"]:
-                logits = [np.asarray(r["logits"][proto], np.float32) for r in rs]
-                per_seed = [balanced_accuracy_score(y, lg.argmax(1)) for lg in logits]
-                probs = np.mean([_softmax(lg) for lg in logits], axis=0)
-                cell = out.setdefault(data["variant"], {}).setdefault(task, {}).setdefault(
-                    proto, {"folds": [], "seed_mean": [], "ensemble": [], "seeds": []})
-                cell["folds"].append(fold)
-                cell["seed_mean"].append(float(np.mean(per_seed)))
-                cell["ensemble"].append(float(balanced_accuracy_score(y, probs.argmax(1))))
-                cell["seeds"].append(len(rs))
+            seeds = groups.setdefault((data["variant"], r["task"], r["fold"]), [])
+            if r["seed"] not in {x["seed"] for x in seeds}:
+                seeds.append(r)
+    for (variant, task, fold), rs in sorted(groups.items()):
+        y = np.array(rs[0]["labels"])
+        for proto in rs[0]["logits"]:
+            logits = [np.asarray(r["logits"][proto], np.float32) for r in rs]
+            per_seed = [balanced_accuracy_score(y, lg.argmax(1)) for lg in logits]
+            probs = np.mean([_softmax(lg) for lg in logits], axis=0)
+            cell = out.setdefault(variant, {}).setdefault(task, {}).setdefault(
+                proto, {"folds": [], "seed_mean": [], "ensemble": [], "seeds": []})
+            cell["folds"].append(fold)
+            cell["seed_mean"].append(float(np.mean(per_seed)))
+            cell["ensemble"].append(float(balanced_accuracy_score(y, probs.argmax(1))))
+            cell["seeds"].append(len(rs))
     return out
 
 
@@ -340,10 +342,7 @@ def adapted_table(cells: dict, protocols: list[tuple[str, str]]) -> list[str]:
 def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Path) -> Path:
     """Score ``runs`` (run's ``.json.gz`` files), write the per-fold scores to ``scores_json`` and the
     tables to ``out`` (markdown)."""
-    scores: dict = {}
-    for variant, tasks in score(runs).items():  # several runs of one variant: later files add tasks
-        for task, cells in tasks.items():
-            scores.setdefault(variant, {}).setdefault(task, cells)
+    scores = score(runs)
     scores_json.parent.mkdir(parents=True, exist_ok=True)
     scores_json.write_text(json.dumps(scores, indent=0))
     probe_ua = json.loads(Path(probe_json).read_text())
