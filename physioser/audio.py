@@ -152,8 +152,9 @@ def downmix(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
         raise AudioError(f"{name}: empty ({x.shape[0]} frames x {x.shape[1]} channels)")
     if x.shape[1] == 1:
         return x[:, 0]
-    mono = x.mean(axis=1, dtype=np.float64).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
-    with np.errstate(over="ignore"):  # absurd magnitudes (> 1e154) are rejected later by validate_waveform
+    # absurd magnitudes (> 1e154) and ±Inf channels (their mean is NaN) are rejected later by validate_waveform
+    with np.errstate(over="ignore", invalid="ignore"):
+        mono = x.mean(axis=1, dtype=np.float64).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
         channel_energy = float(np.mean(np.square(x, dtype=np.float64)))
         mono_energy = float(np.mean(np.square(mono, dtype=np.float64)))
     # Uncorrelated channels mix to 1/C of their mean energy, identical ones to all of it: warn only

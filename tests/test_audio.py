@@ -75,6 +75,19 @@ def test_ordinary_stereo_does_not_warn_but_cancelling_channels_do():
         downmix(np.stack([s, -s + 0.01 * rng.standard_normal(16000).astype(np.float32)], axis=1), name="anti.wav")
 
 
+def test_stereo_beyond_float32_is_refused_without_a_stray_warning(tmp_path):
+    """Found by test_fuzz_wav_headers: a float64 stereo file whose samples overflow float32 to +Inf
+    and -Inf made downmix's mean emit numpy's "invalid value" RuntimeWarning."""
+    import warnings
+
+    path = tmp_path / "huge.wav"
+    sf.write(path, np.array([[5e38, -5e38]] * 1600, dtype=np.float64), SAMPLE_RATE, subtype="DOUBLE")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(AudioError, match="huge.wav"):
+            load_audio(path)
+
+
 def test_a_directory_and_a_symlink_loop_get_their_own_errors(tmp_path):
     """Finding: both were reported as "no such file"."""
     folder = tmp_path / "clips.wav"
