@@ -156,7 +156,10 @@ def crossval_lines(scores_path: Path = SCORES) -> list[str]:
 
     def fmt(task: str, key: str) -> str:
         c = cells.get(task, {}).get(key)
-        return f"{np.mean(c['seed_mean']):.3f} ({len(c['folds'])} folds, {max(c['seeds'])} seed{'s' if max(c['seeds']) > 1 else ''})" if c else "—"
+        if not c:
+            return "—"
+        lo, hi = min(c["seeds"]), max(c["seeds"])
+        return f"{np.mean(c['seed_mean']):.3f} ({len(c['folds'])} fold{'s' if len(c['folds']) > 1 else ''}, {lo}{'' if lo == hi else f'–{hi}'} seed{'s' if hi > 1 else ''})"
 
     lines = ["| corpus | strict UA, own classes (k = 0) | adapted UA, k = 10 | leave-one-corpus-out UA, 4 classes (strict) | LOCO adapted k = 10 |",
              "|---|---|---|---|---|"]

@@ -300,7 +300,8 @@ def tables(scores: dict, probe_ua: dict, recipe: str, baseline: str) -> list[str
         row = []
         for c in CORPUS_ORDER:
             cell = scores[v].get(c, {}).get("0")
-            seeds = f", {max(cell['seeds'])} seeds, {len(cell['folds'])} folds" if cell else ""
+            lo, hi = (min(cell["seeds"]), max(cell["seeds"])) if cell else (0, 0)
+            seeds = f", {lo}{'' if lo == hi else f'–{hi}'} seed{'s' if hi > 1 else ''}, {len(cell['folds'])} folds" if cell else ""
             row.append(_cell(cell) + (f" ({seeds[2:]})" if cell else ""))
         lines.append(f"| {v} | " + " | ".join(row) + " |")
     lines += ["", f"Paired per-fold differences of `{recipe}` (mean over seeds per fold; mean ± std over folds, folds ahead / folds):", "",
