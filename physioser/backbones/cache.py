@@ -151,7 +151,8 @@ class FeatureCache:
         content_hash = self.content_hash(path)
         return self._read(self.entry_path(content_hash, backbone), content_hash, backbone)
 
-    def _read(self, entry: Path, content_hash: str, backbone: Backbone) -> CachedFeatures | None:
+    def _tensors(self, entry: Path, backbone: Backbone, keys: tuple[str, ...] | None = None) -> tuple[dict, dict] | None:
+        """(metadata, tensors ``keys`` or all) of a current entry; None when absent, stale or unreadable."""
         if not entry.is_file():
             return None
         try:
@@ -159,28 +160,22 @@ class FeatureCache:
                 meta = handle.metadata() or {}
                 if meta.get("cache_version") != CACHE_VERSION or meta.get("spec_key") != self.spec_key(backbone):
                     return None
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+                return meta, {key: handle.get_tensor(key) for key in (keys or handle.keys())}
         except (SafetensorError, OSError, ValueError, RuntimeError):
             return None
-        if not {"hidden_states", "mean", "std"} <= tensors.keys():
+
+    def _read(self, entry: Path, content_hash: str, backbone: Backbone) -> CachedFeatures | None:
+        found = self._tensors(entry, backbone)
+        if found is None or not {"hidden_states", "mean", "std"} <= found[1].keys():
             return None
+        meta, tensors = found
         return CachedFeatures(tensors["hidden_states"], tensors["mean"], tensors["std"], int(meta["num_samples"]), content_hash)
 
     def load_statistics(self, path: str | Path, backbone: Backbone) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(mean, std) [L, D] over time of the cached entry of ``path`` without reading its frames;
         None when absent or stale."""
-        content_hash = self.content_hash(path)
-        entry = self.entry_path(content_hash, backbone)
-        if not entry.is_file():
-            return None
-        try:
-            with safe_open(str(entry), framework="pt") as handle:
-                meta = handle.metadata() or {}
-                if meta.get("cache_version") != CACHE_VERSION or meta.get("spec_key") != self.spec_key(backbone):
-                    return None
-                return handle.get_tensor("mean"), handle.get_tensor("std")
-        except (SafetensorError, OSError, ValueError, RuntimeError):
-            return None
+        found = self._tensors(self.entry_path(self.content_hash(path), backbone), backbone, ("mean", "std"))
+        return None if found is None else (found[1]["mean"], found[1]["std"])
 
     # -- compute ---------------------------------------------------------------------------
     def compute(self, waveform: np.ndarray, backbone: Backbone, content_hash: str = "") -> CachedFeatures:
