@@ -103,7 +103,7 @@ RUN = f"_{os.getpid()}"
 # Node parameters of the live tests that drive one Int16MultiArray node: every window analysed,
 # no smoothing, frequent diagnostics, the JSON estimates (with stream times) published too.
 I16 = "std_msgs/Int16MultiArray"
-LIVE_PARAMS = {"vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16, "publish_json": "true"}
+LIVE_PARAMS = {"vad": "none", "adapt": "false", "smoothing": "0.0", "diagnostics_period_s": "0.3", "msg_type": I16, "publish_json": "true"}
 
 
 def ros_env(**extra: str) -> dict[str, str]:

@@ -91,3 +91,17 @@ def test_adaptation_changes_what_the_stream_reports(exported) -> None:
     adapted = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0).push(audio)
     assert strict[0].probs == pytest.approx(adapted[0].probs, abs=1e-5)  # first window: nothing heard yet
     assert any(abs(a.probs[k] - s.probs[k]) > 1e-4 for a, s in zip(adapted[1:], strict[1:]) for k in a.probs)
+
+
+def test_adapted_events_do_not_depend_on_chunking(exported) -> None:
+    """Each window's offset includes every window before it, whether they arrived in one push or many."""
+    _, path = exported
+    engine = Engine.from_path(path)
+    audio = _speech(6.0, 150, 7)
+    whole = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8).push(audio)
+    chunked_stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8)
+    chunked = [e for i in range(0, len(audio), 1600) for e in chunked_stream.push(audio[i : i + 1600])]
+    assert len(whole) == len(chunked) == 11
+    for a, b in zip(whole, chunked):
+        assert (a.start_s, a.end_s) == (b.start_s, b.end_s)
+        assert a.probs == pytest.approx(b.probs, abs=1e-6)

@@ -231,6 +231,7 @@ def test_replay_counts_a_corrupt_audio_info_record(engine, tmp_path):
         for i in range(0, tone.size, 1600):
             msg = _multiarray(store, "Int16MultiArray", tone[i : i + 1600], [], 0)
             writer.write(conn, 10**9 + i * 62_500, store.serialize_cdr(msg, "std_msgs/msg/Int16MultiArray"))
-    result = replay(tmp_path / "bag", engine=engine)
+    # a tone is not speech: the gate is off so that the accepted audio must reach the timeline
+    result = replay(tmp_path / "bag", engine=engine, config=NodeConfig(vad="none"))
     assert result.diagnostics["rejected_by_reason"] == {"corrupt_cdr": 1}
     assert result.diagnostics["messages_accepted"] == 30 and len(result.timeline) >= 1

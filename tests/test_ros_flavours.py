@@ -51,7 +51,7 @@ def test_each_audio_common_flavour_live(model, tmp_path):
     try:
         for key, (flavour, msg_type) in TYPES.items():
             name = f"emotion_{key}{RUN}"
-            nodes[key] = NodeProcess(name, {"model_path": model, "msg_type": msg_type, "vad": "none", "smoothing": "0.0",
+            nodes[key] = NodeProcess(name, {"model_path": model, "msg_type": msg_type, "vad": "none", "adapt": "false", "smoothing": "0.0",
                                             "audio_topic": f"audio_{key}{RUN}", "emotion_topic": f"emotion_{key}{RUN}",
                                             "diagnostics_period_s": "0.5"}, tmp_path, flavour=flavour)
             listeners[key] = Player(None, emotion_topic=f"emotion_{key}{RUN}", node_name=name, domain_id=DOMAIN_ID)

@@ -42,7 +42,7 @@ def tampered_bundle(bundle, folder):
 def test_lifecycle_transitions_and_parameter_descriptors(tiny, tmp_path):
     name = f"emotion_lifecycle{RUN}"
     node = NodeProcess(name, {"autostart": "false", "model_path": str(tampered_bundle(tiny, tmp_path)), "msg_type": I16,
-                              "vad": "none", "smoothing": "0.0", "diagnostics_period_s": "0.3", "publish_json": "true",
+                              "vad": "none", "adapt": "false", "smoothing": "0.0", "diagnostics_period_s": "0.3", "publish_json": "true",
                               "gap_s": "60.0",  # the pause while inactive must not start a new stream here
                               "speaker_topic": f"speaking_{name}",  # hri_msgs/IdsList: the voice that speaks
                               "audio_topic": f"audio_{name}", "emotion_topic": f"emotion_{name}"}, tmp_path)

@@ -24,7 +24,7 @@ from physioser.ros.core import NodeConfig  # noqa: E402
 from tests.ros_support import CHUNK, DOMAIN_ID, RUN, NodeProcess, chunks, offline_predict, real_clip, wait_until, write_bag  # noqa: E402
 
 TYPES = {"i16": "std_msgs/Int16MultiArray", "f32": "std_msgs/Float32MultiArray", "u8": "std_msgs/UInt8MultiArray"}
-NODE_PARAMS = {"vad": "none", "smoothing": "0.0", "max_backlog_s": "4.0", "diagnostics_period_s": "0.5", "publish_json": "true"}
+NODE_PARAMS = {"vad": "none", "adapt": "false", "smoothing": "0.0", "max_backlog_s": "4.0", "diagnostics_period_s": "0.5", "publish_json": "true"}
 
 
 @pytest.fixture(scope="module")

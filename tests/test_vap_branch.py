@@ -153,7 +153,7 @@ def test_config_round_trip_and_validation():
     from physioser.vap import FRONTEND_FIELDS
 
     encoder_only = {"quaternion", "components", "channels_2d", "channels_1d", "kernels_1d", "dilations_1d", "dim",
-                    "pooling_type", "attention_dim", "dropout", "min_seconds"}
+                    "pooling_type", "attention_dim", "dropout", "min_seconds", "input_stats"}
     assert set(FRONTEND_FIELDS) == {f.name for f in fields(VAPConfig)} - encoder_only  # every front-end field is keyed
     assert cfg.frontend_key() != VAPConfig(pooling="erb", n_bands=40, dynamic_range_db=60).frontend_key()
     assert cfg.frontend_key() == replace(cfg, dim=64, quaternion=False, components=("tau_g",)).frontend_key()

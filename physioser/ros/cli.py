@@ -29,6 +29,7 @@ def replay_command(
     vad: str = typer.Option("auto", help="speech gate: auto (silero where installed, else energy), silero, energy or none"),
     vad_threshold_db: float = typer.Option(-45.0, help="energy gate threshold (dBFS)"),
     smoothing: float = typer.Option(0.5, help="EMA weight of past probabilities (0 = off)"),
+    adapt: bool = typer.Option(True, help="adapt to the speaker (speaker-adaptive models)"),
     sample_rate: int = typer.Option(SAMPLE_RATE, help="declared rate when the bag has no audio_info / AudioStamped"),
     channels: int = typer.Option(1, help="declared channels when the bag does not say"),
     sample_format: str = typer.Option("S16LE", help="PCM encoding of byte messages"),
@@ -40,7 +41,7 @@ def replay_command(
     try:
         config = NodeConfig(
             model_path=model, profile=profile, allow_profile_paths=allow_profile_path, window_s=window_s, hop_s=hop_s, vad=vad,
-            vad_threshold_db=vad_threshold_db, smoothing=smoothing, sample_rate=sample_rate,
+            vad_threshold_db=vad_threshold_db, smoothing=smoothing, adapt=adapt, sample_rate=sample_rate,
             channels=channels, sample_format=sample_format,
         )
         result = replay(bag, topic=topic, msg_type=msg_type, config=config)

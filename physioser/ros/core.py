@@ -63,6 +63,7 @@ class NodeConfig:
     hop_s: float = _default("hop_s")
     vad: str = _default("vad")
     vad_threshold_db: float = _default("vad_threshold_db")
+    adapt: bool = _default("adapt")
     smoothing: float = _default("smoothing")
     gap_s: float = _default("gap_s")
     max_backlog_s: float = _default("max_backlog_s")
@@ -74,7 +75,7 @@ class NodeConfig:
 
 
 # Parameters that rebuild the streamer, the resampler, or the engine when they change.
-STREAMER_KEYS = {"window_s", "hop_s", "vad", "vad_threshold_db", "smoothing"}
+STREAMER_KEYS = {"window_s", "hop_s", "vad", "vad_threshold_db", "adapt", "smoothing"}
 FORMAT_KEYS = {"sample_rate", "channels", "sample_format"}
 ENGINE_KEYS = {"model_path", "profile"}
 # The subscription's type, and whether `profile` may name a file (the operator's choice at launch):
@@ -185,6 +186,7 @@ def make_streamer(engine, config: NodeConfig):
         vad=config.vad,
         vad_threshold_db=config.vad_threshold_db,
         smoothing=config.smoothing,
+        adapt=config.adapt,
     )
 
 

@@ -279,8 +279,11 @@ class Streamer:
         voiced = [p for p in pending if p[2] is not None]
         probs_by_end: dict[int, np.ndarray] = {}
         va_by_end: dict[int, np.ndarray] = {}
-        for i in range(0, len(voiced), self.batch):
-            group = voiced[i : i + self.batch]
+        # Adapted windows run one at a time: each one's offset includes the windows before it, so the
+        # events do not depend on how the audio was chunked into pushes.
+        step = self.batch if self.adaptation is None else 1
+        for i in range(0, len(voiced), step):
+            group = voiced[i : i + step]
             longest = max(len(g[2]) for g in group)
             waves = np.zeros((len(group), longest), dtype=np.float32)
             for row, g in enumerate(group):
