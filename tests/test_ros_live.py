@@ -120,7 +120,7 @@ def check_clean_stream(live, clip, model, tmp_path):
     # replay of a bag holding the same messages gives the live timeline
     sent = sessions["i16"].sent
     bag = write_bag(tmp_path / "bag", TYPES["i16"], chunks(clip), stamps_ns=[int(s.t * 1e9) for s in sent])
-    result = replay(bag, config=NodeConfig(model_path=model[0], vad="none", smoothing=0.0))
+    result = replay(bag, config=NodeConfig(model_path=model[0], vad="none", adapt=False, smoothing=0.0))
     *windows, last = result.timeline  # replay ends the recording: its last utterance's end-of-utterance window
     assert last["window_end_s"] == pytest.approx(len(clip) / 16000, abs=0.01)
     assert [(r["window_end_s"], r["label"]) for r in windows] == [(r["window_end_s"], r["label"]) for r in records["i16"]]
