@@ -352,8 +352,9 @@ def readme(data: dict) -> str:
         t, o = r["torch"], r["onnxruntime"]
         lines.append(f"| {r['window_s']:.0f} s | {r['threads']} | {t['p50_ms']:.1f} / {t['p95_ms']:.1f} | "
                      f"{o['p50_ms']:.1f} / {o['p95_ms']:.1f} | {o['rtf']:.3f} | {r['speedup_p50']:.2f}× / {r['speedup_paired']:.2f}× |")
-    lines += ["", "| VAP cost, 2 s, onnxruntime fp32: threads | whole model p50 | without the VAP branch p50 | added by VAP | "
-              "VAP branch alone / backbone alone p50 |", "|---|---|---|---|---|"]
+    if data["vap_cost"]:
+        lines += ["", "| VAP cost, 2 s, onnxruntime fp32: threads | whole model p50 | without the VAP branch p50 | added by VAP | "
+                  "VAP branch alone / backbone alone p50 |", "|---|---|---|---|---|"]
     for c in data["vap_cost"]:
         lines.append(f"| {c['threads']} | {c['ort_full']['p50_ms']:.1f} | {c['ort_without_vap']['p50_ms']:.1f} | "
                      f"+{c['ort_added_ms']:.1f} ms (**{c['ort_added_over_without_vap']:.1%}**) | "
@@ -377,8 +378,9 @@ def readme(data: dict) -> str:
               f"for a 2 s window on 2 threads — {verdict(p95 <= 50)} ({p95:.1f} ms); onnxruntime ≥ 1.5× PyTorch eager on the "
               "2 s window (paired) — " + ", ".join(f"{verdict(v >= 1.5)} on {th} thread{'s' if th > 1 else ''} ({v:.2f}×)"
                                           for th, v in speed.items())
-              + "; the VAP branch adds ≤ 25 % to the latency of the model without it — "
-              + ", ".join(f"{verdict(v <= 0.25)} on {th} thread{'s' if th > 1 else ''} (+{v:.1%})" for th, v in added.items())
+              + ("; the VAP branch adds ≤ 25 % to the latency of the model without it — "
+                 + ", ".join(f"{verdict(v <= 0.25)} on {th} thread{'s' if th > 1 else ''} (+{v:.1%})" for th, v in added.items())
+                 if added else "; the model has no VAP branch")
               + f". Peak resident memory: onnxruntime {data['peak_rss_mib']['onnxruntime']:.0f} MB, PyTorch "
               f"{data['peak_rss_mib']['torch']:.0f} MB."]
     return "\n".join(lines)
