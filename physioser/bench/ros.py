@@ -139,8 +139,8 @@ def main() -> None:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": [round(load_before[0], 2), round(load_after[0], 2)],
-        "rmw": "rmw_fastrtps_cpp (SHM transport, localhost discovery)",
-        "executor": "node: MultiThreadedExecutor(2), inference in its own callback group",
+        "rmw": "rmw_fastrtps_cpp (Fast DDS over shared memory only: ros/config/fastdds_local.xml)",
+        "executor": "node: single-threaded executor, inference in a worker thread woken by the audio callback",
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
