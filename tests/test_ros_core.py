@@ -414,3 +414,20 @@ def test_rejections_drops_and_wrong_types_are_logged_rate_limited(clip, engine):
     assert "/x sends std_msgs/msg/String" in lines[5] and "not an audio type" in lines[5]
     core.check_publishers(wrong)
     assert len(lines) == 6  # the same publishers again within the period: held back
+
+
+def test_window_and_hop_follow_the_model_bundle_unless_set(tmp_path, clip):
+    """The node's window_s/hop_s default to 0: the bundle's metadata decides (here 1 s every 0.25 s);
+    a set value wins; max_backlog_s must hold one window of the model's."""
+    from tests.tinyser import bundle_tiny
+
+    bundle = bundle_tiny(tmp_path / "bundle", window_s=1.0, hop_s=0.25)
+    engine = load_engine(str(bundle), "")
+    store = M.typestore("std_msgs")
+    core = EmotionCore(replace(CLEAN, msg_type="std_msgs/Int16MultiArray"), engine)
+    events = feed(core, store, "std_msgs/Int16MultiArray", chunks(clip[:32000]))
+    assert [(e.start_s, e.end_s) for e in events][:3] == [(0.0, 1.0), (0.25, 1.25), (0.5, 1.5)]
+    core.set_config({"window_s": 2.0, "hop_s": 0.5})
+    assert core.streamer.window == 32000 and core.streamer.hop == 8000
+    with pytest.raises(ValueError, match="max_backlog_s"):
+        EmotionCore(replace(CLEAN, msg_type="std_msgs/Int16MultiArray", max_backlog_s=0.5), engine)

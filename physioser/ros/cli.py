@@ -10,7 +10,6 @@ from typing import Optional
 import typer
 
 from physioser import SAMPLE_RATE
-from physioser.runtime.contract import DEFAULT_HOP_S, DEFAULT_WINDOW_S
 
 ros_app = typer.Typer(no_args_is_help=True, help="ROS 2: replay recorded bags through the emotion node's logic; play audio onto a topic.")
 
@@ -24,8 +23,8 @@ def replay_command(
     model: str = typer.Option("", help="model bundle or .onnx graph (default: the default bundle)"),
     profile: str = typer.Option("", help="installed hardware profile name"),
     allow_profile_path: bool = typer.Option(False, "--allow-profile-path", help="let --profile name a YAML file"),
-    window_s: float = typer.Option(DEFAULT_WINDOW_S, help="window in seconds"),
-    hop_s: float = typer.Option(DEFAULT_HOP_S, help="hop in seconds"),
+    window_s: float = typer.Option(0.0, help="window in seconds (0 = the model's)"),
+    hop_s: float = typer.Option(0.0, help="hop in seconds (0 = the model's)"),
     vad: str = typer.Option("auto", help="speech gate: auto (silero where installed, else energy), silero, energy or none"),
     vad_threshold_db: float = typer.Option(-45.0, help="energy gate threshold (dBFS)"),
     smoothing: float = typer.Option(0.5, help="EMA weight of past probabilities (0 = off)"),

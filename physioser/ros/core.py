@@ -92,8 +92,6 @@ def validate_config(config: NodeConfig) -> NodeConfig:
         BY_NAME[f.name].check(getattr(config, f.name))
     audio_type(config.msg_type)
     check_format(config.audio_format(), "parameters")
-    if config.max_backlog_s < config.window_s:
-        raise ValueError(f"max_backlog_s {config.max_backlog_s} must be at least window_s ({config.window_s})")
     if config.model_path and not Path(config.model_path).exists():
         raise ValueError(f"model_path {config.model_path!r} does not exist")
     return config
@@ -181,8 +179,8 @@ def make_streamer(engine, config: NodeConfig):
 
     return Streamer(
         engine,
-        window_s=config.window_s,
-        hop_s=config.hop_s,
+        window_s=config.window_s or None,  # 0: the model's window and hop
+        hop_s=config.hop_s or None,
         vad=config.vad,
         vad_threshold_db=config.vad_threshold_db,
         smoothing=config.smoothing,
@@ -474,7 +472,10 @@ class EmotionCore:
         """A streamer over `engine`, after one warm-up inference on a silent window (the first run of
         an onnxruntime session allocates, and would otherwise delay the first real window)."""
         streamer = self._streamer_factory(engine, config)
-        engine.infer(np.zeros((1, int(round(config.window_s * SAMPLE_RATE))), np.float32))
+        if config.max_backlog_s * SAMPLE_RATE < streamer.window:
+            raise ValueError(f"max_backlog_s {config.max_backlog_s:g} must be at least the window "
+                             f"({streamer.window / SAMPLE_RATE:g} s)")
+        engine.infer(np.zeros((1, streamer.window), np.float32))
         streamer.set_speaker(self.speaker_id or None)  # a replacement keeps the robot's speaker
         return streamer
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from physioser import SAMPLE_RATE
 from physioser.ros.messages import AUDIO_TYPES, MAX_CHANNELS, MAX_RATE, MIN_RATE, PCM_ENCODINGS
-from physioser.runtime.contract import DEFAULT_HOP_S, DEFAULT_WINDOW_S
 from physioser.runtime.streamer import MAX_WINDOW_S
 
 SPEAKER_TYPES = ("hri_msgs/IdsList", "std_msgs/String")
@@ -52,8 +51,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("channels", 1, "declared interleaved channels (overridden as `sample_rate` is)", range=(1, MAX_CHANNELS)),
     Param("sample_format", "S16LE", "PCM encoding of byte messages (AudioData, UInt8MultiArray)",
           choices=tuple(sorted(PCM_ENCODINGS))),
-    Param("window_s", DEFAULT_WINDOW_S, "analysis window in seconds", range=(0.1, MAX_WINDOW_S)),
-    Param("hop_s", DEFAULT_HOP_S, "seconds between windows (at most window_s)", range=(0.01, MAX_WINDOW_S)),
+    Param("window_s", 0.0, "analysis window in seconds; 0 = the model's (its bundle's metadata)", range=(0.0, MAX_WINDOW_S)),
+    Param("hop_s", 0.0, "seconds between windows (at most the window); 0 = the model's", range=(0.0, MAX_WINDOW_S)),
     Param("vad", "auto", "speech gate: auto (silero where installed, else energy), silero, energy or none",
           choices=("auto", "silero", "energy", "none")),
     Param("vad_threshold_db", -45.0, "energy gate threshold in dBFS", range=(-120.0, 0.0)),
@@ -61,7 +60,7 @@ PARAMETERS: tuple[Param, ...] = (
           "mean of its speaker's voice; false = every window on its own"),
     Param("smoothing", 0.5, "weight of the past in the moving average of probabilities; 0 = off", range=(0.0, 0.99)),
     Param("gap_s", 1.0, "a pause between audio messages longer than this is counted as a gap", range=(0.05, 3600.0)),
-    Param("max_backlog_s", 5.0, "most audio queued for inference (at least window_s); beyond it the oldest is dropped and counted",
+    Param("max_backlog_s", 5.0, "most audio queued for inference (at least one window); beyond it the oldest is dropped and counted",
           range=(0.1, 600.0)),
     Param("latency_history", 1000, "windows kept for the latency statistics", range=(10, 100_000)),
     Param("audio_topic", "audio", "audio input topic", read_only=True, core=False),
