@@ -28,7 +28,7 @@ import json
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ import typer
 from physioser.data.labels import FOUR_CLASSES
 from physioser.data.folds import fold_plan
 from physioser.evaluate import RESULTS_DIR, environment
+from physioser.model.config import Config
 from physioser.paths import corpora_root, runs_dir
 
 __all__ = ["PROTOCOLS", "discover", "run_benchmark", "write_leaderboard", "register"]
@@ -144,8 +145,8 @@ def _plan(corpus: str, rows: list, n_read: int, mode: str, seed: int) -> CorpusP
     return CorpusPlan(corpus, folds, "EmoBox", comparison, exact)
 
 
-def _config_key(cfg: dict, mode: str) -> str:
-    text = json.dumps({"config": cfg, "protocol": mode}, sort_keys=True, default=str)
+def _config_key(cfg: Config, mode: str) -> str:
+    text = json.dumps({"config": cfg.to_dict(), "protocol": mode}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -156,32 +157,32 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def _train_and_test(cfg: dict, data, tr: np.ndarray, va: np.ndarray, te: np.ndarray, ckpt: Path, adapt: int | None) -> dict:
+def _train_and_test(cfg: Config, data, tr: np.ndarray, va: np.ndarray, te: np.ndarray, ckpt: Path, adapt: int | None) -> dict:
     """{"strict": metrics, "adapted": metrics with each test speaker's offset from ``adapt`` unlabelled
     utterances of theirs (only when ``adapt`` is given)}."""
     from physioser.model.metrics import classification_metrics
     from physioser.train import fit, new_model, predict
 
     t0 = time.perf_counter()
-    if not cfg["train"]["early_stopping"]:  # a fixed schedule: validation rows join the training rows (as physioser eval)
+    if not cfg.train.early_stopping:  # a fixed schedule: validation rows join the training rows (as physioser eval)
         tr, va = np.concatenate([tr, va]), va[:0]
     model = new_model(cfg, data, tr)
     result = fit(model, data, tr, va if len(va) else None, cfg, ckpt, resume=(ckpt / "last.json").is_file(), progress=False)
     pred = predict(model, data, te)["logits"].argmax(1)
-    strict = classification_metrics(data.labels[te], pred, cfg["class_names"])
+    strict = classification_metrics(data.labels[te], pred, list(cfg.class_names))
     strict.update(n_train=int(len(tr)), n_val=int(len(va)), n_test=int(len(te)), best_epoch=result.best_epoch,
                   seconds=round(time.perf_counter() - t0, 1))
     out = {"strict": strict}
     if adapt is not None:
         from physioser.model.adaptation import adapted_predictions
 
-        logits = adapted_predictions(model, data, te, [adapt], float(cfg["adapt"]["tau"]), seed=int(cfg["train"]["seed"]))[adapt]
-        out["adapted"] = dict(classification_metrics(data.labels[te], logits.argmax(1), cfg["class_names"]), k=adapt)
+        logits = adapted_predictions(model, data, te, [adapt], float(cfg.adapt.tau), seed=cfg.train.seed)[adapt]
+        out["adapted"] = dict(classification_metrics(data.labels[te], logits.argmax(1), list(cfg.class_names)), k=adapt)
     return out
 
 
 def run_benchmark(
-    cfg: dict,
+    cfg: Config,
     root: str | Path,
     out_dir: str | Path,
     *,
@@ -205,13 +206,13 @@ def run_benchmark(
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     out_dir = Path(out_dir)
-    if adapt is not None and (adapt < 1 or not cfg["model"]["statistics"]):
+    if adapt is not None and (adapt < 1 or not cfg.model.statistics):
         raise ValueError(f"--adapt {adapt}: needs k >= 1 and a config with model.statistics: true (speaker offsets of its statistics)")
     key = _config_key(cfg, f"{protocol}-adapt{adapt}" if adapt is not None else protocol)
     stamp = out_dir / "run.json"
     if stamp.is_file() and json.loads(stamp.read_text())["key"] != key:
         raise ValueError(f"{out_dir} holds a benchmark of another config or protocol; choose another --out")
-    _write_json(stamp, {"key": key, "config": cfg, "protocol": protocol})
+    _write_json(stamp, {"key": key, "config": cfg.to_dict(), "protocol": protocol})
     present, absent = discover(root)
     if only:
         unknown = sorted(set(only) - set(present) - set(absent))
@@ -219,7 +220,7 @@ def run_benchmark(
             raise ValueError(f"unknown corpora {unknown}")
         absent = [c for c in absent if c in only]
         present = {c: p for c, p in present.items() if c in only}
-    seed = int(cfg["train"]["seed"])
+    seed = cfg.train.seed
     ckpt_root = runs_dir() / "benchmark" / key
 
     plans: dict[str, tuple] = {}
@@ -251,7 +252,7 @@ def run_benchmark(
                 bar.close()
                 return {}
     if held_out:
-        four = dict(cfg, classes=list(FOUR_CLASSES))
+        four = replace(cfg, classes=list(FOUR_CLASSES))
         resolved, data, spans = load_corpora(four, list(present), dict(present), progress=False)
         for corpus in held_out:
             path = _unit_path(out_dir, "loco", corpus)
@@ -287,7 +288,7 @@ def _summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
 
 
-def _leaderboard(cfg: dict, protocol: str, adapt: int | None, out_dir: Path, plans: dict, absent: list[str], held_out: list[str]) -> dict:
+def _leaderboard(cfg: Config, protocol: str, adapt: int | None, out_dir: Path, plans: dict, absent: list[str], held_out: list[str]) -> dict:
     from physioser.data import get_spec
     from physioser.data.emobox import published_figures
 
@@ -299,7 +300,7 @@ def _leaderboard(cfg: dict, protocol: str, adapt: int | None, out_dir: Path, pla
         adapted = {m: _summary([f["adapted"][m] for f in folds]) for m in ("ua", "wa", "macro_f1")} if "adapted" in folds[0] else None
         rows.append({
             "corpus": corpus, "language": get_spec(corpus).language, "protocol": plan.protocol, "folds": len(folds),
-            "classes": resolved["class_names"], "strict": strict, "adapted": adapted, "comparison": plan.comparison, "exact": plan.exact,
+            "classes": list(resolved.class_names), "strict": strict, "adapted": adapted, "comparison": plan.comparison, "exact": plan.exact,
             "emobox": published["corpora"].get(corpus, {}),
         })
     units = [json.loads(p.read_text()) for p in sorted((out_dir / "folds").glob("*/*.json"))]
@@ -310,7 +311,7 @@ def _leaderboard(cfg: dict, protocol: str, adapt: int | None, out_dir: Path, pla
                      **{m: unit["strict"][m] for m in ("ua", "wa", "macro_f1")},
                      "adapted_ua": unit["adapted"]["ua"] if "adapted" in unit else None})
     return {
-        "config": cfg.get("name", "config"), "protocol": protocol, "adapt": adapt, "corpora": rows, "absent": absent,
+        "config": cfg.name, "protocol": protocol, "adapt": adapt, "corpora": rows, "absent": absent,
         "leave_one_corpus_out": loco, "emobox_source": published["source"], "emobox_models": published["models"],
         "environment": environment(),
         "trained": sorted({f"git {u['ran']['git'][:12]} on {u['ran']['hardware']}" for u in units if "ran" in u}),
@@ -407,7 +408,7 @@ def register(app: typer.Typer) -> None:
             cfg = load_config(config, override)
         except (ConfigError, OSError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--config/--set") from exc
-        out_dir = out or RESULTS_DIR / (f"benchmark-{cfg['name']}-{protocol}" + (f"-adapt{adapt}" if adapt else ""))
+        out_dir = out or RESULTS_DIR / (f"benchmark-{cfg.name}-{protocol}" + (f"-adapt{adapt}" if adapt else ""))
         try:
             board = run_benchmark(cfg, root or corpora_root(), out_dir, protocol=protocol, only=list(only) or None, loco=loco, progress=not quiet, adapt=adapt)
         except (FileNotFoundError, ValueError) as exc:

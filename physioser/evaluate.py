@@ -24,7 +24,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Optional
@@ -34,6 +34,7 @@ import typer
 
 from physioser.data.labels import FOUR_CLASSES
 from physioser.data.folds import fold_plan
+from physioser.model.config import Config
 from physioser.model.metrics import classification_metrics, summarize
 from physioser.paths import corpora_root as default_corpora_root
 from physioser.paths import runs_dir
@@ -97,7 +98,7 @@ def _plot_confusion(conf: np.ndarray, class_names: list[str], title: str, path: 
 
 
 def run_protocol(
-    cfg: dict,
+    cfg: Config,
     corpora: list[str],
     *,
     corpora_root: Path,
@@ -122,13 +123,13 @@ def run_protocol(
     out_dir = results_dir / run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_root = checkpoints_dir or (runs_dir() / run_name)
-    if test_corpus is not None and not cfg["classes"]:
-        cfg = dict(cfg, classes=list(FOUR_CLASSES))
+    if test_corpus is not None and not cfg.classes:
+        cfg = replace(cfg, classes=list(FOUR_CLASSES))
     names = list(corpora) + ([test_corpus] if test_corpus else [])
     cfg, data, spans = load_corpora(cfg, names, corpora_root, progress=progress)
-    class_names = cfg["class_names"]
+    class_names = list(cfg.class_names)
     all_rows = data.rows
-    plan = fold_plan(data, spans, corpora, test_corpus=test_corpus, seed=int(cfg["train"]["seed"]))
+    plan = fold_plan(data, spans, corpora, test_corpus=test_corpus, seed=cfg.train.seed)
     if folds is not None:
         unknown = sorted(set(folds) - {p[0] for p in plan})
         if unknown:
@@ -138,11 +139,11 @@ def run_protocol(
     fold_results: dict[str, list[dict]] = {name: [] for name in plan[0][3]}
     histories = []
     adapted_results: dict[str, dict[str, list[dict]]] = {name: {} for name in plan[0][3]}
-    if adapt and not cfg["model"]["statistics"]:
+    if adapt and not cfg.model.statistics:
         raise ValueError("adapted protocols need a statistics-pooling model (model.statistics: true)")
     for k, tr, va, tests in plan:
         t0 = time.perf_counter()
-        if not cfg["train"]["early_stopping"]:
+        if not cfg.train.early_stopping:
             tr, va = np.concatenate([tr, va]), va[:0]
         model = new_model(cfg, data, tr)
         fit_result = fit(model, data, tr, va if len(va) else None, cfg, ckpt_root / f"fold{k}", progress=progress)
@@ -154,7 +155,7 @@ def run_protocol(
             if adapt:
                 from physioser.model.adaptation import adapted_predictions
 
-                logits = adapted_predictions(model, data, te, list(adapt), float(cfg["adapt"]["tau"]), seed=int(cfg["train"]["seed"]))
+                logits = adapted_predictions(model, data, te, list(adapt), float(cfg.adapt.tau), seed=cfg.train.seed)
                 for kk, lg in logits.items():
                     am = classification_metrics(data.labels[te], lg.argmax(1), class_names)
                     am.update(fold=k)
@@ -166,7 +167,7 @@ def run_protocol(
 
     results = {
         "run": run_name,
-        "config": cfg,
+        "config": cfg.to_dict(),
         "protocol": {"train_corpora": corpora, "test_corpus": test_corpus,
                      "kind": "cross-corpus" if test_corpus else ("multi-corpus" if len(corpora) > 1 else "intra-corpus"),
                      "folds": [p[0] for p in plan]},
@@ -316,7 +317,7 @@ def register(app: typer.Typer) -> None:
         from physioser.model.config import load_config
 
         cfg = load_config(config, override)
-        name = run or f"{cfg['name']}-{'+'.join(corpus)}" + (f"-to-{test_corpus}" if test_corpus else "")
+        name = run or f"{cfg.name}-{'+'.join(corpus)}" + (f"-to-{test_corpus}" if test_corpus else "")
         fold_ids = [int(f) for f in folds.split(",")] if folds else None
         try:
             ks = [None if k.strip() == "all" else int(k) for k in adapt.split(",")] if adapt else []

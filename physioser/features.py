@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from physioser.model.config import Config
 from physioser.model.physioser import CACHE_SEGMENTS
 from physioser.model.pooling import segment_mean
 from physioser.paths import cache_dir
@@ -33,14 +35,14 @@ from physioser.paths import cache_dir
 __all__ = ["FeatureSet", "class_names_for", "select_rows", "build_feature_set"]
 
 
-def class_names_for(cfg: dict, corpora: Sequence[str]) -> list[str]:
-    """The class set: ``cfg['classes']`` when given, else the corpus's own canonical class set
+def class_names_for(cfg: Config, corpora: Sequence[str]) -> list[str]:
+    """The class set: ``cfg.classes`` when given, else the corpus's own canonical class set
     (several corpora without explicit classes: the classes they all share, in canonical order)."""
     from physioser.data.labels import CANONICAL
     from physioser.data.registry import get_spec
 
-    if cfg["classes"]:
-        return list(cfg["classes"])
+    if cfg.classes:
+        return list(cfg.classes)
     sets = [set(get_spec(c).class_set) for c in corpora]
     common = set.intersection(*sets)
     if not common:
@@ -143,11 +145,12 @@ class FeatureSet:
         return batch
 
 
-def _backbone_pooled(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def _backbone_pooled(rows: Sequence, digests: Sequence[str], cfg: Config, progress: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Pooled statistics of the rows' backbone hidden states (via the backbone feature cache)."""
-    from physioser.backbones import FeatureCache, build_backbone
+    from physioser.backbones import FeatureCache
+    from physioser.model.factory import build_backbone_for
 
-    backbone = build_backbone(cfg["backbone"]["name"], **cfg["backbone"]["options"])
+    backbone = build_backbone_for(cfg)
     shape = {"num_layers": int(backbone.num_layers), "dim": int(backbone.dim), "spec": backbone.spec_key()}
     key = _rows_key(digests, {"spec": backbone.spec(), "segments": CACHE_SEGMENTS})
     corpus = "+".join(sorted({r.corpus for r in rows}))
@@ -169,11 +172,12 @@ def _backbone_pooled(rows: Sequence, digests: Sequence[str], cfg: dict, progress
     return segments, counts, shape
 
 
-def _backbone_spread(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool) -> torch.Tensor:
+def _backbone_spread(rows: Sequence, digests: Sequence[str], cfg: Config, progress: bool) -> torch.Tensor:
     """[N, L, D] standard deviation over time of every layer's frames (the feature cache's ``std``)."""
-    from physioser.backbones import FeatureCache, build_backbone
+    from physioser.backbones import FeatureCache
+    from physioser.model.factory import build_backbone_for
 
-    backbone = build_backbone(cfg["backbone"]["name"], **cfg["backbone"]["options"])
+    backbone = build_backbone_for(cfg)
     key = _rows_key(digests, {"spec": backbone.spec(), "statistic": "std"})
     corpus = "+".join(sorted({r.corpus for r in rows}))
     path = cache_dir() / "pooled" / backbone.spec_key() / f"{corpus}-{key}-std.safetensors"
@@ -192,14 +196,13 @@ def _backbone_spread(rows: Sequence, digests: Sequence[str], cfg: dict, progress
     return spread
 
 
-def _quartets(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool) -> list[torch.Tensor]:
+def _quartets(rows: Sequence, digests: Sequence[str], cfg: Config, progress: bool) -> list[torch.Tensor]:
     """Cached VAP front-end quartets of the rows (computed and stored on first use)."""
-    from physioser.model.physioser import vap_config
     from physioser.vap import VAPFrontEnd
 
-    vcfg = vap_config(cfg)
+    vcfg = cfg.model.vap
     front = vcfg.frontend_key()  # every front-end field + FRONTEND_VERSION
-    max_seconds = cfg["train"]["max_seconds"]
+    max_seconds = cfg.train.max_seconds
     fkey = hashlib.sha256(json.dumps([front, max_seconds], sort_keys=True, default=str).encode()).hexdigest()[:16]
     key = _rows_key(digests, {"front": front, "max_seconds": max_seconds})
     corpus = "+".join(sorted({r.corpus for r in rows}))
@@ -222,19 +225,18 @@ def _quartets(rows: Sequence, digests: Sequence[str], cfg: dict, progress: bool)
     return items
 
 
-def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: dict, *, progress: bool = True) -> tuple[FeatureSet, dict]:
+def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: Config, *, progress: bool = True) -> tuple[FeatureSet, dict]:
     """Features of ``rows`` for the branches of ``cfg``; returns (FeatureSet, backbone shape dict or {})."""
     rows = list(rows)
     labels = np.array([_label_of(r, class_names) for r in rows], dtype=np.int64)
     fs = FeatureSet(rows=rows, labels=labels, class_names=list(class_names))
     shape: dict = {}
-    branches = cfg["model"]["branches"]
     digests = _audio_digests(rows)
-    if "backbone" in branches:
+    if cfg.model.uses("backbone"):
         fs.backbone_segments, fs.backbone_counts, shape = _backbone_pooled(rows, digests, cfg, progress)
-        if cfg["model"].get("statistics"):
+        if cfg.model.statistics:
             fs.backbone_spread = _backbone_spread(rows, digests, cfg, progress)
-    if "vap" in branches:
+    if cfg.model.uses("vap"):
         fs.quartets = _quartets(rows, digests, cfg, progress)
     return fs, shape
 
@@ -256,15 +258,15 @@ def gather_rows(corpora, class_names: list[str], corpora_root) -> tuple[list, di
     return rows, spans
 
 
-def load_corpora(cfg: dict, corpora: Sequence[str], corpora_root: str | Path | dict, *, progress: bool = True) -> tuple[dict, FeatureSet, dict[str, np.ndarray]]:
+def load_corpora(cfg: Config, corpora: Sequence[str], corpora_root: str | Path | dict, *, progress: bool = True) -> tuple[Config, FeatureSet, dict[str, np.ndarray]]:
     """Read ``corpora`` (folders under ``corpora_root``, or a {corpus: folder} mapping) and build one FeatureSet over all of them.
 
     Returns (config resolved with ``class_names`` and the backbone's ``num_layers``/``dim``, the
     FeatureSet, {corpus: its indices in the FeatureSet})."""
     class_names = class_names_for(cfg, corpora)
-    cfg = dict(cfg, class_names=class_names, corpora=list(corpora))
+    cfg = replace(cfg, class_names=class_names, corpora=list(corpora))
     rows, spans = gather_rows(corpora, class_names, corpora_root)
     data, shape = build_feature_set(rows, class_names, cfg, progress=progress)
     if shape:
-        cfg = dict(cfg, backbone=dict(cfg["backbone"], num_layers=shape["num_layers"], dim=shape["dim"]))
+        cfg = cfg.with_backbone_shape(shape["num_layers"], shape["dim"])
     return cfg, data, spans

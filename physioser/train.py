@@ -24,6 +24,7 @@ import typer
 from tqdm.auto import tqdm
 
 from physioser.model.checkpoint import load_state, load_train_state, save_model, save_train_state
+from physioser.model.config import Config
 from physioser.model.metrics import classification_metrics
 from physioser.paths import corpora_root as default_corpora_root
 
@@ -92,7 +93,7 @@ def fit(
     data,
     train_idx: np.ndarray,
     val_idx: np.ndarray | None,
-    cfg: dict,
+    cfg: Config,
     out_dir: str | Path,
     *,
     resume: bool = False,
@@ -113,52 +114,46 @@ def fit(
 
     ctx = current()  # data-parallel context under torch.distributed (torchrun), else None
     is_main = ctx is None or ctx.is_main
-    t = cfg["train"]
+    t = cfg.train
     out_dir = Path(out_dir)
     if save:
         out_dir.mkdir(parents=True, exist_ok=True)
     best_state: dict = {}
-    class_names = cfg["class_names"]
+    class_names = list(cfg.class_names)
     train_idx = np.asarray(train_idx)
-    torch.manual_seed(int(t["seed"]))
-    generator = torch.Generator().manual_seed(int(t["seed"]))  # CPU: epoch orders and crops
-    device = ctx.device if ctx else training_device(str(t["device"]))
+    torch.manual_seed(t.seed)
+    generator = torch.Generator().manual_seed(t.seed)  # CPU: epoch orders and crops
+    device = ctx.device if ctx else training_device(t.device)
     model.to(device)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "log_scale" in name else decay).append(p)
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": float(t["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=float(t["lr"]),
+        [{"params": decay, "weight_decay": float(t.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=float(t.lr),
     )
-    batch_size = int(t["batch_size"])
+    batch_size = t.batch_size
     steps_per_epoch = max(1, math.ceil((ctx.num_samples(len(train_idx)) if ctx else len(train_idx)) / batch_size))
-    total = steps_per_epoch * int(t["epochs"])
-    warmup = int(round(float(t["warmup"]) * total))
-    weight = _class_weights(data.labels[train_idx], len(class_names)).to(device) if t["class_weighting"] else None
-    cpa_weight = float(cfg["cpa"]["weight"])
+    total = steps_per_epoch * t.epochs
+    warmup = int(round(t.warmup * total))
+    weight = _class_weights(data.labels[train_idx], len(class_names)).to(device) if t.class_weighting else None
     crop_frames = 0
-    if float(t["vap_crop_seconds"]) and "vap" in cfg["model"]["branches"]:
-        from physioser.model.physioser import vap_config
-
-        vcfg = vap_config(cfg)
-        crop_frames = int(float(t["vap_crop_seconds"]) * vcfg.sample_rate / vcfg.hop_length)
-    aux_weight = float(t["aux_weight"])
-    mixup = float(t["mixup"])
-    adapt = cfg["adapt"]
-    rng = np.random.default_rng(int(t["seed"]))  # mixup weights and training speaker offsets
+    if t.vap_crop_seconds and cfg.model.uses("vap"):
+        vap = cfg.model.vap
+        crop_frames = int(t.vap_crop_seconds * vap.sample_rate / vap.hop_length)
+    mixup = float(t.mixup)
+    rng = np.random.default_rng(t.seed)  # mixup weights and training speaker offsets
     position = np.full(len(data), -1)
     position[train_idx] = np.arange(len(train_idx))
-    vap_aux_weight = float(t.get("vap_aux_weight", 0.0))
 
     state = {"epoch": 0, "step": 0, "best_val_ua": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
     if resume:
         state.update(load_train_state(out_dir, model, optimizer, generator))
     started = time.perf_counter() - state["seconds"]
-    bar = tqdm(total=total, initial=state["step"], disable=not progress or not is_main, desc=cfg.get("name", "train"), unit="step", leave=False)
+    bar = tqdm(total=total, initial=state["step"], disable=not progress or not is_main, desc=cfg.name, unit="step", leave=False)
     epochs_this_call = 0
-    while state["epoch"] < int(t["epochs"]) and state["bad_epochs"] < int(t["patience"]):
+    while state["epoch"] < t.epochs and state["bad_epochs"] < t.patience:
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
         if ctx:
@@ -166,11 +161,11 @@ def fit(
         sums = {"loss": 0.0, "ce": 0.0, "cpa": 0.0, "aux": 0.0, "vap_ce": 0.0}
         seen_labels, seen_preds = [], []  # running training UA (dropout on), for learning curves
         offsets = None
-        if float(adapt["train_prob"]):
+        if cfg.adapt.train_prob:
             from physioser.model.adaptation import speaker_features, training_offsets
 
             feats = speaker_features(model, data, train_idx)
-            offsets = torch.as_tensor(training_offsets(feats, data.speakers[train_idx], adapt, rng), dtype=torch.float32)
+            offsets = torch.as_tensor(training_offsets(feats, data.speakers[train_idx], cfg.adapt, rng), dtype=torch.float32)
             model.train()
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -184,7 +179,7 @@ def fit(
                 batch["mixup_lam"] = torch.tensor(lam)
             batch = _to_device(batch, device)
             out = ctx.forward(model, batch) if ctx else model.forward_cached(batch)  # DDP all-reduces gradients
-            smoothing = float(t["label_smoothing"])
+            smoothing = float(t.label_smoothing)
 
             def mixed_ce(logits: torch.Tensor) -> torch.Tensor:
                 ce = F.cross_entropy(logits, batch["labels"], weight=weight, label_smoothing=smoothing)
@@ -194,12 +189,12 @@ def fit(
                 return ce
 
             ce = mixed_ce(out["logits"])
-            loss = ce + aux_weight * out["aux"]
+            loss = ce + t.aux_weight * out["aux"]
             if "cpa" in out:
-                loss = loss + cpa_weight * out["cpa"]
-            if vap_aux_weight > 0:
+                loss = loss + cfg.cpa.weight * out["cpa"]
+            if t.vap_aux_weight > 0:
                 vap_ce = mixed_ce(out["vap_logits"])
-                loss = loss + vap_aux_weight * vap_ce
+                loss = loss + t.vap_aux_weight * vap_ce
                 sums["vap_ce"] += vap_ce.item()
             seen_labels.append(batch["labels"].cpu())
             seen_preds.append(out["logits"].detach().argmax(1).cpu())
@@ -207,11 +202,11 @@ def fit(
                 raise FloatingPointError(f"training loss became {loss.item()} at step {state['step']} ({out_dir})")
             factor = lr_factor(state["step"], total, warmup)
             for group in optimizer.param_groups:
-                group["lr"] = float(t["lr"]) * factor
+                group["lr"] = float(t.lr) * factor
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if t["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(t["grad_clip"]))
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(t.grad_clip))
             optimizer.step()
             state["step"] += 1
             sums["loss"] += loss.item()
@@ -265,12 +260,12 @@ def fit(
     )
 
 
-def new_model(cfg: dict, data, train_idx: np.ndarray) -> torch.nn.Module:
+def new_model(cfg: Config, data, train_idx: np.ndarray) -> torch.nn.Module:
     """A fresh PhysioSER for ``cfg`` (seeded), its backbone layer statistics set from the training rows."""
-    from physioser.model.physioser import PhysioSER
+    from physioser.model.factory import build_model
 
-    torch.manual_seed(int(cfg["train"]["seed"]))
-    model = PhysioSER(cfg)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg)
     if model.use_backbone:
         idx = torch.as_tensor(np.asarray(train_idx))
         spread = data.backbone_spread[idx] if model.statistics else None
@@ -304,15 +299,15 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, override)
         cfg, data, spans = load_corpora(cfg, list(corpus), corpora_root, progress=not quiet)
         if fold == "all":
-            tr, va = speaker_split(data.rows, np.arange(len(data)), 0.15, int(cfg["train"]["seed"]))
+            tr, va = speaker_split(data.rows, np.arange(len(data)), 0.15, cfg.train.seed)
         else:
-            plan = {p[0]: p for p in fold_plan(data, spans, list(corpus), seed=int(cfg["train"]["seed"]))}
+            plan = {p[0]: p for p in fold_plan(data, spans, list(corpus), seed=cfg.train.seed)}
             if not fold.isdigit() or int(fold) not in plan:
                 raise typer.BadParameter(f"fold must be 'all' or one of {sorted(plan)}, got {fold!r}")
             _, tr, va, _ = plan[int(fold)]
         model = new_model(cfg, data, tr)
         # train.early_stopping=false: the validation speakers are left out, unused (a held-out set)
-        result = fit(model, data, tr, va if cfg["train"]["early_stopping"] else None, cfg, out, resume=resume, progress=not quiet)
+        result = fit(model, data, tr, va if cfg.train.early_stopping else None, cfg, out, resume=resume, progress=not quiet)
         from physioser.distributed import current
 
         if (ctx := current()) is not None and not ctx.is_main:

@@ -3,6 +3,7 @@ waveform path, adaptation never reads a label, the run-time state is bounded and
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,10 +11,9 @@ import pytest
 import torch
 
 from physioser.features import FeatureSet
-from physioser.model import PhysioSER
+from physioser.model import Config, PhysioSER, build_backbone_for, build_model
 from physioser.model.adaptation import adapted_predictions, speaker_features, training_offsets
-from physioser.model.config import ConfigError, load_config
-from physioser.model.physioser import build_backbone_for
+from physioser.model.config import AdaptConfig, ConfigError, load_config
 from physioser.model.pooling import frame_statistics
 from physioser.runtime.adaptation import AdaptationError, SpeakerAdaptation, speaker_offset, speaker_offsets
 
@@ -21,9 +21,8 @@ STATS = ["model.branches=[backbone]", "cpa.weight=0", "model.statistics=true", "
 CLASSES = ["neutral", "happy", "angry", "sad"]
 
 
-def _cfg(*overrides: str, layers: int = 5, dim: int = 384) -> dict:
-    cfg = load_config(None, [*STATS, *overrides])
-    return dict(cfg, class_names=CLASSES, backbone=dict(cfg["backbone"], num_layers=layers, dim=dim))
+def _cfg(*overrides: str, layers: int = 5, dim: int = 384) -> Config:
+    return replace(load_config(None, [*STATS, *overrides]), class_names=CLASSES).with_backbone_shape(layers, dim)
 
 
 def _synthetic(n_speakers: int = 6, per: int = 12, layers: int = 2, dim: int = 8, seed: int = 0) -> FeatureSet:
@@ -60,9 +59,8 @@ def test_frame_statistics_match_the_feature_cache_definition() -> None:
 def test_statistics_training_path_equals_waveform_path() -> None:
     cfg = _cfg()
     backbone = build_backbone_for(cfg)
-    cfg = _cfg(layers=backbone.num_layers, dim=backbone.dim)
     torch.manual_seed(0)
-    model = PhysioSER(cfg, backbone=backbone).eval()
+    model = build_model(cfg, backbone).eval()
     g = torch.Generator().manual_seed(0)
     lengths = torch.tensor([16000, 11000])
     x = (0.1 * torch.randn(2, 16000, generator=g)) * (torch.arange(16000)[None] < lengths[:, None])
@@ -118,12 +116,12 @@ def _triples(n: int):
 def test_training_offsets_use_other_utterances_of_the_same_speaker() -> None:
     feats = np.eye(8)
     spk = np.array(["a"] * 4 + ["b"] * 4)
-    off = training_offsets(feats, spk, {"train_prob": 1.0, "train_k": [2], "tau": 0.0}, np.random.default_rng(0))
+    off = training_offsets(feats, spk, AdaptConfig(tau=0.0, train_prob=1.0, train_k=(2,)), np.random.default_rng(0))
     for i in range(8):
         own = slice(0, 4) if i < 4 else slice(4, 8)
         assert off[i, i] == 0 and np.isclose(off[i, own].sum(), 1.0) and np.isclose(off[i].sum(), 1.0)
         assert np.count_nonzero(off[i]) == 2
-    none = training_offsets(feats, spk, {"train_prob": 0.0, "train_k": [2], "tau": 0.0}, np.random.default_rng(0))
+    none = training_offsets(feats, spk, AdaptConfig(tau=0.0, train_prob=0.0, train_k=(2,)), np.random.default_rng(0))
     assert not none.any()
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -17,15 +19,14 @@ OVERRIDES = ["backbone.name=fbank", "model.branches=[backbone]", "cpa.weight=0",
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     from physioser.export import export_onnx
-    from physioser.model import PhysioSER, build_backbone_for, load_config
+    from physioser.model import build_backbone_for, build_model, load_config
     from physioser.model.directory import export_metadata
 
     torch.manual_seed(0)
-    cfg = load_config(None, OVERRIDES)
-    cfg["class_names"] = ["neutral", "happy", "angry", "sad"]
+    cfg = replace(load_config(None, OVERRIDES), class_names=["neutral", "happy", "angry", "sad"])
     backbone = build_backbone_for(cfg)
-    cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
-    model = PhysioSER(cfg, backbone=backbone).eval()
+    cfg = cfg.with_backbone_shape(backbone.num_layers, backbone.dim)
+    model = build_model(cfg, backbone).eval()
     with torch.no_grad():
         model.class_offsets.normal_()
     path = export_onnx(model, tmp_path_factory.mktemp("adaptive") / "m.onnx", metadata=export_metadata(cfg))

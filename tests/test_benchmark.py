@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import json
 import warnings
 from pathlib import Path
@@ -159,7 +160,7 @@ def shelf(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def _tiny_cfg() -> dict:
+def _tiny_cfg():
     from physioser.model.config import load_config
 
     return load_config("configs/backbone_only.yaml", [
@@ -200,7 +201,7 @@ def test_benchmark_resumes_without_redoing_finished_folds_and_lists_absent_corpo
     assert "Absent under the root (listed, not failed): URDU." in text
     assert "| EMOVO | it | 3 (project) | 7 |" in text and "not comparable: project's folds chosen" in text
     with pytest.raises(ValueError, match="another config"):
-        run_benchmark(dict(cfg, name="other"), shelf, out, protocol="project", progress=False)
+        run_benchmark(replace(cfg, name="other"), shelf, out, protocol="project", progress=False)
 
 
 def test_benchmark_reports_the_adapted_protocol_beside_the_strict_one(shelf, tmp_path):

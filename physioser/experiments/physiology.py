@@ -24,7 +24,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,15 +141,13 @@ def run_job(pack_dir: str, variant: str, corpus: str, fold: int, seed: int, devi
     cfg = load_config(root / "configs" / f"{v.config}.yaml", [*v.overrides, f"train.seed={seed}", f"train.device={device}"])
     class_names = [str(c) for c in d["class_names"]]
     backbone = torch.from_numpy(d["backbone"].astype(np.float32))
-    cfg = dict(cfg, class_names=class_names, corpora=[corpus],
-               backbone=dict(cfg["backbone"], num_layers=int(backbone.shape[1]), dim=int(backbone.shape[2])))
+    cfg = replace(cfg, class_names=class_names, corpora=[corpus]).with_backbone_shape(backbone.shape[1], backbone.shape[2])
     rows = [None] * len(d["labels"])
     data = FeatureSet(rows=rows, labels=d["labels"], class_names=class_names)
-    branches = cfg["model"]["branches"]
-    if "backbone" in branches:
+    if cfg.model.uses("backbone"):
         data.backbone_segments = backbone[:, :, None, :]
         data.backbone_counts = torch.ones(len(rows), 1)
-    if "vap" in branches:
+    if cfg.model.uses("vap"):
         data.quartets = _band_normalised(d["quartet_list"]) if v.band_norm else d["quartet_list"]
     tr, va, te = (d[f"fold{fold}_{p}"] for p in ("train", "val", "test"))
     started = time.time()

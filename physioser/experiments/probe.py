@@ -26,7 +26,7 @@ QUARTET_SUBSETS: dict[str, tuple[str, ...]] = {
 """Component subsets of the quartet probe: each alone, the amplitude and phase pairs, all four."""
 
 
-def _config(overrides: Sequence[str]) -> dict:
+def _config(overrides: Sequence[str]):
     from physioser.model.config import load_config
 
     return load_config(None, list(overrides))
@@ -46,7 +46,6 @@ def backbone_means(rows: Sequence, class_names: Sequence[str], backbone: str, *,
 def quartet_stats(rows: Sequence, class_names: Sequence[str], *, overrides: Sequence[str] = (), progress: bool = True) -> tuple[np.ndarray, tuple[str, ...]]:
     """([N, 4, F, 2] mean/std over time of each row's cached normalised quartet, component names)."""
     from physioser.features import build_feature_set
-    from physioser.model.physioser import vap_config
     from physioser.vap import quartet_statistics
 
     cfg = _config(["model.branches=[vap]", "cpa.weight=0", *overrides])
@@ -55,7 +54,7 @@ def quartet_stats(rows: Sequence, class_names: Sequence[str], *, overrides: Sequ
     for q in fs.quartets:
         qf = q.float()[None]
         stats.append(quartet_statistics(qf, torch.tensor([qf.shape[-1]]))[0])
-    return torch.stack(stats).numpy().astype(np.float64), tuple(vap_config(cfg).axes)
+    return torch.stack(stats).numpy().astype(np.float64), cfg.model.vap.axes
 
 
 def run_probe(backbone: str, corpora: Sequence[str], *, test_corpus: str | None = None, classes: Sequence[str] | None = None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -147,12 +148,11 @@ def _job(args) -> dict:
     local = {g: i for i, g in enumerate(used.tolist())}
     data = _feature_set(_PACK, used, task["classes"])
     cfg = load_config(None, [*overrides, f"train.seed={seed}", "train.device=" + os.environ.get("RECIPE_DEVICE", "auto")])
-    trainval = not cfg["train"]["early_stopping"]  # as physioser eval: validation rows join the training rows
+    trainval = not cfg.train.early_stopping  # as physioser eval: validation rows join the training rows
     tr = np.array([local[g] for g in fold["train"] + (fold["val"] if trainval else [])])
     va = None if trainval or not fold["val"] else np.array([local[g] for g in fold["val"]])
     te = np.array([local[g] for g in test_rows])
-    cfg = dict(cfg, class_names=task["classes"], corpora=meta["corpora"],
-               backbone=dict(cfg["backbone"], num_layers=meta["num_layers"], dim=meta["dim"]))
+    cfg = replace(cfg, class_names=task["classes"], corpora=meta["corpora"]).with_backbone_shape(meta["num_layers"], meta["dim"])
     t0 = time.perf_counter()
     model = new_model(cfg, data, tr)
     res = fit(model, data, tr, va, cfg, Path(work) / f"{variant}-{task_name}-{fold_i}-{seed}", progress=False, save=False)

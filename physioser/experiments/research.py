@@ -10,6 +10,7 @@ The attention variant of its blocks is the experimental variable.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,16 +92,16 @@ def run_research(corpus: str, *, attention: str = "mha", backbone: str = "whispe
 
     rows, labels, class_names, spans = load_labelled_rows([corpus], corpora_root or DEFAULT_ROOT)
     cfg = load_config(None, ["model.branches=[backbone]", "cpa.weight=0", "train.vap_crop_seconds=0", *overrides])
-    cfg = dict(cfg, name=f"research-{attention}", class_names=class_names)
+    cfg = replace(cfg, name=f"research-{attention}", class_names=class_names)
     data = FrameSet(rows, labels, class_names, _frames(rows, backbone, layer, max_frames, progress))
-    plan = protocol_plan(rows, spans, [corpus], seed=int(cfg["train"]["seed"]))
+    plan = protocol_plan(rows, spans, [corpus], seed=cfg.train.seed)
     if folds is not None:
         plan = [p for p in plan if p[0] in set(folds)]
     rcfg = ResearchConfig(input_dim=int(data.frames[0].shape[1]), num_classes=len(class_names), attention=attention)
     fold_results, histories = [], []
     ckpt_root = checkpoints or runs_dir() / f"research-{attention}-{corpus}"
     for k, tr, va, tests in plan:
-        torch.manual_seed(int(cfg["train"]["seed"]))
+        torch.manual_seed(cfg.train.seed)
         model = ResearchWrapper(ResearchSER(rcfg))
         # fit crops only VAP quartets; this view crops the frames of training batches (see _CroppedView)
         cropping = _CroppedView(data, crop_frames)
@@ -114,7 +115,7 @@ def run_research(corpus: str, *, attention: str = "mha", backbone: str = "whispe
     y_true = np.repeat(np.arange(len(class_names)), conf.sum(1))
     y_pred = np.concatenate([np.repeat(np.arange(len(class_names)), r) for r in conf])
     return {"model": f"research Transformer ({rcfg.layers} x {attention}, dim {rcfg.dim}) over {backbone} layer {layer} frames",
-            "config": {**cfg, "research": rcfg.to_dict(), "backbone": {"name": backbone, "layer": layer}},
+            "config": {**cfg.to_dict(), "research": rcfg.to_dict(), "backbone": {"name": backbone, "layer": layer}},
             "protocol": {"train_corpora": [corpus], "test_corpus": None, "folds": [p[0] for p in plan]},
             "class_names": class_names, "training": histories,
             "corpora": {corpus: {"summary": summarize(fold_results), "pooled": classification_metrics(y_true, y_pred, class_names),

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -282,16 +282,15 @@ def warm_caches(experiments: Sequence[str], corpora: Sequence[str], *, corpora_r
     for name in experiments:
         e = EXPERIMENTS[name]
         cfg = load_config(REPO_ROOT / "configs" / f"{e.config}.yaml", [*e.overrides, *extra])
-        branches = tuple(cfg["model"]["branches"])
-        key_cfg = {"branches": branches, "backbone": cfg["backbone"] if "backbone" in branches else None,
-                   "vap": {k: v for k, v in cfg["model"]["vap"].items() if k not in ("quaternion", "components")} if "vap" in branches else None,
-                   "max_seconds": cfg["train"]["max_seconds"], "classes": cfg["classes"]}
+        key_cfg = {"branches": cfg.model.branches, "backbone": cfg.backbone.to_dict() if cfg.model.uses("backbone") else None,
+                   "vap": cfg.model.vap.frontend_key() if cfg.model.uses("vap") else None,
+                   "max_seconds": cfg.train.max_seconds, "classes": cfg.classes}
         for c in corpora:
             key = json.dumps([key_cfg, c], sort_keys=True, default=str)
             if key in seen:
                 continue
             seen.add(key)
             if c == MULTI:
-                load_corpora(dict(cfg, classes=list(FOUR_CLASSES)), list(CORPORA), corpora_root, progress=progress)
+                load_corpora(replace(cfg, classes=FOUR_CLASSES), list(CORPORA), corpora_root, progress=progress)
             else:
                 load_corpora(cfg, [c], corpora_root, progress=progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,14 +105,12 @@ def table(rows: Sequence[tuple], corpora: Sequence[str] = CORPORA, root: Path = 
 def param_count(config: str, overrides: Sequence[str] = ()) -> int:
     """Trainable parameters of a config's PhysioSER (whisper-tiny.en shapes, 7 classes), frozen backbone excluded."""
     from physioser.experiments.common import REPO_ROOT
-    from physioser.model.config import load_config
-    from physioser.model.physioser import PhysioSER
+    from physioser.model import build_model, load_config
 
     cfg = load_config(REPO_ROOT / "configs" / f"{config}.yaml", list(overrides))
     shapes = {"whisper-tiny.en": (5, 384), "fbank": (1, 80), "resemblyzer": (4, 256), "crepe-tiny": (3, 256), "pesto": (1, 384)}
-    layers, dim = shapes[cfg["backbone"]["name"]]
-    cfg = dict(cfg, class_names=[str(i) for i in range(7)], backbone=dict(cfg["backbone"], num_layers=layers, dim=dim))
-    return sum(p.numel() for p in PhysioSER(cfg).parameters() if p.requires_grad)
+    cfg = replace(cfg, class_names=[str(i) for i in range(7)]).with_backbone_shape(*shapes[cfg.backbone.name])
+    return sum(p.numel() for p in build_model(cfg).parameters() if p.requires_grad)
 
 
 def write_experiments_report(sections: Sequence[tuple[str, str, list[str]]], path: Path) -> Path:

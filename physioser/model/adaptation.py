@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from physioser.model.config import AdaptConfig
 from physioser.runtime.adaptation import speaker_offset, speaker_offsets
 
 __all__ = ["speaker_features", "training_offsets", "adapted_predictions"]
@@ -48,14 +49,14 @@ def speaker_features(model, data, indices: np.ndarray, batch_size: int = 256) ->
                       for res in _zero_offset_outputs(model, data, indices, batch_size)]).numpy()
 
 
-def training_offsets(features: np.ndarray, speakers: Sequence[str], adapt: dict, rng: np.random.Generator) -> np.ndarray:
+def training_offsets(features: np.ndarray, speakers: Sequence[str], adapt: AdaptConfig, rng: np.random.Generator) -> np.ndarray:
     """[n, F] offsets of the training rows for one epoch (zeros where a row stays strict): each
     adapted row averages ``k`` other random rows of its speaker (see :func:`speaker_offset`)."""
     speakers = np.asarray(speakers)
     out = np.zeros_like(features)
-    use = rng.random(len(features)) < float(adapt["train_prob"])
-    ks = np.asarray([int(k) for k in adapt["train_k"]])
-    tau = float(adapt["tau"])
+    use = rng.random(len(features)) < adapt.train_prob
+    ks = np.asarray(adapt.train_k)
+    tau = float(adapt.tau)
     for spk in np.unique(speakers[use]):
         rows = np.flatnonzero(speakers == spk)
         rows_used = rows[use[rows]]

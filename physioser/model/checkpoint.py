@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from physioser.backbones.ct2 import CheckpointError
+from physioser.model.config import Config, ConfigError
 
 __all__ = ["CheckpointError", "save_model", "load_state", "read_config", "save_train_state", "load_train_state"]
 
@@ -28,7 +29,7 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith(_FROZEN_PREFIX)}
 
 
-def save_model(model: torch.nn.Module, config: dict, directory: str | Path) -> Path:
+def save_model(model: torch.nn.Module, config: Config, directory: str | Path) -> Path:
     """Write ``model.safetensors`` and ``config.yaml`` into ``directory``; returns the weights path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -36,11 +37,11 @@ def save_model(model: torch.nn.Module, config: dict, directory: str | Path) -> P
     tmp = path.with_suffix(".tmp")
     save_file(_trainable_state(model), str(tmp), metadata={"format": "pt", "physioser": "model"})
     tmp.replace(path)
-    (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (directory / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     return path
 
 
-def read_config(directory: str | Path) -> dict:
+def read_config(directory: str | Path) -> Config:
     path = Path(directory) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist: not a physioser model directory")
@@ -50,23 +51,18 @@ def read_config(directory: str | Path) -> dict:
         raise CheckpointError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(cfg, dict) or "class_names" not in cfg:
         raise CheckpointError(f"{path} is not a physioser model config (no class_names)")
-    return with_defaults(cfg)
+    for (section, key), value in LEGACY_VALUES.items():
+        part = cfg.setdefault(section, {})
+        if isinstance(part, dict):
+            part.setdefault(key, value)
+    try:
+        return Config.from_dict(cfg)  # other keys it predates take today's defaults
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 LEGACY_VALUES = {("model", "projector"): "shared"}
 """Values of keys added after models were first saved, as those models were built (not today's default)."""
-
-
-def with_defaults(cfg: dict) -> dict:
-    """A saved config completed with the keys it predates (:data:`LEGACY_VALUES`, else DEFAULTS)."""
-    import copy
-
-    from physioser.model.config import DEFAULTS, merge
-
-    base = copy.deepcopy(DEFAULTS)
-    for (section, key), value in LEGACY_VALUES.items():
-        base[section][key] = value
-    return merge(base, cfg, strict=False)
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -157,9 +153,9 @@ def load_model(directory: str | Path, *, with_backbone: bool = True):
     """Rebuild a trained :class:`physioser.model.PhysioSER` from ``directory`` (config.yaml + model.safetensors).
 
     ``with_backbone`` attaches the frozen backbone named in the config (needed by ``forward``)."""
-    from physioser.model.physioser import PhysioSER, build_backbone_for
+    from physioser.model.factory import build_backbone_for, build_model
 
     cfg = read_config(directory)
-    model = PhysioSER(cfg, backbone=build_backbone_for(cfg) if with_backbone else None)
+    model = build_model(cfg, build_backbone_for(cfg) if with_backbone else None)
     load_state(model, Path(directory) / "model.safetensors")
     return model.eval()

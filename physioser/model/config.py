@@ -1,9 +1,12 @@
-"""Experiment configuration: defaults, YAML files in ``configs/`` and dotted command-line overrides.
+"""Experiment configuration: one frozen dataclass per part, YAML files in ``configs/`` and dotted
+command-line overrides.
 
-A config is a plain nested dict. ``load_config(path, ["train.lr=3e-4", "model.fusion.attention=moh"])``
-deep-merges the YAML file onto :data:`DEFAULTS`, then applies each override (values parsed as YAML,
-so ``3e-4`` is a float, ``[vap]`` a list and ``null`` None). Unknown keys are an error, so a typo
-never silently trains the default.
+``load_config(path, ["train.lr=3e-4", "model.fusion.attention=moh"])`` deep-merges the YAML file onto
+the defaults, applies each override (values parsed as YAML, so ``3e-4`` is a float, ``[vap]`` a list
+and ``null`` None) and returns a :class:`Config`. Each part checks its own fields when it is built
+(``ConfigError`` naming the dotted key); unknown keys are an error, so a typo never silently trains
+the default. Checkpoints, run directories and results store :meth:`Config.to_dict`, which
+:meth:`Config.from_dict` reads back (keys a stored dict lacks take their defaults).
 """
 
 from __future__ import annotations
@@ -11,139 +14,369 @@ from __future__ import annotations
 import copy
 import math
 import re
+import typing
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
-__all__ = ["DEFAULTS", "ConfigError", "apply_overrides", "load_config", "merge", "dump_config"]
+from physioser.vap.config import VAPConfig
+
+__all__ = ["AdaptConfig", "BackboneConfig", "CPAConfig", "Config", "ConfigError", "FusionConfig", "ModelConfig",
+           "TrainConfig", "apply_overrides", "load_config"]
 
 
 class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
-
-
-DEFAULTS: dict[str, Any] = {
-    "name": "physioser",
-    # classes: null = the corpus's own class set; or an explicit list of canonical names,
-    # e.g. [neutral, happy, angry, sad] (the four-class cross-corpus set)
-    "classes": None,
-    "backbone": {"name": "whisper-tiny.en", "options": {}},
-    "model": {
-        # branches the model uses: any non-empty subset of [vap, backbone]
-        "branches": ["vap", "backbone"],
-        "dim": 128,  # width of branch tokens, fusion block and classifier input
-        "featurizer": True,  # learned softmax layer weights (False: last layer only)
-        "projector": "per_layer",  # shared (SUPERB: weighted layer sum -> projector) | per_layer (projections mixed by the layer weights)
-        # statistics pooling: each backbone layer's mean and standard deviation over the frames
-        # (False: segment means only); needs segments: 0
-        "statistics": False,
-        "input_dropout": 0.0,  # dropout on the standardised backbone statistics (statistics pooling)
-        "segments": 0,  # pooled frame tokens per branch fed to the fusion block (0 = utterance vectors only; 4 overfits here)
-        # physioser.vap config fields; these keep an epoch of RAVDESS to seconds on a 2-core CPU
-        "vap": {"n_bands": 32, "channels_2d": [16, 16], "channels_1d": [64], "kernels_1d": [3], "dilations_1d": [1], "dim": 64},
-        "head": "fusion",  # fusion | linear | mlp
-        "fusion": {"attention": "mha", "heads": 4, "mlp_ratio": 1.0, "options": {}},
-        "dropout": 0.3,
-        # training only: each utterance's backbone tokens are zeroed with this probability, so the
-        # head has to classify those from the VAP branch alone (needs both branches)
-        "branch_dropout": 0.0,
-        # none | gated: logits = (1 - g) * head logits + g * logits of a linear classifier on z_v,
-        # with a per-utterance gate g = sigmoid(w . [z_v, z_s] + b) (needs both branches)
-        "late_fusion": "none",
-    },
-    "cpa": {"weight": 0.1, "dim": 128, "hidden": 0, "temperature": 0.07, "max_logit_scale": 100.0, "supervised": False},
-    "train": {
-        "epochs": 30,
-        "batch_size": 32,
-        "lr": 1.0e-3,
-        "weight_decay": 0.5,
-        "warmup": 0.05,  # fraction of all steps
-        "grad_clip": 1.0,
-        "label_smoothing": 0.1,
-        "class_weighting": False,
-        "patience": 5,  # epochs without a better validation UA before stopping
-        # false: no early stopping; the validation speakers join the training rows and the model of the
-        # last epoch of the full schedule is kept (validation UA on speakers that share the training
-        # sentences, as in sentence-tied corpora, picks epochs badly)
-        "early_stopping": True,
-        "seed": 0,
-        "device": "auto",  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N; torchrun ranks use their own GPU
-        "aux_weight": 1.0,  # weight of the attention variant's auxiliary losses
-        # weight of an auxiliary cross-entropy on a linear classifier over the VAP utterance vector
-        # alone (training only; with late_fusion=gated that classifier is the gated one)
-        "vap_aux_weight": 0.0,
-        "max_seconds": 12.0,  # utterances are cropped (centre) to this length when caching quartets
-        "vap_crop_seconds": 2.0,  # training crops each VAP quartet to a random window this long (0 = off)
-        "mixup": 0.0,  # mixup Beta(alpha, alpha) of the cached inputs and the loss (0 = off)
-    },
-    # unsupervised speaker adaptation (statistics pooling): a speaker's offset is the shrunk mean of
-    # their emotion-compensated statistics (physioser.runtime.adaptation); training feeds each utterance
-    # with probability train_prob the offset of k other random utterances of its speaker, k drawn from
-    # train_k (0 = all of them), so one model serves the strict (zero offset) and adapted protocols
-    "adapt": {"tau": 1.0, "train_prob": 0.0, "train_k": [5, 10, 20, 0]},
-}
+    """A config file, override or stored config that does not fit the schema."""
 
 
 FREE_SECTIONS = ("model.vap", "backbone.options", "model.fusion.options")
-"""Sections whose keys belong to another module's options (checked there, not here)."""
+"""Sections whose keys belong to another module's options (checked there, not by the override parser)."""
+
+_RESOLVED = {"resolved": True}
+"""Field metadata: set from the data when a model is built; written by ``to_dict`` only once set."""
 
 
-_ABSENT = object()
+class _Part:
+    """Reading and writing one config section; ``SECTION`` is its dotted key in the whole config."""
+
+    SECTION: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls, data: Any):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.SECTION or 'a config'!r} is a config section (a mapping), got {data!r}")
+        kinds = typing.get_type_hints(cls)
+        names = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ConfigError(f"unknown config key {_key(cls.SECTION, key)!r} (known here: {names})")
+        return cls(**{key: _read(kinds[key], value, _key(cls.SECTION, key)) for key, value in data.items()})
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("resolved"):
+                continue
+            out[f.name] = _write(value)
+        return out
+
+    def _check_kinds(self) -> None:
+        """Every field holds its annotated kind; lists become tuples (the dict form writes lists)."""
+        kinds = typing.get_type_hints(type(self))
+        for f in fields(self):
+            where = _key(self.SECTION, f.name)
+            value = _check_kind(where, getattr(self, f.name), kinds[f.name])
+            object.__setattr__(self, f.name, value)
 
 
-def _default(where: str) -> Any:
-    node: Any = DEFAULTS
-    for key in where.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return _ABSENT
-        node = node[key]
-    return node
+def _key(section: str, name: Any) -> str:
+    return f"{section}.{name}" if section else str(name)
 
 
-def _check_kind(where: str, value: Any) -> None:
-    """A value set over an entry of DEFAULTS keeps its kind: section, flag, integer, finite number, text, list."""
-    default = _default(where)
-    if default is _ABSENT or default is None:
-        return
-    if isinstance(default, dict):
-        ok, what = isinstance(value, dict), "a config section (a mapping)"
-    elif isinstance(default, bool):
-        ok, what = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        what = "a finite number"
-    elif isinstance(default, str):
-        ok, what = isinstance(value, str), "a string"
-    elif isinstance(default, list):
-        ok, what = isinstance(value, list), "a list"
-    else:
-        return
-    if not ok:
-        raise ConfigError(f"{where!r} is {what}, got {value!r}" if isinstance(default, dict) else f"{where} must be {what}, got {value!r}")
+def _read(kind: Any, value: Any, where: str) -> Any:
+    if isinstance(kind, type) and issubclass(kind, _Part):
+        return kind.from_dict(value)
+    if kind is VAPConfig:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where!r} is a config section (a mapping), got {value!r}")
+        try:
+            return VAPConfig.from_dict(value)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return value
 
 
-def merge(base: dict, update: dict, *, path: str = "", strict: bool = True) -> dict:
-    """Deep-merge ``update`` onto a copy of ``base``; unknown keys raise outside :data:`FREE_SECTIONS`;
-    a value over an entry of :data:`DEFAULTS` must keep its kind (see :func:`_check_kind`)."""
+def _write(value: Any) -> Any:
+    if isinstance(value, _Part):
+        return value.to_dict()
+    if isinstance(value, VAPConfig):
+        # only what differs from VAPConfig's own defaults, as configs have always stored model.vap
+        defaults = VAPConfig().to_dict()
+        return {k: v for k, v in value.to_dict().items() if v != defaults[k]}
+    if isinstance(value, tuple):
+        return list(value)
+    return copy.deepcopy(value)
+
+
+_SCALARS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_PLURALS = {int: "integers", str: "strings"}
+
+
+def _check_kind(where: str, value: Any, kind: Any) -> Any:
+    args = typing.get_args(kind)
+    if type(None) in args:  # X | None
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        if not isinstance(value, (list, tuple)) or not all(_is_scalar(v, item) for v in value):
+            raise ConfigError(f"{where} must be a list of {_PLURALS[item]}, got {value!r}")
+        return tuple(value)
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where!r} is a config section (a mapping), got {value!r}")
+        return value
+    if kind in _SCALARS:
+        if not _is_scalar(value, kind):
+            raise ConfigError(f"{where} must be {_SCALARS[kind]}, got {value!r}")
+        return value
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _is_scalar(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:  # an integer is a number too; it is kept as written (stored dicts stay byte-identical)
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _one_of(where: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where} must be {', '.join(map(str, allowed[:-1]))} or {allowed[-1]}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BackboneConfig(_Part):
+    """The frozen encoder: a registered backbone ``name`` and its ``options`` (checked by the backbone)."""
+
+    SECTION: ClassVar[str] = "backbone"
+    name: str = "whisper-tiny.en"
+    options: dict[str, Any] = field(default_factory=dict)
+    num_layers: int | None = field(default=None, metadata=_RESOLVED)  # hidden states the encoder returns
+    dim: int | None = field(default=None, metadata=_RESOLVED)
+
+    def __post_init__(self) -> None:
+        self._check_kinds()
+
+
+@dataclass(frozen=True)
+class FusionConfig(_Part):
+    """The fusion head's attention block: a variant of the attention backend and its ``options``."""
+
+    SECTION: ClassVar[str] = "model.fusion"
+    attention: str = "mha"
+    heads: int = 4
+    mlp_ratio: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._check_kinds()
+
+
+def _small_vap() -> VAPConfig:
+    """The VAP branch the project trains: these keep an epoch of RAVDESS to seconds on a 2-core CPU."""
+    return VAPConfig(n_bands=32, channels_2d=(16, 16), channels_1d=(64,), kernels_1d=(3,), dilations_1d=(1,), dim=64)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Part):
+    """Branches, backbone pathway, VAP branch and head.
+
+    branches: any non-empty subset of (vap, backbone). dim: width of branch tokens, fusion block and
+    classifier input. featurizer: learned softmax layer weights (False: last layer only).
+    projector: shared (SUPERB: weighted layer sum -> projector) | per_layer (projections mixed by the
+    layer weights). statistics: pooling of each backbone layer's mean and standard deviation over
+    the frames (False: segment means only); needs segments 0. input_dropout: dropout on the
+    standardised backbone statistics. segments: pooled frame tokens per branch fed to the fusion
+    block (0 = utterance vectors only; 4 overfits here). head: fusion | linear | mlp.
+    branch_dropout: training only: each utterance's backbone tokens are zeroed with this
+    probability, so the head has to classify those from the VAP branch alone (needs both branches).
+    late_fusion: none | gated: logits = (1 - g) * head logits + g * logits of a linear classifier
+    on z_v, with a per-utterance gate g = sigmoid(w . [z_v, z_s] + b) (needs both branches).
+    """
+
+    SECTION: ClassVar[str] = "model"
+    branches: tuple[str, ...] = ("vap", "backbone")
+    dim: int = 128
+    featurizer: bool = True
+    projector: str = "per_layer"
+    statistics: bool = False
+    input_dropout: float = 0.0
+    segments: int = 0
+    vap: VAPConfig = field(default_factory=_small_vap)
+    head: str = "fusion"
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    dropout: float = 0.3
+    branch_dropout: float = 0.0
+    late_fusion: str = "none"
+
+    def __post_init__(self) -> None:
+        self._check_kinds()
+        if not self.branches or any(b not in ("vap", "backbone") for b in self.branches):
+            raise ConfigError(f"model.branches must be a non-empty subset of [vap, backbone], got {list(self.branches)}")
+        _one_of("model.head", self.head, ("fusion", "linear", "mlp"))
+        _one_of("model.projector", self.projector, ("shared", "per_layer"))
+        _one_of("model.late_fusion", self.late_fusion, ("none", "gated"))
+        if self.statistics and (self.segments or not self.uses("backbone")):
+            raise ConfigError("model.statistics needs the backbone branch and model.segments: 0")
+        if not 0.0 <= self.branch_dropout < 1.0:
+            raise ConfigError(f"model.branch_dropout must be in [0, 1), got {self.branch_dropout}")
+        if (self.branch_dropout or self.late_fusion != "none") and not self.uses("vap", "backbone"):
+            raise ConfigError("model.branch_dropout and model.late_fusion need both branches (model.branches: [vap, backbone])")
+        if self.segments not in (0, 1, 2, 4):
+            raise ConfigError(f"model.segments must be 0, 1, 2 or 4 (divisors of the cached 4 segments), got {self.segments}")
+
+    def uses(self, *branches: str) -> bool:
+        """Whether the model has every one of ``branches``."""
+        return all(b in self.branches for b in branches)
+
+
+@dataclass(frozen=True)
+class CPAConfig(_Part):
+    """Contrastive physiological alignment: loss ``weight`` (0 = off) and its projection heads."""
+
+    SECTION: ClassVar[str] = "cpa"
+    weight: float = 0.1
+    dim: int = 128
+    hidden: int = 0
+    temperature: float = 0.07
+    max_logit_scale: float = 100.0
+    supervised: bool = False
+
+    def __post_init__(self) -> None:
+        self._check_kinds()
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Part):
+    """The optimiser, schedule and training data.
+
+    warmup: fraction of all steps. patience: epochs without a better validation UA before stopping.
+    early_stopping: false: no early stopping; the validation speakers join the training rows and the
+    model of the last epoch of the full schedule is kept (validation UA on speakers that share the
+    training sentences, as in sentence-tied corpora, picks epochs badly). device: auto (CUDA when
+    available, else CPU) | cpu | cuda | cuda:N; torchrun ranks use their own GPU. aux_weight: weight
+    of the attention variant's auxiliary losses. vap_aux_weight: weight of an auxiliary
+    cross-entropy on a linear classifier over the VAP utterance vector alone (training only; with
+    late_fusion gated that classifier is the gated one). max_seconds: utterances are cropped
+    (centre) to this length when caching quartets. vap_crop_seconds: training crops each VAP
+    quartet to a random window this long (0 = off). mixup: mixup Beta(alpha, alpha) of the cached
+    inputs and the loss (0 = off).
+    """
+
+    SECTION: ClassVar[str] = "train"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1.0e-3
+    weight_decay: float = 0.5
+    warmup: float = 0.05
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.1
+    class_weighting: bool = False
+    patience: int = 5
+    early_stopping: bool = True
+    seed: int = 0
+    device: str = "auto"
+    aux_weight: float = 1.0
+    vap_aux_weight: float = 0.0
+    max_seconds: float = 12.0
+    vap_crop_seconds: float = 2.0
+    mixup: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._check_kinds()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class AdaptConfig(_Part):
+    """Unsupervised speaker adaptation (statistics pooling).
+
+    A speaker's offset is the shrunk mean (``tau`` utterances of shrinkage) of their
+    emotion-compensated statistics (physioser.runtime.adaptation); training feeds each utterance
+    with probability ``train_prob`` the offset of k other random utterances of its speaker, k drawn
+    from ``train_k`` (0 = all of them), so one model serves the strict (zero offset) and adapted
+    protocols.
+    """
+
+    SECTION: ClassVar[str] = "adapt"
+    tau: float = 1.0
+    train_prob: float = 0.0
+    train_k: tuple[int, ...] = (5, 10, 20, 0)
+
+    def __post_init__(self) -> None:
+        self._check_kinds()
+        if self.tau < 0 or not 0 <= self.train_prob <= 1:
+            raise ConfigError("adapt.tau must be >= 0 and adapt.train_prob in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Config(_Part):
+    """A whole experiment config.
+
+    classes: None = the corpus's own class set; or an explicit list of canonical names, e.g.
+    [neutral, happy, angry, sad] (the four-class cross-corpus set). ``class_names`` and
+    ``corpora`` (and the backbone's shape) are set when the data is loaded.
+    """
+
+    SECTION: ClassVar[str] = ""
+    name: str = "physioser"
+    classes: tuple[str, ...] | None = None
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cpa: CPAConfig = field(default_factory=CPAConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    class_names: tuple[str, ...] | None = field(default=None, metadata=_RESOLVED)
+    corpora: tuple[str, ...] | None = field(default=None, metadata=_RESOLVED)
+
+    def __post_init__(self) -> None:
+        self._check_kinds()
+        if self.cpa.weight and not self.model.uses("vap", "backbone"):
+            raise ConfigError("cpa.weight > 0 needs both branches (model.branches: [vap, backbone])")
+        if self.adapt.train_prob and not self.model.statistics:
+            raise ConfigError("adapt.train_prob > 0 needs model.statistics: true (the adapted features are its statistics)")
+        if self.train.vap_aux_weight and not self.model.uses("vap"):
+            raise ConfigError("train.vap_aux_weight > 0 needs the VAP branch")
+
+    def with_backbone_shape(self, num_layers: int, dim: int) -> Config:
+        """This config with the shape of its built backbone (what the backbone pathway is sized for)."""
+        return replace(self, backbone=replace(self.backbone, num_layers=int(num_layers), dim=int(dim)))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults ← YAML file (optional) ← dotted overrides."""
+    cfg = Config().to_dict()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+        cfg = _merge(cfg, data)
+    cfg = apply_overrides(cfg, overrides)
+    try:
+        return Config.from_dict(cfg)
+    except ConfigError as exc:
+        where = [f"config file {path}"] * (path is not None) + [f"with overrides {list(overrides)}"] * bool(overrides)
+        raise ConfigError(f"{' '.join(where)}: {exc}" if where else str(exc)) from None
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """``update`` deep-merged onto a copy of ``base`` (unknown keys are left to :meth:`Config.from_dict`)."""
     out = copy.deepcopy(base)
-    strict = strict and path not in FREE_SECTIONS
     for key, value in update.items():
-        where = f"{path}.{key}" if path else str(key)
-        if strict and key not in out:
-            raise ConfigError(f"unknown config key {where!r} (known here: {sorted(out)})")
-        _check_kind(where, value)
         if isinstance(out.get(key), dict) and isinstance(value, dict):
-            out[key] = merge(out[key], value, path=where, strict=strict)
+            out[key] = _merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
 def apply_overrides(cfg: dict, overrides: list[str] | tuple[str, ...]) -> dict:
-    """Apply ``key.sub=value`` overrides (value parsed as YAML) to a copy of ``cfg``."""
+    """Apply ``key.sub=value`` overrides (value parsed as YAML) to a copy of the dict form of a config."""
     out = copy.deepcopy(cfg)
     for item in overrides:
         if "=" not in item:
@@ -158,12 +391,7 @@ def apply_overrides(cfg: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         last = keys[-1]
         if last not in node and ".".join(keys[:-1]) not in FREE_SECTIONS:
             raise ConfigError(f"override {item!r}: unknown key {dotted!r} (known here: {sorted(node)})")
-        value = _parse_value(raw, item)
-        try:
-            _check_kind(".".join(keys), value)
-        except ConfigError as exc:
-            raise ConfigError(f"override {item!r}: {exc}") from None
-        node[last] = value
+        node[last] = _parse_value(raw, item)
     return out
 
 
@@ -179,67 +407,3 @@ def _parse_value(raw: str, item: str = "") -> Any:
         except ValueError:
             return value
     return value
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """DEFAULTS ← YAML file (optional) ← dotted overrides."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-        try:
-            cfg = merge(cfg, data)
-        except ConfigError as exc:
-            raise ConfigError(f"config file {path}: {exc}") from exc
-    cfg = apply_overrides(cfg, overrides)
-    try:
-        _validate(cfg)
-    except ConfigError as exc:
-        if path is None:
-            raise
-        raise ConfigError(f"config file {path}{f' with overrides {list(overrides)}' if overrides else ''}: {exc}") from None
-    return cfg
-
-
-def _validate(cfg: dict) -> None:
-    branches = cfg["model"]["branches"]
-    if not branches or any(b not in ("vap", "backbone") for b in branches):
-        raise ConfigError(f"model.branches must be a non-empty subset of [vap, backbone], got {branches}")
-    if cfg["model"]["head"] not in ("fusion", "linear", "mlp"):
-        raise ConfigError(f"model.head must be fusion, linear or mlp, got {cfg['model']['head']!r}")
-    if cfg["cpa"]["weight"] and set(branches) != {"vap", "backbone"}:
-        raise ConfigError("cpa.weight > 0 needs both branches (model.branches: [vap, backbone])")
-    if cfg["model"]["projector"] not in ("shared", "per_layer"):
-        raise ConfigError(f"model.projector must be shared or per_layer, got {cfg['model']['projector']!r}")
-    device = cfg["train"]["device"]
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if cfg["model"]["statistics"] and (cfg["model"]["segments"] or "backbone" not in branches):
-        raise ConfigError("model.statistics needs the backbone branch and model.segments: 0")
-    if cfg["adapt"]["train_prob"] and not cfg["model"]["statistics"]:
-        raise ConfigError("adapt.train_prob > 0 needs model.statistics: true (the adapted features are its statistics)")
-    if float(cfg["adapt"]["tau"]) < 0 or not 0 <= float(cfg["adapt"]["train_prob"]) <= 1:
-        raise ConfigError("adapt.tau must be >= 0 and adapt.train_prob in [0, 1]")
-    both = set(branches) == {"vap", "backbone"}
-    if cfg["model"]["late_fusion"] not in ("none", "gated"):
-        raise ConfigError(f"model.late_fusion must be none or gated, got {cfg['model']['late_fusion']!r}")
-    if not 0.0 <= float(cfg["model"]["branch_dropout"]) < 1.0:
-        raise ConfigError(f"model.branch_dropout must be in [0, 1), got {cfg['model']['branch_dropout']}")
-    if (cfg["model"]["branch_dropout"] or cfg["model"]["late_fusion"] != "none") and not both:
-        raise ConfigError("model.branch_dropout and model.late_fusion need both branches (model.branches: [vap, backbone])")
-    if cfg["train"]["vap_aux_weight"] and "vap" not in branches:
-        raise ConfigError("train.vap_aux_weight > 0 needs the VAP branch")
-    seg = cfg["model"]["segments"]
-    if seg not in (0, 1, 2, 4):
-        raise ConfigError(f"model.segments must be 0, 1, 2 or 4 (divisors of the cached 4 segments), got {seg}")
-
-
-def dump_config(cfg: dict, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from physioser.model.config import Config
 from physioser.paths import default_model_dir
 from physioser.runtime.contract import OUTPUT_ORDER, REQUIRED_OUTPUTS, EngineError, default_metadata, metadata_strings, parse_metadata
 from physioser.runtime.engine import Engine
@@ -48,20 +49,17 @@ def load_checkpoint(model_dir: str | Path | None) -> tuple[Any, dict[str, Any]]:
     return model, export_metadata(cfg)
 
 
-def export_metadata(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The ONNX metadata of a model config (see ``export/ONNX_CONTRACT.md``)."""
-    corpora = cfg.get("corpora") or []  # written into config.yaml by `physioser train`
-    if isinstance(corpora, str):
-        corpora = [corpora]
-    backbone = cfg.get("backbone", {})
+def export_metadata(config: Config) -> dict[str, Any]:
+    """The ONNX metadata of a resolved model config (see ``export/ONNX_CONTRACT.md``)."""
+    backbone = config.backbone
     meta = {
-        "class_names": list(cfg["class_names"]),
-        "backbone": backbone.get("name", str(backbone)) if isinstance(backbone, dict) else str(backbone),
-        "training_corpora": list(corpora),
-        "model_name": str(cfg.get("name", "physioser")),
+        "class_names": list(config.class_names),
+        "backbone": backbone.name,
+        "training_corpora": list(config.corpora or ()),  # written into config.yaml by `physioser train`
+        "model_name": config.name,
     }
-    if cfg.get("model", {}).get("statistics"):  # speaker-adaptive: the offset's width and shrinkage
-        meta["adaptation"] = {"dim": 2 * int(backbone["num_layers"]) * int(backbone["dim"]), "tau": float(cfg["adapt"]["tau"])}
+    if config.model.statistics:  # speaker-adaptive: the offset's width and shrinkage
+        meta["adaptation"] = {"dim": 2 * backbone.num_layers * backbone.dim, "tau": float(config.adapt.tau)}
     return meta
 
 

@@ -24,59 +24,49 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from physioser.model.config import Config
 from physioser.model.cpa import CPA
 from physioser.model.fusion import FusionHead
 from physioser.model.pooling import frame_statistics, merge_segments, segment_mean
 
-__all__ = ["PhysioSER", "CACHE_SEGMENTS", "vap_config", "build_backbone_for"]
+__all__ = ["PhysioSER", "CACHE_SEGMENTS"]
 
 CACHE_SEGMENTS = 4
 """Number of segments the backbone statistics are pooled to in the cache."""
 
 
-def vap_config(cfg: dict):
-    """The VAPConfig of an experiment config (``model.vap`` overrides of its defaults)."""
-    from physioser.vap import VAPConfig
-
-    return VAPConfig(**cfg["model"]["vap"])
-
-
-def build_backbone_for(cfg: dict) -> nn.Module | None:
-    """The frozen backbone of a config (None when the model has no backbone branch)."""
-    if "backbone" not in cfg["model"]["branches"]:
-        return None
-    from physioser.backbones import build_backbone
-
-    return build_backbone(cfg["backbone"]["name"], **cfg["backbone"]["options"])
-
-
 class PhysioSER(nn.Module):
-    """Args: cfg (resolved experiment config with ``class_names`` and ``backbone.num_layers``/``dim``),
-    backbone (the frozen encoder module, needed only by ``forward``; None for cached training)."""
+    """Args: config (resolved: ``class_names`` and, with the backbone branch, ``backbone.num_layers``/``dim``
+    set; see :func:`physioser.model.build_model`), backbone (the frozen encoder module, needed only by
+    ``forward``; None for cached training)."""
 
-    def __init__(self, cfg: dict, backbone: nn.Module | None = None) -> None:
+    def __init__(self, config: Config, backbone: nn.Module | None = None) -> None:
         super().__init__()
-        m = cfg["model"]
-        self.class_names = list(cfg["class_names"])
-        self.use_vap = "vap" in m["branches"]
-        self.use_backbone = "backbone" in m["branches"]
-        self.segments = int(m["segments"]) if m["head"] == "fusion" else 0
-        self.head_type = m["head"]
-        dim = int(m["dim"])
+        m = config.model
+        if config.class_names is None:
+            raise ValueError("the config has no class_names: set them from the training data first")
+        self.class_names = list(config.class_names)
+        self.use_vap = m.uses("vap")
+        self.use_backbone = m.uses("backbone")
+        self.segments = m.segments if m.head == "fusion" else 0
+        self.head_type = m.head
+        dim = m.dim
         num_classes = len(self.class_names)
         if backbone is not None:
             self.backbone = backbone
         if self.use_backbone:
             from physioser.backbones import Featurizer
 
-            layers, width = int(cfg["backbone"]["num_layers"]), int(cfg["backbone"]["dim"])
+            layers, width = config.backbone.num_layers, config.backbone.dim
+            if layers is None or width is None:
+                raise ValueError("the config has no backbone shape: set it with Config.with_backbone_shape")
             self.num_layers = layers
-            self.featurizer = Featurizer(layers) if m["featurizer"] else None
+            self.featurizer = Featurizer(layers) if m.featurizer else None
             # shared: one projector after the weighted layer sum (SUPERB); per_layer: each layer has its
             # own projector and the learned softmax weights mix the projections (a gated concatenation)
-            self.per_layer = m["projector"] == "per_layer"
+            self.per_layer = m.projector == "per_layer"
             # statistics pooling: each layer's mean and standard deviation over the utterance's frames
-            self.statistics = bool(m["statistics"])
+            self.statistics = m.statistics
             in_width = 2 * width if self.statistics else width
             if self.per_layer:
                 self.layer_proj = nn.Parameter(torch.randn(layers, in_width, dim) / in_width**0.5)
@@ -94,41 +84,39 @@ class PhysioSER(nn.Module):
                 # (set from the training rows by set_class_offsets): speaker adaptation removes the
                 # predicted emotion's offset before it averages a speaker's utterances
                 self.register_buffer("class_offsets", torch.zeros(num_classes, layers * in_width))
-            self.input_drop = nn.Dropout(float(m["input_dropout"]))
-            self.adaptation_tau = float(cfg["adapt"]["tau"])  # shrinkage of the speaker offsets (runtime.adaptation)
+            self.input_drop = nn.Dropout(float(m.input_dropout))
+            self.adaptation_tau = float(config.adapt.tau)  # shrinkage of the speaker offsets (runtime.adaptation)
         if self.use_vap:
             from physioser.vap import VAPBranch
 
-            self.vap = VAPBranch(vap_config(cfg))
+            self.vap = VAPBranch(m.vap)
             self.vap_proj = nn.Linear(self.vap.out_dim, dim)
         self.act = nn.Sequential(nn.GELU(), nn.LayerNorm(dim))
         n_branches = int(self.use_vap) + int(self.use_backbone)
-        if float(cfg["cpa"]["weight"]) > 0:
-            c = cfg["cpa"]
-            self.cpa = CPA(
-                dim, dim, dim=int(c["dim"]), hidden=int(c["hidden"]), temperature=float(c["temperature"]),
-                max_logit_scale=float(c["max_logit_scale"]), supervised=bool(c["supervised"]),
-            )
+        c = config.cpa
+        if c.weight > 0:
+            self.cpa = CPA(dim, dim, dim=c.dim, hidden=c.hidden, temperature=float(c.temperature),
+                           max_logit_scale=float(c.max_logit_scale), supervised=c.supervised)
         else:
             self.cpa = None
         if self.head_type == "fusion":
-            f = m["fusion"]
+            f = m.fusion
             self.head = FusionHead(
-                dim, n_branches * (1 + self.segments), num_classes, attention=f["attention"], heads=int(f["heads"]),
-                mlp_ratio=float(f["mlp_ratio"]), dropout=float(m["dropout"]), options=f["options"],
+                dim, n_branches * (1 + self.segments), num_classes, attention=f.attention, heads=f.heads,
+                mlp_ratio=float(f.mlp_ratio), dropout=float(m.dropout), options=f.options,
             )
         elif self.head_type == "mlp":
             self.head = nn.Sequential(
-                nn.Linear(n_branches * dim, dim), nn.GELU(), nn.Dropout(float(m["dropout"])), nn.Linear(dim, num_classes)
+                nn.Linear(n_branches * dim, dim), nn.GELU(), nn.Dropout(float(m.dropout)), nn.Linear(dim, num_classes)
             )
         else:
             self.head = nn.Linear(n_branches * dim, num_classes)
-        self.drop = nn.Dropout(float(m["dropout"]))
-        # physiology-use training aids (see DEFAULTS): branch dropout acts in forward_cached only; the
+        self.drop = nn.Dropout(float(m.dropout))
+        # physiology-use training aids (see ModelConfig): branch dropout acts in forward_cached only; the
         # VAP classifier serves the auxiliary loss (training only) and, gated, the late fusion
-        self.branch_dropout = float(m.get("branch_dropout", 0.0))
-        self.late_fusion = m.get("late_fusion", "none")
-        if self.use_vap and (self.late_fusion == "gated" or float(cfg["train"].get("vap_aux_weight", 0.0)) > 0):
+        self.branch_dropout = float(m.branch_dropout)
+        self.late_fusion = m.late_fusion
+        if self.use_vap and (self.late_fusion == "gated" or config.train.vap_aux_weight > 0):
             self.vap_classifier = nn.Linear(dim, num_classes)
         if self.late_fusion == "gated":
             self.fusion_gate = nn.Linear(n_branches * dim, 1)
