@@ -80,7 +80,7 @@ def load_full(directory: Path):
     return model.eval()
 
 
-def build_model(model_dir: str | None, random_weights: bool, backbone_name: str | None = None):
+def bench_model(model_dir: str | None, random_weights: bool, backbone_name: str | None = None):
     """(model, config, metadata, description); ``backbone_name`` (with ``random_weights``) swaps the
     default config's backbone."""
     from physioser.model.directory import export_metadata, load_checkpoint
@@ -240,7 +240,7 @@ def _peak_child(backend: str, model_arg: list[str]) -> None:
         from physioser.model.directory import torch_engine
 
         name = model_arg[model_arg.index("--backbone") + 1] if "--backbone" in model_arg else None
-        model, _, meta, _ = build_model(None if random_weights else (model_arg[0] or None), random_weights, name)
+        model, _, meta, _ = bench_model(None if random_weights else (model_arg[0] or None), random_weights, name)
         engine = torch_engine(model, meta, "cpu")
     wave, lens = probe_waveforms([32000])
     for _ in range(20):
@@ -391,7 +391,7 @@ def compare_backbones(names: list[str], runs: int, out: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         graphs = {}
         for name in names:
-            model, _, meta, _ = build_model(None, True, name)
+            model, _, meta, _ = bench_model(None, True, name)
             graphs[name] = export_onnx(model, Path(tmp) / f"{name}.onnx", metadata=meta)
         wave, lens = probe_waveforms([2 * physioser.SAMPLE_RATE])
         feed = {"waveform": wave, "lengths": lens}
@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps(data, indent=1))
         return
     if args.gpu:
-        model = load_full(args.full) if args.full else build_model(args.model, args.random)[0]
+        model = load_full(args.full) if args.full else bench_model(args.model, args.random)[0]
         gpu_bench(model, args.gpu)
         return
     if args.compare_backbones:
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.backbone and not args.random:
         ap.error("--backbone goes with --random (a trained model directory brings its own backbone)")
-    model, cfg, meta, described = build_model(args.model, args.random, args.backbone)
+    model, cfg, meta, described = bench_model(args.model, args.random, args.backbone)
     if args.dump_full:
         dump_full(model, cfg, args.dump_full)
         return
