@@ -112,7 +112,9 @@ def _plan(corpus: str, rows: list, n_read: int, mode: str, seed: int) -> CorpusP
         if spec.folds == "speaker_sentence":
             reason += "; the corpus ties sentences to emotions: project's speaker- and sentence-disjoint folds used"
     elif mode == "emobox" and not protocol.speaker_independent:
-        reason = "EmoBox's split is utterance-level (speakers in both train and test); project's speaker-independent folds used"
+        reason = "EmoBox's split is utterance-level (speakers in both train and test); " + (
+            "the corpus ties sentences to emotions: project's speaker- and sentence-disjoint folds used"
+            if spec.folds == "speaker_sentence" else "project's speaker-independent folds used")
     elif mode == "emobox" and spec.folds == "speaker_sentence":
         reason = "the corpus ties sentences to emotions; project's speaker- and sentence-disjoint folds used"
     if reason:
@@ -136,12 +138,15 @@ def _plan(corpus: str, rows: list, n_read: int, mode: str, seed: int) -> CorpusP
         notes.append(f"{len(every) - len(folds)} of EmoBox's {len(every)} folds have no utterance here")
     if len(rows) < n_read:
         notes.append(f"{n_read - len(rows)} rows outside the config's class set left out")
+    caveats = []  # how EmoBox's own split measures, which an exact comparison shares
     if not protocol.speaker_independent:
-        notes.append("EmoBox's split is utterance-level: speaker-dependent figures")
-    exact = not notes or notes == ["EmoBox's split is utterance-level: speaker-dependent figures"]
+        caveats.append("EmoBox's split is utterance-level: speaker-dependent figures")
+        if spec.folds == "speaker_sentence":
+            caveats.append("the corpus ties sentences to emotions and the split does not hold sentences out")
+    exact = not notes
     comparison = ("exact: EmoBox's folds, the same utterances, EmoBox's class set" if exact else "EmoBox's folds, not exact")
-    if notes:
-        comparison += " (" + "; ".join(notes) + ")"
+    if notes or caveats:
+        comparison += " (" + "; ".join(notes + caveats) + ")"
     return CorpusPlan(corpus, folds, "EmoBox", comparison, exact)
 
 

@@ -1,4 +1,4 @@
-"""EmoBox protocols (conversion, checks, folds on the real RAVDESS and EMOVO) and `physioser benchmark`
+"""EmoBox protocols (conversion, checks, folds on the real RAVDESS, EMOVO, URDU and ASED) and `physioser benchmark`
 (discovery, absent corpora, resuming without redoing finished folds)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from physioser.data import read_corpus
+from physioser.data import ProtocolError, read_corpus
 from physioser.data.emobox import check, convert, emobox_folds, load_emobox
 from tests.conftest import corpus_dir
 from tests.test_data_readers import write_audio
@@ -35,7 +35,7 @@ def _emobox_folder(folder: Path, dataset: str, rows, test_of, emo_of=None) -> Pa
     emo_of = emo_of or (lambda r: RAVDESS_CODES[r.label])
     folder.mkdir(parents=True)
     (folder / "label_map.json").write_text(json.dumps({v: v for v in RAVDESS_CODES.values()}))
-    (folder / "data.seg.wrd.stm").write_text("".join(f"{dataset}-{r.path.stem} 1 {r.speaker} 0 1 <> x\n" for r in rows))
+    (folder / "data.seg.wrd.stm").write_text("".join(f"{dataset}-{r.path.stem} 1 {r.speaker} 0 1 <> {emo_of(r)}\n" for r in rows))
     for k, test in enumerate(test_of, 1):
         fold = folder / f"fold_{k}"
         fold.mkdir()
@@ -71,6 +71,52 @@ def test_emobox_protocol_reproduces_its_folds_on_the_real_corpus(name, n_folds):
         for i in fold.test:
             labels[rows[i].canonical] = labels.get(rows[i].canonical, 0) + 1
         assert labels == spec.counts
+
+
+@pytest.mark.corpora
+@pytest.mark.parametrize("name, n_test", [("URDU", 100), ("ASED", 616)])
+def test_emobox_random_split_is_reproduced_on_the_real_corpus(name, n_test):
+    """EmoBox's one random test set: every key found, labels agree, and its speakers are in train too."""
+    rows = read_corpus(name, corpus_dir(name))
+    protocol = load_emobox(name)
+    assert protocol.split == "utterance" and not protocol.speaker_independent
+    result = check(protocol, rows)
+    assert result.exact, result.summary()
+    (fold,) = emobox_folds(protocol, rows)
+    assert len(fold.test) == n_test and not len(fold.discarded)
+    parts = np.concatenate([fold.train, fold.val, fold.test])
+    assert sorted(parts) == list(range(len(rows)))  # train, val and test are disjoint and hold every row
+    test_keys = {rows[i].path.stem: rows[i].canonical for i in fold.test}
+    assert test_keys == {k: label for label, keys in protocol.folds[0].test.items() for k in keys}
+    test_speakers = {rows[i].speaker for i in fold.test}
+    assert test_speakers & {rows[i].speaker for i in np.concatenate([fold.train, fold.val])}  # speaker-dependent
+    if name == "ASED":
+        counts = {label: len(keys) for label, keys in protocol.folds[0].test.items()}
+        assert counts == {"angry": 121, "fearful": 127, "happy": 121, "neutral": 130, "sad": 117}
+        assert len({r.speaker for r in rows}) == 65 and len(test_speakers) == 63
+        sentences = lambda idx: {rows[i].sentence for i in idx}
+        assert sentences(fold.test) == sentences(np.concatenate([fold.train, fold.val])) == sentences(range(len(rows)))
+
+
+def test_convert_takes_training_keys_from_the_stm_when_a_train_list_is_absent(tmp_path):
+    _ravdess_tree(tmp_path / "corpus", ["01", "02", "03", "04"])
+    rows = _rows(tmp_path / "corpus")
+    folder = _emobox_folder(tmp_path / "r" / "ravdess", "ravdess", rows, [lambda r: r.sentence == "01" and r.speaker in ("01", "02")])
+    full = convert(folder, "RAVDESS", source="test")
+    (folder / "fold_1" / "ravdess_train_fold_1.jsonl").unlink()
+    derived = convert(folder, "RAVDESS", source="test")
+    assert derived.train == full.train and sum(len(v) for v in derived.train.values()) == 24
+    assert [f.test for f in derived.folds] == [f.test for f in full.folds]
+    assert derived.notes[1:] == full.notes and derived.notes[0].startswith("no train jsonl read for fold_1")
+    stm = folder / "data.seg.wrd.stm"
+    lines = stm.read_text().splitlines()
+    test_key = json.loads((folder / "fold_1" / "ravdess_test_fold_1.jsonl").read_text().splitlines()[0])["key"]
+    stm.write_text("".join((line.rsplit(" ", 1)[0] + " Sad" if line.startswith(test_key + " ") else line) + "\n" for line in lines))
+    with pytest.raises(ProtocolError, match="the stm labels test key"):
+        convert(folder, "RAVDESS", source="test")
+    stm.unlink()
+    with pytest.raises(ProtocolError, match="no data.seg.wrd.stm"):
+        convert(folder, "RAVDESS", source="test")
 
 
 @pytest.mark.parametrize("name", ["SAVEE", "CASIA"])

@@ -8,7 +8,9 @@ Its preprocessing splits a corpus by speaker when every speaker has the same emo
 draws one random 25 % test set per emotion, whatever the speaker.
 
 :func:`convert` turns such a folder into an :class:`EmoBoxProtocol`, stored compactly as YAML under
-``physioser/data/protocols/emobox/<CORPUS>.yaml``:
+``physioser/data/protocols/emobox/<CORPUS>.yaml`` (a fold without its train jsonl takes every stm key
+that is not one of its test keys, with the stm's label, as EmoBox's train and test lists together
+hold every key):
 
 - ``split: speaker`` (every speaker's utterances in one test fold): the speakers of each fold and
   EmoBox's per-label counts of its test set;
@@ -190,17 +192,38 @@ def _canonical(code: str, label_map: dict[str, str], where: Path) -> str:
     return canonical
 
 
-def _speakers(folder: Path) -> dict[str, str]:
-    """key -> speaker from ``data.seg.wrd.stm`` (``key channel speaker start end <meta> label``)."""
+def _stm(folder: Path) -> dict[str, tuple[str, str]]:
+    """key -> (speaker, label code) from ``data.seg.wrd.stm`` (``key channel speaker start end <meta> label``)."""
     path = folder / "data.seg.wrd.stm"
     if not path.is_file():
         return {}
-    speakers = {}
+    entries = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         parts = line.split()
         if len(parts) >= 3:
-            speakers[parts[0]] = parts[2]
-    return speakers
+            entries[parts[0]] = (parts[2], parts[-1] if len(parts) >= 7 else "")
+    return entries
+
+
+def _train_from_stm(stm: dict[str, tuple[str, str]], test: list[dict], where: Path) -> list[dict]:
+    """A fold's training list when its train jsonl is absent: every stm key that is not a test key.
+
+    Sound for EmoBox's split files, whose train and test lists together hold every key of the
+    corpus list; the stm's label of each test key must agree with the test file's."""
+    if not stm:
+        raise ProtocolError(f"{where}: missing, and no data.seg.wrd.stm in {where.parent.parent} lists EmoBox's keys")
+    tested = {e["key"]: e["emo"] for e in test}
+    unknown = sorted(k for k in tested if k not in stm)
+    if unknown:
+        raise ProtocolError(f"{where}: missing, and the stm lacks test keys, e.g. {unknown[0]!r}")
+    differ = sorted(k for k, emo in tested.items() if stm[k][1] != emo)
+    if differ:
+        raise ProtocolError(f"{where}: missing, and the stm labels test key {differ[0]!r} {stm[differ[0]][1]!r}, "
+                            f"the test file {tested[differ[0]]!r}")
+    unlabelled = sorted(k for k, (_, emo) in stm.items() if not emo)
+    if unlabelled:
+        raise ProtocolError(f"{where}: missing, and the stm gives no label for {unlabelled[0]!r}")
+    return [{"key": k, "emo": emo} for k, (_, emo) in sorted(stm.items()) if k not in tested]
 
 
 def convert(folder: str | Path, corpus: str, *, source: str, notes: Sequence[str] = ()) -> EmoBoxProtocol:
@@ -212,14 +235,21 @@ def convert(folder: str | Path, corpus: str, *, source: str, notes: Sequence[str
     if not fold_dirs:
         raise ProtocolError(f"{folder}: no fold_<k>/ folders (expected EmoBox's data/<dataset>/ layout)")
     label_map = _label_map(folder)
-    speakers = _speakers(folder)
+    stm = _stm(folder)
+    speakers = {key: speaker for key, (speaker, _) in stm.items()}
     prefix = f"{dataset}-"
     tests: list[list[dict]] = []
     every: dict[str, str] = {}
+    from_stm = []
     for fold_dir in fold_dirs:
         k = fold_dir.name.split("_", 1)[1]
         test = _jsonl(fold_dir / f"{dataset}_test_fold_{k}.jsonl")
-        train = _jsonl(fold_dir / f"{dataset}_train_fold_{k}.jsonl")
+        train_path = fold_dir / f"{dataset}_train_fold_{k}.jsonl"
+        if train_path.is_file():
+            train = _jsonl(train_path)
+        else:
+            train = _train_from_stm(stm, test, train_path)
+            from_stm.append(fold_dir.name)
         tests.append(test)
         for entry in test + train:
             every[entry["key"]] = entry["emo"]
@@ -254,6 +284,9 @@ def convert(folder: str | Path, corpus: str, *, source: str, notes: Sequence[str
             folds.append(EmoBoxFold(fold_dir.name, test=dict(sorted(grouped.items()))))
     train: dict[str, list[str]] = {}
     notes = list(notes)
+    if from_stm:
+        notes.append(f"no train jsonl read for {', '.join(from_stm)}: its training keys are data.seg.wrd.stm's keys "
+                     "that are not test keys, with the stm's labels")
     if speaker_split:
         independent = True
         notes.append("every speaker's utterances are in exactly one test fold")
