@@ -18,7 +18,8 @@ Protocols (``--protocol``):
 
 Every finished fold is written to ``<out>/folds/<corpus>/<fold>.json`` before the next starts; a
 second run with the same config and out folder skips them (and resumes an interrupted fold from
-its last epoch). ``train.device: auto`` puts training on a GPU where one is present.
+its last epoch), also after the config schema has gained fields, as long as the config holds them
+at their defaults. ``train.device: auto`` puts training on a GPU where one is present.
 """
 
 from __future__ import annotations
@@ -150,9 +151,35 @@ def _plan(corpus: str, rows: list, n_read: int, mode: str, seed: int) -> CorpusP
     return CorpusPlan(corpus, folds, "EmoBox", comparison, exact)
 
 
-def _config_key(cfg: Config, mode: str) -> str:
-    text = json.dumps({"config": cfg.to_dict(), "protocol": mode}, sort_keys=True, default=str)
+def _config_key(cfg: Config | dict, mode: str) -> str:
+    """The out folder's stamp of a config (or of its stored dict form) under a protocol mode."""
+    text = json.dumps({"config": cfg if isinstance(cfg, dict) else cfg.to_dict(), "protocol": mode}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _as_json(value):
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _added_at_default(stored, current, default) -> bool:
+    """``current`` is ``stored`` except for entries ``stored`` lacks that ``current`` holds at their default:
+    config fields added since the stored run, which leave what it ran unchanged."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        defaults = default if isinstance(default, dict) else {}
+        return set(stored) <= set(current) and all(
+            _added_at_default(stored[k], v, defaults.get(k)) if k in stored else (k in defaults and v == defaults[k])
+            for k, v in current.items())
+    return stored == current
+
+
+def _resumable(stamp: dict, cfg: Config, mode: str) -> bool:
+    """Whether an out folder stamped by an earlier run may be resumed by ``cfg`` under ``mode``: the same
+    config and protocol, up to config fields added since at their defaults."""
+    from physioser.model.config import load_config
+
+    stored = stamp.get("config")
+    return (isinstance(stored, dict) and stamp.get("key") == _config_key(stored, mode)
+            and _added_at_default(stored, _as_json(cfg.to_dict()), _as_json(load_config().to_dict())))
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -213,10 +240,13 @@ def run_benchmark(
     out_dir = Path(out_dir)
     if adapt is not None and (adapt < 1 or not cfg.model.statistics):
         raise ValueError(f"--adapt {adapt}: needs k >= 1 and a config with model.statistics: true (speaker offsets of its statistics)")
-    key = _config_key(cfg, f"{protocol}-adapt{adapt}" if adapt is not None else protocol)
+    mode = f"{protocol}-adapt{adapt}" if adapt is not None else protocol
+    key = _config_key(cfg, mode)
     stamp = out_dir / "run.json"
-    if stamp.is_file() and json.loads(stamp.read_text())["key"] != key:
-        raise ValueError(f"{out_dir} holds a benchmark of another config or protocol; choose another --out")
+    if stamp.is_file():
+        earlier = json.loads(stamp.read_text())
+        if earlier["key"] != key and not _resumable(earlier, cfg, mode):
+            raise ValueError(f"{out_dir} holds a benchmark of another config or protocol; choose another --out")
     _write_json(stamp, {"key": key, "config": cfg.to_dict(), "protocol": protocol})
     present, absent = discover(root)
     if only:

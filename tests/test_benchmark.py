@@ -250,6 +250,26 @@ def test_benchmark_resumes_without_redoing_finished_folds_and_lists_absent_corpo
         run_benchmark(replace(cfg, name="other"), shelf, out, protocol="project", progress=False)
 
 
+def test_benchmark_resumes_a_folder_stamped_before_the_config_gained_fields_at_their_defaults(shelf, tmp_path):
+    from physioser.benchmark import _config_key, run_benchmark
+
+    out = tmp_path / "out"
+    cfg = _tiny_cfg()
+    assert run_benchmark(cfg, shelf, out, protocol="project", only=["EMOVO"], loco=False, progress=False, stop_after=1) == {}
+    (done,) = out.glob("folds/*/*.json")
+    done.write_text(json.dumps(dict(json.loads(done.read_text()), marker="finished earlier")))
+    stamp = json.loads((out / "run.json").read_text())
+    for section, field in (("train", "mixup"), ("model", "late_fusion")):  # as if these fields did not exist yet
+        del stamp["config"][section][field]
+    (out / "run.json").write_text(json.dumps(dict(stamp, key=_config_key(stamp["config"], "project"))))
+    with pytest.raises(ValueError, match="another config"):  # a field added since, but not at its default
+        run_benchmark(replace(cfg, train=replace(cfg.train, mixup=0.4)), shelf, out, protocol="project", only=["EMOVO"], progress=False)
+    with pytest.raises(ValueError, match="another config"):  # the same config under another protocol
+        run_benchmark(cfg, shelf, out, protocol="emobox", only=["EMOVO"], progress=False)
+    board = run_benchmark(cfg, shelf, out, protocol="project", only=["EMOVO"], loco=False, progress=False)
+    assert json.loads(done.read_text())["marker"] == "finished earlier" and board["corpora"][0]["folds"] == 3
+
+
 def test_benchmark_reports_the_adapted_protocol_beside_the_strict_one(shelf, tmp_path):
     from physioser.benchmark import run_benchmark
     from physioser.model.config import load_config
