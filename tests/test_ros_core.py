@@ -431,3 +431,43 @@ def test_window_and_hop_follow_the_model_bundle_unless_set(tmp_path, clip):
     assert core.streamer.window == 32000 and core.streamer.hop == 8000
     with pytest.raises(ValueError, match="max_backlog_s"):
         EmotionCore(replace(CLEAN, msg_type="std_msgs/Int16MultiArray", max_backlog_s=0.5), engine)
+
+
+def test_no_speech_is_reported_as_a_state_after_the_estimates(engine):
+    """Finding: the node published nothing for windows without speech, so a robot could not tell "no
+    speech" from a stalled node. The core reports the speech state on every change (the node's
+    latched `is_speaking`): False for silence, True with the first estimate of an utterance, False
+    once a window holds no speech again — each after the estimates before it."""
+    from physioser.synthesis import synth_utterance
+
+    store = M.typestore("std_msgs")
+    msg_type = "std_msgs/Float32MultiArray"
+    log = []
+    core = EmotionCore(NodeConfig(vad="energy", msg_type=msg_type), engine, on_speech=lambda s: log.append(("speaking", s)))
+    silence = np.zeros(3 * 16000, np.float32)
+    x = np.concatenate([silence, synth_utterance(2.5, seed=3), silence])
+    for i, piece in enumerate(chunks(x, 1600)):
+        core.accept(bag_message(store, msg_type, piece), i * 0.1)
+        log += [("estimate", t.event.end_s) for t in core.process()]
+    estimates = [i for i, (kind, _) in enumerate(log) if kind == "estimate"]
+    assert estimates and log[0] == ("speaking", False)
+    assert [entry for entry in log if entry[0] == "speaking"] == [("speaking", False), ("speaking", True), ("speaking", False)]
+    assert log[estimates[0] - 1] == ("speaking", True)  # speech is announced before the first estimate ...
+    assert log[estimates[-1] + 1] == ("speaking", False)  # ... and its end after the last one
+    assert all(kind == "estimate" for kind, _ in log[estimates[0] : estimates[-1] + 1])
+    assert core.speaking is False and core.diagnostics()["windows_without_speech"] > 0
+
+
+def test_the_end_of_a_stream_reports_no_speech(clip, engine):
+    """Ungated (vad none) every window holds speech; a gap on the topic or the end of the recording
+    ends the stream, and with it the speech."""
+    store = M.typestore("std_msgs")
+    msg_type = "std_msgs/Int16MultiArray"
+    states = []
+    core = EmotionCore(replace(CLEAN, msg_type=msg_type), engine, on_speech=states.append)
+    feed(core, store, msg_type, chunks(clip[:40000]))
+    assert states == [True]
+    feed(core, store, msg_type, chunks(clip[:40000]), t0=10.0)  # after a gap: a new stream
+    assert states == [True, False, True]
+    list(core.end_stream())
+    assert states == [True, False, True, False] and core.speaking is False

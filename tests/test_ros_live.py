@@ -131,6 +131,7 @@ def check_clean_stream(live, clip, model, tmp_path):
 def test_live_node_processes(live, clip, model, tmp_path):
     """One test drives the three node processes in order (so xdist never splits their shared state)."""
     check_clean_stream(live, clip, model, tmp_path)
+    check_is_speaking(live)
     check_diagnostic_array(live)
     check_malformed_input(live, clip)
 
@@ -192,6 +193,20 @@ def check_malformed_input(live, clip):
     assert refused[0] is False and "hop_s" in refused[1]
     assert p16.set_params({"msg_type": TYPES["f32"]})[0] is False
     assert node8.alive()
+
+
+def check_is_speaking(live):
+    """The latched std_msgs/Bool `is_speaking` reaches a subscriber that comes after it was published
+    (ungated, vad none: every window is speech)."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Bool
+
+    _, player = live["i16"]
+    got = []
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    player.node.create_subscription(Bool, f"emotion_i16{RUN}/is_speaking", lambda m: got.append(m.data), latched)
+    wait_until(lambda: got, 10, "the latched is_speaking state")
+    assert got == [True]
 
 
 def check_diagnostic_array(live):

@@ -9,7 +9,9 @@ afresh, so no window mixes audio from before and after the break. `process()` dr
 through the runtime `Streamer` and returns the emotion events, each with the arrival time of the
 message whose samples closed its window and the window's end on the audio's clock (`stamp_ns`:
 from the audio messages' header stamps where they have one, a stamp marking a message's first
-sample; else from the time the message holding the window's last sample was received). Rejections, drops and new streams are reported through a
+sample; else from the time the message holding the window's last sample was received). Windows the
+speech gate finds without speech give no event: the core reports "no speech" as a change of state
+(`on_speech(False)`, and `on_speech(True)` when speech comes back), after the events it follows. Rejections, drops and new streams are reported through a
 rate-limited log (at most one line per kind of problem every `LOG_PERIOD_S`). The ROS wiring (`ros/physioser_ros/node.py`) calls `accept` from the
 subscription callback and `process` from a worker thread; replay calls both in turn.
 """
@@ -194,6 +196,9 @@ class EmotionCore:
     Thread use: `accept`, `set_config` and `set_format` from one thread (the ROS executor),
     `process` from one other thread (the worker); `diagnostics` from any. `log`, if given, receives
     the rate-limited report lines (rejections with their reason, dropped audio, new streams).
+    `on_speech`, if given, is called from `process`/`end_stream` with the new state whenever
+    `speaking` changes: True once a window holds speech, False once a window holds none or the
+    stream ends (a gap, a new publisher, `end_stream`) — always after the events that precede it.
     """
 
     def __init__(
@@ -206,6 +211,7 @@ class EmotionCore:
         clock: Callable[[], float] = time.monotonic,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         log: Callable[[str], None] | None = None,
+        on_speech: Callable[[bool], None] | None = None,
     ):
         self.config = validate_config(config)
         self.msg = audio_type(config.msg_type)
@@ -237,6 +243,8 @@ class EmotionCore:
         self._last_sent: float | None = None  # publisher time of the last message, if known
         self._source: Any = None  # the publisher of the last message, if known
         self._log = RateLimitedLog(log, clock)
+        self._on_speech = on_speech
+        self.speaking: bool | None = None  # the speech state last reported (None: no window yet)
         self.stats = _Stats()
         self._latencies: deque[float] = deque(maxlen=config.latency_history)
         self._inference_ms: deque[float] = deque(maxlen=config.latency_history)
@@ -392,15 +400,26 @@ class EmotionCore:
                 self._in_flight = samples.size
             try:
                 with self._stream_lock:
-                    timed = []
-                    if restart is not None:
-                        timed += self._restart_stream(restart)
-                    timed += self._stamped(self.streamer.push(samples), end_ns)
+                    tail = [] if restart is None else self._restart_stream(restart)
+                    timed = self._stamped(self.streamer.push(samples), end_ns)
+                    voiced = self.streamer.last_window_voiced
                     self._pushed_end_ns = end_ns
             finally:
                 with self._queue_lock:
                     self._in_flight = 0
+            yield from self._timed(tail, arrival)
+            if restart is not None:
+                self._report_speech(False)  # the old stream ended
             yield from self._timed(timed, arrival)
+            self._report_speech(voiced)
+
+    def _report_speech(self, voiced: bool | None) -> None:
+        """Report a change of the speech state (None: no window yet, nothing to report)."""
+        if voiced is None or voiced == self.speaking:
+            return
+        self.speaking = voiced
+        if self._on_speech is not None:
+            self._on_speech(voiced)
 
     def _timed(self, timed: list[tuple[Any, float, int]], arrival: float) -> Iterator[TimedEvent]:
         """Events in stream time (shifted by their stream's offset), stamped, counted."""
@@ -418,6 +437,7 @@ class EmotionCore:
         with self._stream_lock:
             timed = self._restart_stream(0)
         yield from self._timed(timed, self._last_arrival if self._last_arrival is not None else self._clock())
+        self._report_speech(False)
 
     def _stamped(self, events: list, end_ns: int) -> list[tuple[Any, float, int]]:
         """(event, stream offset, stamp) for events of the current streamer whose pushed audio ends at `end_ns`."""

@@ -9,8 +9,8 @@ window holding at least ``min_speech_s`` of speech frames is voiced. Voiced wind
 inferred in batches of up to ``batch`` (all windows completed by one push are inferred before it
 returns). Class probabilities are smoothed with an exponential moving average over consecutive
 voiced windows (reset by an unvoiced window), and each voiced window yields one
-:class:`EmotionEvent`; ``in_speech`` says whether an utterance is under way (no events and
-``in_speech`` False: no speech).
+:class:`EmotionEvent`; a window without speech yields none, and ``last_window_voiced`` False says
+"no speech" for it (``in_speech`` says whether the gate's tracker has an utterance under way).
 
 End of utterance: when the gate's tracker sees an utterance end (``min_silence_s`` without speech) or
 ``flush()`` ends the stream, and no voiced window reached the utterance's last speech sample (nor will
@@ -59,7 +59,7 @@ class Streamer:
 
     Parameters: ``window_s``/``hop_s`` (default: the model's, from its metadata); ``vad`` ``"auto"`` | ``"silero"`` |
     ``"energy"`` | ``"none"`` (see :data:`physioser.runtime.gate.GATES`); ``vad_threshold_db`` the
-    level below which the energy gate hears no speech; ``smoothing`` the EMA weight of the past
+    level below which the energy gate (and silero's voicing cue) hear no speech; ``smoothing`` the EMA weight of the past
     (0 = no smoothing); ``batch`` the largest number of windows inferred in one call;
     ``sample_rate`` of the pushed audio (must equal the model's).
 
@@ -165,6 +165,9 @@ class Streamer:
         self._pending: list[tuple[int, int, np.ndarray | None, float, bool]] = []  # (start, end, samples, t_ready, final)
         self._gated = 0  # samples passed to the speech detector
         self._state: np.ndarray | None = None  # smoothed [probabilities..., valence, arousal]
+        self.last_window_voiced: bool | None = None
+        """Whether the last window scheduled (or analysed at an utterance's end) held speech: False is
+        "no speech" (that window gets no event); None before the stream's first window."""
 
     @property
     def time_s(self) -> float:
@@ -208,6 +211,7 @@ class Streamer:
         if length < self.engine.min_samples:
             return  # shorter than the model's minimum since the stream began
         self._voiced_end = utt.end
+        self.last_window_voiced = True
         self._pending.append((utt.end - length, utt.end, self._window(utt.end, length).copy(), t_ready, True))
 
     def push(self, chunk: np.ndarray) -> list[EmotionEvent]:
@@ -259,7 +263,8 @@ class Streamer:
 
     def _enqueue(self, start: int, end: int, samples: np.ndarray, t_ready: float, final: bool = False) -> None:
         self._last_end = end
-        if self.vad != "none" and not self._voiced(start, end):
+        self.last_window_voiced = self.vad == "none" or self._voiced(start, end)
+        if not self.last_window_voiced:
             self.unvoiced_windows += 1
             self._pending.append((start, end, None, t_ready, final))  # unvoiced: resets smoothing, no event
         else:

@@ -11,8 +11,10 @@ rclpy wiring around `physioser.ros.core.EmotionCore` (the logic, testable withou
   smoothing, counters); cleanup: frees the model;
 - publishes per window a physioser_msgs/EmotionEstimate on `emotion_topic`, stamped with the end of
   the window on the audio's clock, an hri_msgs/Expression on `<emotion_topic>/expression` (when
-  hri_msgs is installed), JSON on `<emotion_topic>/json` if `publish_json`, and diagnostics
-  (diagnostic_msgs/DiagnosticArray on `/diagnostics`, JSON on `<emotion_topic>/diagnostics`);
+  hri_msgs is installed), JSON on `<emotion_topic>/json` if `publish_json`, whether there is speech
+  (std_msgs/Bool on `<emotion_topic>/is_speaking`, latched, on every change: False = "no speech", no
+  estimates), and diagnostics (diagnostic_msgs/DiagnosticArray on `/diagnostics`, JSON on
+  `<emotion_topic>/diagnostics`);
 - parameters carry descriptors (ranges, read-only) from `physioser.ros.parameters`; a run-time
   change the core cannot apply (e.g. a model that fails to load) is refused with the reason;
 - logs (rate-limited) rejected messages with the reason, dropped audio, new streams (a new publisher
@@ -44,11 +46,14 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 
 from physioser.ros.core import EmotionCore, NodeConfig, event_record, hri_expression, validate_config
 from physioser.ros.messages import MessageDecodeError, audio_type, decode_ros_drivers_audio_info
 from physioser.ros.parameters import PARAMETERS, Param
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""The last message kept for late subscribers (audio_info in, is_speaking out)."""
 
 
 def import_message(ros_name: str, *, purpose: str):
@@ -130,7 +135,7 @@ class EmotionNode(LifecycleNode):
             estimate_cls = import_message("physioser_msgs/EmotionEstimate", purpose="the emotion estimates")
             config = NodeConfig(**{f.name: self.opt(f.name) for f in fields(NodeConfig)})
             # loads the model and verifies the bundle's checksums
-            self.core = EmotionCore(config, log=self.get_logger().warning)
+            self.core = EmotionCore(config, log=self.get_logger().warning, on_speech=self._publish_speaking)
         except Exception as err:  # noqa: BLE001 - any failure leaves the node unconfigured, alive, and says why
             self.core = None
             self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
@@ -139,6 +144,7 @@ class EmotionNode(LifecycleNode):
         out = self.opt("emotion_topic")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         pubs = {"estimate": self.create_lifecycle_publisher(estimate_cls, out, reliable),
+                "speaking": self.create_lifecycle_publisher(Bool, f"{out}/is_speaking", LATCHED),
                 "diag_json": self.create_lifecycle_publisher(String, f"{out}/diagnostics", reliable)}
         if self.opt("publish_json"):
             pubs["json"] = self.create_lifecycle_publisher(String, f"{out}/json", reliable)
@@ -218,8 +224,7 @@ class EmotionNode(LifecycleNode):
                 f"sample_rate/channels/sample_format ({self.core.format})."
             )
             return
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._inputs.append(self.create_subscription(info_cls, self.opt("audio_info_topic"), self._on_audio_info, latched))
+        self._inputs.append(self.create_subscription(info_cls, self.opt("audio_info_topic"), self._on_audio_info, LATCHED))
 
     def _subscribe_speaker(self) -> None:
         topic = self.opt("speaker_topic")
@@ -326,6 +331,9 @@ class EmotionNode(LifecycleNode):
                 self._publish_estimate(timed)
         except Exception as err:  # noqa: BLE001 - report, keep serving the next windows
             self.get_logger().error(f"inference failed: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
+
+    def _publish_speaking(self, speaking: bool) -> None:
+        self._outputs["speaking"].publish(Bool(data=speaking))
 
     def _publish_estimate(self, timed) -> None:
         event, pubs = timed.event, self._outputs
