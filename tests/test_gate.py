@@ -184,3 +184,31 @@ def test_stream_audio_matches_load_audio(tmp_path):
     assert len(blocks) > 5 and abs(len(joined) - len(whole)) <= 1
     n = min(len(joined), len(whole))
     np.testing.assert_allclose(joined[:n], whole[:n], atol=2e-3)
+
+
+def test_the_benchmark_speech_verdict_is_predicts_own(engine):
+    """The gate benchmark checks corpus clips through predict_stream with the model left out
+    (GateOnly): the speech verdict and speech seconds equal predict's with the model."""
+    from physioser.bench.gate import GateOnly
+
+    short = np.concatenate([np.zeros(8000, np.float32), synth_utterance(0.4, seed=2), np.zeros(8000, np.float32)])
+    for x in (np.zeros(32000, np.float32), synth_utterance(3.0, seed=4), short):
+        with_model = predict_stream(engine, iter([x]), vad="energy")
+        without = predict_stream(GateOnly(engine), iter([x]), vad="energy")
+        assert (without["speech"], without["speech_s"]) == (with_model["speech"], with_model["speech_s"])
+    assert predict_stream(GateOnly(engine), iter([synth_utterance(3.0, seed=4)]), vad="energy")["speech"]
+
+
+@pytest.mark.corpora
+@pytest.mark.skipif(silero_model_path() is None, reason="silero-vad not installed")
+def test_silero_counts_weak_frames_the_voicing_cues_confirm(monkeypatch):
+    """Finding: silero gave quiet sad Amharic and some shouted English clips frame probabilities below
+    its threshold, so predict said "no speech" for them. Frames it scores at least 0.1 count as speech
+    where the voicing cues find speech too."""
+    from physioser.runtime.gate import SileroVAD
+
+    clips = ["ASED/04Sad/s4-04-01-02-39.flac", "RAVDESS/Actor_06/03-01-05-02-02-01-06.flac"]
+    audio = [load_audio(corpus_dir(rel.split("/")[0]) / rel.split("/", 1)[1]) for rel in clips]
+    assert all(_speech_s(x, "silero") >= 0.5 for x in audio)
+    monkeypatch.setattr(SileroVAD, "ASSISTED", 1.01)  # silero's probabilities alone
+    assert all(_speech_s(x, "silero") < 0.5 for x in audio)

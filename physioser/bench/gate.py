@@ -8,7 +8,9 @@ a clip counts as "emotion" when predict would print a label for it.
 - real noise (../shared/noise): the Speech Commands and Timgrau recordings cut into 4 s clips, the
   street recordings left out (their README warns of distant speech); the 100 unlabelled speechdnn
   sounds reported apart (unverified: they include laughter, screams and cheering, see docs/robustness.md);
-- speech: every clip of the five corpora in ../shared/corpora;
+- speech: every clip of the five corpora in ../shared/corpora (predict's speech verdict depends only on
+  the gate and the model's minimum length, so these clips go through ``predict_stream`` with a
+  stand-in for the model that keeps its shape and skips inference: :class:`GateOnly`);
 - long files: predict on one hour of digital silence and on one hour of quiet pink noise holding
   N utterances, timed and with peak RSS (a child process each, measured by getrusage).
 
@@ -80,11 +82,23 @@ def verdicts(engine, clips, gate: str) -> dict:
     return {"clips": len(clips), "emotion_labels": len(labelled), "labelled": labelled}
 
 
+class GateOnly:
+    """An engine's class names, rate and minimum length without its model: ``infer`` returns uniform
+    probabilities. ``predict_stream(GateOnly(engine), ...)["speech"]`` equals predict's own verdict."""
+
+    def __init__(self, engine):
+        self.class_names, self.sample_rate, self.min_samples = engine.class_names, engine.sample_rate, engine.min_samples
+
+    def infer(self, waves: np.ndarray, lens=None) -> dict:
+        n = len(waves)
+        return {"probs": np.full((n, len(self.class_names)), 1 / len(self.class_names)), "valence": np.zeros(n), "arousal": np.zeros(n)}
+
+
 def corpus_verdicts(engine, gate: str, limit: int | None) -> dict:
     from physioser.audio import stream_audio
     from physioser.runtime.cli import predict_stream
 
-    out = {}
+    out, engine = {}, GateOnly(engine)
     for corpus, pattern in CORPORA.items():
         files = sorted((corpora_root() / corpus).glob(pattern))
         if limit:

@@ -26,7 +26,7 @@ def replay_command(
     window_s: float = typer.Option(0.0, help="window in seconds (0 = the model's)"),
     hop_s: float = typer.Option(0.0, help="hop in seconds (0 = the model's)"),
     vad: str = typer.Option("auto", help="speech gate: auto (silero where installed, else energy), silero, energy or none"),
-    vad_threshold_db: float = typer.Option(-45.0, help="energy gate threshold (dBFS)"),
+    vad_threshold_db: float = typer.Option(-45.0, help="level (dBFS) below which the energy gate (and silero's voicing cue) hear no speech"),
     smoothing: float = typer.Option(0.5, help="EMA weight of past probabilities (0 = off)"),
     adapt: bool = typer.Option(True, help="adapt to the speaker (speaker-adaptive models)"),
     sample_rate: int = typer.Option(SAMPLE_RATE, help="declared rate when the bag has no audio_info / AudioStamped"),

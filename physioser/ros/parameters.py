@@ -55,7 +55,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("hop_s", 0.0, "seconds between windows (at most the window); 0 = the model's", range=(0.0, MAX_WINDOW_S)),
     Param("vad", "auto", "speech gate: auto (silero where installed, else energy), silero, energy or none",
           choices=("auto", "silero", "energy", "none")),
-    Param("vad_threshold_db", -45.0, "energy gate threshold in dBFS", range=(-120.0, 0.0)),
+    Param("vad_threshold_db", -45.0, "level in dBFS below which the energy gate (and silero's voicing cue) hear no speech", range=(-120.0, 0.0)),
     Param("adapt", True, "adapt to the speaker (speaker-adaptive models): each window is corrected by the running "
           "mean of its speaker's voice; false = every window on its own"),
     Param("smoothing", 0.5, "weight of the past in the moving average of probabilities; 0 = off", range=(0.0, 0.99)),
