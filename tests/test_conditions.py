@@ -97,3 +97,17 @@ def test_augmenter_is_deterministic_per_clip_and_epoch():
                                                speeds=(0.9,))(SPEECH, "clip", epoch=0))
     assert not np.array_equal(a, aug(SPEECH, "clip", epoch=1))
     assert abs(len(a) - len(SPEECH) / 0.9) <= 2  # slowed down: longer
+
+
+def test_robustness_curves_and_plot(tmp_path):
+    """UA against SNR per noise kind and against T60, clean as the noiseless / anechoic point;
+    combined conditions and microphones are no point of a curve."""
+    from physioser.conditions.evaluate import curves, plot
+
+    ua = {"clean": 0.8, "babble:20": 0.7, "babble:0": 0.4, "fan:10": 0.6, "reverb:0.9": 0.5, "reverb:0.3": 0.75,
+          "telephone": 0.3, "reverb:0.6+fan:10": 0.2, "clip:0.01": 0.1}
+    result = {"command": "physioser robustness ...", "clips": 10, "conditions": {k: {"all": {"ua": v}} for k, v in ua.items()}}
+    assert curves(result) == {"babble": [(0.0, 0.4), (20.0, 0.7), (float("inf"), 0.8)], "fan": [(10.0, 0.6), (float("inf"), 0.8)],
+                              "reverb": [(0.0, 0.8), (0.3, 0.75), (0.9, 0.5)]}
+    png = plot(result, tmp_path / "sweep.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

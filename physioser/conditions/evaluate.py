@@ -68,6 +68,54 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curves(result: dict) -> dict[str, list[tuple[float, float]]]:
+    """{noise kind or "reverb": [(SNR dB or T60 s, UA of all clips)]} of the single-step conditions,
+    clean as the anechoic / noiseless point (T60 0; SNR +inf)."""
+    from physioser.conditions.spec import NOISE_KINDS, parse
+
+    conds = result["conditions"]
+    out: dict[str, list[tuple[float, float]]] = {}
+    for spec, res in conds.items():
+        steps = parse(spec)
+        if len(steps) == 1 and (steps[0].kind in NOISE_KINDS or steps[0].kind == "reverb"):
+            out.setdefault(steps[0].kind, []).append((steps[0].value, res["all"]["ua"]))
+    if "clean" in conds:
+        for kind, points in out.items():
+            points.append((0.0 if kind == "reverb" else float("inf"), conds["clean"]["all"]["ua"]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def plot(result: dict, path: Path) -> Path:
+    """UA against SNR (noise kinds) and against T60 (rooms), one panel each, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = curves(result)
+    noise = {k: v for k, v in lines.items() if k != "reverb"}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    finite = sorted({x for v in noise.values() for x, _ in v if np.isfinite(x)})
+    clean_x = (finite[-1] + 10) if finite else 30.0  # where "clean" sits on the SNR axis
+    for kind, points in noise.items():
+        xs = [clean_x if not np.isfinite(x) else x for x, _ in points]
+        axes[0].plot(xs, [ua for _, ua in points], "o-", label=kind)
+    axes[0].set_xticks([*finite, clean_x], [*(f"{x:g}" for x in finite), "clean"])
+    axes[0].set_xlabel("SNR (dB)")
+    axes[0].set_ylabel("UA, all clips")
+    axes[0].legend()
+    if "reverb" in lines:
+        axes[1].plot(*zip(*lines["reverb"]), "o-", color="tab:green")
+    axes[1].set_xlabel("room T60 (s; 0 = clean)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{result['command']} ({result['clips']} held-out clips)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def register(app: typer.Typer) -> None:
     @app.command("robustness")
     def robustness_cmd(
@@ -78,7 +126,7 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
         noise_root: Path = typer.Option(Path("../shared/noise"), "--noise-root"),
-        out: Path = typer.Option(None, "--out", help="JSON results (a .md table is written beside it)"),
+        out: Path = typer.Option(None, "--out", help="JSON results (a .md table and a .png of UA against SNR and T60 are written beside it)"),
     ) -> None:
         """UA of the shipped model (or --model) on its held-out speakers under listening conditions."""
         from physioser.build_default import heldout_rows
@@ -112,3 +160,5 @@ def register(app: typer.Typer) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=1) + "\n")
             out.with_suffix(".md").write_text(f"`{result['command']}`\n\n{table}")
+            if curves(result):
+                plot(result, out.with_suffix(".png"))
