@@ -61,7 +61,7 @@ def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whi
         mean[i], std[i] = stats[0].float().numpy(), stats[1].float().numpy()
     tasks = {}
     for name in corpora:
-        classes = class_names_for({"classes": None}, [name])
+        classes = class_names_for(SimpleNamespace(classes=None), [name])
         keep = set(map(id, select_rows([rows[i] for i in spans[name]], classes)))
         idx = np.array([i for i in spans[name] if id(rows[i]) in keep])
         folds = _corpus_folds([rows[i] for i in idx], name)
@@ -71,7 +71,7 @@ def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whi
     four = list(FOUR_CLASSES)
     in_four = _four_mask(rows, four)
     four_idx = {c: spans[c][in_four[spans[c]]] for c in corpora}
-    for test in corpora:
+    for test in corpora if len(corpora) > 1 else []:  # leave one corpus out needs another corpus
         train = np.concatenate([four_idx[c] for c in corpora if c != test])
         tr, va = speaker_split(rows, train, 0.15, seed)
         tasks[f"to-{test}"] = {"kind": "loco", "classes": four,
