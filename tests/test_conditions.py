@@ -111,3 +111,15 @@ def test_robustness_curves_and_plot(tmp_path):
                               "reverb": [(0.0, 0.8), (0.3, 0.75), (0.9, 0.5)]}
     png = plot(result, tmp_path / "sweep.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_robustness_reuses_the_conditions_an_earlier_run_holds():
+    """`physioser robustness --out` resumes: conditions already measured for the same model, seed and
+    clips are copied, the others run (here with no clip, so nothing is inferred)."""
+    from types import SimpleNamespace
+
+    from physioser.conditions.evaluate import evaluate
+
+    earlier = {"clean": {"all": {"ua": 0.8}, "seconds": 1.0}}
+    out = evaluate(SimpleNamespace(class_names=["a", "b"]), [], ["clean"], 0, CORPORA_ROOT, NOISE_ROOT, progress=False, done=earlier)
+    assert out == {"clips": 0, "conditions": earlier}

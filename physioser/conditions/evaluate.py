@@ -6,8 +6,12 @@ The default: the shipped model on the speakers its training held out (``build_de
 Every condition is applied to the same clips with the same seed (:mod:`physioser.conditions.spec`), so
 the differences to clean are paired per clip; they are reported per corpus and overall.
 
-    OMP_NUM_THREADS=1 physioser robustness -c clean -c babble:10 -c fan:10 -c reverb:0.6 \\
-        --out eval/results/robustness/default_model.json
+    OMP_NUM_THREADS=1 physioser robustness -c clean -c babble:20 -c babble:10 -c babble:5 -c babble:0 \\
+        -c fan:20 -c fan:10 -c fan:5 -c fan:0 -c reverb:0.3 -c reverb:0.6 -c reverb:0.9 \\
+        --out eval/results/robustness/default_model_recipe.json
+
+writes the JSON, a markdown table and a PNG of UA against SNR and T60 (``--out`` resumes: conditions
+it already holds for the same model, seed and clips are not rerun).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import typer
 
 
 def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path, noise_root: Path,
-             progress: bool = True) -> dict:
+             progress: bool = True, done: dict | None = None) -> dict:
+    """UA per condition (all clips and per corpus); conditions in ``done`` (results of an earlier run
+    of the same model, seed and clips) are taken from it, not rerun."""
     from tqdm import tqdm
 
     from physioser.audio import load_audio
@@ -36,6 +42,9 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
     audio = [load_audio(r.path) for r in rows]
     out: dict = {"clips": len(rows), "conditions": {}}
     for spec in conditions:
+        if spec in (done or {}):
+            out["conditions"][spec] = done[spec]
+            continue
         cond = Condition(spec, seed=seed, noise_root=noise_root, corpora_root=corpora_root)
         t0 = time.perf_counter()
         pred = []
@@ -126,7 +135,8 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
         noise_root: Path = typer.Option(Path("../shared/noise"), "--noise-root"),
-        out: Path = typer.Option(None, "--out", help="JSON results (a .md table and a .png of UA against SNR and T60 are written beside it)"),
+        out: Path = typer.Option(None, "--out", help="JSON results (a .md table and a .png of UA against SNR and T60 are written "
+                                 "beside it); if it holds results of the same model, seed and clips, their conditions are not rerun"),
     ) -> None:
         """UA of the shipped model (or --model) on its held-out speakers under listening conditions."""
         from physioser.build_default import heldout_rows
@@ -149,11 +159,14 @@ def register(app: typer.Typer) -> None:
                     keep.append(r)
             rows = keep
         engine = Engine.from_path(model)
+        speakers = sorted({f"{r.corpus}/{r.speaker}" for r in rows})
+        earlier = json.loads(out.read_text()) if out and out.is_file() else {}
+        same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips")) == (
+            engine.source, seed, speakers, len(rows))
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
                   + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else ""),
-                  "model": engine.source, "seed": seed,
-                  "heldout_speakers": sorted({f"{r.corpus}/{r.speaker}" for r in rows}),
-                  **evaluate(engine, rows, conditions, seed, root, noise_root)}
+                  "model": engine.source, "seed": seed, "heldout_speakers": speakers,
+                  **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None)}
         table = markdown(result)
         typer.echo(table)
         if out:
