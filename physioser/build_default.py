@@ -168,6 +168,29 @@ def crossval_lines(scores_path: Path = SCORES) -> list[str]:
     return lines
 
 
+def conditions_section(robustness: dict | None = None) -> str:
+    """The model card's listening conditions: what the model was trained and measured on and, given
+    the JSON of ``physioser robustness`` on this model, its UA under each condition (else "not measured")."""
+    text = """## Listening conditions
+
+Trained on the corpora's recordings as they are: acted or read speech, close-talk and mostly
+studio-quiet, with no added noise, reverberation, speed change or other augmentation
+(`configs/default_model.yaml`); the figures above are on the same kind of clean recordings.
+`predict`, `demo`, the Streamer and the ROS node analyse only what the speech gate finds to be
+speech and say "no speech" otherwise (`docs/robustness.md`). Robot conditions are measured with
+`physioser robustness` on the held-out clips above: babble of six talkers from the other corpora
+or generated fan noise at 20, 10, 5 and 0 dB SNR, and simulated rooms (pyroomacoustics, source
+1-3 m from the microphone) with T60 0.3, 0.6 and 0.9 s."""
+    if robustness is None:
+        return text + " Not measured for this build yet.\n"
+    conds = robustness["conditions"]
+    clean = conds["clean"]["all"]["ua"]
+    lines = ["", "", f"`{robustness['command']}` ({robustness['clips']} clips; tables and plot: `eval/results/ROBUSTNESS.md`):", "",
+             "| condition | UA | change from clean |", "|---|---|---|"]
+    lines += [f"| {spec} | {c['all']['ua']:.3f} | {c['all']['ua'] - clean:+.3f} |" for spec, c in conds.items()]
+    return text + "\n".join(lines) + "\n"
+
+
 def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict) -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     adapted = results.get("adapted", {})
@@ -235,6 +258,7 @@ mean over seeds; per-fold tables, the linear probe beside them and the commands:
 
 {chr(10).join(crossval_lines())}
 
+{conditions_section()}
 ## Limits
 
 Acted or read emotional speech in five languages (en, it, ur, ko, am); expect lower accuracy on

@@ -57,3 +57,17 @@ def test_default_model_still_computes_what_it_was_shipped_with():
     with torch.no_grad():
         probs = model(torch.from_numpy(wave), torch.from_numpy(lens))["probs"].numpy()
     np.testing.assert_allclose(probs, np.array(ref["probs"]), atol=1e-3)
+
+
+def test_the_model_card_states_the_conditions_it_was_trained_and_measured_in():
+    """The card's listening conditions are those of the generator, with the robustness figures
+    measured on this model (`physioser robustness ... --out eval/results/robustness/default_model_recipe.json`)."""
+    import json
+    from pathlib import Path
+
+    from physioser.build_default import conditions_section
+
+    sweep = json.loads((Path(__file__).parents[1] / "eval/results/robustness/default_model_recipe.json").read_text())
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    assert conditions_section(sweep) in card
+    assert "no added noise, reverberation" in card and "| babble:5 |" in card
