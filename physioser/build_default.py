@@ -97,24 +97,26 @@ def evaluate_onnx(onnx_path: Path, rows) -> dict:
 def evaluate_onnx_adapted(onnx_path: Path, rows, ks=(10, None), seed: int = 0) -> dict:
     """{k: UA/WA/macro-F1 per corpus and overall} of whole utterances under the adapted protocol:
     each held-out speaker's offset from k random unlabelled utterances of theirs
-    (:func:`physioser.runtime.adaptation.speaker_offsets`, the graph's ``speaker_features``), then
+    (:func:`physioser.runtime.adaptation.speaker_offsets` of the graph's outputs), then
     every utterance of the speaker inferred with it."""
     from physioser.audio import load_audio
     from physioser.data.labels import to_four_class
     from physioser.model.metrics import classification_metrics
     from physioser.runtime import Engine
-    from physioser.runtime.adaptation import speaker_offsets
+    from physioser.runtime.adaptation import evidence, speaker_offsets
 
     engine = Engine.from_path(onnx_path, "cpu")
-    tau = float(engine.metadata["adaptation"]["tau"])
+    settings = engine.metadata["adaptation"]
     audio = [load_audio(r.path)[None, : 30 * engine.sample_rate] for r in rows]
-    feats = np.stack([engine.infer(a)["speaker_features"][0] for a in audio])
+    outs = [engine.infer(a) for a in audio]
+    ev = evidence(*(np.concatenate([o[name] for o in outs]) for name in ("features", "speaker_features", "probs")))
     speakers = [f"{r.corpus}/{r.speaker}" for r in rows]
     y_true = np.array([engine.class_names.index(to_four_class(r.canonical)) for r in rows])
     corpus = np.array([r.corpus for r in rows])
     out = {}
     for k in ks:
-        offsets = speaker_offsets(feats, speakers, k, tau, seed=seed).astype(np.float32)
+        offsets = speaker_offsets(ev, speakers, k, engine.adaptation_dim, float(settings["tau"]),
+                                  float(settings.get("balance", 0.0)), seed=seed).astype(np.float32)
         y_pred = np.array([int(np.argmax(engine.infer(a, speaker_offset=offsets[i : i + 1])["probs"][0])) for i, a in enumerate(audio)])
         res = {"all": classification_metrics(y_true, y_pred, engine.class_names)}
         for c in CORPORA:

@@ -153,7 +153,7 @@ def export_onnx(
         example = (*example, torch.zeros(len(lens), adapt_dim))
         input_names.append(ADAPTATION_INPUT)
         dynamic[ADAPTATION_INPUT] = {0: "batch"}
-        meta.setdefault("adaptation", {"dim": adapt_dim, "tau": float(model.adaptation_tau)})
+        meta["adaptation"] = {"dim": adapt_dim, "tau": float(model.adaptation_tau), "balance": float(model.speaker_balance)}
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is chosen on purpose (see module doc)

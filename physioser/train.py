@@ -162,10 +162,11 @@ def fit(
         seen_labels, seen_preds = [], []  # running training UA (dropout on), for learning curves
         offsets = None
         if cfg.adapt.train_prob:
-            from physioser.model.adaptation import speaker_features, training_offsets
+            from physioser.model.adaptation import speaker_evidence, training_offsets
 
-            feats = speaker_features(model, data, train_idx)
-            offsets = torch.as_tensor(training_offsets(feats, data.speakers[train_idx], cfg.adapt, rng), dtype=torch.float32)
+            evidence_rows = speaker_evidence(model, data, train_idx)
+            offsets = torch.as_tensor(training_offsets(evidence_rows, data.speakers[train_idx], cfg.adapt, rng, model.class_offsets.shape[1],
+                                                       float(model.speaker_balance)), dtype=torch.float32)
             model.train()
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -273,7 +274,8 @@ def new_model(cfg: Config, data, train_idx: np.ndarray) -> torch.nn.Module:
         if model.statistics:
             batch = {"backbone_segments": data.backbone_segments[idx], "backbone_counts": data.backbone_counts[idx],
                      "backbone_spread": spread}
-            model.set_class_offsets(model.cached_features(batch), torch.as_tensor(data.labels[np.asarray(train_idx)]))
+            model.set_class_offsets(model.cached_features(batch), torch.as_tensor(data.labels[np.asarray(train_idx)]),
+                                    data.speakers[np.asarray(train_idx)])
     return model
 
 

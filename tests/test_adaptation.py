@@ -12,10 +12,11 @@ import torch
 
 from physioser.features import FeatureSet
 from physioser.model import Config, PhysioSER, build_backbone_for, build_model
-from physioser.model.adaptation import adapted_predictions, speaker_features, training_offsets
+from physioser.model.adaptation import RULES, adapted_predictions, speaker_evidence, training_offsets
 from physioser.model.config import AdaptConfig, ConfigError, load_config
 from physioser.model.pooling import frame_statistics
-from physioser.runtime.adaptation import AdaptationError, SpeakerAdaptation, speaker_offset, speaker_offsets
+from physioser.runtime.adaptation import (AdaptationError, SpeakerAdaptation, evidence, mixing_weight, offsets_from_sums,
+                                          speaker_offset, speaker_offsets)
 
 STATS = ["model.branches=[backbone]", "cpa.weight=0", "model.statistics=true", "model.head=mlp", "model.dim=32"]
 CLASSES = ["neutral", "happy", "angry", "sad"]
@@ -87,24 +88,67 @@ def test_adaptation_never_reads_a_label() -> None:
     shuffled = FeatureSet(rows=data.rows, labels=np.random.default_rng(1).permutation(data.labels), class_names=CLASSES,
                           backbone_segments=data.backbone_segments, backbone_counts=data.backbone_counts,
                           backbone_spread=data.backbone_spread)
-    assert np.array_equal(speaker_features(model, data, test), speaker_features(model, shuffled, test))
-    a = adapted_predictions(model, data, test, [5, None], tau=2.0)
-    b = adapted_predictions(model, shuffled, test, [5, None], tau=2.0)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert np.array_equal(speaker_evidence(model, data, test), speaker_evidence(model, shuffled, test))
+    for rule in RULES:
+        a = adapted_predictions(model, data, test, [5, None], tau=2.0, rule=rule)
+        b = adapted_predictions(model, shuffled, test, [5, None], tau=2.0, rule=rule)
+        assert all(np.array_equal(a[k], b[k]) for k in a), rule
+
+
+def _evidence(n: int, dim: int = 3, classes: int = 2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x, c = rng.normal(size=(n, dim)), rng.normal(size=(n, dim))
+    p = rng.dirichlet(np.ones(classes), size=n)
+    return x, c, p, evidence(x, c, p)
 
 
 def test_speaker_offsets_protocols() -> None:
-    rng = np.random.default_rng(0)
-    c = rng.normal(size=(10, 3))
+    x, c, p, e = _evidence(10)
     spk = np.array(["a"] * 6 + ["b"] * 4)
-    assert np.array_equal(speaker_offsets(c, spk, 0, tau=1.0), np.zeros_like(c))
-    full = speaker_offsets(c, spk, None, tau=2.0)
+    assert np.array_equal(speaker_offsets(e, spk, 0, 3, tau=1.0, balance=0.5), np.zeros_like(x))
+    full = speaker_offsets(e, spk, None, 3, tau=2.0, balance=0.0)  # balance 0: the compensated mean
     assert np.allclose(full[0], c[:6].sum(0) / (6 + 2.0)) and np.allclose(full[-1], c[6:].sum(0) / (4 + 2.0))
-    k3 = speaker_offsets(c, spk, 3, tau=0.0, seed=4)
+    k3 = speaker_offsets(e, spk, 3, 3, tau=0.0, balance=0.0, seed=4)
     assert np.allclose(k3[:6], k3[0]) and any(np.allclose(k3[0], c[list(s)].mean(0)) for s in _triples(6))
-    assert np.array_equal(k3, speaker_offsets(c, spk, 3, tau=0.0, seed=4))
+    assert np.array_equal(k3, speaker_offsets(e, spk, 3, 3, tau=0.0, balance=0.0, seed=4))
     with pytest.raises(AdaptationError):
-        speaker_offsets(c, spk[:3], 3, tau=1.0)
+        speaker_offsets(e, spk[:3], 3, 3, tau=1.0, balance=0.0)
+
+
+def test_offset_mixes_plain_and_compensated_means_by_balance_and_prediction_entropy() -> None:
+    x, c, _, _ = _evidence(4)
+    spread, one = np.full((4, 2), 0.5), np.tile([1.0, 0.0], (4, 1))
+    # predictions spread over every class: the weight is the balance (1: the plain speaker mean)
+    assert np.allclose(speaker_offset(evidence(x, c, spread), 3, tau=0.0, balance=1.0), x.mean(0))
+    assert np.allclose(speaker_offset(evidence(x, c, spread), 3, tau=0.0, balance=0.25), 0.25 * x.mean(0) + 0.75 * c.mean(0))
+    # one predicted class: the compensated mean whatever the balance
+    assert np.allclose(speaker_offset(evidence(x, c, one), 3, tau=0.0, balance=1.0), c.mean(0))
+    assert mixing_weight(np.array([0.5, 0.5]), 0.6) == pytest.approx(0.6) and mixing_weight(np.array([1.0, 0.0]), 1.0) == 0.0
+    assert np.array_equal(offsets_from_sums(np.zeros((1, 8)), np.zeros(1), 3, 1.0, 1.0), np.zeros((1, 3)))
+
+
+def test_balance_is_the_emotion_spread_of_the_training_speakers() -> None:
+    spans = _synthetic()  # every speaker speaks every emotion equally often
+    assert float(_model(spans).speaker_balance) == pytest.approx(1.0)
+    one = FeatureSet(rows=[SimpleNamespace(corpus="synthetic", speaker=f"s{y}") for y in spans.labels], labels=spans.labels,
+                     class_names=CLASSES, backbone_segments=spans.backbone_segments, backbone_counts=spans.backbone_counts,
+                     backbone_spread=spans.backbone_spread)  # one emotion per speaker
+    assert float(_model(one).speaker_balance) == pytest.approx(0.0)
+
+
+def test_a_checkpoint_saved_before_the_balance_existed_loads_with_balance_zero(tmp_path) -> None:
+    from physioser.model.checkpoint import load_model, save_model
+
+    data = _synthetic()
+    model = _model(data)
+    cfg = _cfg(layers=2, dim=8)
+    save_model(model, cfg, tmp_path)
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(tmp_path / "model.safetensors"))
+    assert "speaker_balance" in state
+    save_file({k: v for k, v in state.items() if k != "speaker_balance"}, str(tmp_path / "model.safetensors"))
+    assert float(load_model(tmp_path, with_backbone=False).speaker_balance) == 0.0
 
 
 def _triples(n: int):
@@ -115,28 +159,36 @@ def _triples(n: int):
 
 def test_training_offsets_use_other_utterances_of_the_same_speaker() -> None:
     feats = np.eye(8)
+    rows = evidence(np.zeros((8, 8)), feats, np.tile([1.0, 0.0], (8, 1)))
     spk = np.array(["a"] * 4 + ["b"] * 4)
-    off = training_offsets(feats, spk, AdaptConfig(tau=0.0, train_prob=1.0, train_k=(2,)), np.random.default_rng(0))
+    adapt = AdaptConfig(tau=0.0, train_prob=1.0, train_k=(2,))
+    off = training_offsets(rows, spk, adapt, np.random.default_rng(0), 8, 1.0)
     for i in range(8):
         own = slice(0, 4) if i < 4 else slice(4, 8)
         assert off[i, i] == 0 and np.isclose(off[i, own].sum(), 1.0) and np.isclose(off[i].sum(), 1.0)
         assert np.count_nonzero(off[i]) == 2
-    none = training_offsets(feats, spk, AdaptConfig(tau=0.0, train_prob=0.0, train_k=(2,)), np.random.default_rng(0))
+    none = training_offsets(rows, spk, replace(adapt, train_prob=0.0), np.random.default_rng(0), 8, 1.0)
     assert not none.any()
 
 
+def _update(state: SpeakerAdaptation, speaker, value: float, weight: float = 1.0) -> None:
+    """One utterance whose features and speaker features are ``value`` everywhere (predictions: one class)."""
+    v = np.full(state.dim, value)
+    state.update(speaker, v, v, np.eye(state.classes)[0], weight)
+
+
 def test_speaker_state_is_bounded_resettable_and_saved_only_when_asked(tmp_path) -> None:
-    state = SpeakerAdaptation(dim=3, tau=1.0, max_speakers=2, horizon=None)
+    state = SpeakerAdaptation(dim=3, classes=2, tau=1.0, max_speakers=2, horizon=None)
     assert np.array_equal(state.offset("x"), np.zeros(3)) and np.array_equal(state.offset(None), np.zeros(3))
-    state.update("a", np.ones(3))
-    state.update("b", 2 * np.ones(3))
+    _update(state, "a", 1.0)
+    _update(state, "b", 2.0)
     assert np.allclose(state.offset("a"), 0.5)  # 1 / (1 + tau); also marks "a" recently used
-    state.update("c", np.ones(3))
+    _update(state, "c", 1.0)
     assert state.speakers == ["a", "c"] and len(state) == 2  # "b" was least recently used
-    state.update(None, np.ones(3))  # no identity: nothing kept
+    _update(state, None, 1.0)  # no identity: nothing kept
     assert len(state) == 2 and not list(tmp_path.iterdir())
     state.save(tmp_path / "state.npz")
-    other = SpeakerAdaptation(dim=3, tau=1.0, max_speakers=2)
+    other = SpeakerAdaptation(dim=3, classes=2, tau=1.0, max_speakers=2)
     other.load(tmp_path / "state.npz")
     assert np.allclose(other.offset("a"), state.offset("a")) and other.weight("c") == 1.0
     state.reset("a")
@@ -144,17 +196,27 @@ def test_speaker_state_is_bounded_resettable_and_saved_only_when_asked(tmp_path)
     state.reset()
     assert len(state) == 0
     with pytest.raises(AdaptationError):
-        state.update("a", np.ones(4))
+        state.update("a", np.ones(4), np.ones(4), np.ones(2))
     with pytest.raises(AdaptationError):
-        SpeakerAdaptation(dim=4, tau=1.0).load(tmp_path / "state.npz")
+        SpeakerAdaptation(dim=4, classes=2, tau=1.0).load(tmp_path / "state.npz")
+    with pytest.raises(AdaptationError):
+        SpeakerAdaptation(dim=3, classes=3, tau=1.0).load(tmp_path / "state.npz")
+
+
+def test_running_state_gives_the_evaluation_protocols_offset() -> None:
+    x, c, p, e = _evidence(7, dim=5, classes=4, seed=3)
+    state = SpeakerAdaptation(dim=5, classes=4, tau=1.0, balance=0.7, horizon=None)
+    for i in range(7):
+        state.update("a", x[i], c[i], p[i])
+    assert np.allclose(state.offset("a"), speaker_offsets(e, ["a"] * 7, None, 5, tau=1.0, balance=0.7)[0], atol=1e-6)
 
 
 def test_running_estimate_forgets_beyond_its_horizon() -> None:
-    state = SpeakerAdaptation(dim=1, tau=0.0, horizon=4.0)
+    state = SpeakerAdaptation(dim=1, classes=2, tau=0.0, horizon=4.0)
     for _ in range(20):
-        state.update("a", np.array([1.0]))
+        _update(state, "a", 1.0)
     for _ in range(20):
-        state.update("a", np.array([-1.0]))
+        _update(state, "a", -1.0)
     assert state.weight("a") == pytest.approx(4.0) and state.offset("a")[0] < -0.9
 
 

@@ -29,6 +29,7 @@ def exported(tmp_path_factory):
     model = build_model(cfg, backbone).eval()
     with torch.no_grad():
         model.class_offsets.normal_()
+        model.speaker_balance.fill_(0.6)
     path = export_onnx(model, tmp_path_factory.mktemp("adaptive") / "m.onnx", metadata=export_metadata(cfg))
     return model, path
 
@@ -45,6 +46,7 @@ def test_offset_input_is_optional_and_matches_pytorch(exported) -> None:
     engine = Engine.from_path(path)
     dim = engine.adaptation_dim
     assert dim == model.class_offsets.shape[1] and engine.metadata["adaptation"]["tau"] == model.adaptation_tau
+    assert engine.metadata["adaptation"]["balance"] == pytest.approx(0.6)
     x = np.stack([_speech(2.0, 120, 0), _speech(2.0, 210, 1)])
     lens = np.array([32000, 24000])
     offset = np.random.default_rng(2).normal(0, 0.5, (2, dim)).astype(np.float32)

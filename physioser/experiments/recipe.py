@@ -124,14 +124,16 @@ VARIANTS: dict[str, list[str]] = {
 
 _PACK: dict = {}
 TAUS = (1.0, 4.0, 16.0)
-"""Shrinkage values whose adapted protocols are stored (key ``k@tau``; ``k@tau/plain``: no emotion compensation)."""
+"""Shrinkage values whose adapted protocols are stored (key ``k@tau/rule``, rules of
+:data:`physioser.model.adaptation.RULES`; runs made before the rules existed stored ``k@tau`` for the
+compensated mean and ``k@tau/plain``)."""
 
 
 def _job(args) -> dict:
     """One (variant, task, fold, seed): train, then test logits per protocol."""
     import torch
 
-    from physioser.model.adaptation import adapted_predictions
+    from physioser.model.adaptation import RULES, adapted_predictions
     from physioser.model.config import load_config
     from physioser.train import fit, new_model, predict
 
@@ -156,15 +158,17 @@ def _job(args) -> dict:
     t0 = time.perf_counter()
     model = new_model(cfg, data, tr)
     res = fit(model, data, tr, va, cfg, Path(work) / f"{variant}-{task_name}-{fold_i}-{seed}", progress=False, save=False)
-    out = {"variant": variant, "task": task_name, "fold": fold["fold"], "seed": seed, "test_corpus": test_corpus,
+    out = {"variant": variant, "backbone": meta["backbone"], "corpora": meta["corpora"], "task": task_name, "fold": fold["fold"],
+           "seed": seed, "test_corpus": test_corpus,
            "rows": test_rows, "labels": data.labels[te].tolist(), "best_epoch": res.best_epoch, "epochs": res.epochs_run,
            "seconds": time.perf_counter() - t0, "logits": {"0": predict(model, data, te)["logits"].astype(np.float16).tolist()}}
     if model.use_backbone and model.statistics:
+        out["balance"] = float(model.speaker_balance)
         for tau in TAUS:
-            for compensate in (True, False):
-                logits = adapted_predictions(model, data, te, [k for k in ADAPT_KS if k != 0], tau, seed=seed, compensate=compensate)
+            for rule in RULES:
+                logits = adapted_predictions(model, data, te, [k for k in ADAPT_KS if k != 0], tau, seed=seed, rule=rule)
                 for k, v in logits.items():
-                    out["logits"][f"{'all' if k is None else k}@{tau:g}" + ("" if compensate else "/plain")] = v.astype(np.float16).tolist()
+                    out["logits"][f"{'all' if k is None else k}@{tau:g}/{rule}"] = v.astype(np.float16).tolist()
     return out
 
 
@@ -404,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--corpora-root", type=Path, required=True)
     p.add_argument("-c", "--corpus", action="append", default=None)
+    p.add_argument("-b", "--backbone", default="whisper-tiny.en")
     r = sub.add_parser("run")
     r.add_argument("--pack", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
@@ -422,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--scores", type=Path, required=True)
     a = ap.parse_args(argv)
     if a.cmd == "pack":
-        print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root))
+        print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.backbone))
     elif a.cmd == "run":
         folds = [int(f) for f in a.folds.split(",")] if a.folds else None
         plan = [(v, VARIANTS[v], t, folds, a.seeds) for v in a.variant for t in a.task]

@@ -65,6 +65,10 @@ LEGACY_VALUES = {("model", "projector"): "shared"}
 """Values of keys added after models were first saved, as those models were built (not today's default)."""
 
 
+OPTIONAL_STATE = ("speaker_balance",)
+"""Buffers a checkpoint saved before they existed may lack (they keep the model's initial value)."""
+
+
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -79,7 +83,7 @@ def load_state(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     state = _load_tensors(path)
     expected = set(_trainable_state(model))
-    missing, unexpected = expected - set(state), set(state) - expected
+    missing, unexpected = expected - set(state) - set(OPTIONAL_STATE), set(state) - expected
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {path} does not fit the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"

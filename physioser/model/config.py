@@ -290,8 +290,9 @@ class TrainConfig(_Part):
 class AdaptConfig(_Part):
     """Unsupervised speaker adaptation (statistics pooling).
 
-    A speaker's offset is the shrunk mean (``tau`` utterances of shrinkage) of their
-    emotion-compensated statistics (physioser.runtime.adaptation); training feeds each utterance
+    A speaker's offset is the shrunk mean (``tau`` utterances of shrinkage) of their statistics,
+    the predicted emotion removed in proportion to how little the speaker is likely to span the
+    emotions (physioser.runtime.adaptation); training feeds each utterance
     with probability ``train_prob`` the offset of k other random utterances of its speaker, k drawn
     from ``train_k`` (0 = all of them), so one model serves the strict (zero offset) and adapted
     protocols.

@@ -46,11 +46,12 @@ def load_checkpoint(model_dir: str | Path | None) -> tuple[Any, dict[str, Any]]:
     except CheckpointError as exc:
         raise EngineError(str(exc)) from exc
     model.eval()
-    return model, export_metadata(cfg)
+    return model, export_metadata(cfg, model)
 
 
-def export_metadata(config: Config) -> dict[str, Any]:
-    """The ONNX metadata of a resolved model config (see ``export/ONNX_CONTRACT.md``)."""
+def export_metadata(config: Config, model=None) -> dict[str, Any]:
+    """The ONNX metadata of a resolved model config (see ``export/ONNX_CONTRACT.md``); ``model``
+    (trained) gives a speaker-adaptive model's ``adaptation.balance`` (0 without it: the compensated rule)."""
     backbone = config.backbone
     meta = {
         "class_names": list(config.class_names),
@@ -58,8 +59,9 @@ def export_metadata(config: Config) -> dict[str, Any]:
         "training_corpora": list(config.corpora or ()),  # written into config.yaml by `physioser train`
         "model_name": config.name,
     }
-    if config.model.statistics:  # speaker-adaptive: the offset's width and shrinkage
-        meta["adaptation"] = {"dim": 2 * backbone.num_layers * backbone.dim, "tau": float(config.adapt.tau)}
+    if config.model.statistics:  # speaker-adaptive: the offset's width, shrinkage and mixing balance
+        meta["adaptation"] = {"dim": 2 * backbone.num_layers * backbone.dim, "tau": float(config.adapt.tau),
+                              "balance": float(getattr(model, "speaker_balance", 0.0))}
     return meta
 
 

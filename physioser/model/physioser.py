@@ -20,6 +20,7 @@ SUPERB recipe: weighted layer sum → projector → mean pool → linear) or ``m
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +29,7 @@ from physioser.model.config import Config
 from physioser.model.cpa import CPA
 from physioser.model.fusion import FusionHead
 from physioser.model.pooling import frame_statistics, merge_segments, segment_mean
+from physioser.runtime.adaptation import mixing_weight
 
 __all__ = ["PhysioSER", "CACHE_SEGMENTS"]
 
@@ -84,6 +86,10 @@ class PhysioSER(nn.Module):
                 # (set from the training rows by set_class_offsets): speaker adaptation removes the
                 # predicted emotion's offset before it averages a speaker's utterances
                 self.register_buffer("class_offsets", torch.zeros(num_classes, layers * in_width))
+                # how far the training speakers span the emotions (mean normalised entropy of each
+                # speaker's labels, set by set_class_offsets): how much a speaker's offset may trust the
+                # plain speaker mean (runtime.adaptation); 0 in models saved before it existed
+                self.register_buffer("speaker_balance", torch.zeros(()))
             self.input_drop = nn.Dropout(float(m.input_dropout))
             self.adaptation_tau = float(config.adapt.tau)  # shrinkage of the speaker offsets (runtime.adaptation)
         if self.use_vap:
@@ -140,10 +146,11 @@ class PhysioSER(nn.Module):
             self.spread_std.copy_(spread.std(0).clamp(min=1e-4)[:, None, :])
 
     @torch.no_grad()
-    def set_class_offsets(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """features [N, F] standardised statistics (:meth:`adapt_features` of the training rows with no
-        speaker offset), labels [N]: each class's mean minus the mean of the class means (a class
-        without rows keeps a zero offset)."""
+    def set_class_offsets(self, features: torch.Tensor, labels: torch.Tensor, speakers) -> None:
+        """features [N, F] standardised statistics (:meth:`cached_features` of the training rows with no
+        speaker offset), labels [N], speakers (N ids): each class's mean minus the mean of the class
+        means (a class without rows keeps a zero offset), and the speakers' emotion balance (the mean
+        over training speakers of the entropy of their labels, normalised to [0, 1])."""
         means = torch.zeros_like(self.class_offsets)
         present = torch.zeros(len(means), dtype=torch.bool)
         for c in range(len(means)):
@@ -152,6 +159,9 @@ class PhysioSER(nn.Module):
                 means[c], present[c] = features[rows].mean(0), True
         centre = means[present].mean(0)
         self.class_offsets.copy_(torch.where(present[:, None], means - centre, torch.zeros_like(means)))
+        speakers = np.asarray(speakers)
+        shares = [np.bincount(labels.numpy()[speakers == s], minlength=len(means)) for s in np.unique(speakers)]
+        self.speaker_balance.fill_(float(np.mean([mixing_weight(n, 1.0) for n in shares])))
 
     def _standardised_statistics(self, means: torch.Tensor, spreads: torch.Tensor) -> torch.Tensor:
         """means, spreads [B, L, D] per-layer frame mean and standard deviation -> [B, L·2D] standardised."""

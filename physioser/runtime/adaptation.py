@@ -2,21 +2,33 @@
 
 A model with statistics pooling standardises each backbone layer's frame mean and deviation by
 the training set; a speaker's voice shifts those statistics. Adaptation subtracts a *speaker
-offset* from them: the mean, over the speaker's utterances heard so far, of their
-*speaker features* — the statistics minus the offset of the emotion the model predicts for
-that utterance (the graph's ``speaker_features`` output) — shrunk toward zero (the training
-set's global statistics):
+offset* from them, estimated from the utterances of the speaker heard so far. Each utterance
+gives its *evidence* (:func:`evidence`): the statistics ``x`` (the graph's ``features``), the
+same minus the offset of the emotion the model predicts for it, ``c = x - p · class_offsets``
+(``speaker_features``), and the predicted probabilities ``p`` (``probs``). Over the speaker's
+utterances (weights ``w``):
 
-    offset = sum_i w_i c_i / (sum_i w_i + tau)
+    offset = (a · Σ w x + (1 − a) · Σ w c) / (Σ w + tau),     a = balance · H(Σ w p / Σ w)
 
-Removing the predicted emotion before averaging is what keeps a speaker heard in one emotion
-only (an angry speaker, a sad one) from being normalised into neutral: the plain speaker mean
-*is* that emotion. ``tau`` (utterances) pulls an estimate from few utterances toward no
-adaptation. Nothing here reads a label.
+* ``Σ w x / Σ w`` is the plain speaker mean: right for a speaker heard in every emotion, but
+  for a speaker heard in one emotion only it *is* that emotion, and removing it normalises an
+  angry speaker into a neutral one;
+* ``Σ w c / Σ w`` removes the predicted emotion first, which keeps such a speaker's emotion, but
+  also gives back much of what the plain mean gains where speakers span the emotions (the
+  speaker's own shift biases the predictions it is corrected with);
+* ``a`` mixes the two: ``H`` is the entropy of the speaker's mean predicted distribution,
+  normalised to [0, 1] (1: the predictions spread over every class, 0: one class), and
+  ``balance`` is the same entropy of the *true* emotions of the training speakers, averaged over
+  them (from training labels only): how far the speakers of the training population span the
+  emotions (1 for an acted corpus where everyone speaks every emotion, near 0 for talk-show clips
+  where most speakers carry one). ``balance = 0`` is the compensated mean alone.
+
+``tau`` (utterances) pulls an estimate from few utterances toward no adaptation. Nothing here
+reads a label.
 
 * :func:`speaker_offsets` — the evaluation protocol: each utterance gets the offset of ``k``
   random utterances of its own speaker (``k=None``: all of them; ``k=0``: none, the strict protocol).
-* :class:`SpeakerAdaptation` — the run-time state: a running estimate per speaker, at most
+* :class:`SpeakerAdaptation` — the run-time state: running sums per speaker, at most
   ``max_speakers`` of them (least recently used evicted), resettable, saved only when asked.
 """
 
@@ -29,59 +41,99 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["speaker_offset", "speaker_offsets", "SpeakerAdaptation", "VoiceIds", "AdaptationError"]
+__all__ = ["evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "SpeakerAdaptation",
+           "VoiceIds", "AdaptationError"]
 
 
 class AdaptationError(ValueError):
     """Speaker features or a saved adaptation state that do not fit."""
 
 
-def speaker_offset(speaker_features: np.ndarray, tau: float, weights: np.ndarray | None = None) -> np.ndarray:
-    """[n, F] speaker features of one speaker (optional weights [n]) -> offset [F] (zeros for n = 0)."""
-    c = np.asarray(speaker_features, dtype=np.float64)
-    if c.ndim != 2:
-        raise AdaptationError(f"speaker features must be [n, F], got shape {c.shape}")
-    w = np.ones(len(c)) if weights is None else np.asarray(weights, dtype=np.float64)
-    return (w @ c) / (w.sum() + float(tau))
+def evidence(features: np.ndarray, speaker_features: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Rows [n, 2F + C] that a speaker's state sums: features [n, F], speaker features [n, F] and
+    predicted probabilities [n, C] side by side."""
+    x, c, p = (np.atleast_2d(np.asarray(a, dtype=np.float64)) for a in (features, speaker_features, probs))
+    if x.shape != c.shape or len(p) != len(x) or p.ndim != 2 or x.ndim != 2:
+        raise AdaptationError(f"features {x.shape}, speaker features {c.shape} and probs {p.shape} do not fit")
+    return np.concatenate([x, c, p], axis=1)
 
 
-def speaker_offsets(speaker_features: np.ndarray, speakers: Sequence[str], k: int | None, tau: float,
+def mixing_weight(mean_probs: np.ndarray, balance: float) -> np.ndarray:
+    """``a`` of the module doc: ``balance`` times the normalised entropy of ``mean_probs`` [..., C]."""
+    p = np.clip(np.asarray(mean_probs, dtype=np.float64), 0.0, None)
+    p = p / np.maximum(p.sum(-1, keepdims=True), 1e-12)
+    entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1) / np.log(max(p.shape[-1], 2))
+    return float(balance) * entropy
+
+
+def offsets_from_sums(sums: np.ndarray, weights: np.ndarray, dim: int, tau: float, balance: float) -> np.ndarray:
+    """Offsets [m, F] from summed :func:`evidence` rows [m, 2F + C] and summed weights [m] (zeros
+    where nothing was heard)."""
+    sums, weights = np.atleast_2d(np.asarray(sums, dtype=np.float64)), np.atleast_1d(np.asarray(weights, dtype=np.float64))
+    if sums.shape[1] <= 2 * dim or len(weights) != len(sums):
+        raise AdaptationError(f"evidence sums {sums.shape} and weights {weights.shape} do not fit features of width {dim}")
+    x, c, p = sums[:, :dim], sums[:, dim : 2 * dim], sums[:, 2 * dim :]
+    a = np.where(weights > 0, mixing_weight(p, balance), 0.0)[:, None]
+    return (a * x + (1 - a) * c) / (weights[:, None] + float(tau))
+
+
+def speaker_offset(rows: np.ndarray, dim: int, tau: float, balance: float, weights: np.ndarray | None = None) -> np.ndarray:
+    """Evidence rows [n, 2F + C] of one speaker (optional weights [n]) -> offset [F] (zeros for n = 0)."""
+    e = np.asarray(rows, dtype=np.float64)
+    if e.ndim != 2:
+        raise AdaptationError(f"evidence must be [n, 2F + C], got shape {e.shape}")
+    w = np.ones(len(e)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return offsets_from_sums((w @ e)[None], np.array([w.sum()]), dim, tau, balance)[0]
+
+
+def speaker_offsets(rows: np.ndarray, speakers: Sequence[str], k: int | None, dim: int, tau: float, balance: float,
                     seed: int = 0) -> np.ndarray:
     """Offsets [N, F] for every utterance: the :func:`speaker_offset` of ``k`` utterances drawn at
-    random (without replacement, seeded) from its speaker's utterances in ``speaker_features``
-    [N, F] (``k=None`` or ``k`` >= their number: all of them; ``k=0``: zeros, the strict protocol).
+    random (without replacement, seeded) from its speaker's rows of ``rows`` [N, 2F + C]
+    (``k=None`` or ``k`` >= their number: all of them; ``k=0``: zeros, the strict protocol).
     One draw per speaker, shared by its utterances, as a robot that has heard k utterances of them."""
-    c = np.asarray(speaker_features, dtype=np.float64)
+    e = np.asarray(rows, dtype=np.float64)
     speakers = np.asarray(speakers)
-    if len(speakers) != len(c):
-        raise AdaptationError(f"{len(c)} speaker feature rows but {len(speakers)} speaker ids")
-    out = np.zeros_like(c)
+    if len(speakers) != len(e):
+        raise AdaptationError(f"{len(e)} evidence rows but {len(speakers)} speaker ids")
+    out = np.zeros((len(e), dim))
     if k == 0:
         return out
     rng = np.random.default_rng(seed)
     for spk in sorted(set(speakers.tolist())):
-        rows = np.flatnonzero(speakers == spk)
-        chosen = rows if k is None or k >= len(rows) else rng.choice(rows, size=k, replace=False)
-        out[rows] = speaker_offset(c[chosen], tau)
+        idx = np.flatnonzero(speakers == spk)
+        chosen = idx if k is None or k >= len(idx) else rng.choice(idx, size=k, replace=False)
+        out[idx] = speaker_offset(e[chosen], dim, tau, balance)
     return out
 
 
 class SpeakerAdaptation:
-    """Running speaker offsets for a stream: ``update(speaker, c, weight)`` adds one window's speaker
-    features; ``offset(speaker)`` is the shrunk mean (zeros for an unknown speaker or ``None``).
+    """Running speaker offsets for a stream: ``update(speaker, features, speaker_features, probs, weight)``
+    adds one window's :func:`evidence`; ``offset(speaker)`` is the offset of the module doc from
+    everything heard of that speaker (zeros for an unknown speaker or ``None``).
 
     Args:
-        dim: width F of the speaker features. tau: shrinkage in utterances (see the module doc).
+        dim: width F of the features. classes: number C of emotion classes. tau: shrinkage in
+            utterances; balance: emotion balance of the training speakers (see the module doc).
         max_speakers: speakers kept; the least recently used is evicted beyond it.
         horizon: utterance weight after which older speech is forgotten exponentially (a running
-            estimate that follows a voice over a long session); None keeps the plain mean.
+            estimate that follows a voice over a long session); None keeps the plain sums.
     """
 
-    def __init__(self, dim: int, tau: float, *, max_speakers: int = 16, horizon: float | None = 200.0) -> None:
-        if dim < 1 or tau < 0 or max_speakers < 1 or (horizon is not None and horizon <= 0):
-            raise AdaptationError(f"bad adaptation settings: dim={dim}, tau={tau}, max_speakers={max_speakers}, horizon={horizon}")
-        self.dim, self.tau, self.max_speakers, self.horizon = int(dim), float(tau), int(max_speakers), horizon
-        self._state: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()  # speaker -> (weighted sum, weight)
+    def __init__(self, dim: int, classes: int, tau: float, balance: float = 0.0, *, max_speakers: int = 16,
+                 horizon: float | None = 200.0) -> None:
+        if (dim < 1 or classes < 2 or tau < 0 or not 0 <= balance <= 1 or max_speakers < 1
+                or (horizon is not None and horizon <= 0)):
+            raise AdaptationError(f"bad adaptation settings: dim={dim}, classes={classes}, tau={tau}, balance={balance}, "
+                                  f"max_speakers={max_speakers}, horizon={horizon}")
+        self.dim, self.classes, self.tau, self.balance = int(dim), int(classes), float(tau), float(balance)
+        self.max_speakers, self.horizon = int(max_speakers), horizon
+        self._state: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()  # speaker -> (evidence sum, weight)
+
+    @property
+    def width(self) -> int:
+        """Width 2F + C of one evidence row."""
+        return 2 * self.dim + self.classes
 
     def __len__(self) -> int:
         return len(self._state)
@@ -100,20 +152,22 @@ class SpeakerAdaptation:
             return np.zeros(self.dim, dtype=np.float32)
         total, weight = self._state[speaker]
         self._state.move_to_end(speaker)
-        return (total / (weight + self.tau)).astype(np.float32)
+        return offsets_from_sums(total[None], np.array([weight]), self.dim, self.tau, self.balance)[0].astype(np.float32)
 
-    def update(self, speaker: str | None, speaker_features: np.ndarray, weight: float = 1.0) -> None:
-        """Add one utterance's (or window's, with its share as ``weight``) speaker features."""
+    def update(self, speaker: str | None, features: np.ndarray, speaker_features: np.ndarray, probs: np.ndarray,
+               weight: float = 1.0) -> None:
+        """Add one utterance's (or window's, with its share as ``weight``) graph outputs."""
         if speaker is None:
             return
-        c = np.asarray(speaker_features, dtype=np.float64).reshape(-1)
-        if c.shape[0] != self.dim or not np.all(np.isfinite(c)):
-            raise AdaptationError(f"speaker features must be {self.dim} finite numbers, got shape {c.shape}")
-        total, seen = self._state.pop(speaker, (np.zeros(self.dim), 0.0))
+        e = evidence(np.reshape(features, (1, -1)), np.reshape(speaker_features, (1, -1)), np.reshape(probs, (1, -1)))[0]
+        if e.shape[0] != self.width or not np.all(np.isfinite(e)):
+            raise AdaptationError(f"features, speaker features and probs must be {self.dim}, {self.dim} and {self.classes} "
+                                  f"finite numbers, got {e.shape[0]} in all")
+        total, seen = self._state.pop(speaker, (np.zeros(self.width), 0.0))
         if self.horizon is not None and seen + weight > self.horizon:
             keep = max(self.horizon - weight, 0.0) / seen
             total, seen = total * keep, seen * keep
-        self._state[speaker] = (total + weight * c, seen + weight)
+        self._state[speaker] = (total + weight * e, seen + weight)
         while len(self._state) > self.max_speakers:
             self._state.popitem(last=False)
 
@@ -127,13 +181,13 @@ class SpeakerAdaptation:
     def save(self, path: str | Path) -> None:
         """Write the state to a ``.npz`` file (only when asked: nothing is persisted otherwise)."""
         names = list(self._state)
-        sums = np.stack([self._state[n][0] for n in names]) if names else np.zeros((0, self.dim))
+        sums = np.stack([self._state[n][0] for n in names]) if names else np.zeros((0, self.width))
         weights = np.array([self._state[n][1] for n in names], dtype=np.float64)
-        meta = json.dumps({"dim": self.dim, "tau": self.tau, "speakers": names})
+        meta = json.dumps({"dim": self.dim, "classes": self.classes, "tau": self.tau, "balance": self.balance, "speakers": names})
         np.savez(Path(path), sums=sums, weights=weights, meta=np.array(meta))
 
     def load(self, path: str | Path) -> None:
-        """Replace the state with one written by :meth:`save` (same width)."""
+        """Replace the state with one written by :meth:`save` (same width and classes)."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -142,8 +196,9 @@ class SpeakerAdaptation:
         except (OSError, ValueError, KeyError) as exc:
             raise AdaptationError(f"{path} is not a saved speaker adaptation state ({type(exc).__name__})") from None
         names = meta.get("speakers", []) if isinstance(meta, dict) else []
-        if meta.get("dim") != self.dim or sums.shape != (len(names), self.dim) or weights.shape != (len(names),):
-            raise AdaptationError(f"{path}: saved state does not fit features of width {self.dim}")
+        if (meta.get("dim") != self.dim or meta.get("classes") != self.classes or sums.shape != (len(names), self.width)
+                or weights.shape != (len(names),)):
+            raise AdaptationError(f"{path}: saved state does not fit features of width {self.dim} and {self.classes} classes")
         self._state = OrderedDict((str(n), (sums[i].astype(np.float64), float(weights[i]))) for i, n in enumerate(names))
         while len(self._state) > self.max_speakers:
             self._state.popitem(last=False)

@@ -64,8 +64,8 @@ class Streamer:
     ``sample_rate`` of the pushed audio (must equal the model's).
 
     Speaker adaptation (speaker-adaptive models, on by default; ``adapt=False`` turns it off): each
-    voiced window is inferred with its speaker's running offset and then adds its
-    ``speaker_features`` to that speaker's state (weight hop/window: overlapping windows count once
+    voiced window is inferred with its speaker's running offset and then adds its ``features``,
+    ``speaker_features`` and ``probs`` to that speaker's state (weight hop/window: overlapping windows count once
     per stretch of speech), see :mod:`physioser.runtime.adaptation`. The speaker is the one named by
     :meth:`set_speaker`; ``None`` (the default) names voices from the model's own statistics
     (:class:`~physioser.runtime.adaptation.VoiceIds`). At most ``max_speakers`` are kept (least
@@ -115,8 +115,9 @@ class Streamer:
         self.adaptation: SpeakerAdaptation | None = None
         self.voices: VoiceIds | None = None
         if adapt and engine.adaptation_dim:
-            self.adaptation = SpeakerAdaptation(engine.adaptation_dim, float(engine.metadata["adaptation"]["tau"]),
-                                                max_speakers=max_speakers)
+            settings = engine.metadata["adaptation"]
+            self.adaptation = SpeakerAdaptation(engine.adaptation_dim, len(engine.class_names), float(settings["tau"]),
+                                                float(settings.get("balance", 0.0)), max_speakers=max_speakers)
             self.voices = VoiceIds(voice_threshold, max_speakers)
         self._speaker: str | None = None  # set_speaker's identity; None: VoiceIds names the voice
         self._voice: str | None = None  # the voice VoiceIds named last
@@ -272,12 +273,12 @@ class Streamer:
             self._pending.append((start, end, samples.copy(), t_ready, final))
 
     def _adapt(self, out: dict[str, np.ndarray], lens: np.ndarray) -> None:
-        """Add each window's speaker features to its speaker's running state."""
+        """Add each window's features, speaker features and probabilities to its speaker's running state."""
         for row in range(len(lens)):
             if self._speaker is None:
                 self._voice = self.voices.identify(out["features"][row])
             weight = min(self.hop, int(lens[row])) / self.window
-            self.adaptation.update(self.speaker, out["speaker_features"][row], weight)
+            self.adaptation.update(self.speaker, out["features"][row], out["speaker_features"][row], out["probs"][row], weight)
 
     def _run(self) -> list[EmotionEvent]:
         pending, self._pending = self._pending, []
