@@ -207,9 +207,21 @@ def run(pack_path: Path, plan: list[tuple[str, list[str], str, list[int] | None,
     return write()
 
 
+def setting(variant: str, result: dict) -> str:
+    """The name a run's scores go under: the variant, then its backbone and corpus count where they
+    differ from whisper-tiny.en and the five corpora (runs that predate those fields: the defaults)."""
+    parts = [variant]
+    if result.get("backbone", "whisper-tiny.en") != "whisper-tiny.en":
+        parts.append(result["backbone"])
+    if len(result.get("corpora", CORPUS_ORDER)) != len(CORPUS_ORDER):
+        parts.append(f"{len(result['corpora'])} corpora")
+    return " · ".join(parts)
+
+
 def score(paths: list[Path]) -> dict:
-    """{variant: {task: {protocol: {"folds", "seed_mean", "ensemble", "seeds"}}}}: scikit-learn UA per
-    fold, the mean over seeds, and the UA of the seed ensemble (mean of the seeds' probabilities)."""
+    """{setting: {task: {protocol: {"folds", "seed_mean", "ensemble", "seeds"}}}} (:func:`setting`):
+    scikit-learn UA per fold, the mean over seeds, and the UA of the seed ensemble (mean of the
+    seeds' probabilities)."""
     import gzip
 
     from sklearn.metrics import balanced_accuracy_score
@@ -219,7 +231,7 @@ def score(paths: list[Path]) -> dict:
     for path in paths:
         data = json.loads(gzip.decompress(Path(path).read_bytes()))
         for r in data["results"]:
-            seeds = groups.setdefault((data["variant"], r["task"], r["fold"]), [])
+            seeds = groups.setdefault((setting(data["variant"], r), r["task"], r["fold"]), [])
             if r["seed"] not in {x["seed"] for x in seeds}:
                 seeds.append(r)
     for (variant, task, fold), rs in sorted(groups.items()):
@@ -344,12 +356,106 @@ def adapted_table(cells: dict, protocols: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Path) -> Path:
-    """Score ``runs`` (run's ``.json.gz`` files), write the per-fold scores to ``scores_json`` and the
-    tables to ``out`` (markdown)."""
+def _pm(cell: dict | None) -> str:
+    return "—" if not cell else f"{np.mean(cell['seed_mean']):.3f} ± {np.std(cell['seed_mean']):.3f}"
+
+
+def _diff(a: dict | None, b: dict | None) -> str:
+    """Paired per-fold difference a − b: mean ± std over folds (folds a is ahead / folds, worst fold)."""
+    if not a or not b:
+        return "—"
+    fa, fb = dict(zip(a["folds"], a["seed_mean"])), dict(zip(b["folds"], b["seed_mean"]))
+    d = np.array([fa[f] - fb[f] for f in sorted(set(fa) & set(fb))])
+    return f"{d.mean():+.3f} ± {d.std():.3f} ({int((d > 0).sum())}/{len(d)}, worst {d.min():+.3f})"
+
+
+RULE_NAMES = {  # the rules of physioser.model.adaptation.RULES, as the report names them
+    "balanced": "mixed by balance × prediction entropy (the adaptation)", "compensated": "compensated speaker mean",
+              "entropy": "mixed by prediction entropy alone (balance 1)", "plain": "plain speaker mean"}
+
+
+def rules_section(scores: dict, recipe: str = "stats-mlp-reg-fixed") -> list[str]:
+    """Markdown: the adaptation rules (:data:`physioser.model.adaptation.RULES`) of ``recipe`` by k with
+    paired differences to strict and to the compensated rule, whisper-base against whisper-tiny.en, and
+    leave one corpus out — from runs that store ``k@tau/rule`` protocols (one seed per fold)."""
+    base = next((v for v in scores if v.startswith(recipe + " · whisper-base")), None)
+    tiny4 = next((v for v in scores if v == recipe + " · 4 corpora"), None)
+    tiny = scores.get(recipe, {})
+    ks = ("5", "10", "20", "all")
+    cols = "| " + " | ".join(CORPUS_ORDER) + " |"
+    sep = "|---" * (len(CORPUS_ORDER) + 1) + "|"
+    seeds = sorted({n for t in tiny.values() for c in t.values() for n in c["seeds"]})
+    lines = ["## Adaptation rules and whisper-base, re-run on a 2-core CPU", "",
+             f"`{recipe}` (= `configs/recipe.yaml`) retrained on the same folds ({', '.join(map(str, seeds))} seed"
+             f"{'s' if seeds != [1] else ''} per fold; ASED on its first folds only, as the runs say) and tested under every "
+             "offset rule of `physioser.model.adaptation.RULES`, all with τ = 1, on the same model: `balanced` = the "
+             "adaptation (`physioser.runtime.adaptation`: the plain and the emotion-compensated speaker means mixed with "
+             "weight = the training speakers' emotion balance × the normalised entropy of the speaker's mean prediction), "
+             "`compensated` = the previous rule, `entropy` = the weight from the predictions alone, `plain` = the plain "
+             "speaker mean. Cells: UA mean ± std over folds; Δ: paired per-fold difference, mean ± std over folds (folds "
+             "ahead / folds, worst fold). Per-fold scores: `eval/results/recipe/rules.json`.", "",
+             "Commands: `python -m physioser.experiments.recipe pack --out P.npz --corpora-root ../shared/corpora [-b "
+             "whisper-base -c RAVDESS -c EMOVO -c URDU -c KoreanEmotionTTS]`; `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m "
+             "physioser.experiments.recipe run --pack P.npz --out R --variant stats-mlp-reg-fixed --task T [--folds F] "
+             "--seeds 1 --workers 2`; `python -m physioser.experiments.recipe report --probe eval/results/recipe/probe.json "
+             "--out eval/results/RECIPE.md --scores eval/results/recipe/scores.json --rule-runs R/*.json.gz --rule-scores "
+             "eval/results/recipe/rules.json`.", "",
+             "### UA by rule and k (whisper-tiny.en, intra-corpus)", "", "| protocol " + cols, sep,
+             "| strict (k = 0) | " + " | ".join(_pm(tiny.get(c, {}).get("0")) for c in CORPUS_ORDER) + " |"]
+    for rule in RULE_NAMES:
+        for k in ks if rule in ("balanced", "compensated") else ("10", "all"):
+            key = f"{k}@1/{rule}"
+            lines.append(f"| {RULE_NAMES[rule]}, k = {k} | " + " | ".join(
+                _pm(tiny.get(c, {}).get(key)) for c in CORPUS_ORDER) + " |")
+    lines += ["", "Paired per-fold differences of the adaptation (`balanced`):", "", "| against " + cols, sep]
+    for other, label in (("0", "strict"), *[(f"{{k}}@1/{r}", RULE_NAMES[r]) for r in ("compensated", "plain")]):
+        for k in ks:
+            theirs = other.format(k=k)
+            lines.append(f"| {label}, k = {k} | " + " | ".join(
+                _diff(tiny.get(c, {}).get(f"{k}@1/balanced"), tiny.get(c, {}).get(theirs)) for c in CORPUS_ORDER) + " |")
+    if base:
+        four = [c for c in CORPUS_ORDER if c in scores[base]]
+        cols4 = "| " + " | ".join(four) + " |"
+        sep4 = "|---" * (len(four) + 1) + "|"
+        lines += ["", "### whisper-base against whisper-tiny.en (the recipe on each; intra-corpus, same folds)", "",
+                  "| | " + " | ".join(four) + " |", sep4]
+        for key, label in (("0", "strict"), ("10@1/balanced", "adapted k = 10"), ("all@1/balanced", "adapted k = all")):
+            lines.append(f"| whisper-tiny.en, {label} | " + " | ".join(_pm(tiny.get(c, {}).get(key)) for c in four) + " |")
+            lines.append(f"| whisper-base, {label} | " + " | ".join(_pm(scores[base][c].get(key)) for c in four) + " |")
+            lines.append(f"| Δ base − tiny.en, {label} | " + " | ".join(
+                _diff(scores[base][c].get(key), tiny.get(c, {}).get(key)) for c in four) + " |")
+    loco = [(recipe, "whisper-tiny.en, five corpora")] + [(v, n) for v, n in ((tiny4, "whisper-tiny.en, four corpora"),
+                                                                             (base, "whisper-base, four corpora")) if v]
+    lines += ["", "### Leave one corpus out (four classes; train on the other corpora of the set, test on every utterance "
+              "of the held-out one)", "", "| model, protocol " + cols + " mean |", sep + "---|"]
+    for v, name in loco:
+        cells = {t[3:]: c for t, c in scores.get(v, {}).items() if t.startswith("to-")}
+        if not cells:
+            continue
+        for key, label in (("0", "strict"), ("10@1/balanced", "adapted k = 10"), ("10@1/compensated", "compensated k = 10")):
+            vals = [np.mean(cells[c][key]["seed_mean"]) if c in cells and key in cells[c] else None for c in CORPUS_ORDER]
+            got = [v_ for v_ in vals if v_ is not None]
+            lines.append(f"| {name}, {label} | " + " | ".join("—" if v_ is None else f"{v_:.3f}" for v_ in vals)
+                         + f" | {np.mean(got):.3f} |")
+    return lines
+
+
+def _scores(runs: list[Path], scores_json: Path) -> dict:
+    """Scores of ``runs`` written to ``scores_json``; with no runs, the scores stored there before."""
+    if not runs:
+        return json.loads(Path(scores_json).read_text())
     scores = score(runs)
     scores_json.parent.mkdir(parents=True, exist_ok=True)
     scores_json.write_text(json.dumps(scores, indent=0))
+    return scores
+
+
+def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Path, rule_runs: list[Path] = (),
+                 rule_scores_json: Path | None = None) -> Path:
+    """Score ``runs`` (run's ``.json.gz`` files), write the per-fold scores to ``scores_json`` and the
+    tables to ``out`` (markdown); with no runs, the scores already in ``scores_json``. ``rule_runs`` /
+    ``rule_scores_json`` the same for the section on adaptation rules and backbones (:func:`rules_section`)."""
+    scores = _scores(runs, scores_json)
     probe_ua = json.loads(Path(probe_json).read_text())
     recipe = "stats-mlp-reg-fixed"
     intra = {v: {t: c for t, c in tasks.items() if not t.startswith("to-")} for v, tasks in scores.items()}
@@ -369,11 +475,13 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
              "(on the 16 CPU cores of an H200 GPU machine, RECIPE_DEVICE=cpu; seeds and folds as the tables say; Korean with "
              "one seed on this project's 2-core CPU); `python -m physioser.experiments.recipe probe --pack pack.npz --out "
              "probe.json`; `python -m physioser.experiments.recipe report runs/*.json.gz --probe probe.json --out "
-             "eval/results/RECIPE.md --scores eval/results/recipe/scores.json`.", "",
+             "eval/results/RECIPE.md --scores eval/results/recipe/scores.json` (with no runs given, the tables come from the "
+             "scores stored there).", "",
              "## Strict protocol (k = 0): UA by variant and corpus", ""]
     lines += tables(intra, {t: v for t, v in probe_ua.items() if not t.startswith("to-")}, recipe, "means-linear")
     for v in (recipe, "stats-mlp-reg-fixed-adapt"):
-        lines += ["", f"## Adapted protocols of `{v}` (k unlabelled utterances of each test speaker)", ""]
+        lines += ["", f"## Adapted protocols of `{v}` (k unlabelled utterances of each test speaker; compensated speaker "
+                  f"mean unless named)", ""]
         protos = [("strict (k = 0)", "0")] + [(f"k = {k}, τ = 1", f"{k}@1") for k in (5, 10, 20, "all")]
         protos += [("k = 10, τ = 4", "10@4"), ("k = 10, τ = 16", "10@16"),
                    ("k = 10, τ = 1, plain speaker mean (no emotion compensation)", "10@1/plain"),
@@ -394,6 +502,8 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
         mean = f"{np.mean(vals):.3f}" if all(v is not None for v in vals) else "—"
         label += f" ({seeds} seed{'s' if seeds > 1 else ''})" if seeds else ""
         lines.append(f"| {label} | " + " | ".join("—" if v is None else f"{v:.3f}" for v in vals) + f" | {mean} |")
+    if rule_scores_json is not None:
+        lines += ["", *rules_section(_scores(list(rule_runs), rule_scores_json))]
     out.write_text("\n".join(lines) + "\n")
     return out
 
@@ -421,10 +531,12 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--pack", type=Path, required=True)
     q.add_argument("--out", type=Path, required=True)
     w = sub.add_parser("report")
-    w.add_argument("runs", type=Path, nargs="+")
+    w.add_argument("runs", type=Path, nargs="*")
     w.add_argument("--probe", type=Path, required=True)
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--scores", type=Path, required=True)
+    w.add_argument("--rule-runs", type=Path, nargs="*", default=[])
+    w.add_argument("--rule-scores", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.cmd == "pack":
         print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.backbone))
@@ -435,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "probe":
         a.out.write_text(json.dumps(probe(a.pack)))
     else:
-        print(write_report(a.runs, a.probe, a.out, a.scores))
+        print(write_report(a.runs, a.probe, a.out, a.scores, a.rule_runs, a.rule_scores))
 
 
 if __name__ == "__main__":
