@@ -240,7 +240,7 @@ The model `physioser predict` / `physioser demo` / the ROS node use when no `--m
 
 Whole utterances, raw audio through the exported ONNX graph (onnxruntime, CPU). Strict = no
 speaker offset; adapted = each held-out speaker's offset from k random unlabelled utterances of
-theirs (`physioser.runtime.adaptation.speaker_offsets`, τ from the metadata), then all of the
+theirs (`physioser.runtime.adaptation.speaker_offsets`, τ and β from the metadata), then all of the
 speaker's utterances inferred with it. UA = unweighted average recall, WA = accuracy.
 
 | corpus | held-out speakers | utterances | UA (fp32) | WA (fp32) | macro-F1 (fp32) | UA (fp16) | UA (int8) |{adapt_head}

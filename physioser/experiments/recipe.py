@@ -387,7 +387,7 @@ def rules_section(scores: dict, recipe: str = "stats-mlp-reg-fixed") -> list[str
     seeds = sorted({n for t in tiny.values() for c in t.values() for n in c["seeds"]})
     lines = ["## Adaptation rules and whisper-base, re-run on a 2-core CPU", "",
              f"`{recipe}` (= `configs/recipe.yaml`) retrained on the same folds ({', '.join(map(str, seeds))} seed"
-             f"{'s' if seeds != [1] else ''} per fold; ASED on its first folds only, as the runs say) and tested under every "
+             f"{'s' if seeds != [1] else ''} per fold; ASED on the first of its 25 folds only, as the table says) and tested under every "
              "offset rule of `physioser.model.adaptation.RULES`, all with τ = 1, on the same model: `balanced` = the "
              "adaptation (`physioser.runtime.adaptation`: the plain and the emotion-compensated speaker means mixed with "
              "weight = the training speakers' emotion balance × the normalised entropy of the speaker's mean prediction), "
@@ -401,6 +401,7 @@ def rules_section(scores: dict, recipe: str = "stats-mlp-reg-fixed") -> list[str
              "--out eval/results/RECIPE.md --scores eval/results/recipe/scores.json --rule-runs R/*.json.gz --rule-scores "
              "eval/results/recipe/rules.json`.", "",
              "### UA by rule and k (whisper-tiny.en, intra-corpus)", "", "| protocol " + cols, sep,
+             "| folds (one seed each) | " + " | ".join(str(len(tiny[c]["0"]["folds"])) if c in tiny else "—" for c in CORPUS_ORDER) + " |",
              "| strict (k = 0) | " + " | ".join(_pm(tiny.get(c, {}).get("0")) for c in CORPUS_ORDER) + " |"]
     for rule in RULE_NAMES:
         for k in ks if rule in ("balanced", "compensated") else ("10", "all"):
