@@ -360,6 +360,13 @@ def _pm(cell: dict | None) -> str:
     return "—" if not cell else f"{np.mean(cell['seed_mean']):.3f} ± {np.std(cell['seed_mean']):.3f}"
 
 
+def _folds_seeds(cell: dict | None) -> str:
+    if not cell:
+        return "—"
+    lo, hi = min(cell["seeds"]), max(cell["seeds"])
+    return f"{len(cell['folds'])} × {lo}{'' if lo == hi else f'–{hi}'}"
+
+
 def _diff(a: dict | None, b: dict | None) -> str:
     """Paired per-fold difference a − b: mean ± std over folds (folds a is ahead / folds, worst fold)."""
     if not a or not b:
@@ -377,17 +384,16 @@ RULE_NAMES = {  # the rules of physioser.model.adaptation.RULES, as the report n
 def rules_section(scores: dict, recipe: str = "stats-mlp-reg-fixed") -> list[str]:
     """Markdown: the adaptation rules (:data:`physioser.model.adaptation.RULES`) of ``recipe`` by k with
     paired differences to strict and to the compensated rule, whisper-base against whisper-tiny.en, and
-    leave one corpus out — from runs that store ``k@tau/rule`` protocols (one seed per fold)."""
+    leave one corpus out — from runs that store ``k@tau/rule`` protocols (one to a few seeds per fold)."""
     base = next((v for v in scores if v.startswith(recipe + " · whisper-base")), None)
     tiny4 = next((v for v in scores if v == recipe + " · 4 corpora"), None)
     tiny = scores.get(recipe, {})
     ks = ("5", "10", "20", "all")
     cols = "| " + " | ".join(CORPUS_ORDER) + " |"
     sep = "|---" * (len(CORPUS_ORDER) + 1) + "|"
-    seeds = sorted({n for t in tiny.values() for c in t.values() for n in c["seeds"]})
     lines = ["## Adaptation rules and whisper-base, re-run on a 2-core CPU", "",
-             f"`{recipe}` (= `configs/recipe.yaml`) retrained on the same folds ({', '.join(map(str, seeds))} seed"
-             f"{'s' if seeds != [1] else ''} per fold; ASED on the first of its 25 folds only, as the table says) and tested under every "
+             f"`{recipe}` (= `configs/recipe.yaml`) retrained on the same folds (folds and seeds per fold as the first "
+             "row of the first table says; ASED on the first of its 25 folds only) and tested under every "
              "offset rule of `physioser.model.adaptation.RULES`, all with τ = 1, on the same model: `balanced` = the "
              "adaptation (`physioser.runtime.adaptation`: the plain and the emotion-compensated speaker means mixed with "
              "weight = the training speakers' emotion balance × the normalised entropy of the speaker's mean prediction), "
@@ -397,11 +403,11 @@ def rules_section(scores: dict, recipe: str = "stats-mlp-reg-fixed") -> list[str
              "Commands: `python -m physioser.experiments.recipe pack --out P.npz --corpora-root ../shared/corpora [-b "
              "whisper-base -c RAVDESS -c EMOVO -c URDU -c KoreanEmotionTTS]`; `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m "
              "physioser.experiments.recipe run --pack P.npz --out R --variant stats-mlp-reg-fixed --task T [--folds F] "
-             "--seeds 1 --workers 2`; `python -m physioser.experiments.recipe report --probe eval/results/recipe/probe.json "
+             "--seeds S --workers 2`; `python -m physioser.experiments.recipe report --probe eval/results/recipe/probe.json "
              "--out eval/results/RECIPE.md --scores eval/results/recipe/scores.json --rule-runs R/*.json.gz --rule-scores "
              "eval/results/recipe/rules.json`.", "",
              "### UA by rule and k (whisper-tiny.en, intra-corpus)", "", "| protocol " + cols, sep,
-             "| folds (one seed each) | " + " | ".join(str(len(tiny[c]["0"]["folds"])) if c in tiny else "—" for c in CORPUS_ORDER) + " |",
+             "| folds × seeds | " + " | ".join(_folds_seeds(tiny.get(c, {}).get("0")) for c in CORPUS_ORDER) + " |",
              "| strict (k = 0) | " + " | ".join(_pm(tiny.get(c, {}).get("0")) for c in CORPUS_ORDER) + " |"]
     for rule in RULE_NAMES:
         for k in ks if rule in ("balanced", "compensated") else ("10", "all"):
