@@ -34,7 +34,7 @@ def test_augmented_training_adds_the_copies_and_both_are_tested_under_every_cond
         assert set(r["logits"]) == {"clean", *EVAL_CONDITIONS}
         assert all(np.asarray(v).shape == (len(test), 2) for v in r["logits"].values())
         assert r["labels"] == [0 if pack["meta"]["rows"][i]["canonical"] == "happy" else 1 for i in test]
-    scores = score([clean, augmented, {**clean, "fold": 1}])  # fold 1 trained one way only: left out
+    scores = score([clean, augmented, {**clean, "fold": 1}, {**augmented, "seed": 1}])  # trained one way only: left out
     assert set(scores["C"]) == {"clean", AUGMENTED} and scores["C"]["clean"]["clean"]["folds"] == [0]
     text = table(scores)
     assert "| C | augmented − clean, per fold" in text and text.count("\n") == 5

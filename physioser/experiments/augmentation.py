@@ -136,14 +136,15 @@ def _job(pack_data: dict, task_name: str, fold_i: int, seed: int, augmented: boo
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def run(pack_path: Path, out: Path, tasks: list[str], seeds: int = 1) -> Path:
-    """Every (task, fold, seed) trained both ways, one after another; results written after each job."""
+def run(pack_path: Path, out: Path, tasks: list[str], seeds: list[int], folds: list[int] | None = None) -> Path:
+    """Every (task, fold, seed) trained both ways (``folds``: fold indices, default all), one after
+    another; results written after each job."""
     with np.load(pack_path, allow_pickle=False) as z:
         pack_data = {k: z[k] for k in z.files if k != "meta"} | {"meta": json.loads(str(z["meta"]))}
     results = []
     for task in tasks:
-        for fold_i in range(len(pack_data["meta"]["tasks"][task]["folds"])):
-            for seed in range(seeds):
+        for fold_i in folds if folds is not None else range(len(pack_data["meta"]["tasks"][task]["folds"])):
+            for seed in seeds:
                 for augmented in (False, True):
                     results.append(_job(pack_data, task, fold_i, seed, augmented))
                     r = results[-1]
@@ -154,21 +155,21 @@ def run(pack_path: Path, out: Path, tasks: list[str], seeds: int = 1) -> Path:
 
 
 def score(results: list[dict]) -> dict:
-    """{task: {training: {condition: {"folds", "ua" (mean over seeds per fold)}}}}, over the folds that
-    both trainings completed (the comparison is paired)."""
+    """{task: {training: {condition: {"folds", "ua" (mean over seeds per fold)}}}}, over the (fold, seed)
+    runs that both trainings completed (the comparison is paired)."""
     from sklearn.metrics import balanced_accuracy_score
 
-    per: dict = {}
+    runs: dict = {}
     for r in results:
+        runs.setdefault((r["task"], r["fold"], r["seed"]), {})[r["training"]] = r
+    per: dict = {}
+    for r in (r for pair in runs.values() if len(pair) == 2 for r in pair.values()):
         for cond, logits in r["logits"].items():
             ua = balanced_accuracy_score(r["labels"], np.asarray(logits, np.float32).argmax(1))
             per.setdefault(r["task"], {}).setdefault(r["training"], {}).setdefault(cond, {}).setdefault(r["fold"], []).append(ua)
-    out = {}
-    for task, trainings in per.items():
-        both = set.intersection(*(set(conds["clean"]) for conds in trainings.values())) if len(trainings) == 2 else set()
-        out[task] = {training: {cond: {"folds": sorted(both), "ua": [float(np.mean(f[k])) for k in sorted(both)]}
-                                for cond, f in conds.items()} for training, conds in trainings.items()}
-    return out
+    return {task: {training: {cond: {"folds": sorted(f), "ua": [float(np.mean(f[k])) for k in sorted(f)]}
+                              for cond, f in conds.items()} for training, conds in trainings.items()}
+            for task, trainings in per.items()}
 
 
 def _diff(a: dict, b: dict) -> str:
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--pack", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--task", action="append", default=None, help="corpus (default: every corpus of the pack)")
-    r.add_argument("--seeds", type=int, default=1)
+    r.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    r.add_argument("--folds", default=None, help="comma-separated fold indices (default: all)")
     w = sub.add_parser("report")
     w.add_argument("runs", type=Path, nargs="+", help="the runs' .json.gz files (e.g. one per task)")
     w.add_argument("--out", type=Path, required=True, help="JSON (a .md table is written beside it)")
@@ -218,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "run":
         with np.load(a.pack, allow_pickle=False) as z:
             corpora = json.loads(str(z["meta"]))["corpora"]
-        print(run(a.pack, a.out, a.task or corpora, a.seeds))
+        print(run(a.pack, a.out, a.task or corpora, [int(x) for x in a.seeds.split(",")],
+                  [int(f) for f in a.folds.split(",")] if a.folds else None))
     else:
         results = [r for path in a.runs for r in json.loads(gzip.decompress(path.read_bytes()))]
         scores = score(results)
