@@ -63,11 +63,13 @@ def select_rows(rows: Sequence, class_names: Sequence[str]) -> list:
     return out
 
 
-def _label_of(row, class_names: Sequence[str]) -> int:
+def labels_of(rows: Sequence, class_names: Sequence[str]) -> np.ndarray:
+    """Integer labels of ``rows`` in ``class_names`` (the four-class set folds the others into it)."""
     from physioser.data.labels import FOUR_CLASSES, to_four_class
 
     four = set(class_names) == set(FOUR_CLASSES)
-    return list(class_names).index(to_four_class(row.canonical) if four else row.canonical)
+    names = list(class_names)
+    return np.array([names.index(to_four_class(r.canonical) if four else r.canonical) for r in rows], dtype=np.int64)
 
 
 def _audio_digests(rows: Sequence) -> list[str]:
@@ -228,7 +230,7 @@ def _quartets(rows: Sequence, digests: Sequence[str], cfg: Config, progress: boo
 def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: Config, *, progress: bool = True) -> tuple[FeatureSet, dict]:
     """Features of ``rows`` for the branches of ``cfg``; returns (FeatureSet, backbone shape dict or {})."""
     rows = list(rows)
-    labels = np.array([_label_of(r, class_names) for r in rows], dtype=np.int64)
+    labels = labels_of(rows, class_names)
     fs = FeatureSet(rows=rows, labels=labels, class_names=list(class_names))
     shape: dict = {}
     digests = _audio_digests(rows)

@@ -54,3 +54,14 @@ def test_cpa_statistics_match_a_direct_computation() -> None:
     assert stats["retrieval_v_to_s"] == pytest.approx(float((cos.argmax(1) == np.arange(12)).mean()))
     assert stats["retrieval_chance"] == pytest.approx(1 / 12) and stats["n"] == 12
     assert stats["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-4)
+
+
+def test_labelled_rows_of_a_real_corpus_in_its_own_and_the_four_classes() -> None:
+    from physioser.experiments.common import load_labelled_rows
+    from tests.conftest import corpus_dir
+
+    root = corpus_dir("EMOVO").parent
+    rows, labels, names, spans = load_labelled_rows(["EMOVO"], root)
+    assert len(rows) == len(labels) == 588 and len(names) == 7 and np.bincount(labels).tolist() == [84] * 7
+    rows, labels, names, spans = load_labelled_rows(["EMOVO"], root, classes=["neutral", "happy", "angry", "sad"])
+    assert names == ["neutral", "happy", "angry", "sad"] and len(rows) == 336 and spans["EMOVO"].size == 336

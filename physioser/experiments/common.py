@@ -42,12 +42,13 @@ def load_labelled_rows(corpora: Sequence[str], corpora_root: str | Path = DEFAUL
 
     ``classes=None``: the corpus's own canonical class set (the shared classes for several corpora).
     """
-    from physioser.features import build_feature_set, class_names_for, gather_rows
+    from physioser.features import class_names_for, gather_rows, labels_of
+    from physioser.model.config import load_config
 
-    class_names = class_names_for({"classes": list(classes) if classes else None}, corpora)
+    cfg = load_config(None, [f"classes={list(classes)}"] if classes else [])
+    class_names = class_names_for(cfg, corpora)
     rows, spans = gather_rows(corpora, class_names, corpora_root)
-    labelled, _ = build_feature_set(rows, class_names, {"model": {"branches": []}}, progress=False)
-    return rows, labelled.labels, class_names, spans
+    return rows, labels_of(rows, class_names), class_names, spans
 
 
 def protocol_plan(rows: list, spans: dict[str, np.ndarray], corpora: Sequence[str], *,
