@@ -26,7 +26,7 @@ COMMANDS = {
     "corpora": ("physioser.data.cli", "Corpus registry, data checks and fold protocols."),
     "features": ("physioser.backbones.cli", "Frozen-backbone features and their on-disk cache."),
     "vap": ("physioser.vap.cli", "The physiology-informed VAP quartet {M, ρ, f_inst, τ_g}."),
-    "experiments": ("physioser.experiments.cli", "Baselines, linear probes, sweeps and analyses (issue 7)."),
+    "experiments": ("physioser.experiments.cli", "Baselines, linear probes, sweeps and analyses."),
 }
 
 

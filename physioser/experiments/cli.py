@@ -32,7 +32,7 @@ def _cross_jobs(test_corpora: list[str]) -> list[tuple[list[str], str]]:
 
 
 def build_app() -> typer.Typer:
-    exp = typer.Typer(no_args_is_help=True, help="Baselines, linear probes, sweeps and analyses (issue 7).")
+    exp = typer.Typer(no_args_is_help=True, help="Baselines, linear probes, sweeps and analyses.")
 
     @exp.command("handcrafted")
     def handcrafted(

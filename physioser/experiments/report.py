@@ -1,4 +1,4 @@
-"""Assemble ``eval/results/EXPERIMENTS.md`` (issue 7) from the result files of this package.
+"""Assemble ``eval/results/EXPERIMENTS.md`` from the result files of this package.
 
 ``python -m physioser.experiments tables`` — every section names the commands that produced its
 numbers and the hardware they ran on; runs that were not made show "—".
@@ -25,7 +25,7 @@ def _hw(hw: set[str]) -> str:
 
 
 GPU = EXPERIMENTS_DIR.parent / "experiments-gpu"
-"""Runs of the full-coverage sweep on the lent GPU (one H200): the same ``physioser eval`` jobs (train.device=auto)."""
+"""Runs of the full-coverage sweep on an H200 GPU: the same ``physioser eval`` jobs (train.device=auto)."""
 GPU_FOLDS = {"KoreanEmotionTTS": [0, 6, 12, 18, 24]}
 """Korean on the GPU: the 5 diagonal cells of the 5 × 5 speaker × sentence grid (every speaker group and every
 sentence group tested once); the other corpora: all folds."""
@@ -33,7 +33,7 @@ GPU_SWEEP = (f"`{PY} sweep --workers 14 -c RAVDESS -c EMOVO -c URDU --results-di
              "plus the same with `-c KoreanEmotionTTS --folds 0,6,12,18,24`, run on the GPU machine")
 
 MAIN = EXPERIMENTS_DIR.parent
-"""``physioser eval``'s own runs (eval/results/<run>/, the model engineer's REPORT runs): PhysioSER and
+"""``physioser eval``'s own runs (eval/results/<run>/, the REPORT runs): PhysioSER and
 backbone-only on every fold of the four corpora with the committed configs."""
 
 
@@ -75,15 +75,15 @@ def _coverage(root: Path) -> tuple[str, str, list[str]]:
         audio = sum(d["audio_seconds"] for d in ds)
         wall = sum(d["wall_seconds"] for d in ds)
         lines.append(f"| {b} | {', '.join(SHORT.get(d['corpus'], d['corpus']) for d in ds)} | {audio:.0f} s | {wall:.0f} s | {audio / wall:.0f}× |")
-    lines += ["", "whisper-tiny.en was cached by the backbones engineer (all four corpora, 9821 s of audio). crepe-tiny "
-              "(real-time factor 0.84 on one CPU thread) and pesto (0.45) were extracted on the lent GPU instead (see above); "
+    lines += ["", "whisper-tiny.en was cached on the CPU (all four corpora, 9821 s of audio). crepe-tiny "
+              "(real-time factor 0.84 on one CPU thread) and pesto (0.45) were extracted on the H200 GPU instead (see above); "
               "their pooled caches came back for the CPU probes.",
               "", "Commands: `physioser features extract --corpus C --root ../shared/corpora/C --backbone {fbank,resemblyzer} "
               "--threads 1 --json ...` (summaries in eval/results/experiments/extraction/)."]
-    intro = ("Two kinds of hardware. (1) This project's shared CPU (x86_64, 2 cores, load average ≈ 8 from ~7 engineers "
-             "during the first session), one torch thread per process: the LR baselines, probes, cross- and multi-corpus "
+    intro = ("Two kinds of hardware. (1) This project's shared CPU (x86_64, 2 cores, load average ≈ 8 from "
+             "other jobs), one torch thread per process: the LR baselines, probes, cross- and multi-corpus "
              "runs, the [R] runs of REPORT.md and a first partial sweep (from a git worktree of one commit, `sweep --commit`). "
-             "(2) The lent GPU machine (one NVIDIA H200, 16 CPU cores; second session): every trained model of the "
+             "(2) An H200 GPU machine (one NVIDIA H200, 16 CPU cores): every trained model of the "
              "comparison, backbone sweep, ablation and research tables on all four corpora (all folds; Korean: the 5 "
              "diagonal cells of its 5 × 5 grid), 14 `physioser eval` fold jobs at a time sharing the GPU "
              "(`train.device=auto`); 378 fold runs took 5.5 + 4 + 1.5 min, the research Transformer 4 min. The corpora "
@@ -123,13 +123,13 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     sections.append((
         "Does the physiology help? whisper-tiny.en: PhysioSER vs backbone-only vs VAP-only vs handcrafted",
         "UA mean ± std over the speaker-independent test folds (Korean: pooled UA over all its folds in brackets where all "
-        "were run). [R] = the model engineer's `physioser eval` runs of REPORT.md (eval/results/<run>/, committed configs, "
+        "were run). [R] = the `physioser eval` runs of REPORT.md (eval/results/<run>/, committed configs, "
         "all folds); the other trained rows are this sweep's `physioser eval` runs with the same committed configs and "
         "training recipe; the LR baselines choose C ∈ {0.01, 0.1, 1} on the validation speakers. " + sub_note,
-        ["Every model on every corpus (trained rows on the lent GPU; all folds, Korean: 5 diagonal grid cells; the LR "
+        ["Every model on every corpus (trained rows on the H200 GPU; all folds, Korean: 5 diagonal grid cells; the LR "
          "rows are the CPU runs scored on the same folds):", ""] + body_gpu
         + ["", f"Commands: {GPU_SWEEP}, experiments `-e backbone-only -e vap-only -e physioser`; LR rows as below.",
-           f"Hardware: {_hw(hw_gpu)}.", "", "First session, CPU only — every model on the folds the CPU runs of VAP-only covered:", ""]
+           f"Hardware: {_hw(hw_gpu)}.", "", "CPU only — every model on the folds the CPU runs of VAP-only covered:", ""]
         + body + ["", "All folds of each corpus (cheap models, CPU):", ""] + body_all + ["",
         f"Commands: `{PY} handcrafted`; `{PY} probe -b whisper-tiny.en`; `{SWEEP} -e backbone-only -e backbone-only-mlp`; "
         f"`{SWEEP} -e physioser -e vap-only -c <corpus> [--folds ...]` (folds as in the header).",
@@ -173,16 +173,16 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
         "Backbone sweep: does VAP help weak backbones most?",
         "Linear level (all folds): probe = per-layer utterance means of the frozen backbone → LR; + quartet = the same with "
         "the VAP quartet statistics (mean, std over time of the 4 components × 32 bands) concatenated. Trained level: "
-        "backbone-only (SUPERB linear head) and PhysioSER trained end to end with the same recipe on the lent GPU, every "
+        "backbone-only (SUPERB linear head) and PhysioSER trained end to end with the same recipe on the H200 GPU, every "
         "corpus (all folds; Korean: 5 diagonal grid cells); Δ = PhysioSER − backbone-only; paired Δ = per-fold "
         "differences on the same test speakers. crepe-tiny and pesto features were extracted on the GPU "
         "(see Coverage); their probes ran on the CPU from those caches.",
-        lin + ["", "Trained (lent GPU):", ""] + trained + ["",
+        lin + ["", "Trained (H200 GPU):", ""] + trained + ["",
         f"Commands: `{PY} probe -b whisper-tiny.en -b fbank -b resemblyzer -b crepe-tiny -b pesto [--with-quartet]` (CPU); "
         f"{GPU_SWEEP}, experiments `-e backbone-only -e physioser -e backbones`.",
         f"Hardware: {_hw(bhw)}."]))
 
-    # ablations (lent GPU: every corpus, same folds as the reference)
+    # ablations (H200 GPU: every corpus, same folds as the reference)
     abl = [("PhysioSER (quaternion, CPA, MHA)", "physioser-{corpus}", ()),
            ("without CPA", "physioser-no-cpa-{corpus}", ("cpa.weight=0",)),
            ("real-valued convs, equal width", "physioser-real-{corpus}", ("model.vap.quaternion=false",)),
@@ -204,7 +204,7 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     body[1] = body[1] + "---|"
     sections.append((
         "Ablations",
-        "UA mean ± std over folds, all four corpora, trained on the lent GPU with the committed recipe (Korean: 5 "
+        "UA mean ± std over folds, all four corpora, trained on the H200 GPU with the committed recipe (Korean: 5 "
         "diagonal grid cells); params = trainable parameters for 7 classes with whisper-tiny.en shapes (frozen backbone "
         "excluded). The components ablation zeroes the other components at the encoder input, so the parameter count "
         "stays fixed; the real-valued twin has the same channel widths, hence about 4× the convolution weights. "
@@ -264,7 +264,7 @@ def build_report(root: Path = EXPERIMENTS_DIR, path: Path | None = None) -> Path
     ran = [c for c in CORPORA if any(load_run(t.format(corpus=c), GPU) for _, t in rows[:-1])]
     if ran:
         body, hw = table(rows, corpora=ran, folds=GPU_FOLDS, root=GPU)
-        body += ["", f"Command (lent GPU): `{PY} research -a mha -a moh -a gated -a affine -c <corpus> [--folds 0,6,12,18,24 for "
+        body += ["", f"Command (H200 GPU): `{PY} research -a mha -a moh -a gated -a affine -c <corpus> [--folds 0,6,12,18,24 for "
                  "Korean] --results-dir eval/results/experiments-gpu`.", f"Hardware: {_hw(hw)}."]
     else:
         body = ["Not run: on the shared CPU one fold of URDU took 160–250 s per variant (2 of 5 folds of `mha` "

@@ -12,7 +12,7 @@ and mean ± std UA/WA/macro-F1, summed confusion and its PNG) plus ``pooled`` me
 predictions, the per-fold commands, and the hardware of every part.
 
 Experiments are named in :data:`EXPERIMENTS` (config file + overrides); suites group them in the
-priority order of issue 7. ``deadline`` (UTC ``HH:MM``) stops launching new jobs after that time.
+priority order of the experiment plan. ``deadline`` (UTC ``HH:MM``) stops launching new jobs after that time.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``eval/results/EXPERIMENTS.md``: the tables of issue 7 from the result files under
+"""``eval/results/EXPERIMENTS.md``: the experiment tables from the result files under
 ``eval/results/experiments/`` (sweep runs, baselines, probes, analyses). Every table names the
 command that reproduces it and the hardware that ran it; cells are UA mean ± std over the
 speaker-independent folds ("—" = not run). Korean has 25 folds of 12 test utterances each, so its
@@ -115,9 +115,9 @@ def param_count(config: str, overrides: Sequence[str] = ()) -> int:
 
 def write_experiments_report(sections: Sequence[tuple[str, str, list[str]]], path: Path) -> Path:
     """sections: (title, intro paragraph, markdown lines) -> the report file."""
-    lines = ["# Experiments (issue 7): baselines, backbone sweep, ablations, cross-corpus, interpretability", "",
+    lines = ["# Experiments: baselines, backbone sweep, ablations, cross-corpus, interpretability", "",
              "Written by `python -m physioser.experiments tables` from `eval/results/experiments/*/results.json` (CPU) and "
-             "`eval/results/experiments-gpu/*/results.json` (lent GPU). "
+             "`eval/results/experiments-gpu/*/results.json` (an H200 GPU). "
              "UA = unweighted average recall (scikit-learn), mean ± std over the speaker-independent folds of "
              "`physioser/data/protocols/` (Korean: speaker × sentence grid of 25 folds; pooled UA over all folds in brackets).", ""]
     for title, intro, body in sections:
