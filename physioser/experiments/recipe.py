@@ -4,8 +4,9 @@ Three steps, so that the machine that trains needs neither the corpora nor the f
 
 * ``pack`` (where the corpora and cache are): every row's per-layer frame mean and standard
   deviation (float16), its corpus, speaker and canonical label, and the fold plan of
-  ``physioser eval`` for each corpus (intra-corpus, own class set) and for leave-one-corpus-out
-  (four classes) → one ``.npz`` (tens of MiB);
+  ``physioser eval`` for each corpus (intra-corpus, own class set; the same folds with every
+  utterance of the other corpora in that class set added to training, task ``<corpus>+others``) and
+  for leave-one-corpus-out (four classes) → one ``.npz`` (tens of MiB);
 * ``run`` (on the GPU machine): every (variant, task, fold, seed) trains a :class:`PhysioSER` with
   :func:`physioser.train.fit` — the project's model and training loop — in a pool of worker
   processes, and stores the test logits under the strict protocol and, for statistics models, the
@@ -26,6 +27,10 @@ from types import SimpleNamespace
 import numpy as np
 
 __all__ = ["pack", "run", "score", "probe", "ADAPT_KS", "TAUS"]
+
+WITH_OTHERS = "+others"
+"""Suffix of a pack task that trains on a corpus's training speakers plus every utterance of the other
+corpora whose emotion is in the corpus's class set (tested on the same speakers as the corpus's own task)."""
 
 ADAPT_KS = (0, 5, 10, 20, None)
 """Protocols stored per test row: k unlabelled utterances of the speaker (0 = strict, None = all)."""
@@ -68,6 +73,10 @@ def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whi
         plan = [(k, idx[np.asarray(f.train, dtype=np.int64)], idx[np.asarray(f.val, dtype=np.int64)],
                  {name: idx[np.asarray(f.test, dtype=np.int64)]}) for k, f in enumerate(folds)]
         tasks[name] = {"kind": "intra", "classes": classes, "folds": _plan_lists(plan)}
+        others = np.array([i for c in corpora if c != name for i in spans[c] if _in_classes(rows[i].canonical, classes)], dtype=np.int64)
+        if len(others):  # the same folds, every utterance of the other corpora in the corpus's classes added to training
+            tasks[f"{name}{WITH_OTHERS}"] = {"kind": "intra", "classes": classes,
+                                             "folds": _plan_lists([(k, np.concatenate([tr, others]), va, te) for k, tr, va, te in plan])}
     four = list(FOUR_CLASSES)
     in_four = _four_mask(rows, four)
     four_idx = {c: spans[c][in_four[spans[c]]] for c in corpora}
@@ -119,6 +128,7 @@ VARIANTS: dict[str, list[str]] = {
     "stats-linear": _BASE + ["model.statistics=true", "model.head=linear"],
     "stats-mlp-reg-fixed": _BASE + ["model.statistics=true", *_REG, *_FIXED],
     "stats-mlp-reg-fixed-adapt": _BASE + ["model.statistics=true", *_REG, *_FIXED, "adapt.train_prob=0.5"],
+    "stats-mlp-reg-fixed-cw": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.class_weighting=true"],
 }
 """The sweep's variants (config overrides); ``stats-mlp-reg-fixed`` is ``configs/recipe.yaml``."""
 
