@@ -8,6 +8,8 @@ a clip counts as "emotion" when predict would print a label for it.
 - real noise (../shared/noise): the Speech Commands and Timgrau recordings cut into 4 s clips, the
   street recordings left out (their README warns of distant speech); the 100 unlabelled speechdnn
   sounds reported apart (unverified: they include laughter, screams and cheering, see docs/robustness.md);
+- the same three sets again after 1 s of digital silence (``*_after_silence``): how the gate meets a
+  sound in a running stream after a pause, rather than at the very start of a file;
 - speech: every clip of the five corpora in ../shared/corpora (predict's speech verdict depends only on
   the gate and the model's minimum length, so these clips go through ``predict_stream`` with a
   stand-in for the model that keeps its shape and skips inference: :class:`GateOnly`);
@@ -69,6 +71,12 @@ def real_noise(root: Path) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str
             n = int(CLIP_S * 16000)
             long += [(f"{rel}@{i * CLIP_S:g}s", x[i * n : (i + 1) * n]) for i in range(len(x) // n)]
     return long, short
+
+
+def after_silence(clips: list[tuple[str, np.ndarray]], seconds: float = 1.0) -> list[tuple[str, np.ndarray]]:
+    """Each clip after ``seconds`` of digital silence."""
+    pad = np.zeros(int(seconds * 16000), np.float32)
+    return [(name, np.concatenate([pad, x])) for name, x in clips]
 
 
 def verdicts(engine, clips, gate: str) -> dict:
@@ -169,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         entry = {"generated": verdicts(engine, gen, gate), "real_noise": verdicts(engine, recordings, gate),
                  "speechdnn_unlabelled": verdicts(engine, unlabelled, gate),
+                 **{f"{name}_after_silence": verdicts(engine, after_silence(clips), gate) for name, clips in
+                    (("generated", gen), ("real_noise", recordings), ("speechdnn_unlabelled", unlabelled))},
                  "corpora": corpus_verdicts(engine, gate, args.corpus_limit or None)}
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         result["gates"][gate] = entry

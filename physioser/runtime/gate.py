@@ -5,9 +5,10 @@ called on consecutive 32 ms frames with the detector carrying its own state acro
 
 - :class:`SileroVAD`: silero-vad's own ONNX model (the sequence form that the ``silero-vad`` package
   ships in its data folder) run through onnxruntime; used wherever that package is installed. The
-  package itself is never imported (it imports torch); only its model file is read. A frame that
-  silero finds only weakly speech-like (probability 0.1-0.3) counts as speech when the fallback's
-  voicing cues find speech in it too.
+  package itself is never imported (it imports torch); only its model file is read. A stream starts
+  from the state silero reaches after a second of silence; a frame that silero finds only weakly
+  speech-like (probability 0.1-0.3) counts as speech when the fallback's voicing cues find speech in
+  it too; a frame in a second of audio without energy modulation (hum, tones, steady noise) is none.
 - :class:`SpectralVAD`: the fallback. Energy alone passes white noise, fans and tones, so a frame
   counts as speech only when it is loud enough, periodic in the voice's F0 range (60-400 Hz
   normalised autocorrelation), spectrally peaked (low spectral flatness) without being a pure tone,
@@ -68,18 +69,27 @@ def resolve_gate(name: str) -> str:
 
 class SileroVAD:
     """silero-vad's speech probability per 32 ms frame, carrying the LSTM state and context across calls,
-    raised to ``THRESHOLD`` where it is at least ``ASSISTED`` and :class:`SpectralVAD` (level floor
-    ``floor_db``) finds speech in the frame.
+    with three additions (see docs/robustness.md):
+
+    - **primed state**: a stream starts from the LSTM state silero reaches after ``PRIME_S`` of digital
+      silence, not from zeros. From zeros, silero scores speech that starts within the first few hundred
+      milliseconds of a stream only weakly speech-like (the corpus clips it missed mostly begin with
+      speech at 0.03-0.4 s); after a second of silence it scores the same clips as it scores speech
+      that follows a pause in a running stream.
+    - **voicing assist**: a frame silero scores at least ``ASSISTED`` is raised to ``THRESHOLD`` where
+      :class:`SpectralVAD` (level floor ``floor_db``) finds speech in it (periodic, peaked spectrum,
+      syllabic modulation).
+    - **stationary veto**: a frame is no speech (probability 0) where the frame energies of the second
+      ending at it vary by less than ``MODULATION_DB`` (10th-to-90th percentile): hum, tones and steady
+      noise, which the primed state can otherwise take for the start of speech.
 
     ``THRESHOLD`` 0.3 rather than silero's own 0.5: at 0.5 it missed 4 of 200 corpus clips (quiet sad
-    and fearful Amharic speech), at 0.3 2 of 200, with still none of 199 generated non-speech clips.
-    silero gives such speech frame probabilities that overlap those of real appliance noise, so no
-    threshold alone separates them; the voicing cues (periodicity, peaked spectrum, syllabic
-    modulation) find 49 of the 132 corpus clips silero missed at 0.3 with still no real or generated
-    noise clip (see docs/robustness.md)."""
+    and fearful Amharic speech), at 0.3 2 of 200, with still none of 199 generated non-speech clips."""
 
     THRESHOLD = 0.3
     ASSISTED = 0.1
+    PRIME_S = 1.0
+    MODULATION_DB = 3.0
 
     def __init__(self, floor_db: float = -45.0):
         import onnxruntime as ort
@@ -93,12 +103,20 @@ class SileroVAD:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self._voicing = SpectralVAD(floor_db)
+        self._h0 = np.zeros((1, 1, 128), np.float32)
+        self._c0 = np.zeros((1, 1, 128), np.float32)
+        silence = int(round(self.PRIME_S / FRAME_S))
+        if silence:
+            _, self._h0, self._c0 = self.session.run(
+                ["speech_probs", "hn", "cn"],
+                {"input": np.zeros((silence, _SILERO_CONTEXT + FRAME), np.float32), "h": self._h0, "c": self._c0})
         self.reset()
 
     def reset(self) -> None:
+        """A new stream: the primed LSTM state, a silent context."""
         self._voicing.reset()
-        self._h = np.zeros((1, 1, 128), np.float32)
-        self._c = np.zeros((1, 1, 128), np.float32)
+        self._h = self._h0.copy()
+        self._c = self._c0.copy()
         self._context = np.zeros(_SILERO_CONTEXT, np.float32)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
@@ -115,8 +133,10 @@ class SileroVAD:
         if not out:
             return np.zeros(0, np.float32)
         probs = np.concatenate(out)
-        assisted = (probs >= self.ASSISTED) & (self._voicing(frames) > 0)
-        return np.where(assisted, np.maximum(probs, self.THRESHOLD), probs).astype(np.float32)
+        voiced, spread = self._voicing.cues(frames)
+        assisted = (probs >= self.ASSISTED) & voiced & (spread >= self._voicing.modulation_db)
+        probs = np.where(assisted, np.maximum(probs, self.THRESHOLD), probs)
+        return np.where(spread >= self.MODULATION_DB, probs, 0.0).astype(np.float32)
 
 
 class SpectralVAD:
@@ -173,9 +193,12 @@ class SpectralVAD:
         tonality = (power * near).sum(axis=1) / (power.sum(axis=1) + 1e-20)
         return periodicity, flatness, tonality
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
+    def cues(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per frame: voiced (loud enough, periodic, peaked, not a tone) and the energy modulation in dB
+        (10th-to-90th percentile spread of frame energies over the ``context_s`` span ending at the frame;
+        a stream's first frame stands for the time before it, so a stream starts unmodulated)."""
         if len(frames) == 0:
-            return np.zeros(0, np.float32)
+            return np.zeros(0, bool), np.zeros(0)
         db = self.level_db(frames)
         voiced = db > self.floor_db
         if voiced.any():  # the spectral cues only for frames loud enough
@@ -186,6 +209,10 @@ class SpectralVAD:
         self._db = history[len(history) - (self.context - 1):]
         spans = np.sort(np.lib.stride_tricks.sliding_window_view(history, self.context), axis=1)  # span ending at each frame
         spread = spans[:, (9 * self.context) // 10] - spans[:, self.context // 10]  # 90th - 10th percentile
+        return voiced, spread
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        voiced, spread = self.cues(frames)
         return (voiced & (spread >= self.modulation_db)).astype(np.float32)
 
 
