@@ -9,6 +9,9 @@ For each utterance the training path needs (see :class:`physioser.model.PhysioSE
 * ``quartet`` [4, F, T] (float16): the VAP front end's normalised quartet, cached in
   ``<cache>/quartets/<front-end hash>/<corpus>-<rows hash>.safetensors``.
 
+With ``train.augment`` > 0, :func:`add_augmented_copies` appends the augmented copies of the training
+rows (utterance statistics of augmented audio, :mod:`physioser.conditions.statistics`).
+
 Both caches are keyed by everything that changes their content (backbone spec, front-end config,
 the SHA-256 of every file), so a stale cache is never read and a moved corpus keeps its cache.
 """
@@ -32,7 +35,7 @@ from physioser.model.physioser import CACHE_SEGMENTS
 from physioser.model.pooling import segment_mean
 from physioser.paths import cache_dir
 
-__all__ = ["FeatureSet", "class_names_for", "select_rows", "build_feature_set"]
+__all__ = ["FeatureSet", "add_augmented_copies", "class_names_for", "select_rows", "build_feature_set"]
 
 
 def class_names_for(cfg: Config, corpora: Sequence[str]) -> list[str]:
@@ -272,3 +275,50 @@ def load_corpora(cfg: Config, corpora: Sequence[str], corpora_root: str | Path |
     if shape:
         cfg = cfg.with_backbone_shape(shape["num_layers"], shape["dim"])
     return cfg, data, spans
+
+
+def add_augmented_copies(data: FeatureSet, train_idx: np.ndarray, cfg: Config, corpora_root: str | Path | dict,
+                         noise_root: str | Path, *, progress: bool = True) -> tuple[FeatureSet, np.ndarray]:
+    """``data`` with ``cfg.train.augment`` augmented copies of each row of ``train_idx`` appended (same
+    row, label and speaker; backbone statistics of the augmented audio), and the training indices
+    extended by the copies. Rows outside ``train_idx`` (validation, test) get no copy.
+
+    Copy e of a clip is :class:`physioser.conditions.augment.Augmenter` (seed ``cfg.train.seed``,
+    epoch e) of its audio; the statistics are computed per corpus over the corpus folder's clips and
+    cached (:func:`physioser.conditions.statistics.augmented_statistics`). A copy's segment means all
+    hold its utterance mean (with the clean row's frame counts), which is what statistics pooling
+    reads."""
+    from physioser.conditions.statistics import augmented_statistics
+    from physioser.model.factory import build_backbone_for
+
+    copies = cfg.train.augment
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    if not copies or not len(train_idx):
+        return data, train_idx
+    if data.quartets is not None or data.backbone_spread is None:
+        raise ValueError("augmented copies need statistics pooling on the backbone branch alone (train.augment)")
+    backbone = build_backbone_for(cfg)
+    corpora = list(dict.fromkeys(data.rows[i].corpus for i in train_idx))
+    folders = {c: Path(corpora_root[c]) if isinstance(corpora_root, dict) else Path(corpora_root) / c for c in corpora}
+    root = {c: str(f) for c, f in folders.items()} if isinstance(corpora_root, dict) else Path(corpora_root)
+    segments, spreads, labels, rows, new_idx = [], [], [], [], []
+    n = len(data)
+    for copy in range(copies):
+        stats = {c: augmented_statistics(c, folders[c], root, Path(noise_root), backbone, copy=copy, seed=cfg.train.seed,
+                                         progress=progress) for c in corpora}
+        for i in train_idx.tolist():
+            row = data.rows[i]
+            found = stats[row.corpus].get(str(row.path))
+            if found is None:
+                raise ValueError(f"{row.path}: not among the clips of {row.corpus} under {folders[row.corpus]}, so no augmented copy")
+            mean, std = (torch.from_numpy(a.astype(np.float32)) for a in found)
+            segments.append(mean[:, None, :].expand(-1, data.backbone_segments.shape[2], -1))
+            spreads.append(std)
+            labels.append(data.labels[i])
+            rows.append(row)
+            new_idx.append(n + len(new_idx))
+    out = replace(data, rows=list(data.rows) + rows, labels=np.concatenate([data.labels, np.array(labels, dtype=data.labels.dtype)]),
+                  backbone_segments=torch.cat([data.backbone_segments, torch.stack(segments)]),
+                  backbone_counts=torch.cat([data.backbone_counts, data.backbone_counts[torch.as_tensor(np.tile(train_idx, copies))]]),
+                  backbone_spread=torch.cat([data.backbone_spread, torch.stack(spreads)]))
+    return out, np.concatenate([train_idx, np.array(new_idx, dtype=np.int64)])

@@ -5,6 +5,8 @@ One owner for every location, each overridable by an environment variable:
 - :func:`cache_dir`: ``$PHYSIOSER_CACHE`` or ``~/.cache/physioser`` (an empty variable counts as
   unset) — feature, quartet and pooled caches, built ONNX graphs;
 - :func:`corpora_root`: ``$PHYSIOSER_CORPORA`` or ``../shared/corpora`` beside the source checkout;
+- :func:`noise_root`: ``$PHYSIOSER_NOISE`` or ``../shared/noise`` beside the source checkout (real noise
+  recordings of the robot conditions and of training augmentation);
 - :func:`runs_dir`: ``$PHYSIOSER_RUNS`` or ``<cache>/runs`` — training checkpoints of evaluations
   (never the source tree);
 - :data:`PACKAGE_DIR`: the installed package, whose data files (hardware profiles, fold protocols,
@@ -34,6 +36,11 @@ def runs_dir() -> Path:
 def corpora_root() -> Path:
     """The folder holding one sub-folder per corpus: ``$PHYSIOSER_CORPORA`` or ``../shared/corpora``."""
     return Path(os.environ.get("PHYSIOSER_CORPORA") or SOURCE_ROOT.parent / "shared" / "corpora").expanduser()
+
+
+def noise_root() -> Path:
+    """The folder of real noise recordings: ``$PHYSIOSER_NOISE`` or ``../shared/noise``."""
+    return Path(os.environ.get("PHYSIOSER_NOISE") or SOURCE_ROOT.parent / "shared" / "noise").expanduser()
 
 
 DEFAULT_MODEL_DIR = PACKAGE_DIR / "assets" / "default"

@@ -27,6 +27,7 @@ from physioser.model.checkpoint import load_state, load_train_state, save_model,
 from physioser.model.config import Config
 from physioser.model.metrics import classification_metrics
 from physioser.paths import corpora_root as default_corpora_root
+from physioser.paths import noise_root as default_noise_root
 
 __all__ = ["FitResult", "fit", "predict", "lr_factor", "register"]
 
@@ -291,12 +292,14 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
         corpora_root: Path = typer.Option(default_corpora_root(),
                                           "--corpora-root", help="folder holding the corpora"),
+        noise_root: Path = typer.Option(default_noise_root(), "--noise-root",
+                                        help="real noise recordings for train.augment (default: $PHYSIOSER_NOISE or ../shared/noise)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Train PhysioSER (or a baseline config) on cached features of one or more corpora."""
         from physioser.data.folds import fold_plan, speaker_split
         from physioser.model.config import load_config
-        from physioser.features import load_corpora
+        from physioser.features import add_augmented_copies, load_corpora
 
         cfg = load_config(config, override)
         cfg, data, spans = load_corpora(cfg, list(corpus), corpora_root, progress=not quiet)
@@ -307,6 +310,9 @@ def register(app: typer.Typer) -> None:
             if not fold.isdigit() or int(fold) not in plan:
                 raise typer.BadParameter(f"fold must be 'all' or one of {sorted(plan)}, got {fold!r}")
             _, tr, va, _ = plan[int(fold)]
+        n_clips = len(tr)
+        # train.augment: augmented copies of the training rows only (never of the held-out / validation speakers)
+        data, tr = add_augmented_copies(data, tr, cfg, corpora_root, noise_root, progress=not quiet)
         model = new_model(cfg, data, tr)
         # train.early_stopping=false: the validation speakers are left out, unused (a held-out set)
         result = fit(model, data, tr, va if cfg.train.early_stopping else None, cfg, out, resume=resume, progress=not quiet)
@@ -314,5 +320,6 @@ def register(app: typer.Typer) -> None:
 
         if (ctx := current()) is not None and not ctx.is_main:
             return  # torchrun: rank 0 reports
-        typer.echo(f"trained {len(tr)} utterances (val {len(va)}): best val UA {result.best_val_ua:.3f} at epoch "
+        augmented = f" + {len(tr) - n_clips} augmented copies" if len(tr) > n_clips else ""
+        typer.echo(f"trained {n_clips} utterances{augmented} (val {len(va)}): best val UA {result.best_val_ua:.3f} at epoch "
                    f"{result.best_epoch}/{result.epochs_run}, {result.seconds:.0f} s; wrote {out / 'model.safetensors'}")

@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
-        noise_root: Path = typer.Option(Path("../shared/noise"), "--noise-root"),
+        noise_root: Path = typer.Option(None, "--noise-root", help="default: $PHYSIOSER_NOISE or ../shared/noise"),
         out: Path = typer.Option(None, "--out", help="JSON results (a .md table and a .png of UA against SNR and T60 are written "
                                  "beside it); if it holds results of the same model, seed and clips, their conditions are not rerun"),
     ) -> None:
@@ -149,7 +149,10 @@ def register(app: typer.Typer) -> None:
                 parse(spec)
             except ConditionError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--condition") from exc
+        from physioser.paths import noise_root as default_noise_root
+
         root = corpora_root or default_root()
+        noise_root = noise_root or default_noise_root()
         rows = heldout_rows(default_model_dir(), root)
         if limit:
             keep, seen = [], {}

@@ -34,39 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
+from physioser.conditions.statistics import conditioned_statistics
+
 EVAL_CONDITIONS = ("babble:10", "fan:10", "reverb:0.6")
 AUGMENTED = "augmented"
 """The pack's name for the augmented training copy."""
 RECIPE = "stats-mlp-reg-fixed"
 """The recipe's variant (``configs/recipe.yaml``) in :data:`physioser.experiments.recipe.VARIANTS`."""
-
-
-def conditioned_statistics(rows, corpora_root: Path, name: str, transform, backbone, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) [N, L, D] float16 of the backbone's frames for every row's audio after
-    ``transform(x, key, corpus)``; cached under ``<cache>/conditions`` (see the module doc)."""
-    from tqdm import tqdm
-
-    from physioser.audio import load_audio
-    from physioser.backbones import FeatureCache
-    from physioser.features import _audio_digests, _rows_key
-    from physioser.paths import cache_dir
-
-    cache = FeatureCache()
-    corpus = "+".join(sorted({r.corpus for r in rows}))
-    key = _rows_key(_audio_digests(rows), {"condition": name, "spec": backbone.spec()})
-    path = cache_dir() / "conditions" / backbone.spec_key() / f"{corpus}-{name.replace(':', '')}-{key}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return z["mean"], z["std"]
-    mean = np.zeros((len(rows), backbone.num_layers, backbone.dim), np.float16)
-    std = np.zeros_like(mean)
-    for i, row in enumerate(tqdm(rows, desc=f"{corpus} {name}", disable=not progress, mininterval=10)):
-        x = transform(load_audio(row.path), str(Path(row.path).relative_to(corpora_root)), row.corpus)
-        features = cache.compute(x, backbone)
-        mean[i], std[i] = features.mean.numpy(), features.std.numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, mean=mean, std=std)
-    return mean, std
 
 
 def pack(corpora: list[str], out: Path, corpora_root: Path, noise_root: Path, conditions=EVAL_CONDITIONS, seed: int = 0) -> Path:
@@ -196,7 +170,7 @@ def table(scores: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from physioser.paths import corpora_root
+    from physioser.paths import corpora_root, noise_root
 
     ap = argparse.ArgumentParser(prog="python -m physioser.experiments.augmentation", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -204,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("-c", "--corpus", action="append", required=True)
     p.add_argument("--condition", action="append", default=None, help=f"evaluation condition (default: {', '.join(EVAL_CONDITIONS)})")
-    p.add_argument("--noise-root", type=Path, default=Path("../shared/noise"))
+    p.add_argument("--noise-root", type=Path, default=noise_root(), help="default: $PHYSIOSER_NOISE or ../shared/noise")
     r = sub.add_parser("run")
     r.add_argument("--pack", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)

@@ -37,6 +37,10 @@ FREE_SECTIONS = ("model.vap", "backbone.options", "model.fusion.options")
 _RESOLVED = {"resolved": True}
 """Field metadata: set from the data when a model is built; written by ``to_dict`` only once set."""
 
+_ADDED = {"omit_default": True}
+"""Field metadata: a field added after models were stored; ``to_dict`` writes it only when it differs
+from its default, so stored configs (and the keys of runs made before it) stay the same."""
+
 
 class _Part:
     """Reading and writing one config section; ``SECTION`` is its dotted key in the whole config."""
@@ -54,13 +58,16 @@ class _Part:
                 raise ConfigError(f"unknown config key {_key(cls.SECTION, key)!r} (known here: {names})")
         return cls(**{key: _read(kinds[key], value, _key(cls.SECTION, key)) for key, value in data.items()})
 
-    def to_dict(self) -> dict:
+    def to_dict(self, full: bool = False) -> dict:
+        """The dict form (``full``: also the added fields at their defaults, e.g. to list every key)."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None and f.metadata.get("resolved"):
                 continue
-            out[f.name] = _write(value)
+            if not full and f.metadata.get("omit_default") and value == f.default:
+                continue
+            out[f.name] = _write(value, full)
         return out
 
     def _check_kinds(self) -> None:
@@ -89,9 +96,9 @@ def _read(kind: Any, value: Any, where: str) -> Any:
     return value
 
 
-def _write(value: Any) -> Any:
+def _write(value: Any, full: bool = False) -> Any:
     if isinstance(value, _Part):
-        return value.to_dict()
+        return value.to_dict(full)
     if isinstance(value, VAPConfig):
         # only what differs from VAPConfig's own defaults, as configs have always stored model.vap
         defaults = VAPConfig().to_dict()
@@ -258,7 +265,13 @@ class TrainConfig(_Part):
     late_fusion gated that classifier is the gated one). max_seconds: utterances are cropped
     (centre) to this length when caching quartets. vap_crop_seconds: training crops each VAP
     quartet to a random window this long (0 = off). mixup: mixup Beta(alpha, alpha) of the cached
-    inputs and the loss (0 = off).
+    inputs and the loss (0 = off). augment: augmented copies of every training clip added to the
+    training rows (0 = off), same label and speaker: copy e is
+    :class:`physioser.conditions.augment.Augmenter` (seed ``seed``, epoch e: speed, a simulated room,
+    babble / fan / real noise) of the clip, its backbone statistics cached
+    (:func:`physioser.conditions.statistics.augmented_statistics`); validation and test rows are
+    never augmented. Needs statistics pooling on the backbone branch alone (the copies exist as
+    utterance statistics only).
     """
 
     SECTION: ClassVar[str] = "train"
@@ -279,9 +292,12 @@ class TrainConfig(_Part):
     max_seconds: float = 12.0
     vap_crop_seconds: float = 2.0
     mixup: float = 0.0
+    augment: int = field(default=0, metadata=_ADDED)
 
     def __post_init__(self) -> None:
         self._check_kinds()
+        if not 0 <= self.augment <= 16:
+            raise ConfigError(f"train.augment must be an integer from 0 to 16 (augmented copies per training clip), got {self.augment!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -337,6 +353,9 @@ class Config(_Part):
             raise ConfigError("adapt.train_prob > 0 needs model.statistics: true (the adapted features are its statistics)")
         if self.train.vap_aux_weight and not self.model.uses("vap"):
             raise ConfigError("train.vap_aux_weight > 0 needs the VAP branch")
+        if self.train.augment and (self.model.uses("vap") or not self.model.statistics):
+            raise ConfigError("train.augment > 0 needs model.branches: [backbone] and model.statistics: true "
+                              "(augmented copies are cached as backbone utterance statistics only)")
 
     def with_backbone_shape(self, num_layers: int, dim: int) -> Config:
         """This config with the shape of its built backbone (what the backbone pathway is sized for)."""
@@ -345,7 +364,7 @@ class Config(_Part):
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults ← YAML file (optional) ← dotted overrides."""
-    cfg = Config().to_dict()
+    cfg = Config().to_dict(full=True)
     if path is not None:
         path = Path(path)
         if not path.is_file():

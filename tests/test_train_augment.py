@@ -1,0 +1,119 @@
+"""train.augment: augmented copies join the training rows only, with their clip's label and speaker;
+the statistics of conditioned audio are cached per corpus and condition."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from physioser.features import FeatureSet, add_augmented_copies
+from physioser.model.config import ConfigError, load_config
+from tests.conftest import corpus_dir
+
+RECIPE = "configs/recipe.yaml"
+
+
+def _tiny(n: int = 12, layers: int = 2, dim: int = 5) -> FeatureSet:
+    g = torch.Generator().manual_seed(0)
+    rows = [SimpleNamespace(corpus="C" if i < 8 else "D", speaker=f"s{i % 4}", path=f"/corpora/{'C' if i < 8 else 'D'}/{i}.flac",
+                            canonical="happy") for i in range(n)]
+    return FeatureSet(rows=rows, labels=np.arange(n) % 3, class_names=["a", "b", "c"],
+                      backbone_segments=torch.randn(n, layers, 4, dim, generator=g),
+                      backbone_counts=torch.arange(1, 4 * n + 1, dtype=torch.float32).reshape(n, 4),
+                      backbone_spread=torch.rand(n, layers, dim, generator=g))
+
+
+def _fake_statistics(calls: list):
+    """augmented_statistics stand-in: copy e of clip i has mean 100·(e+1) + i and std e + 1."""
+
+    def fake(corpus, folder, corpora_root, noise_root, backbone, copy=0, seed=0, progress=True):
+        calls.append((corpus, str(folder), copy, seed))
+        return {f"/corpora/{corpus}/{i}.flac": (np.full((2, 5), 100.0 * (copy + 1) + i, np.float16), np.full((2, 5), copy + 1.0, np.float16))
+                for i in range(20)}
+
+    return fake
+
+
+def test_augment_is_a_validated_train_option():
+    assert load_config(RECIPE).train.augment == 0
+    assert load_config(RECIPE, ["train.augment=2"]).train.augment == 2
+    for bad in ("-1", "1.5", "true", "17"):
+        with pytest.raises(ConfigError, match="train.augment"):
+            load_config(RECIPE, [f"train.augment={bad}"])
+    with pytest.raises(ConfigError, match="train.augment > 0 needs"):
+        load_config(RECIPE, ["train.augment=1", "model.branches=[vap, backbone]"])
+    with pytest.raises(ConfigError, match="train.augment > 0 needs"):
+        load_config(RECIPE, ["train.augment=1", "model.statistics=false"])
+
+
+@pytest.mark.parametrize("copies", [1, 2])
+def test_augmented_copies_join_the_training_rows_only_with_their_labels(monkeypatch, copies):
+    import physioser.conditions.statistics as statistics
+    import physioser.model.factory as factory
+
+    calls: list = []
+    monkeypatch.setattr(statistics, "augmented_statistics", _fake_statistics(calls))
+    monkeypatch.setattr(factory, "build_backbone_for", lambda cfg: None)
+    cfg = replace(load_config(RECIPE, [f"train.augment={copies}", "train.seed=3"]), class_names=["a", "b", "c"])
+    data = _tiny()
+    train, held_out = np.array([0, 2, 3, 5, 9, 10]), np.array([1, 4, 6, 7, 8, 11])
+    out, tr = add_augmented_copies(data, train, cfg, "/corpora", "/noise", progress=False)
+
+    n = len(data)
+    assert len(out) == n + copies * len(train)
+    assert tr[: len(train)].tolist() == train.tolist() and tr[len(train):].tolist() == list(range(n, len(out)))
+    # the original rows are untouched; every copy is a training row's, with its label, speaker and frame counts
+    assert torch.equal(out.backbone_segments[:n], data.backbone_segments) and np.array_equal(out.labels[:n], data.labels)
+    sources = np.tile(train, copies)
+    assert [out.rows[i] for i in range(n, len(out))] == [data.rows[i] for i in sources]
+    assert np.array_equal(out.labels[n:], data.labels[sources])
+    assert np.array_equal(out.speakers[n:], data.speakers[sources])
+    assert torch.equal(out.backbone_counts[n:], data.backbone_counts[torch.as_tensor(sources)])
+    assert not set(sources) & set(held_out.tolist())  # validation / held-out rows get no copy
+    # a copy's statistics are its augmented audio's: every segment holds the utterance mean
+    for j, i in enumerate(sources):
+        e = j // len(train)
+        assert torch.all(out.backbone_segments[n + j] == 100.0 * (e + 1) + i)
+        assert torch.all(out.backbone_spread[n + j] == e + 1.0)
+    # per corpus and copy, seeded by train.seed, from the corpus folder under the root
+    assert sorted(calls) == sorted((c, f"/corpora/{c}", e, 3) for c in ("C", "D") for e in range(copies))
+    # the statistics-pooling features of a copy are those of its utterance mean
+    batch = out.collate(tr[len(train):len(train) + 2])
+    w = batch["backbone_counts"] / batch["backbone_counts"].sum(1, keepdim=True)
+    assert torch.allclose((batch["backbone_segments"] * w[:, None, :, None]).sum(2), batch["backbone_segments"][:, :, 0])
+
+
+def test_no_augmentation_leaves_the_data_alone(monkeypatch):
+    data = _tiny()
+    cfg = replace(load_config(RECIPE), class_names=["a", "b", "c"])
+    out, tr = add_augmented_copies(data, np.array([0, 1]), cfg, "/corpora", "/noise", progress=False)
+    assert out is data and tr.tolist() == [0, 1]
+
+
+def test_conditioned_statistics_are_cached_per_condition(tmp_path, monkeypatch):
+    from physioser.backbones import build_backbone
+    from physioser.conditions.statistics import clip_key, conditioned_statistics
+    from physioser.data import read_corpus
+
+    monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path))
+    root = corpus_dir("RAVDESS").parent
+    rows = read_corpus("RAVDESS", root / "RAVDESS")[:3]
+    backbone = build_backbone("fbank")
+    keys: list = []
+
+    def quieter(x, key, corpus):
+        keys.append((key, corpus))
+        return 0.5 * x
+
+    mean, std = conditioned_statistics(rows, root, "half", quieter, backbone, progress=False)
+    assert mean.shape == (3, backbone.num_layers, backbone.dim) and mean.dtype == np.float16 and np.isfinite(std).all()
+    assert keys == [(clip_key(r, root), "RAVDESS") for r in rows] and keys[0][0].startswith("RAVDESS/")
+    assert clip_key(rows[0], {"RAVDESS": str(root / "RAVDESS")}) == keys[0][0]
+    again = conditioned_statistics(rows, root, "half", quieter, backbone, progress=False)
+    assert len(keys) == 3 and np.array_equal(again[0], mean)  # read from the cache
+    other, _ = conditioned_statistics(rows, root, "other", lambda x, key, corpus: x, backbone, progress=False)
+    assert len(list((tmp_path / "conditions").rglob("*.npz"))) == 2 and not np.array_equal(other, mean)
