@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from physioser.data.labels import FOUR_CLASSES
-from physioser.paths import DEFAULT_MODEL_DIR, SOURCE_ROOT, corpora_root
+from physioser.paths import DEFAULT_MODEL_DIR, SOURCE_ROOT, corpora_root, noise_root
 
 ROOT = SOURCE_ROOT
 CORPORA = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS", "ASED")
@@ -42,20 +42,23 @@ LICENCES = {
     "ASED": "freely available for research (cite Retta et al. 2022)",
 }
 OUT_JSON = ROOT / "eval" / "bench" / "default_model.json"
+ROBUSTNESS_JSON = ROOT / "eval" / "results" / "robustness" / "default_model_augmented.json"
+"""``physioser robustness`` of the shipped model (its sweep goes into the card's listening conditions)."""
 
 
-def train_command(config: Path, out: Path, corpora_root: Path, overrides: list[str]) -> list[str]:
-    """The ``physioser train`` command line of the default model."""
+def train_command(config: Path, out: Path, corpora_root: Path, overrides: list[str], noise_root: Path | None = None) -> list[str]:
+    """The ``physioser train`` command line of the default model (``noise_root``: for ``train.augment``)."""
     return [str(Path(sys.executable).parent / "physioser"), "train", *sum((["-c", c] for c in CORPORA), []),
             "--config", str(config), "--set", f"classes=[{','.join(FOUR_CLASSES)}]", "--fold", "all",
-            "--out", str(out), "--corpora-root", str(corpora_root), *sum((["--set", o] for o in overrides), [])]
+            "--out", str(out), "--corpora-root", str(corpora_root),
+            *(["--noise-root", str(noise_root)] if noise_root is not None else []), *sum((["--set", o] for o in overrides), [])]
 
 
 def train(cmd: list[str]) -> str:
     print("+", " ".join(cmd), flush=True)
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     print(done.stdout)
-    return done.stdout.strip().splitlines()[-1]
+    return done.stdout.strip().splitlines()[-1].split("; wrote ")[0]  # not the temporary folder it wrote to
 
 
 def heldout_rows(model_dir: Path, corpora_root: Path):
@@ -170,30 +173,43 @@ def crossval_lines(scores_path: Path = SCORES) -> list[str]:
     return lines
 
 
-def conditions_section(robustness: dict | None = None) -> str:
-    """The model card's listening conditions: what the model was trained and measured on and, given
-    the JSON of ``physioser robustness`` on this model, its UA under each condition (else "not measured")."""
-    text = """## Listening conditions
-
-Trained on the corpora's recordings as they are: acted or read speech, close-talk and mostly
+def conditions_section(robustness: dict | None = None, augment: int = 0) -> str:
+    """The model card's listening conditions: what the model was trained on (``augment``: the
+    ``train.augment`` copies per training clip) and measured on and, given the JSON of
+    ``physioser robustness`` on this model, its UA under each condition (else "not measured")."""
+    if augment:
+        copies = "one augmented copy" if augment == 1 else f"{augment} augmented copies"
+        trained = f"""Trained on the corpora's recordings (acted or read speech, close-talk and mostly studio-quiet)
+plus {copies} of each training clip (`train.augment: {augment}` in `configs/default_model.yaml`;
+`physioser.conditions.augment.Augmenter`, seeded: speed 0.9/1.1 with p 0.3, a simulated room of T60
+0.2-1.0 s with p 0.3, babble of other corpora's talkers / generated fan noise / the training half of
+the real noise recordings at 0-20 dB SNR with p 0.5); the figures above are on clean recordings."""
+    else:
+        trained = """Trained on the corpora's recordings as they are: acted or read speech, close-talk and mostly
 studio-quiet, with no added noise, reverberation, speed change or other augmentation
-(`configs/default_model.yaml`); the figures above are on the same kind of clean recordings.
+(`configs/default_model.yaml`); the figures above are on the same kind of clean recordings."""
+    text = trained + """
 `predict`, `demo`, the Streamer and the ROS node analyse only what the speech gate finds to be
 speech and say "no speech" otherwise (`docs/robustness.md`). Robot conditions are measured with
 `physioser robustness` on the held-out clips above: babble of six talkers from the other corpora
 or generated fan noise at 20, 10, 5 and 0 dB SNR, and simulated rooms (pyroomacoustics, source
 1-3 m from the microphone) with T60 0.3, 0.6 and 0.9 s."""
+    if augment:
+        text += """ The evaluation's rooms, seeds and real noise
+files are not the augmentation's, but its babble comes from the same other corpora and its fan noise
+from the same generator: noise of a familiar kind."""
     if robustness is None:
-        return text + " Not measured for this build yet.\n"
+        return "## Listening conditions\n\n" + text + " Not measured for this build yet.\n"
     conds = robustness["conditions"]
     clean = conds["clean"]["all"]["ua"]
     lines = ["", "", f"`{robustness['command']}` ({robustness['clips']} clips; tables and plot: `eval/results/ROBUSTNESS.md`):", "",
              "| condition | UA | change from clean |", "|---|---|---|"]
     lines += [f"| {spec} | {c['all']['ua']:.3f} | {c['all']['ua'] - clean:+.3f} |" for spec, c in conds.items()]
-    return text + "\n".join(lines) + "\n"
+    return "## Listening conditions\n\n" + text + "\n".join(lines) + "\n"
 
 
-def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict) -> str:
+def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict,
+               augment: int = 0, robustness: dict | None = None) -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     adapted = results.get("adapted", {})
     ks = list(adapted)
@@ -260,7 +276,7 @@ mean over seeds; per-fold tables, the linear probe beside them and the commands:
 
 {chr(10).join(crossval_lines())}
 
-{conditions_section()}
+{conditions_section(robustness, augment)}
 ## Limits
 
 Acted or read emotional speech in five languages (en, it, ur, ko, am); expect lower accuracy on
@@ -278,6 +294,12 @@ therefore has no VAP branch.
 """
 
 
+def _augment_of(model_dir: Path) -> int:
+    """``train.augment`` of the model in ``model_dir`` (0 for models saved before the option)."""
+    cfg = yaml.safe_load((Path(model_dir) / "config.yaml").read_text()) or {}
+    return int(cfg.get("train", {}).get("augment", 0))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "default_model.yaml",
@@ -288,7 +310,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--from-dir", type=Path, default=None, help="skip training: package this trained model directory")
     ap.add_argument("--train-summary", default=None, help="with --from-dir: the last line `physioser train` printed")
     ap.add_argument("--json", type=Path, default=OUT_JSON, help="where to write the figures")
+    ap.add_argument("--noise-root", type=Path, default=noise_root(), help="real noise for train.augment (default: $PHYSIOSER_NOISE or ../shared/noise)")
+    ap.add_argument("--robustness", type=Path, default=None,
+                    help="the JSON of `physioser robustness` on this model, for the card's listening conditions")
+    ap.add_argument("--card-only", action="store_true",
+                    help="rewrite only MODEL_CARD.md of --out from the figures in --json (and --robustness)")
     args = ap.parse_args(argv)
+    robustness = json.loads(args.robustness.read_text()) if args.robustness else None
+    if args.card_only:
+        done = json.loads(args.json.read_text())
+        augment = _augment_of(args.out)
+        (args.out / "MODEL_CARD.md").write_text(model_card(done["metadata"], done["results"], done["train"], done["train_command"],
+                                                           done["heldout_speakers"], done["sizes"], augment, robustness))
+        print(f"wrote {args.out / 'MODEL_CARD.md'}")
+        return
     from physioser.export import convert_precision, export_onnx
     from physioser.model.directory import export_metadata, load_checkpoint
     from physioser.runtime.integrity import write_integrity
@@ -297,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trained = args.from_dir or Path(tmp) / "trained"
         t0 = time.time()
-        cmd = train_command(args.config, trained, args.corpora_root, args.overrides)
+        cmd = train_command(args.config, trained, args.corpora_root, args.overrides, args.noise_root)
         shown = " ".join(["physioser", *cmd[1:]]).replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../")
         train_line = train(cmd) if args.from_dir is None else (args.train_summary or f"packaged from {args.from_dir}")
         args.out.mkdir(parents=True, exist_ok=True)
@@ -321,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         if meta.get("adaptation"):
             results["adapted"] = evaluate_onnx_adapted(fp32, rows, ks=(10, None))
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
-    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes))
+    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _augment_of(args.out), robustness))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,

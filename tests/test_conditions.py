@@ -122,4 +122,22 @@ def test_robustness_reuses_the_conditions_an_earlier_run_holds():
 
     earlier = {"clean": {"all": {"ua": 0.8}, "seconds": 1.0}}
     out = evaluate(SimpleNamespace(class_names=["a", "b"]), [], ["clean"], 0, CORPORA_ROOT, NOISE_ROOT, progress=False, done=earlier)
-    assert out == {"clips": 0, "conditions": earlier}
+    assert out == {"clips": 0, "clip_keys": [], "labels": [], "conditions": earlier}
+
+
+def test_two_models_are_compared_per_clip():
+    from physioser.conditions.evaluate import paired
+
+    def result(preds):
+        return {"clip_keys": ["a", "b", "c", "d"], "labels": [0, 1, 1, 0],
+                "conditions": {spec: {"all": {"ua": ua}, "predictions": p} for spec, (ua, p) in preds.items()}}
+
+    new = result({"clean": (1.0, [0, 1, 1, 0]), "fan:10": (0.75, [0, 1, 0, 0]), "babble:10": (0.5, [1, 1, 0, 0])})
+    old = result({"clean": (0.75, [0, 1, 1, 1]), "fan:10": (0.5, [1, 0, 1, 0])})
+    old["conditions"]["babble:10"] = {"all": {"ua": 0.4}}  # a sweep without per-clip predictions: not paired
+    out = paired(new, old)
+    assert set(out) == {"clean", "fan:10"}
+    assert out["clean"] == {"ua_new": 1.0, "ua_old": 0.75, "ua_diff": 0.25, "only_new_right": 1, "only_old_right": 0}
+    assert (out["fan:10"]["only_new_right"], out["fan:10"]["only_old_right"]) == (2, 1)
+    with pytest.raises(ValueError, match="same clips"):
+        paired(new, {**old, "clip_keys": ["a", "b", "c", "e"]})

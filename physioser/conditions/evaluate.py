@@ -26,8 +26,10 @@ import typer
 
 def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path, noise_root: Path,
              progress: bool = True, done: dict | None = None) -> dict:
-    """UA per condition (all clips and per corpus); conditions in ``done`` (results of an earlier run
-    of the same model, seed and clips) are taken from it, not rerun."""
+    """UA per condition (all clips and per corpus) and every clip's predicted class index
+    (``predictions``, in the order of ``clip_keys``, true classes in ``labels``: for comparisons of two
+    models paired per clip, :func:`paired`); conditions in ``done`` (results of an earlier run of the
+    same model, seed and clips) are taken from it, not rerun."""
     from tqdm import tqdm
 
     from physioser.audio import load_audio
@@ -40,7 +42,8 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
     y_true = np.array([names.index(to_four_class(r.canonical)) for r in rows])
     corpus = np.array([r.corpus for r in rows])
     audio = [load_audio(r.path) for r in rows]
-    out: dict = {"clips": len(rows), "conditions": {}}
+    keys = [str(Path(r.path).relative_to(corpora_root)) for r in rows]
+    out: dict = {"clips": len(rows), "clip_keys": keys, "labels": y_true.tolist(), "conditions": {}}
     for spec in conditions:
         if spec in (done or {}):
             out["conditions"][spec] = done[spec]
@@ -49,7 +52,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
         t0 = time.perf_counter()
         pred = []
         for r, x in tqdm(list(zip(rows, audio)), desc=spec, disable=not progress, mininterval=5):
-            y = cond.apply(x, str(Path(r.path).relative_to(corpora_root)), corpus=r.corpus)
+            y = cond.apply(x, keys[len(pred)], corpus=r.corpus)
             pred.append(names.index(predict_file(engine, y)["label"]))
         pred = np.array(pred)
         res = {"all": classification_metrics(y_true, pred, names)}
@@ -57,6 +60,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
             m = corpus == c
             res[c] = classification_metrics(y_true[m], pred[m], names)
         res["seconds"] = round(time.perf_counter() - t0, 1)
+        res["predictions"] = pred.tolist()
         out["conditions"][spec] = res
         print(f"{spec}: UA {res['all']['ua']:.3f}", flush=True)
     return out
@@ -64,7 +68,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
 
 def markdown(result: dict) -> str:
     conds = list(result["conditions"])
-    groups = [k for k in result["conditions"][conds[0]] if k not in ("seconds",)]
+    groups = [k for k in result["conditions"][conds[0]] if k not in ("seconds", "predictions")]
     clean = result["conditions"].get("clean")
     lines = ["| condition | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     for spec in conds:
@@ -75,6 +79,24 @@ def markdown(result: dict) -> str:
             cells.append(f"{ua:.3f}{diff}")
         lines.append(f"| {spec} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def paired(new: dict, old: dict) -> dict[str, dict]:
+    """{condition: UA of each, the difference, and clips right only under ``new`` / only under ``old``}
+    for two ``physioser robustness`` results on the same clips (conditions both hold with per-clip
+    predictions; a condition's audio is the same for both, seeded per clip)."""
+    if new.get("clip_keys") != old.get("clip_keys") or new.get("labels") != old.get("labels"):
+        raise ValueError("the two results are not on the same clips")
+    y = np.asarray(new["labels"])
+    out = {}
+    for spec, a in new["conditions"].items():
+        b = old["conditions"].get(spec)
+        if b is None or "predictions" not in a or "predictions" not in b:
+            continue
+        ra, rb = np.asarray(a["predictions"]) == y, np.asarray(b["predictions"]) == y
+        out[spec] = {"ua_new": a["all"]["ua"], "ua_old": b["all"]["ua"], "ua_diff": a["all"]["ua"] - b["all"]["ua"],
+                     "only_new_right": int((ra & ~rb).sum()), "only_old_right": int((~ra & rb).sum())}
+    return out
 
 
 def curves(result: dict) -> dict[str, list[tuple[float, float]]]:
