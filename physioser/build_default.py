@@ -333,7 +333,10 @@ def main(argv: list[str] | None = None) -> None:
         trained = args.from_dir or Path(tmp) / "trained"
         t0 = time.time()
         cmd = train_command(args.config, trained, args.corpora_root, args.overrides, args.noise_root)
-        shown = " ".join(["physioser", *cmd[1:]]).replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../")
+        shown = " ".join(["physioser", *cmd[1:]])
+        if args.from_dir is None:
+            shown = shown.replace(str(trained), "<temporary folder>")
+        shown = shown.replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../")
         train_line = train(cmd) if args.from_dir is None else (args.train_summary or f"packaged from {args.from_dir}")
         args.out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(trained / "model.safetensors", args.out / "model.safetensors")

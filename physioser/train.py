@@ -321,5 +321,8 @@ def register(app: typer.Typer) -> None:
         if (ctx := current()) is not None and not ctx.is_main:
             return  # torchrun: rank 0 reports
         augmented = f" + {len(tr) - n_clips} augmented copies" if len(tr) > n_clips else ""
-        typer.echo(f"trained {n_clips} utterances{augmented} (val {len(va)}): best val UA {result.best_val_ua:.3f} at epoch "
-                   f"{result.best_epoch}/{result.epochs_run}, {result.seconds:.0f} s; wrote {out / 'model.safetensors'}")
+        if cfg.train.early_stopping:
+            how = f"(val {len(va)}): best val UA {result.best_val_ua:.3f} at epoch {result.best_epoch}/{result.epochs_run}"
+        else:
+            how = f"({len(va)} held-out utterances unused): fixed schedule of {result.epochs_run} epochs"
+        typer.echo(f"trained {n_clips} utterances{augmented} {how}, {result.seconds:.0f} s; wrote {out / 'model.safetensors'}")
