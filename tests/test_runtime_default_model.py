@@ -60,14 +60,28 @@ def test_default_model_still_computes_what_it_was_shipped_with():
 
 
 def test_the_model_card_states_the_conditions_it_was_trained_and_measured_in():
-    """The card's listening conditions are those of the generator, with the robustness figures
-    measured on this model (`physioser robustness ... --out eval/results/robustness/default_model_recipe.json`)."""
+    """The card's listening conditions are those of the generator, for the augmentation the model was
+    trained with, with the robustness figures measured on this model
+    (`physioser robustness ... --out eval/results/robustness/default_model_augmented.json`)."""
     import json
-    from pathlib import Path
 
+    from physioser.build_default import ROBUSTNESS_JSON, _augment_of, conditions_section
+
+    sweep = json.loads(ROBUSTNESS_JSON.read_text())
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    augment = _augment_of(DEFAULT_MODEL_DIR)
+    assert conditions_section(sweep, augment) in card
+    assert "| babble:5 |" in card and len(sweep["conditions"]) == 12
+    if augment:
+        assert f"train.augment: {augment}" in card and "no added noise, reverberation" not in card
+    else:
+        assert "no added noise, reverberation" in card
+
+
+def test_the_card_says_whether_training_used_augmentation():
     from physioser.build_default import conditions_section
 
-    sweep = json.loads((Path(__file__).parents[1] / "eval/results/robustness/default_model_recipe.json").read_text())
-    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
-    assert conditions_section(sweep) in card
-    assert "no added noise, reverberation" in card and "| babble:5 |" in card
+    assert "no added noise, reverberation" in conditions_section(None, 0)
+    text = conditions_section(None, 1)
+    assert "plus one augmented copy of each training clip" in text and "train.augment: 1" in text
+    assert "no added noise" not in text and text.endswith("Not measured for this build yet.\n")

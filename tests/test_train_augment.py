@@ -117,3 +117,14 @@ def test_conditioned_statistics_are_cached_per_condition(tmp_path, monkeypatch):
     assert len(keys) == 3 and np.array_equal(again[0], mean)  # read from the cache
     other, _ = conditioned_statistics(rows, root, "other", lambda x, key, corpus: x, backbone, progress=False)
     assert len(list((tmp_path / "conditions").rglob("*.npz"))) == 2 and not np.array_equal(other, mean)
+
+
+def test_eval_and_benchmark_refuse_augmentation_they_do_not_apply(tmp_path):
+    from physioser.benchmark import run_benchmark
+    from physioser.evaluate import run_protocol
+
+    cfg = load_config(RECIPE, ["train.augment=1"])
+    with pytest.raises(ValueError, match="physioser train` only"):
+        run_protocol(cfg, ["RAVDESS"], corpora_root=tmp_path, run_name="x", results_dir=tmp_path)
+    with pytest.raises(ValueError, match="physioser train` only"):
+        run_benchmark(cfg, tmp_path, tmp_path / "out")

@@ -189,7 +189,7 @@ def register(app: typer.Typer) -> None:
         same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips")) == (
             engine.source, seed, speakers, len(rows))
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
-                  + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else ""),
+                  + (f" --model {model}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else ""),
                   "model": engine.source, "seed": seed, "heldout_speakers": speakers,
                   **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None)}
         table = markdown(result)
