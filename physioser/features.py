@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from physioser.cache_keys import audio_digests, rows_key
 from physioser.model.config import Config
 from physioser.model.physioser import CACHE_SEGMENTS
 from physioser.model.pooling import segment_mean
@@ -73,22 +74,6 @@ def labels_of(rows: Sequence, class_names: Sequence[str]) -> np.ndarray:
     four = set(class_names) == set(FOUR_CLASSES)
     names = list(class_names)
     return np.array([names.index(to_four_class(r.canonical) if four else r.canonical) for r in rows], dtype=np.int64)
-
-
-def _audio_digests(rows: Sequence) -> list[str]:
-    """SHA-256 of every row's audio file, in order (read once per feature set)."""
-    from physioser.runtime.integrity import sha256_file
-
-    return [sha256_file(row.path) for row in rows]
-
-
-def _rows_key(digests: Sequence[str], extra: dict) -> str:
-    """Cache key of the rows' audio, in order: content digests, not paths or times, so a cache stays
-    valid when the corpora move (another mount, another machine) and goes stale when a file changes."""
-    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
-    for digest in digests:
-        h.update(f"{digest}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def _load_waveform(row, max_seconds: float | None) -> np.ndarray:
@@ -157,7 +142,7 @@ def _backbone_pooled(rows: Sequence, digests: Sequence[str], cfg: Config, progre
 
     backbone = build_backbone_for(cfg)
     shape = {"num_layers": int(backbone.num_layers), "dim": int(backbone.dim), "spec": backbone.spec_key()}
-    key = _rows_key(digests, {"spec": backbone.spec(), "segments": CACHE_SEGMENTS})
+    key = rows_key(digests, {"spec": backbone.spec(), "segments": CACHE_SEGMENTS})
     corpus = "+".join(sorted({r.corpus for r in rows}))
     path = cache_dir() / "pooled" / backbone.spec_key() / f"{corpus}-{key}.safetensors"
     if path.is_file():
@@ -183,7 +168,7 @@ def _backbone_spread(rows: Sequence, digests: Sequence[str], cfg: Config, progre
     from physioser.model.factory import build_backbone_for
 
     backbone = build_backbone_for(cfg)
-    key = _rows_key(digests, {"spec": backbone.spec(), "statistic": "std"})
+    key = rows_key(digests, {"spec": backbone.spec(), "statistic": "std"})
     corpus = "+".join(sorted({r.corpus for r in rows}))
     path = cache_dir() / "pooled" / backbone.spec_key() / f"{corpus}-{key}-std.safetensors"
     if path.is_file():
@@ -209,7 +194,7 @@ def _quartets(rows: Sequence, digests: Sequence[str], cfg: Config, progress: boo
     front = vcfg.frontend_key()  # every front-end field + FRONTEND_VERSION
     max_seconds = cfg.train.max_seconds
     fkey = hashlib.sha256(json.dumps([front, max_seconds], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    key = _rows_key(digests, {"front": front, "max_seconds": max_seconds})
+    key = rows_key(digests, {"front": front, "max_seconds": max_seconds})
     corpus = "+".join(sorted({r.corpus for r in rows}))
     path = cache_dir() / "quartets" / fkey / f"{corpus}-{key}.safetensors"
     if path.is_file():
@@ -236,7 +221,7 @@ def build_feature_set(rows: Sequence, class_names: Sequence[str], cfg: Config, *
     labels = labels_of(rows, class_names)
     fs = FeatureSet(rows=rows, labels=labels, class_names=list(class_names))
     shape: dict = {}
-    digests = _audio_digests(rows)
+    digests = audio_digests(rows)
     if cfg.model.uses("backbone"):
         fs.backbone_segments, fs.backbone_counts, shape = _backbone_pooled(rows, digests, cfg, progress)
         if cfg.model.statistics:

@@ -40,11 +40,11 @@ def conditioned_statistics(rows: Sequence, corpora_root: Path | dict, name: str,
 
     from physioser.audio import load_audio
     from physioser.backbones import FeatureCache
-    from physioser.features import _audio_digests, _rows_key
+    from physioser.cache_keys import audio_digests, rows_key
     from physioser.paths import cache_dir
 
     corpus = "+".join(sorted({r.corpus for r in rows}))
-    key = _rows_key(_audio_digests(rows), {"condition": name, "spec": backbone.spec()})
+    key = rows_key(audio_digests(rows), {"condition": name, "spec": backbone.spec()})
     path = cache_dir() / "conditions" / backbone.spec_key() / f"{corpus}-{name.replace(':', '')}-{key}.npz"
     if path.is_file():
         with np.load(path) as z:
