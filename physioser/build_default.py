@@ -69,7 +69,7 @@ def heldout_rows(model_dir: Path, corpora_root: Path):
 
     cfg = read_config(model_dir)
     _, data, _ = load_corpora(cfg, list(CORPORA), corpora_root, progress=False)
-    _, val = speaker_split(data.rows, np.arange(len(data)), 0.15, cfg.train.seed)
+    _, val = speaker_split(data.rows, np.arange(len(data)), 0.15, cfg.train.heldout_seed)
     return [data.rows[i] for i in val]
 
 

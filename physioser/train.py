@@ -304,7 +304,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, override)
         cfg, data, spans = load_corpora(cfg, list(corpus), corpora_root, progress=not quiet)
         if fold == "all":
-            tr, va = speaker_split(data.rows, np.arange(len(data)), 0.15, cfg.train.seed)
+            tr, va = speaker_split(data.rows, np.arange(len(data)), 0.15, cfg.train.heldout_seed)
         else:
             plan = {p[0]: p for p in fold_plan(data, spans, list(corpus), seed=cfg.train.seed)}
             if not fold.isdigit() or int(fold) not in plan:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,25 @@ def test_two_models_are_compared_per_clip():
     assert (out["fan:10"]["only_new_right"], out["fan:10"]["only_old_right"]) == (2, 1)
     with pytest.raises(ValueError, match="same clips"):
         paired(new, {**old, "clip_keys": ["a", "b", "c", "e"]})
+
+
+def test_the_comparison_command_adds_the_sign_test_and_each_corpus(tmp_path, capsys):
+    from physioser.conditions.compare import main, sign_test
+
+    assert sign_test(9, 1) == pytest.approx(0.021484375)  # 2 · (1 + 10) / 2**10
+    assert sign_test(0, 0) == 1.0
+
+    def result(ua_x, preds):
+        return {"clip_keys": ["x/1", "x/2", "y/1"], "labels": [0, 1, 1],
+                "conditions": {"clean": {"all": {"ua": 0.5}, "X": {"ua": ua_x}, "Y": {"ua": 1.0}, "seconds": 2.0,
+                                         "predictions": preds}}}
+
+    (tmp_path / "a.json").write_text(json.dumps(result(1.0, [0, 1, 1])))
+    (tmp_path / "b.json").write_text(json.dumps(result(0.5, [1, 1, 1])))
+    main([str(tmp_path / "a.json"), "--against", str(tmp_path / "b.json"), "--names", "A", "B", "--out", str(tmp_path / "t.md")])
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row == "| clean | 0.500 | 0.500 | +0.000 | 1.000 / 0.500 (+0.500) | 1.000 / 1.000 (+0.000) | 1 / 0 (p 1) |"
+    assert (tmp_path / "t.md").read_text().endswith(row + "\n")
+    (tmp_path / "c.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="c.json: not a readable results file"):
+        main([str(tmp_path / "c.json"), "--against", str(tmp_path / "b.json")])

@@ -105,3 +105,11 @@ def test_build_model_sizes_the_backbone_pathway_from_the_backbone(tmp_path) -> N
         build_model(config.with_backbone_shape(3, 7), backbone)
     with pytest.raises(ValueError, match="no backbone shape"):
         build_model(config)  # the cached training path needs the shape in the config
+
+
+def test_the_split_seed_keeps_the_held_out_speakers_across_training_seeds() -> None:
+    assert load_config(None, ["train.seed=2"]).train.heldout_seed == 2  # default: the training seed
+    config = load_config(None, ["train.seed=2", "train.split_seed=0"])
+    assert (config.train.seed, config.train.heldout_seed) == (2, 0)
+    assert config.to_dict()["train"]["split_seed"] == 0
+    assert "split_seed" not in load_config(None, ["train.seed=2"]).to_dict()["train"]  # stored configs unchanged

@@ -271,7 +271,8 @@ class TrainConfig(_Part):
     babble / fan / real noise) of the clip, its backbone statistics cached
     (:func:`physioser.conditions.statistics.augmented_statistics`); validation and test rows are
     never augmented. Needs statistics pooling on the backbone branch alone (the copies exist as
-    utterance statistics only).
+    utterance statistics only). split_seed: the seed of the speakers held out by ``physioser train
+    --fold all`` (default: seed), so that models trained with several seeds share one held-out set.
     """
 
     SECTION: ClassVar[str] = "train"
@@ -293,6 +294,12 @@ class TrainConfig(_Part):
     vap_crop_seconds: float = 2.0
     mixup: float = 0.0
     augment: int = field(default=0, metadata=_ADDED)
+    split_seed: int | None = field(default=None, metadata=_ADDED)
+
+    @property
+    def heldout_seed(self) -> int:
+        """The seed of the held-out speakers of ``--fold all``: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def __post_init__(self) -> None:
         self._check_kinds()
