@@ -25,3 +25,21 @@ def test_rule_section_pairs_folds() -> None:
     assert "| compensated speaker mean, k = 10 | +0.000 ± 0.100 (1/2, worst -0.100) |" in text
     assert "| Δ base − tiny.en, strict | +0.000 ± 0.000 (0/2, worst +0.000) |" in text
     assert "| whisper-tiny.en, five corpora, strict | 0.400 | — | — | — | — | 0.400 |" in text
+
+
+def test_the_other_corpora_section_pairs_on_the_folds_trained_with_them() -> None:
+    from physioser.experiments.recipe import others_section
+
+    def folds(ids: list[int], values: list[float]) -> dict:
+        return {"folds": ids, "seed_mean": values, "ensemble": values, "seeds": [3] * len(values)}
+
+    alone = {"stats-mlp-reg-fixed": {"EMOVO": {"0": folds([0, 1, 2], [0.5, 0.6, 0.9])}}}
+    rules = {"stats-mlp-reg-fixed": {"EMOVO": {"10@1/balanced": folds([0, 1, 2], [0.6, 0.6, 0.9])}}}
+    more = {"stats-mlp-reg-15ep": {"EMOVO+others": {"0": folds([0, 1], [0.6, 0.5]), "10@1/balanced": folds([0, 1], [0.7, 0.7])}}}
+    probe = {"EMOVO": {"folds": [0, 1, 2], "ua": [0.5, 0.5, 0.5]}}
+    text = "\n".join(others_section(alone, rules, more, probe))
+    assert "| one corpus, strict | — | 0.550 ± 0.050 | — | — | — |" in text  # fold 2 left out: not trained with the others
+    assert "| Δ, strict | — | +0.000 ± 0.100 (1/2, worst -0.100) | — | — | — |" in text
+    assert "| Δ, adapted k = 10 | — | +0.100 ± 0.000 (2/2, worst +0.100) | — | — | — |" in text
+    assert "| Δ strict against the linear probe | — | +0.050 ± 0.050 (1/2, worst +0.000) | — | — | — |" in text
+    assert "| folds × seeds (+ other corpora) | — | 2 × 3 | — | — | — |" in text

@@ -460,6 +460,58 @@ def rules_section(scores: dict, recipe: str = "stats-mlp-reg-fixed") -> list[str
     return lines
 
 
+def _on(cell: dict | None, folds: list) -> dict | None:
+    """``cell`` restricted to ``folds`` (None where it has none of them)."""
+    if not cell:
+        return None
+    keep = [i for i, f in enumerate(cell["folds"]) if f in set(folds)]
+    return {k: [cell[k][i] for i in keep] for k in ("folds", "seed_mean", "seeds")} if keep else None
+
+
+def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recipe: str = "stats-mlp-reg-fixed",
+                   variant: str = "stats-mlp-reg-15ep") -> list[str]:
+    """Markdown: ``variant`` trained on a corpus's training speakers plus every utterance of the other
+    corpora in its class set (tasks ``<corpus>+others``, same test speakers) against ``recipe`` trained on
+    the corpus alone, strict and adapted, on the folds both have (per-fold differences paired)."""
+    mine = {t[: -len(WITH_OTHERS)]: c for t, c in others.get(variant, {}).items() if t.endswith(WITH_OTHERS)}
+    cols = "| " + " | ".join(CORPUS_ORDER) + " |"
+    sep = "|---" * (len(CORPUS_ORDER) + 1) + "|"
+
+    def row(label: str, cells) -> str:
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    def folds(c: str) -> list:
+        return mine.get(c, {}).get("0", {}).get("folds", [])
+
+    probe = {c: {"folds": v["folds"], "seed_mean": v["ua"], "seeds": [1] * len(v["ua"])} for c, v in probe_ua.items()}
+    lines = ["## Training on the other corpora too", "",
+             f"`{variant}` = `{recipe}` (the recipe) for 15 epochs, trained on a corpus's training speakers plus every "
+             "utterance of the other four corpora whose emotion is in the corpus's class set (task `<corpus>+others` of the "
+             "pack: the same folds and test speakers as the corpus alone; 3,170-4,814 training utterances instead of "
+             "160-1,186, so 15 epochs are about the optimiser steps of 60 epochs on one corpus). Against the recipe on the "
+             "corpus alone (strict: `eval/results/recipe/scores.json`; adapted, the adaptation `balanced` with k = 10 "
+             "unlabelled utterances of each test speaker: `eval/results/recipe/rules.json`) on the folds both have; "
+             "Korean on the 5 diagonal cells of its speaker × sentence grid. Cells: UA mean ± std over those folds; Δ: "
+             "paired per-fold difference, mean ± std (folds ahead / folds, worst fold). Per-fold scores: "
+             "`eval/results/recipe/others.json`.", "",
+             "Commands: `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m physioser.experiments.recipe run --pack pack.npz "
+             f"--out others --variant {variant} --task <corpus>+others [--folds F] --seeds 3 --workers 1` (2-core CPU, 17 s "
+             "a training); `python -m physioser.experiments.recipe report --probe eval/results/recipe/probe.json --out "
+             "eval/results/RECIPE.md --scores eval/results/recipe/scores.json --rule-scores eval/results/recipe/rules.json "
+             "--others-runs others/*/*.json.gz --others-scores eval/results/recipe/others.json`.", "",
+             "| model, protocol " + cols, sep,
+             row("folds × seeds (+ other corpora)", [_folds_seeds(mine.get(c, {}).get("0")) for c in CORPUS_ORDER])]
+    for key, label, base in (("0", "strict", intra), ("10@1/balanced", "adapted k = 10", rules),
+                             ("all@1/balanced", "adapted k = all", rules)):
+        alone = [_on(base.get(recipe, {}).get(c, {}).get(key), folds(c)) for c in CORPUS_ORDER]
+        more = [mine.get(c, {}).get(key) for c in CORPUS_ORDER]
+        lines += [row(f"one corpus, {label}", [_pm(a) for a in alone]),
+                  row(f"+ other corpora, {label}", [_pm(m) for m in more]),
+                  row(f"Δ, {label}", [_diff(m, a) for m, a in zip(more, alone)])]
+    lines.append(row("Δ strict against the linear probe", [_diff(mine.get(c, {}).get("0"), probe.get(c)) for c in CORPUS_ORDER]))
+    return lines
+
+
 def _scores(runs: list[Path], scores_json: Path) -> dict:
     """Scores of ``runs`` written to ``scores_json``; with no runs, the scores stored there before."""
     if not runs:
@@ -471,10 +523,12 @@ def _scores(runs: list[Path], scores_json: Path) -> dict:
 
 
 def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Path, rule_runs: list[Path] = (),
-                 rule_scores_json: Path | None = None) -> Path:
+                 rule_scores_json: Path | None = None, others_runs: list[Path] = (), others_scores_json: Path | None = None) -> Path:
     """Score ``runs`` (run's ``.json.gz`` files), write the per-fold scores to ``scores_json`` and the
     tables to ``out`` (markdown); with no runs, the scores already in ``scores_json``. ``rule_runs`` /
-    ``rule_scores_json`` the same for the section on adaptation rules and backbones (:func:`rules_section`)."""
+    ``rule_scores_json`` the same for the section on adaptation rules and backbones (:func:`rules_section`),
+    ``others_runs`` / ``others_scores_json`` for the section on training with the other corpora
+    (:func:`others_section`, which needs ``rule_scores_json`` for its adapted baseline)."""
     scores = _scores(runs, scores_json)
     probe_ua = json.loads(Path(probe_json).read_text())
     recipe = "stats-mlp-reg-fixed"
@@ -523,7 +577,11 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
         label += f" ({seeds} seed{'s' if seeds > 1 else ''})" if seeds else ""
         lines.append(f"| {label} | " + " | ".join("—" if v is None else f"{v:.3f}" for v in vals) + f" | {mean} |")
     if rule_scores_json is not None:
-        lines += ["", *rules_section(_scores(list(rule_runs), rule_scores_json))]
+        rules = _scores(list(rule_runs), rule_scores_json)
+        lines += ["", *rules_section(rules)]
+        if others_scores_json is not None:
+            intra_probe = {t: v for t, v in probe_ua.items() if not t.startswith("to-")}
+            lines += ["", *others_section(scores, rules, _scores(list(others_runs), others_scores_json), intra_probe, recipe)]
     out.write_text("\n".join(lines) + "\n")
     return out
 
@@ -557,6 +615,8 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--scores", type=Path, required=True)
     w.add_argument("--rule-runs", type=Path, nargs="*", default=[])
     w.add_argument("--rule-scores", type=Path, default=None)
+    w.add_argument("--others-runs", type=Path, nargs="*", default=[])
+    w.add_argument("--others-scores", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.cmd == "pack":
         print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.backbone))
@@ -567,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "probe":
         a.out.write_text(json.dumps(probe(a.pack)))
     else:
-        print(write_report(a.runs, a.probe, a.out, a.scores, a.rule_runs, a.rule_scores))
+        print(write_report(a.runs, a.probe, a.out, a.scores, a.rule_runs, a.rule_scores, a.others_runs, a.others_scores))
 
 
 if __name__ == "__main__":
