@@ -44,6 +44,8 @@ LICENCES = {
 OUT_JSON = ROOT / "eval" / "bench" / "default_model.json"
 ROBUSTNESS_JSON = ROOT / "eval" / "results" / "robustness" / "default_model_augmented.json"
 """``physioser robustness`` of the shipped model (its sweep goes into the card's listening conditions)."""
+ROBUSTNESS_ADAPTED_JSON = ROOT / "eval" / "results" / "robustness" / "default_model_augmented_adapt10.json"
+"""The same model's sweep with ``--adapt 10`` (a column of the card's listening conditions)."""
 
 
 def train_command(config: Path, out: Path, corpora_root: Path, overrides: list[str], noise_root: Path | None = None) -> list[str]:
@@ -100,27 +102,26 @@ def evaluate_onnx(onnx_path: Path, rows) -> dict:
 def evaluate_onnx_adapted(onnx_path: Path, rows, ks=(10, None), seed: int = 0) -> dict:
     """{k: UA/WA/macro-F1 per corpus and overall} of whole utterances under the adapted protocol:
     each held-out speaker's offset from k random unlabelled utterances of theirs
-    (:func:`physioser.runtime.adaptation.speaker_offsets` of the graph's outputs), then
+    (:func:`physioser.runtime.adaptation.protocol_offsets` of the graph's outputs), then
     every utterance of the speaker inferred with it."""
     from physioser.audio import load_audio
     from physioser.data.labels import to_four_class
     from physioser.model.metrics import classification_metrics
     from physioser.runtime import Engine
-    from physioser.runtime.adaptation import evidence, speaker_offsets
+    from physioser.runtime.adaptation import protocol_offsets, utterance_evidence
+    from physioser.runtime.cli import predict_file
 
     engine = Engine.from_path(onnx_path, "cpu")
-    settings = engine.metadata["adaptation"]
-    audio = [load_audio(r.path)[None, : 30 * engine.sample_rate] for r in rows]
-    outs = [engine.infer(a) for a in audio]
-    ev = evidence(*(np.concatenate([o[name] for o in outs]) for name in ("features", "speaker_features", "probs")))
+    audio = [load_audio(r.path) for r in rows]
+    ev = utterance_evidence(engine, audio)
     speakers = [f"{r.corpus}/{r.speaker}" for r in rows]
     y_true = np.array([engine.class_names.index(to_four_class(r.canonical)) for r in rows])
     corpus = np.array([r.corpus for r in rows])
     out = {}
     for k in ks:
-        offsets = speaker_offsets(ev, speakers, k, engine.adaptation_dim, float(settings["tau"]),
-                                  float(settings.get("balance", 0.0)), seed=seed).astype(np.float32)
-        y_pred = np.array([int(np.argmax(engine.infer(a, speaker_offset=offsets[i : i + 1])["probs"][0])) for i, a in enumerate(audio)])
+        offsets = protocol_offsets(engine, ev, speakers, k, seed)
+        y_pred = np.array([engine.class_names.index(predict_file(engine, a, speaker_offset=offsets[i : i + 1])["label"])
+                           for i, a in enumerate(audio)])
         res = {"all": classification_metrics(y_true, y_pred, engine.class_names)}
         for c in CORPORA:
             if (corpus == c).any():
@@ -173,10 +174,11 @@ def crossval_lines(scores_path: Path = SCORES) -> list[str]:
     return lines
 
 
-def conditions_section(robustness: dict | None = None, augment: int = 0) -> str:
+def conditions_section(robustness: dict | None = None, augment: int = 0, adapted: dict | None = None) -> str:
     """The model card's listening conditions: what the model was trained on (``augment``: the
     ``train.augment`` copies per training clip) and measured on and, given the JSON of
-    ``physioser robustness`` on this model, its UA under each condition (else "not measured")."""
+    ``physioser robustness`` on this model, its UA under each condition (else "not measured");
+    ``adapted``: the same command's JSON with ``--adapt K``, a column beside it."""
     if augment:
         copies = "one augmented copy" if augment == 1 else f"{augment} augmented copies"
         trained = f"""Trained on the corpora's recordings (acted or read speech, close-talk and mostly studio-quiet)
@@ -202,14 +204,27 @@ from the same generator: noise of a familiar kind."""
         return "## Listening conditions\n\n" + text + " Not measured for this build yet.\n"
     conds = robustness["conditions"]
     clean = conds["clean"]["all"]["ua"]
-    lines = ["", "", f"`{robustness['command']}` ({robustness['clips']} clips; tables and plot: `eval/results/ROBUSTNESS.md`):", "",
-             "| condition | UA | change from clean |", "|---|---|---|"]
-    lines += [f"| {spec} | {c['all']['ua']:.3f} | {c['all']['ua'] - clean:+.3f} |" for spec, c in conds.items()]
+    lines = ["", "", f"`{robustness['command']}` ({robustness['clips']} clips; tables and plot: `eval/results/ROBUSTNESS.md`)"
+             + (f"; adapted: `{adapted['command']}`, each held-out speaker's offset from {adapted['adapt']} of their clips "
+                "heard under the same condition" if adapted else "") + ":", ""]
+    if adapted is None:
+        lines += ["| condition | UA | change from clean |", "|---|---|---|"]
+        lines += [f"| {spec} | {c['all']['ua']:.3f} | {c['all']['ua'] - clean:+.3f} |" for spec, c in conds.items()]
+    else:
+        other = adapted["conditions"]
+        lines += [f"| condition | UA | change from clean | UA adapted (k = {adapted['adapt']}) |", "|---|---|---|---|"]
+        lines += [f"| {spec} | {c['all']['ua']:.3f} | {c['all']['ua'] - clean:+.3f} | "
+                  + (f"{other[spec]['all']['ua']:.3f} |" if spec in other else "— |") for spec, c in conds.items()]
+        losses = [f"{spec} ({other[spec]['all']['ua'] - c['all']['ua']:+.3f})" for spec, c in conds.items()
+                  if spec in other and other[spec]["all"]["ua"] < c["all"]["ua"] - 0.01]
+        if losses:
+            lines += ["", f"Adaptation lowers UA by more than 0.01 under {', '.join(losses)}: where the robot works in such "
+                      "conditions, run the node with `adapt:=false` (the Streamer's `adapt=False`)."]
     return "## Listening conditions\n\n" + text + "\n".join(lines) + "\n"
 
 
 def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict,
-               augment: int = 0, robustness: dict | None = None) -> str:
+               augment: int = 0, robustness: dict | None = None, robustness_adapted: dict | None = None) -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     adapted = results.get("adapted", {})
     ks = list(adapted)
@@ -276,7 +291,7 @@ mean over seeds; per-fold tables, the linear probe beside them and the commands:
 
 {chr(10).join(crossval_lines())}
 
-{conditions_section(robustness, augment)}
+{conditions_section(robustness, augment, robustness_adapted)}
 ## Limits
 
 Acted or read emotional speech in five languages (en, it, ur, ko, am); expect lower accuracy on
@@ -313,15 +328,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--noise-root", type=Path, default=noise_root(), help="real noise for train.augment (default: $PHYSIOSER_NOISE or ../shared/noise)")
     ap.add_argument("--robustness", type=Path, default=None,
                     help="the JSON of `physioser robustness` on this model, for the card's listening conditions")
+    ap.add_argument("--robustness-adapted", type=Path, default=None,
+                    help="with --robustness: the same sweep's JSON with --adapt K, a column of the card's listening conditions")
     ap.add_argument("--card-only", action="store_true",
                     help="rewrite only MODEL_CARD.md of --out from the figures in --json (and --robustness)")
     args = ap.parse_args(argv)
     robustness = json.loads(args.robustness.read_text()) if args.robustness else None
+    adapted = json.loads(args.robustness_adapted.read_text()) if args.robustness_adapted and robustness else None
     if args.card_only:
         done = json.loads(args.json.read_text())
         augment = _augment_of(args.out)
         (args.out / "MODEL_CARD.md").write_text(model_card(done["metadata"], done["results"], done["train"], done["train_command"],
-                                                           done["heldout_speakers"], done["sizes"], augment, robustness))
+                                                           done["heldout_speakers"], done["sizes"], augment, robustness, adapted))
         print(f"wrote {args.out / 'MODEL_CARD.md'}")
         return
     from physioser.export import convert_precision, export_onnx
@@ -359,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         if meta.get("adaptation"):
             results["adapted"] = evaluate_onnx_adapted(fp32, rows, ks=(10, None))
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
-    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _augment_of(args.out), robustness))
+    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _augment_of(args.out), robustness, adapted))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,

@@ -108,3 +108,28 @@ def test_adapted_events_do_not_depend_on_chunking(exported) -> None:
     for a, b in zip(whole, chunked):
         assert (a.start_s, a.end_s) == (b.start_s, b.end_s)
         assert a.probs == pytest.approx(b.probs, abs=1e-6)
+
+
+def test_the_evaluation_protocol_on_whole_utterances(exported) -> None:
+    """utterance_evidence + protocol_offsets: the graph's strict outputs per utterance, each speaker's
+    offset with the metadata's shrinkage and balance; predict_file applies it to every segment."""
+    from physioser.runtime.adaptation import evidence, protocol_offsets, speaker_offset, utterance_evidence
+    from physioser.runtime.cli import predict_file
+
+    _, path = exported
+    engine = Engine.from_path(path)
+    audio = [_speech(1.5, 110, 0), _speech(2.0, 115, 1), _speech(1.0, 220, 2), _speech(2.5, 230, 3)]
+    speakers = ["a", "a", "b", "b"]
+    ev = utterance_evidence(engine, audio)
+    outs = [engine.infer(a[None]) for a in audio]
+    np.testing.assert_allclose(ev, evidence(*(np.concatenate([o[n] for o in outs]) for n in ("features", "speaker_features", "probs"))))
+    assert not protocol_offsets(engine, ev, speakers, 0).any()
+    offsets = protocol_offsets(engine, ev, speakers, None)
+    assert offsets.dtype == np.float32 and offsets.shape == (4, engine.adaptation_dim)
+    np.testing.assert_allclose(offsets[2], speaker_offset(ev[2:], engine.adaptation_dim, 1.0, 0.6), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(offsets[0], offsets[1])
+    got = predict_file(engine, audio[3], max_seconds=1.0, speaker_offset=offsets[3:])  # three segments, each adapted
+    bounds = np.linspace(0, len(audio[3]), 4).astype(int)
+    want = sum((b - a) / len(audio[3]) * engine.infer(audio[3][None, a:b], speaker_offset=offsets[3:])["probs"][0]
+               for a, b in zip(bounds[:-1], bounds[1:]))
+    np.testing.assert_allclose(list(got["probs"].values()), want, atol=1e-6)

@@ -162,6 +162,26 @@ def test_the_comparison_command_adds_the_sign_test_and_each_corpus(tmp_path, cap
     row = capsys.readouterr().out.splitlines()[-1]
     assert row == "| clean | 0.500 | 0.500 | +0.000 | 1.000 / 0.500 (+0.500) | 1.000 / 1.000 (+0.000) | 1 / 0 (p 1) |"
     assert (tmp_path / "t.md").read_text().endswith(row + "\n")
+    main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--against", str(tmp_path / "b.json"), str(tmp_path / "a.json"),
+          "--names", "A", "B"])
+    row = capsys.readouterr().out.splitlines()[-1]  # seed pairs: the difference per corpus is their mean (+0.5, -0.5)
+    assert row == "| clean | 0.500 ± 0.000 | 0.500 ± 0.000 | +0.000 ± 0.000 (0/2) | +0.000 | +0.000 | 1 / 0 (1), 0 / 1 (1) |"
+    with pytest.raises(SystemExit, match="2 results against 1 references"):
+        main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--against", str(tmp_path / "b.json")])
     (tmp_path / "c.json").write_text("{not json")
     with pytest.raises(SystemExit, match="c.json: not a readable results file"):
         main([str(tmp_path / "c.json"), "--against", str(tmp_path / "b.json")])
+
+
+@pytest.mark.parametrize("value", ["-3", "ten"])
+def test_robustness_refuses_a_bad_adaptation_count(value):
+    import typer
+    from typer.testing import CliRunner
+
+    from physioser.conditions.evaluate import register
+
+    app = typer.Typer()
+    register(app)
+    app.callback()(lambda: None)
+    res = CliRunner().invoke(app, ["robustness", "-c", "clean", "--adapt", value])
+    assert res.exit_code == 2 and "give a number of clips >= 0 or 'all'" in res.output

@@ -65,12 +65,13 @@ def test_the_model_card_states_the_conditions_it_was_trained_and_measured_in():
     (`physioser robustness ... --out eval/results/robustness/default_model_augmented.json`)."""
     import json
 
-    from physioser.build_default import ROBUSTNESS_JSON, _augment_of, conditions_section
+    from physioser.build_default import ROBUSTNESS_ADAPTED_JSON, ROBUSTNESS_JSON, _augment_of, conditions_section
 
     sweep = json.loads(ROBUSTNESS_JSON.read_text())
+    adapted = json.loads(ROBUSTNESS_ADAPTED_JSON.read_text())
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
     augment = _augment_of(DEFAULT_MODEL_DIR)
-    assert conditions_section(sweep, augment) in card
+    assert conditions_section(sweep, augment, adapted) in card
     assert "| babble:5 |" in card and len(sweep["conditions"]) == 12
     if augment:
         assert f"train.augment: {augment}" in card and "no added noise, reverberation" not in card
@@ -85,3 +86,18 @@ def test_the_card_says_whether_training_used_augmentation():
     text = conditions_section(None, 1)
     assert "plus one augmented copy of each training clip" in text and "train.augment: 1" in text
     assert "no added noise" not in text and text.endswith("Not measured for this build yet.\n")
+
+
+def test_the_card_shows_adapted_figures_beside_the_strict_ones():
+    from physioser.build_default import conditions_section
+
+    def sweep(uas: dict, **extra) -> dict:
+        return {"command": "physioser robustness ...", "clips": 10, **extra,
+                "conditions": {spec: {"all": {"ua": ua}} for spec, ua in uas.items()}}
+
+    strict = sweep({"clean": 0.8, "babble:10": 0.7, "fan:10": 0.75})
+    text = conditions_section(strict, 1, sweep({"clean": 0.81, "babble:10": 0.65}, adapt="10"))
+    assert "| condition | UA | change from clean | UA adapted (k = 10) |" in text
+    assert "| clean | 0.800 | +0.000 | 0.810 |" in text and "| fan:10 | 0.750 | -0.050 | — |" in text
+    assert "lowers UA by more than 0.01 under babble:10 (-0.050)" in text
+    assert "lowers UA" not in conditions_section(strict, 1, sweep({"clean": 0.8, "babble:10": 0.695}, adapt="10"))

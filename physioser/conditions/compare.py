@@ -6,7 +6,13 @@ same audio under every condition (seeded per clip), so the models can be compare
     python -m physioser.conditions.compare A.json --against B.json [--out A-vs-B.md]
 
 prints, per condition, each model's UA overall and per corpus, the difference, the clips only one
-of them gets right, and the exact two-sided sign test over those clips.
+of them gets right, and the exact two-sided sign test over those clips. Models trained with several
+seeds are compared seed by seed, the i-th result against the i-th reference:
+
+    python -m physioser.conditions.compare A0.json A1.json A2.json --against B0.json B1.json B2.json
+
+prints, per condition, the UA of each (mean ± std over the pairs), the paired difference (mean ± std,
+pairs ahead), its mean per corpus, and each pair's clips right only with one model and sign test.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 
 from physioser.conditions.evaluate import paired
 
-__all__ = ["compare", "markdown", "sign_test"]
+__all__ = ["compare", "markdown", "markdown_pairs", "sign_test"]
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -55,6 +61,31 @@ def markdown(result: dict[str, dict], new_name: str, old_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_pairs(results: list[dict[str, dict]], new_name: str, old_name: str) -> str:
+    """Several :func:`compare` results (one per seed pair): one row per condition all of them hold."""
+    import numpy as np
+
+    specs = [s for s in results[0] if all(s in r for r in results)]
+    if not specs:
+        return "(no condition with per-clip predictions in every pair)\n"
+    corpora = sorted({c for r in results for s in specs for c in r[s]["corpora"]})
+    n = len(results)
+    lines = [f"| condition | {new_name} ({n} seeds) | {old_name} ({n} seeds) | paired difference (pairs ahead) | "
+             + " | ".join(f"{c} difference" for c in corpora)
+             + f" | clips right only with {new_name} / {old_name} per pair (sign test p) |",
+             "|" + "---|" * (5 + len(corpora))]
+    for spec in specs:
+        rows = [r[spec] for r in results]
+        a, b = np.array([r["ua_new"] for r in rows]), np.array([r["ua_old"] for r in rows])
+        d = a - b
+        per_corpus = [f"{np.mean([r['corpora'][c][0] - r['corpora'][c][1] for r in rows]):+.3f}"
+                      if all(c in r["corpora"] for r in rows) else "" for c in corpora]
+        tallies = ", ".join(f"{r['only_new_right']} / {r['only_old_right']} ({_p(r['p'])})" for r in rows)
+        lines.append(f"| {spec} | {a.mean():.3f} ± {a.std():.3f} | {b.mean():.3f} ± {b.std():.3f} | "
+                     f"{d.mean():+.3f} ± {d.std():.3f} ({int((d > 0).sum())}/{n}) | " + " | ".join(per_corpus) + f" | {tallies} |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(new: float, old: float) -> str:
     return f"{new:.3f} / {old:.3f} ({new - old:+.3f})"
 
@@ -65,26 +96,33 @@ def _p(p: float) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m physioser.conditions.compare", description=__doc__.splitlines()[0])
-    ap.add_argument("new", type=Path, help="JSON of `physioser robustness --out` for the model under test")
-    ap.add_argument("--against", type=Path, required=True, help="JSON of the reference model on the same clips")
+    ap.add_argument("new", type=Path, nargs="+", help="JSON of `physioser robustness --out` for the model under test (one per seed)")
+    ap.add_argument("--against", type=Path, nargs="+", required=True,
+                    help="JSON of the reference model on the same clips (one per seed, in the same order)")
     ap.add_argument("--names", nargs=2, default=None, metavar=("NEW", "OLD"), help="column names (default: the file stems)")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here too")
     a = ap.parse_args(argv)
-    results = []
-    for path in (a.new, a.against):
+    if len(a.new) != len(a.against):
+        raise SystemExit(f"{len(a.new)} results against {len(a.against)} references: give one reference per result")
+    pairs = []
+    for new_path, old_path in zip(a.new, a.against):
         try:
-            results.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SystemExit(f"{path}: not a readable results file of physioser robustness ({type(exc).__name__})") from exc
-    try:
-        result = compare(*results)
-    except (KeyError, ValueError) as exc:
-        raise SystemExit(f"{a.new} against {a.against}: {exc}") from exc
-    new_name, old_name = a.names or (a.new.stem, a.against.stem)
-    table = markdown(result, new_name, old_name)
+            pairs.append(compare(_read(new_path), _read(old_path)))
+        except (KeyError, ValueError) as exc:
+            raise SystemExit(f"{new_path} against {old_path}: {exc}") from exc
+    new_name, old_name = a.names or (a.new[0].stem, a.against[0].stem)
+    table = markdown(pairs[0], new_name, old_name) if len(pairs) == 1 else markdown_pairs(pairs, new_name, old_name)
     print(table, end="")
     if a.out:
-        a.out.write_text(f"`python -m physioser.conditions.compare {a.new} --against {a.against}`\n\n{table}")
+        command = " ".join(["python -m physioser.conditions.compare", *map(str, a.new), "--against", *map(str, a.against)])
+        a.out.write_text(f"`{command}`\n\n{table}")
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"{path}: not a readable results file of physioser robustness ({type(exc).__name__})") from exc
 
 
 if __name__ == "__main__":

@@ -25,17 +25,20 @@ import typer
 
 
 def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path, noise_root: Path,
-             progress: bool = True, done: dict | None = None) -> dict:
+             progress: bool = True, done: dict | None = None, adapt_k: int | None = 0) -> dict:
     """UA per condition (all clips and per corpus) and every clip's predicted class index
     (``predictions``, in the order of ``clip_keys``, true classes in ``labels``: for comparisons of two
     models paired per clip, :func:`paired`); conditions in ``done`` (results of an earlier run of the
-    same model, seed and clips) are taken from it, not rerun."""
+    same model, seed and clips) are taken from it, not rerun. ``adapt_k`` > 0 (``None``: all): the
+    adapted protocol, each speaker's offset from ``adapt_k`` random of their clips heard under the
+    same condition (:func:`~physioser.runtime.adaptation.protocol_offsets`, seeded by ``seed``)."""
     from tqdm import tqdm
 
     from physioser.audio import load_audio
     from physioser.conditions.spec import Condition
     from physioser.data.labels import to_four_class
     from physioser.model.metrics import classification_metrics
+    from physioser.runtime.adaptation import protocol_offsets, utterance_evidence
     from physioser.runtime.cli import predict_file
 
     names = engine.class_names
@@ -43,6 +46,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
     corpus = np.array([r.corpus for r in rows])
     audio = [load_audio(r.path) for r in rows]
     keys = [str(Path(r.path).relative_to(corpora_root)) for r in rows]
+    speakers = [f"{r.corpus}/{r.speaker}" for r in rows]
     out: dict = {"clips": len(rows), "clip_keys": keys, "labels": y_true.tolist(), "conditions": {}}
     for spec in conditions:
         if spec in (done or {}):
@@ -50,10 +54,14 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
             continue
         cond = Condition(spec, seed=seed, noise_root=noise_root, corpora_root=corpora_root)
         t0 = time.perf_counter()
-        pred = []
-        for r, x in tqdm(list(zip(rows, audio)), desc=spec, disable=not progress, mininterval=5):
-            y = cond.apply(x, keys[len(pred)], corpus=r.corpus)
-            pred.append(names.index(predict_file(engine, y)["label"]))
+        heard = (cond.apply(x, key, corpus=r.corpus) for r, x, key in zip(rows, audio, keys))
+        if adapt_k == 0:
+            pred = [names.index(predict_file(engine, y)["label"]) for y in tqdm(heard, desc=spec, total=len(rows),
+                                                                               disable=not progress, mininterval=5)]
+        else:
+            heard = list(tqdm(heard, desc=f"{spec} (adapting)", total=len(rows), disable=not progress, mininterval=5))
+            offsets = protocol_offsets(engine, utterance_evidence(engine, heard), speakers, adapt_k, seed)
+            pred = [names.index(predict_file(engine, y, speaker_offset=offsets[i : i + 1])["label"]) for i, y in enumerate(heard)]
         pred = np.array(pred)
         res = {"all": classification_metrics(y_true, pred, names)}
         for c in sorted(set(corpus)):
@@ -154,6 +162,8 @@ def register(app: typer.Typer) -> None:
                                              help="condition string (see physioser.conditions.spec), repeatable"),
         model: str = typer.Option(None, "--model", help="model bundle or .onnx graph (default: the shipped model)"),
         seed: int = typer.Option(0, "--seed"),
+        adapt: str = typer.Option("0", "--adapt", help="speaker adaptation: each held-out speaker's offset from K random of "
+                                  "their clips under the same condition (K or 'all'; 0: none, the strict protocol)"),
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
         noise_root: Path = typer.Option(None, "--noise-root", help="default: $PHYSIOSER_NOISE or ../shared/noise"),
@@ -173,6 +183,12 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(str(exc), param_hint="--condition") from exc
         from physioser.paths import noise_root as default_noise_root
 
+        try:
+            adapt_k = None if adapt == "all" else int(adapt)
+            if adapt_k is not None and adapt_k < 0:
+                raise ValueError
+        except ValueError:
+            raise typer.BadParameter(f"{adapt!r}: give a number of clips >= 0 or 'all'", param_hint="--adapt") from None
         root = corpora_root or default_root()
         noise_root = noise_root or default_noise_root()
         rows = heldout_rows(default_model_dir(), root)
@@ -184,14 +200,18 @@ def register(app: typer.Typer) -> None:
                     keep.append(r)
             rows = keep
         engine = Engine.from_path(model)
+        if adapt_k != 0 and not engine.adaptation_dim:
+            raise typer.BadParameter(f"{engine.source} is not speaker-adaptive", param_hint="--adapt")
         speakers = sorted({f"{r.corpus}/{r.speaker}" for r in rows})
         earlier = json.loads(out.read_text()) if out and out.is_file() else {}
-        same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips")) == (
-            engine.source, seed, speakers, len(rows))
+        same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0")) == (
+            engine.source, seed, speakers, len(rows), adapt)
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
-                  + (f" --model {model}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else ""),
-                  "model": engine.source, "seed": seed, "heldout_speakers": speakers,
-                  **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None)}
+                  + (f" --model {model}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
+                  + (f" --adapt {adapt}" if adapt != "0" else ""),
+                  "model": engine.source, "seed": seed, "adapt": adapt, "heldout_speakers": speakers,
+                  **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None,
+                             adapt_k=adapt_k)}
         table = markdown(result)
         typer.echo(table)
         if out:

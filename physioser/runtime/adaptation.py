@@ -27,7 +27,8 @@ utterances (weights ``w``):
 reads a label.
 
 * :func:`speaker_offsets` — the evaluation protocol: each utterance gets the offset of ``k``
-  random utterances of its own speaker (``k=None``: all of them; ``k=0``: none, the strict protocol).
+  random utterances of its own speaker (``k=None``: all of them; ``k=0``: none, the strict protocol);
+  :func:`utterance_evidence` and :func:`protocol_offsets` run it on a graph's outputs.
 * :class:`SpeakerAdaptation` — the run-time state: running sums per speaker, at most
   ``max_speakers`` of them (least recently used evicted), resettable, saved only when asked.
 """
@@ -41,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "SpeakerAdaptation",
-           "VoiceIds", "AdaptationError"]
+__all__ = ["evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "utterance_evidence",
+           "protocol_offsets", "SpeakerAdaptation", "VoiceIds", "AdaptationError"]
 
 
 class AdaptationError(ValueError):
@@ -105,6 +106,23 @@ def speaker_offsets(rows: np.ndarray, speakers: Sequence[str], k: int | None, di
         chosen = idx if k is None or k >= len(idx) else rng.choice(idx, size=k, replace=False)
         out[idx] = speaker_offset(e[chosen], dim, tau, balance)
     return out
+
+
+def utterance_evidence(engine, audio: Sequence[np.ndarray], max_seconds: float = 30.0) -> np.ndarray:
+    """Evidence rows [N, 2F + C] of whole utterances (float32 16 kHz arrays): the strict outputs of
+    ``engine`` (a speaker-adaptive :class:`~physioser.runtime.Engine`) on each one's first ``max_seconds``."""
+    if not engine.adaptation_dim:
+        raise AdaptationError(f"{engine.source} is not speaker-adaptive (no adaptation metadata)")
+    limit = int(max_seconds * engine.sample_rate)
+    outs = [engine.infer(np.asarray(a, dtype=np.float32)[None, :limit]) for a in audio]
+    return evidence(*(np.concatenate([o[name] for o in outs]) for name in ("features", "speaker_features", "probs")))
+
+
+def protocol_offsets(engine, rows: np.ndarray, speakers: Sequence[str], k: int | None, seed: int = 0) -> np.ndarray:
+    """:func:`speaker_offsets` float32 [N, F] with the shrinkage and balance of the engine's metadata."""
+    settings = engine.metadata["adaptation"]
+    return speaker_offsets(rows, speakers, k, engine.adaptation_dim, float(settings["tau"]),
+                           float(settings.get("balance", 0.0)), seed=seed).astype(np.float32)
 
 
 class SpeakerAdaptation:

@@ -38,8 +38,9 @@ def core_engine(model: str | None, profile: str | None, backend: str = "auto"):
 ALLOW_PROFILE_PATH_HELP = "let --profile name a YAML file instead of an installed profile (physioser/hardware/*.yaml)"
 
 
-def predict_file(engine, audio: np.ndarray, max_seconds: float = 30.0) -> dict:
-    """Whole-file prediction: probabilities (length-weighted mean over <= max_seconds segments), latency."""
+def predict_file(engine, audio: np.ndarray, max_seconds: float = 30.0, speaker_offset: np.ndarray | None = None) -> dict:
+    """Whole-file prediction: probabilities (length-weighted mean over <= max_seconds segments), latency;
+    ``speaker_offset`` [1, F]: the speaker's offset (a speaker-adaptive model), for every segment."""
     limit = int(max_seconds * engine.sample_rate)
     parts = max(1, math.ceil(len(audio) / limit))
     bounds = np.linspace(0, len(audio), parts + 1).astype(int)
@@ -47,7 +48,7 @@ def predict_file(engine, audio: np.ndarray, max_seconds: float = 30.0) -> dict:
     va = np.zeros(2)
     t0 = time.perf_counter()
     for a, b in zip(bounds[:-1], bounds[1:]):
-        out = engine.infer(audio[None, a:b])
+        out = engine.infer(audio[None, a:b], speaker_offset=speaker_offset)
         w = (b - a) / len(audio)
         probs += w * out["probs"][0]
         va += w * np.array([out["valence"][0], out["arousal"][0]])
