@@ -43,6 +43,8 @@ class Variant:
 
 
 _STRONG = ("train.lr=3e-3", "train.weight_decay=0.05", "train.epochs=60", "train.patience=15")
+_RECIPE = ("train.lr=3e-3", "train.weight_decay=0.05", "train.epochs=60", "train.early_stopping=false", "model.head=mlp",
+           "model.dropout=0.3", "train.mixup=0.4")
 VARIANTS = {v.name: v for v in [
     Variant("vap-only", "vap_only", (), note="VAP encoder as shipped (small: 2-D [16,16], 1-D [64], dim 64), linear head"),
     Variant("vap-only-stats", "vap_only", ("model.vap.input_stats=true",), note="+ the quartet's mean/std per band beside the pooled features"),
@@ -57,6 +59,18 @@ VARIANTS = {v.name: v for v in [
     Variant("vap-only-best", "vap_only", ("model.vap={n_bands: 32, channels_2d: [32, 64], channels_1d: [128, 128], kernels_1d: [5, 3], "
                                           "dilations_1d: [1, 2], dim: 128, input_stats: true}", *_STRONG),
             note="wide + input stats + schedule"),
+    Variant("vap-only-recipe", "vap_only", ("model.vap={n_bands: 32, channels_2d: [32, 64], channels_1d: [128, 128], kernels_1d: [5, 3], "
+                                            "dilations_1d: [1, 2], dim: 128, input_stats: true}", *_RECIPE),
+            note="vap-only-best with the backbone recipe's regularisation: MLP head, dropout 0.3, mixup 0.4, fixed 60 epochs"),
+    Variant("vap-only-stats-recipe", "vap_only", ("model.vap.input_stats=true", *_RECIPE),
+            note="shipped encoder + input stats with the backbone recipe's regularisation"),
+    Variant("vap-only-stats-recipe-cw", "vap_only", ("model.vap.input_stats=true", *_RECIPE, "train.class_weighting=true"),
+            note="vap-only-stats-recipe + class-weighted loss"),
+    Variant("vap-only-stats-recipe-long", "vap_only", ("model.vap.input_stats=true", *_RECIPE, "train.epochs=120"),
+            note="vap-only-stats-recipe for 120 epochs"),
+    Variant("vap-only-stats-recipe-drop", "vap_only", ("model.vap.input_stats=true", *_RECIPE, "model.dropout=0.5",
+                                                       "model.vap.dropout=0.3"),
+            note="vap-only-stats-recipe with dropout 0.5 on the head and 0.3 in the encoder"),
     Variant("no-branch", "physioser", ("model.branches=[backbone]", "cpa.weight=0"),
             note="the PhysioSER model without the VAP branch (same fusion head, whisper-tiny.en)"),
     Variant("physioser", "physioser", (), note="PhysioSER as shipped (VAP + whisper-tiny.en + CPA 0.1 + MHA fusion)"),
@@ -150,6 +164,8 @@ def run_job(pack_dir: str, variant: str, corpus: str, fold: int, seed: int, devi
     if cfg.model.uses("vap"):
         data.quartets = _band_normalised(d["quartet_list"]) if v.band_norm else d["quartet_list"]
     tr, va, te = (d[f"fold{fold}_{p}"] for p in ("train", "val", "test"))
+    if not cfg.train.early_stopping:  # a fixed schedule: the validation rows join the training rows (as physioser eval)
+        tr, va = np.concatenate([tr, va]), None
     started = time.time()
     model = new_model(cfg, data, tr)
     out_dir = Path(os.environ.get("TMPDIR", "/tmp")) / "physiology-runs" / f"{variant}-{corpus}-{fold}-{seed}"
@@ -161,8 +177,6 @@ def run_job(pack_dir: str, variant: str, corpus: str, fold: int, seed: int, devi
               "curve": [{"epoch": h["epoch"], "train_ua": round(h["train_ua"], 4), "val_ua": round(h.get("val_ua", -1), 4)}
                         for h in result.history]}
     if data.quartets is not None:
-        from dataclasses import replace
-
         drops = {name: [c] for c, name in enumerate(COMPONENTS)} | {"all": [0, 1, 2, 3]}
         record["without"] = {}
         for name, channels in drops.items():
