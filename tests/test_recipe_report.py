@@ -35,11 +35,13 @@ def test_the_other_corpora_section_pairs_on_the_folds_trained_with_them() -> Non
 
     alone = {"stats-mlp-reg-fixed": {"EMOVO": {"0": folds([0, 1, 2], [0.5, 0.6, 0.9])}}}
     rules = {"stats-mlp-reg-fixed": {"EMOVO": {"10@1/balanced": folds([0, 1, 2], [0.6, 0.6, 0.9])}}}
-    more = {"stats-mlp-reg-15ep": {"EMOVO+others": {"0": folds([0, 1], [0.6, 0.5]), "10@1/balanced": folds([0, 1], [0.7, 0.7])}}}
+    more = {"stats-mlp-reg-15ep": {"EMOVO+others": {"0": folds([0, 1], [0.6, 0.5]), "10@1/balanced": folds([0, 1], [0.7, 0.7])}},
+            "stats-mlp-reg-15ep-adapt": {"EMOVO+others": {"0": folds([0, 1], [0.5, 0.6]), "10@1/balanced": folds([0, 1], [0.6, 0.5])}}}
     probe = {"EMOVO": {"folds": [0, 1, 2], "ua": [0.5, 0.5, 0.5]}}
     text = "\n".join(others_section(alone, rules, more, probe))
     assert "| one corpus, strict | — | 0.550 ± 0.050 | — | — | — |" in text  # fold 2 left out: not trained with the others
-    assert "| Δ, strict | — | +0.000 ± 0.100 (1/2, worst -0.100) | — | — | — |" in text
-    assert "| Δ, adapted k = 10 | — | +0.100 ± 0.000 (2/2, worst +0.100) | — | — | — |" in text
-    assert "| Δ strict against the linear probe | — | +0.050 ± 0.050 (1/2, worst +0.000) | — | — | — |" in text
+    assert "| Δ + other corpora, strict | — | +0.000 ± 0.100 (1/2, worst -0.100) | — | — | — |" in text
+    assert "| Δ + other corpora, adapted k = 10 | — | +0.100 ± 0.000 (2/2, worst +0.100) | — | — | — |" in text
+    assert "| Δ + other corpora, offsets in training, adapted k = 10 | — | -0.050 ± 0.050 (0/2, worst -0.100) | — | — | — |" in text
+    assert "| Δ + other corpora, strict, against the linear probe | — | +0.050 ± 0.050 (1/2, worst +0.000) | — | — | — |" in text
     assert "| folds × seeds (+ other corpora) | — | 2 × 3 | — | — | — |" in text

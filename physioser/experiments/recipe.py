@@ -131,6 +131,9 @@ VARIANTS: dict[str, list[str]] = {
     "stats-mlp-reg-fixed-cw": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.class_weighting=true"],
     # for the +others tasks (about four times the rows): about as many optimiser steps as 60 epochs of one corpus
     "stats-mlp-reg-15ep": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=15"],
+    # the same trained with speaker offsets on half the rows (its adapted test features then match training)
+    "stats-mlp-reg-15ep-adapt": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=15",
+                                         "adapt.train_prob=0.5"],
     "stats-mlp-reg-15ep-cw": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=15",
                                       "train.class_weighting=true"],
 }
@@ -468,12 +471,18 @@ def _on(cell: dict | None, folds: list) -> dict | None:
     return {k: [cell[k][i] for i in keep] for k in ("folds", "seed_mean", "seeds")} if keep else None
 
 
-def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recipe: str = "stats-mlp-reg-fixed",
-                   variant: str = "stats-mlp-reg-15ep") -> list[str]:
-    """Markdown: ``variant`` trained on a corpus's training speakers plus every utterance of the other
-    corpora in its class set (tasks ``<corpus>+others``, same test speakers) against ``recipe`` trained on
-    the corpus alone, strict and adapted, on the folds both have (per-fold differences paired)."""
-    mine = {t[: -len(WITH_OTHERS)]: c for t, c in others.get(variant, {}).items() if t.endswith(WITH_OTHERS)}
+OTHERS_VARIANTS = {"stats-mlp-reg-15ep": "+ other corpora", "stats-mlp-reg-15ep-adapt": "+ other corpora, offsets in training"}
+"""The variants trained on ``<corpus>+others`` tasks and their row labels in :func:`others_section`."""
+
+
+def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recipe: str = "stats-mlp-reg-fixed") -> list[str]:
+    """Markdown: the :data:`OTHERS_VARIANTS` trained on a corpus's training speakers plus every utterance
+    of the other corpora in its class set (tasks ``<corpus>+others``, same test speakers) against
+    ``recipe`` trained on the corpus alone, strict and adapted, on the folds both have (per-fold
+    differences paired)."""
+    mine = {v: {t[: -len(WITH_OTHERS)]: c for t, c in others.get(v, {}).items() if t.endswith(WITH_OTHERS)}
+            for v in OTHERS_VARIANTS if v in others}
+    first = next(iter(mine.values()), {})
     cols = "| " + " | ".join(CORPUS_ORDER) + " |"
     sep = "|---" * (len(CORPUS_ORDER) + 1) + "|"
 
@@ -481,34 +490,38 @@ def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recip
         return f"| {label} | " + " | ".join(cells) + " |"
 
     def folds(c: str) -> list:
-        return mine.get(c, {}).get("0", {}).get("folds", [])
+        return first.get(c, {}).get("0", {}).get("folds", [])
 
     probe = {c: {"folds": v["folds"], "seed_mean": v["ua"], "seeds": [1] * len(v["ua"])} for c, v in probe_ua.items()}
     lines = ["## Training on the other corpora too", "",
-             f"`{variant}` = `{recipe}` (the recipe) for 15 epochs, trained on a corpus's training speakers plus every "
-             "utterance of the other four corpora whose emotion is in the corpus's class set (task `<corpus>+others` of the "
-             "pack: the same folds and test speakers as the corpus alone; 3,170-4,814 training utterances instead of "
-             "160-1,186, so 15 epochs are about the optimiser steps of 60 epochs on one corpus). Against the recipe on the "
-             "corpus alone (strict: `eval/results/recipe/scores.json`; adapted, the adaptation `balanced` with k = 10 "
-             "unlabelled utterances of each test speaker: `eval/results/recipe/rules.json`) on the folds both have; "
-             "Korean on the 5 diagonal cells of its speaker × sentence grid. Cells: UA mean ± std over those folds; Δ: "
-             "paired per-fold difference, mean ± std (folds ahead / folds, worst fold). Per-fold scores: "
-             "`eval/results/recipe/others.json`.", "",
+             f"`stats-mlp-reg-15ep` = `{recipe}` (the recipe) for 15 epochs, trained on a corpus's training speakers plus "
+             "every utterance of the other four corpora whose emotion is in the corpus's class set (task `<corpus>+others` "
+             "of the pack: the same folds and test speakers as the corpus alone; 3,170-4,814 training utterances instead of "
+             "160-1,186, so 15 epochs are about the optimiser steps of 60 epochs on one corpus); `stats-mlp-reg-15ep-adapt` "
+             "= the same trained with speaker offsets on half the rows (`adapt.train_prob=0.5`), so that the adapted test "
+             "features are what it was trained on. Against the recipe on the corpus alone (strict: "
+             "`eval/results/recipe/scores.json`; adapted, the adaptation `balanced` with k unlabelled utterances of each "
+             "test speaker: `eval/results/recipe/rules.json`) on the folds both have; Korean on the 5 diagonal cells of its "
+             "speaker × sentence grid. Cells: UA mean ± std over those folds; Δ: paired per-fold difference, mean ± std "
+             "(folds ahead / folds, worst fold). Per-fold scores: `eval/results/recipe/others.json`.", "",
              "Commands: `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m physioser.experiments.recipe run --pack pack.npz "
-             f"--out others --variant {variant} --task <corpus>+others [--folds F] --seeds 3 --workers 1` (2-core CPU, 17 s "
-             "a training); `python -m physioser.experiments.recipe report --probe eval/results/recipe/probe.json --out "
+             "--out others/V --variant V --task <corpus>+others [--folds F] --seeds 3 --workers 2` (2-core CPU, 17-26 s a "
+             "training); `python -m physioser.experiments.recipe report --probe eval/results/recipe/probe.json --out "
              "eval/results/RECIPE.md --scores eval/results/recipe/scores.json --rule-scores eval/results/recipe/rules.json "
-             "--others-runs others/*/*.json.gz --others-scores eval/results/recipe/others.json`.", "",
+             "--others-runs others/*/*/*.json.gz --others-scores eval/results/recipe/others.json`.", "",
              "| model, protocol " + cols, sep,
-             row("folds × seeds (+ other corpora)", [_folds_seeds(mine.get(c, {}).get("0")) for c in CORPUS_ORDER])]
+             row("folds × seeds (+ other corpora)", [_folds_seeds(first.get(c, {}).get("0")) for c in CORPUS_ORDER])]
     for key, label, base in (("0", "strict", intra), ("10@1/balanced", "adapted k = 10", rules),
                              ("all@1/balanced", "adapted k = all", rules)):
         alone = [_on(base.get(recipe, {}).get(c, {}).get(key), folds(c)) for c in CORPUS_ORDER]
-        more = [mine.get(c, {}).get(key) for c in CORPUS_ORDER]
-        lines += [row(f"one corpus, {label}", [_pm(a) for a in alone]),
-                  row(f"+ other corpora, {label}", [_pm(m) for m in more]),
-                  row(f"Δ, {label}", [_diff(m, a) for m, a in zip(more, alone)])]
-    lines.append(row("Δ strict against the linear probe", [_diff(mine.get(c, {}).get("0"), probe.get(c)) for c in CORPUS_ORDER]))
+        lines.append(row(f"one corpus, {label}", [_pm(a) for a in alone]))
+        for v, cells in mine.items():
+            more = [cells.get(c, {}).get(key) for c in CORPUS_ORDER]
+            lines += [row(f"{OTHERS_VARIANTS[v]}, {label}", [_pm(m) for m in more]),
+                      row(f"Δ {OTHERS_VARIANTS[v]}, {label}", [_diff(m, a) for m, a in zip(more, alone)])]
+    for v, cells in mine.items():
+        lines.append(row(f"Δ {OTHERS_VARIANTS[v]}, strict, against the linear probe",
+                         [_diff(cells.get(c, {}).get("0"), probe.get(c)) for c in CORPUS_ORDER]))
     return lines
 
 
