@@ -44,8 +44,9 @@ LICENCES = {
 OUT_JSON = ROOT / "eval" / "bench" / "default_model.json"
 ROBUSTNESS_JSON = ROOT / "eval" / "results" / "robustness" / "default_model_augmented.json"
 """``physioser robustness`` of the shipped model (its sweep goes into the card's listening conditions)."""
-ROBUSTNESS_ADAPTED_JSON = ROOT / "eval" / "results" / "robustness" / "default_model_augmented_adapt10.json"
-"""The same model's sweep with ``--adapt 10`` (a column of the card's listening conditions)."""
+ROBUSTNESS_COLUMNS = [ROOT / "eval" / "results" / "robustness" / f"default_model_augmented_{name}.json"
+                      for name in ("adapt10", "stream_adapt0", "stream_adaptall")]
+"""The same model's sweeps adapted, streamed, and streamed adapted (columns of the card's listening conditions)."""
 
 
 def train_command(config: Path, out: Path, corpora_root: Path, overrides: list[str], noise_root: Path | None = None) -> list[str]:
@@ -174,11 +175,11 @@ def crossval_lines(scores_path: Path = SCORES) -> list[str]:
     return lines
 
 
-def conditions_section(robustness: dict | None = None, augment: int = 0, adapted: dict | None = None) -> str:
+def conditions_section(robustness: dict | None = None, augment: int = 0, columns: list[dict] = ()) -> str:
     """The model card's listening conditions: what the model was trained on (``augment``: the
     ``train.augment`` copies per training clip) and measured on and, given the JSON of
     ``physioser robustness`` on this model, its UA under each condition (else "not measured");
-    ``adapted``: the same command's JSON with ``--adapt K``, a column beside it."""
+    ``columns``: more sweeps of the same model (``--adapt``, ``--stream``), a column each."""
     if augment:
         copies = "one augmented copy" if augment == 1 else f"{augment} augmented copies"
         trained = f"""Trained on the corpora's recordings (acted or read speech, close-talk and mostly studio-quiet)
@@ -205,26 +206,32 @@ from the same generator: noise of a familiar kind."""
     conds = robustness["conditions"]
     clean = conds["clean"]["all"]["ua"]
     lines = ["", "", f"`{robustness['command']}` ({robustness['clips']} clips; tables and plot: `eval/results/ROBUSTNESS.md`)"
-             + (f"; adapted: `{adapted['command']}`, each held-out speaker's offset from {adapted['adapt']} of their clips "
-                "heard under the same condition" if adapted else "") + ":", ""]
-    if adapted is None:
-        lines += ["| condition | UA | change from clean |", "|---|---|---|"]
-        lines += [f"| {spec} | {c['all']['ua']:.3f} | {c['all']['ua'] - clean:+.3f} |" for spec, c in conds.items()]
-    else:
-        other = adapted["conditions"]
-        lines += [f"| condition | UA | change from clean | UA adapted (k = {adapted['adapt']}) |", "|---|---|---|---|"]
-        lines += [f"| {spec} | {c['all']['ua']:.3f} | {c['all']['ua'] - clean:+.3f} | "
-                  + (f"{other[spec]['all']['ua']:.3f} |" if spec in other else "— |") for spec, c in conds.items()]
-        losses = [f"{spec} ({other[spec]['all']['ua'] - c['all']['ua']:+.3f})" for spec, c in conds.items()
-                  if spec in other and other[spec]["all"]["ua"] < c["all"]["ua"] - 0.01]
-        if losses:
-            lines += ["", f"Adaptation lowers UA by more than 0.01 under {', '.join(losses)}: where the robot works in such "
-                      "conditions, run the node with `adapt:=false` (the Streamer's `adapt=False`)."]
+             + "".join(f"; {protocol(c)}: `{c['command']}`" for c in columns) + ":", "",
+             "| condition | UA, whole files | change from clean |" + "".join(f" UA, {protocol(c)} |" for c in columns),
+             "|---|---|---|" + "---|" * len(columns)]
+    for spec, c in conds.items():
+        cells = "".join(f" {o['conditions'][spec]['all']['ua']:.3f} |" if spec in o["conditions"] else " — |" for o in columns)
+        lines.append(f"| {spec} | {c['all']['ua']:.3f} | {c['all']['ua'] - clean:+.3f} |" + cells)
+    if columns:
+        lines += ["", "Whole files: each clip analysed whole (in pieces of at most 30 s), as `physioser predict` does. Stream: each held-out "
+                  "speaker's clips one after another through the `Streamer` with its speech gate, the speaker named, 2 s of "
+                  "silence between clips (a clip's estimate: the mean of its windows' probabilities), as the ROS node hears "
+                  "them. Adapted: each speaker's offset from k of their clips heard under the same condition (whole files), "
+                  "or the stream's running adaptation."]
     return "## Listening conditions\n\n" + text + "\n".join(lines) + "\n"
 
 
+def protocol(sweep: dict) -> str:
+    """How a ``physioser robustness`` JSON heard the clips, in a few words (a card column's name)."""
+    adapt = sweep.get("adapt", "0")
+    if sweep.get("stream"):
+        window = f"{sweep['window_s']:g} s windows" if sweep.get("window_s") else "the model's windows"
+        return f"stream ({window}), " + ("adapted" if adapt != "0" else "strict")
+    return "whole files, " + (f"adapted k = {adapt}" if adapt != "0" else "strict")
+
+
 def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict,
-               augment: int = 0, robustness: dict | None = None, robustness_adapted: dict | None = None) -> str:
+               augment: int = 0, robustness: dict | None = None, robustness_columns: list[dict] = ()) -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     adapted = results.get("adapted", {})
     ks = list(adapted)
@@ -291,7 +298,7 @@ mean over seeds; per-fold tables, the linear probe beside them and the commands:
 
 {chr(10).join(crossval_lines())}
 
-{conditions_section(robustness, augment, robustness_adapted)}
+{conditions_section(robustness, augment, robustness_columns)}
 ## Limits
 
 Acted or read emotional speech in five languages (en, it, ur, ko, am); expect lower accuracy on
@@ -328,18 +335,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--noise-root", type=Path, default=noise_root(), help="real noise for train.augment (default: $PHYSIOSER_NOISE or ../shared/noise)")
     ap.add_argument("--robustness", type=Path, default=None,
                     help="the JSON of `physioser robustness` on this model, for the card's listening conditions")
-    ap.add_argument("--robustness-adapted", type=Path, default=None,
-                    help="with --robustness: the same sweep's JSON with --adapt K, a column of the card's listening conditions")
+    ap.add_argument("--robustness-column", type=Path, action="append", default=[],
+                    help="with --robustness: another sweep of this model (--adapt, --stream), a column of the card's "
+                    "listening conditions (repeatable)")
     ap.add_argument("--card-only", action="store_true",
                     help="rewrite only MODEL_CARD.md of --out from the figures in --json (and --robustness)")
     args = ap.parse_args(argv)
     robustness = json.loads(args.robustness.read_text()) if args.robustness else None
-    adapted = json.loads(args.robustness_adapted.read_text()) if args.robustness_adapted and robustness else None
+    columns = [json.loads(p.read_text()) for p in args.robustness_column] if robustness else []
     if args.card_only:
         done = json.loads(args.json.read_text())
         augment = _augment_of(args.out)
         (args.out / "MODEL_CARD.md").write_text(model_card(done["metadata"], done["results"], done["train"], done["train_command"],
-                                                           done["heldout_speakers"], done["sizes"], augment, robustness, adapted))
+                                                           done["heldout_speakers"], done["sizes"], augment, robustness, columns))
         print(f"wrote {args.out / 'MODEL_CARD.md'}")
         return
     from physioser.export import convert_precision, export_onnx
@@ -377,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         if meta.get("adaptation"):
             results["adapted"] = evaluate_onnx_adapted(fp32, rows, ks=(10, None))
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
-    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _augment_of(args.out), robustness, adapted))
+    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _augment_of(args.out), robustness, columns))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,

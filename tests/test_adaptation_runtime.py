@@ -133,3 +133,23 @@ def test_the_evaluation_protocol_on_whole_utterances(exported) -> None:
     want = sum((b - a) / len(audio[3]) * engine.infer(audio[3][None, a:b], speaker_offset=offsets[3:])["probs"][0]
                for a, b in zip(bounds[:-1], bounds[1:]))
     np.testing.assert_allclose(list(got["probs"].values()), want, atol=1e-6)
+
+
+def test_streamed_clips_each_get_the_windows_that_end_in_them(exported) -> None:
+    """conditions.evaluate.stream_predictions: one stream per speaker, clip after clip with silence
+    between; a clip's class comes from the windows ending in it (or the silence after it), and a
+    silent clip gets none (-1)."""
+    from types import SimpleNamespace
+
+    from physioser.conditions.evaluate import stream_predictions
+
+    _, path = exported
+    engine = Engine.from_path(path)
+    heard = [_speech(2.5, 210, 0), _speech(1.5, 230, 1), np.zeros(24000, np.float32), _speech(3.0, 250, 3), _speech(2.0, 220, 4)]
+    rows = [SimpleNamespace(corpus="C", speaker=s) for s in ("a", "a", "a", "b", "b")]
+    strict = stream_predictions(engine, rows, heard, adapt=False, seed=0)
+    assert strict[2] == -1 and (np.delete(strict, 2) >= 0).all() and (strict < len(engine.class_names)).all()
+    alone = stream_predictions(engine, rows[3:4], heard[3:4], adapt=False, seed=0)
+    assert alone[0] == strict[3]  # no window of another clip or speaker leaks in
+    adapted = stream_predictions(engine, rows, heard, adapt=True, seed=0)
+    assert adapted[2] == -1 and (np.delete(adapted, 2) >= 0).all()

@@ -185,3 +185,18 @@ def test_robustness_refuses_a_bad_adaptation_count(value):
     app.callback()(lambda: None)
     res = CliRunner().invoke(app, ["robustness", "-c", "clean", "--adapt", value])
     assert res.exit_code == 2 and "give a number of clips >= 0 or 'all'" in res.output
+
+
+@pytest.mark.parametrize("args, message", [(["--adapt", "10", "--stream"], "the stream adapts from everything heard"),
+                                           (["--window-s", "4"], "a window is for --stream only")])
+def test_robustness_refuses_options_the_stream_does_not_take(args, message):
+    import typer
+    from typer.testing import CliRunner
+
+    from physioser.conditions.evaluate import register
+
+    app = typer.Typer()
+    register(app)
+    app.callback()(lambda: None)
+    res = CliRunner().invoke(app, ["robustness", "-c", "clean", *args])
+    assert res.exit_code == 2 and message in res.output

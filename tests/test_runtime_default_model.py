@@ -65,13 +65,13 @@ def test_the_model_card_states_the_conditions_it_was_trained_and_measured_in():
     (`physioser robustness ... --out eval/results/robustness/default_model_augmented.json`)."""
     import json
 
-    from physioser.build_default import ROBUSTNESS_ADAPTED_JSON, ROBUSTNESS_JSON, _augment_of, conditions_section
+    from physioser.build_default import ROBUSTNESS_COLUMNS, ROBUSTNESS_JSON, _augment_of, conditions_section
 
     sweep = json.loads(ROBUSTNESS_JSON.read_text())
-    adapted = json.loads(ROBUSTNESS_ADAPTED_JSON.read_text())
+    columns = [json.loads(p.read_text()) for p in ROBUSTNESS_COLUMNS]
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
     augment = _augment_of(DEFAULT_MODEL_DIR)
-    assert conditions_section(sweep, augment, adapted) in card
+    assert conditions_section(sweep, augment, columns) in card
     assert "| babble:5 |" in card and len(sweep["conditions"]) == 12
     if augment:
         assert f"train.augment: {augment}" in card and "no added noise, reverberation" not in card
@@ -88,7 +88,7 @@ def test_the_card_says_whether_training_used_augmentation():
     assert "no added noise" not in text and text.endswith("Not measured for this build yet.\n")
 
 
-def test_the_card_shows_adapted_figures_beside_the_strict_ones():
+def test_the_card_shows_more_sweeps_beside_the_whole_file_one():
     from physioser.build_default import conditions_section
 
     def sweep(uas: dict, **extra) -> dict:
@@ -96,8 +96,10 @@ def test_the_card_shows_adapted_figures_beside_the_strict_ones():
                 "conditions": {spec: {"all": {"ua": ua}} for spec, ua in uas.items()}}
 
     strict = sweep({"clean": 0.8, "babble:10": 0.7, "fan:10": 0.75})
-    text = conditions_section(strict, 1, sweep({"clean": 0.81, "babble:10": 0.65}, adapt="10"))
-    assert "| condition | UA | change from clean | UA adapted (k = 10) |" in text
-    assert "| clean | 0.800 | +0.000 | 0.810 |" in text and "| fan:10 | 0.750 | -0.050 | — |" in text
-    assert "lowers UA by more than 0.01 under babble:10 (-0.050)" in text
-    assert "lowers UA" not in conditions_section(strict, 1, sweep({"clean": 0.8, "babble:10": 0.695}, adapt="10"))
+    text = conditions_section(strict, 1, [sweep({"clean": 0.81, "babble:10": 0.65}, adapt="10"),
+                                          sweep({"clean": 0.7}, adapt="all", stream=True, window_s=None)])
+    assert ("| condition | UA, whole files | change from clean | UA, whole files, adapted k = 10 | "
+            "UA, stream (the model's windows), adapted |") in text
+    assert "| clean | 0.800 | +0.000 | 0.810 | 0.700 |" in text and "| fan:10 | 0.750 | -0.050 | — | — |" in text
+    assert "as the ROS node hears them" in text
+    assert "Whole files" not in conditions_section(strict, 1)

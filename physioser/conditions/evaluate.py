@@ -24,14 +24,60 @@ import numpy as np
 import typer
 
 
+STREAM_GAP_S = 2.0
+"""Least silence between two clips of a speaker's stream (:func:`stream_predictions`; at least one
+window, so that no window holds two clips)."""
+
+
+def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed: int, window_s: float | None = None) -> np.ndarray:
+    """Class index per clip when each speaker's clips (in an order drawn from ``seed``) are streamed
+    through one :class:`~physioser.runtime.streamer.Streamer` (speech gate, no smoothing, the speaker
+    named with ``set_speaker``, running adaptation if ``adapt``), clip after clip with
+    :data:`STREAM_GAP_S` (or one window, if longer) of silence after each: the argmax of the mean probabilities of the windows
+    that end within the clip or the silence after it; -1 where no window does. ``window_s``: the
+    stream's window (default: the model's)."""
+    from physioser.runtime.streamer import Streamer
+
+    names = engine.class_names
+    sr = engine.sample_rate
+    window = engine.metadata["window_s"] if window_s is None else window_s
+    gap = np.zeros(int(max(STREAM_GAP_S, window) * sr), dtype=np.float32)
+    speakers = np.array([f"{r.corpus}/{r.speaker}" for r in rows])
+    rng = np.random.default_rng(seed)
+    pred = np.full(len(rows), -1, dtype=np.int64)
+    for speaker in sorted(set(speakers.tolist())):
+        order = rng.permutation(np.flatnonzero(speakers == speaker))
+        stream = Streamer(engine, window_s, smoothing=0.0, adapt=adapt)
+        stream.set_speaker(speaker)
+        events, spans, t = [], [], 0
+        for i in order:
+            x = np.asarray(heard[i], dtype=np.float32)
+            events += stream.push(x) + stream.push(gap)
+            spans.append((t, t + len(x) + len(gap)))
+            t += len(x) + len(gap)
+        events += stream.flush()
+        ends = np.array([e.end_s * sr for e in events])
+        probs = np.array([[e.probs[n] for n in names] for e in events]).reshape(len(events), len(names))
+        for i, (a, b) in zip(order, spans):
+            mine = (ends > a) & (ends <= b)
+            if mine.any():
+                pred[i] = int(probs[mine].mean(0).argmax())
+    return pred
+
+
 def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path, noise_root: Path,
-             progress: bool = True, done: dict | None = None, adapt_k: int | None = 0) -> dict:
+             progress: bool = True, done: dict | None = None, adapt_k: int | None = 0, stream: bool = False,
+             window_s: float | None = None) -> dict:
     """UA per condition (all clips and per corpus) and every clip's predicted class index
     (``predictions``, in the order of ``clip_keys``, true classes in ``labels``: for comparisons of two
     models paired per clip, :func:`paired`); conditions in ``done`` (results of an earlier run of the
     same model, seed and clips) are taken from it, not rerun. ``adapt_k`` > 0 (``None``: all): the
     adapted protocol, each speaker's offset from ``adapt_k`` random of their clips heard under the
-    same condition (:func:`~physioser.runtime.adaptation.protocol_offsets`, seeded by ``seed``)."""
+    same condition (:func:`~physioser.runtime.adaptation.protocol_offsets`, seeded by ``seed``).
+    ``stream``: the runtime path instead of whole files (:func:`stream_predictions`; ``adapt_k`` 0: no
+    adaptation, else the stream's running adaptation; ``window_s`` its window, default the model's);
+    clips without an estimate are predicted -1,
+    left out of the metrics and counted (``no_estimate``)."""
     from tqdm import tqdm
 
     from physioser.audio import load_audio
@@ -55,7 +101,10 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
         cond = Condition(spec, seed=seed, noise_root=noise_root, corpora_root=corpora_root)
         t0 = time.perf_counter()
         heard = (cond.apply(x, key, corpus=r.corpus) for r, x, key in zip(rows, audio, keys))
-        if adapt_k == 0:
+        if stream:
+            heard = list(tqdm(heard, desc=f"{spec} (streaming)", total=len(rows), disable=not progress, mininterval=5))
+            pred = stream_predictions(engine, rows, heard, adapt_k != 0, seed, window_s)
+        elif adapt_k == 0:
             pred = [names.index(predict_file(engine, y)["label"]) for y in tqdm(heard, desc=spec, total=len(rows),
                                                                                disable=not progress, mininterval=5)]
         else:
@@ -63,10 +112,13 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
             offsets = protocol_offsets(engine, utterance_evidence(engine, heard), speakers, adapt_k, seed)
             pred = [names.index(predict_file(engine, y, speaker_offset=offsets[i : i + 1])["label"]) for i, y in enumerate(heard)]
         pred = np.array(pred)
-        res = {"all": classification_metrics(y_true, pred, names)}
+        est = pred >= 0
+        res = {"all": classification_metrics(y_true[est], pred[est], names)}
         for c in sorted(set(corpus)):
-            m = corpus == c
+            m = (corpus == c) & est
             res[c] = classification_metrics(y_true[m], pred[m], names)
+        if stream:
+            res["no_estimate"] = int((~est).sum())
         res["seconds"] = round(time.perf_counter() - t0, 1)
         res["predictions"] = pred.tolist()
         out["conditions"][spec] = res
@@ -76,7 +128,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
 
 def markdown(result: dict) -> str:
     conds = list(result["conditions"])
-    groups = [k for k in result["conditions"][conds[0]] if k not in ("seconds", "predictions")]
+    groups = [k for k in result["conditions"][conds[0]] if k not in ("seconds", "predictions", "no_estimate")]
     clean = result["conditions"].get("clean")
     lines = ["| condition | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     for spec in conds:
@@ -163,7 +215,11 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(None, "--model", help="model bundle or .onnx graph (default: the shipped model)"),
         seed: int = typer.Option(0, "--seed"),
         adapt: str = typer.Option("0", "--adapt", help="speaker adaptation: each held-out speaker's offset from K random of "
-                                  "their clips under the same condition (K or 'all'; 0: none, the strict protocol)"),
+                                  "their clips under the same condition (K or 'all'; 0: none, the strict protocol); "
+                                  "with --stream: 'all' = the stream's running adaptation"),
+        stream: bool = typer.Option(False, "--stream", help="each held-out speaker's clips streamed through the Streamer "
+                                    "(speech gate, windows, the speaker named) instead of whole files"),
+        window_s: float = typer.Option(None, "--window-s", min=0.25, max=60.0, help="with --stream: the stream's window in seconds (default: the model's)"),
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
         noise_root: Path = typer.Option(None, "--noise-root", help="default: $PHYSIOSER_NOISE or ../shared/noise"),
@@ -189,6 +245,11 @@ def register(app: typer.Typer) -> None:
                 raise ValueError
         except ValueError:
             raise typer.BadParameter(f"{adapt!r}: give a number of clips >= 0 or 'all'", param_hint="--adapt") from None
+        if window_s is not None and not stream:
+            raise typer.BadParameter("a window is for --stream only (whole files are analysed whole)", param_hint="--window-s")
+        if stream and adapt not in ("0", "all"):
+            raise typer.BadParameter(f"{adapt!r}: the stream adapts from everything heard of the speaker: give 0 or 'all'",
+                                     param_hint="--adapt")
         root = corpora_root or default_root()
         noise_root = noise_root or default_noise_root()
         rows = heldout_rows(default_model_dir(), root)
@@ -204,14 +265,15 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{engine.source} is not speaker-adaptive", param_hint="--adapt")
         speakers = sorted({f"{r.corpus}/{r.speaker}" for r in rows})
         earlier = json.loads(out.read_text()) if out and out.is_file() else {}
-        same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0")) == (
-            engine.source, seed, speakers, len(rows), adapt)
+        same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0"),
+                earlier.get("stream", False), earlier.get("window_s")) == (engine.source, seed, speakers, len(rows), adapt, stream, window_s)
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
                   + (f" --model {model}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
-                  + (f" --adapt {adapt}" if adapt != "0" else ""),
-                  "model": engine.source, "seed": seed, "adapt": adapt, "heldout_speakers": speakers,
+                  + (f" --adapt {adapt}" if adapt != "0" else "") + (" --stream" if stream else "")
+                  + (f" --window-s {window_s:g}" if window_s is not None else ""),
+                  "model": engine.source, "seed": seed, "adapt": adapt, "stream": stream, "window_s": window_s, "heldout_speakers": speakers,
                   **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None,
-                             adapt_k=adapt_k)}
+                             adapt_k=adapt_k, stream=stream, window_s=window_s)}
         table = markdown(result)
         typer.echo(table)
         if out:
