@@ -237,8 +237,9 @@ def run_benchmark(
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-    if cfg.train.augment:
-        raise ValueError("train.augment is applied by `physioser train` only; physioser benchmark does not augment its folds yet")
+    if cfg.train.augment or cfg.train.stream_windows:
+        raise ValueError("train.augment and train.stream_windows are applied by `physioser train` only; "
+                         "physioser benchmark does not augment its folds yet")
     out_dir = Path(out_dir)
     if adapt is not None and (adapt < 1 or not cfg.model.statistics):
         raise ValueError(f"--adapt {adapt}: needs k >= 1 and a config with model.statistics: true (speaker offsets of its statistics)")

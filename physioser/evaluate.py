@@ -120,8 +120,9 @@ def run_protocol(
     from physioser.features import load_corpora
     from physioser.train import fit, new_model, predict
 
-    if cfg.train.augment:
-        raise ValueError("train.augment is applied by `physioser train` only; physioser eval does not augment its folds yet")
+    if cfg.train.augment or cfg.train.stream_windows:
+        raise ValueError("train.augment and train.stream_windows are applied by `physioser train` only; "
+                         "physioser eval does not augment its folds yet")
     out_dir = results_dir / run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_root = checkpoints_dir or (runs_dir() / run_name)

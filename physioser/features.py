@@ -264,33 +264,39 @@ def load_corpora(cfg: Config, corpora: Sequence[str], corpora_root: str | Path |
 
 def add_augmented_copies(data: FeatureSet, train_idx: np.ndarray, cfg: Config, corpora_root: str | Path | dict,
                          noise_root: str | Path, *, progress: bool = True) -> tuple[FeatureSet, np.ndarray]:
-    """``data`` with ``cfg.train.augment`` augmented copies of each row of ``train_idx`` appended (same
-    row, label and speaker; backbone statistics of the augmented audio), and the training indices
-    extended by the copies. Rows outside ``train_idx`` (validation, test) get no copy.
+    """``data`` with ``cfg.train.augment`` augmented copies and ``cfg.train.stream_windows`` stream
+    windows of each row of ``train_idx`` appended (same row, label and speaker; backbone statistics of
+    the copy's audio), and the training indices extended by the copies. Rows outside ``train_idx``
+    (validation, test) get no copy.
 
     Copy e of a clip is :class:`physioser.conditions.augment.Augmenter` (seed ``cfg.train.seed``,
-    epoch e) of its audio; the statistics are computed per corpus over the corpus folder's clips and
-    cached (:func:`physioser.conditions.statistics.augmented_statistics`). A copy's segment means all
-    hold its utterance mean (with the clean row's frame counts), which is what statistics pooling
-    reads."""
-    from physioser.conditions.statistics import augmented_statistics
+    epoch e) of its audio, window copy e :class:`physioser.conditions.augment.StreamWindow` (the
+    stream's default window); the statistics are computed per corpus over the corpus folder's clips
+    and cached (:mod:`physioser.conditions.statistics`). A copy's segment means all hold its
+    utterance mean (with the clean row's frame counts), which is what statistics pooling reads."""
+    from physioser.conditions.statistics import augmented_statistics, window_statistics
     from physioser.model.factory import build_backbone_for
+    from physioser.runtime.contract import DEFAULT_WINDOW_S
 
-    copies = cfg.train.augment
+    t = cfg.train
     train_idx = np.asarray(train_idx, dtype=np.int64)
-    if not copies or not len(train_idx):
+    if not (t.augment or t.stream_windows) or not len(train_idx):
         return data, train_idx
     if data.quartets is not None or data.backbone_spread is None:
-        raise ValueError("augmented copies need statistics pooling on the backbone branch alone (train.augment)")
+        raise ValueError("augmented copies need statistics pooling on the backbone branch alone (train.augment, train.stream_windows)")
     backbone = build_backbone_for(cfg)
     corpora = list(dict.fromkeys(data.rows[i].corpus for i in train_idx))
     folders = {c: Path(corpora_root[c]) if isinstance(corpora_root, dict) else Path(corpora_root) / c for c in corpora}
     root = {c: str(f) for c, f in folders.items()} if isinstance(corpora_root, dict) else Path(corpora_root)
+    sources = [lambda c, e=e: augmented_statistics(c, folders[c], root, Path(noise_root), backbone, copy=e, seed=t.seed,
+                                                   progress=progress) for e in range(t.augment)]
+    sources += [lambda c, e=e: window_statistics(c, folders[c], root, backbone, DEFAULT_WINDOW_S, copy=e, seed=t.seed,
+                                                 progress=progress) for e in range(t.stream_windows)]
+    copies = len(sources)
     segments, spreads, labels, rows, new_idx = [], [], [], [], []
     n = len(data)
-    for copy in range(copies):
-        stats = {c: augmented_statistics(c, folders[c], root, Path(noise_root), backbone, copy=copy, seed=cfg.train.seed,
-                                         progress=progress) for c in corpora}
+    for source in sources:
+        stats = {c: source(c) for c in corpora}
         for i in train_idx.tolist():
             row = data.rows[i]
             found = stats[row.corpus].get(str(row.path))

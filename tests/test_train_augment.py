@@ -44,9 +44,9 @@ def test_augment_is_a_validated_train_option():
     for bad in ("-1", "1.5", "true", "17"):
         with pytest.raises(ConfigError, match="train.augment"):
             load_config(RECIPE, [f"train.augment={bad}"])
-    with pytest.raises(ConfigError, match="train.augment > 0 needs"):
+    with pytest.raises(ConfigError, match="train.augment and train.stream_windows need"):
         load_config(RECIPE, ["train.augment=1", "model.branches=[vap, backbone]"])
-    with pytest.raises(ConfigError, match="train.augment > 0 needs"):
+    with pytest.raises(ConfigError, match="train.augment and train.stream_windows need"):
         load_config(RECIPE, ["train.augment=1", "model.statistics=false"])
 
 
@@ -128,3 +128,53 @@ def test_eval_and_benchmark_refuse_augmentation_they_do_not_apply(tmp_path):
         run_protocol(cfg, ["RAVDESS"], corpora_root=tmp_path, run_name="x", results_dir=tmp_path)
     with pytest.raises(ValueError, match="physioser train` only"):
         run_benchmark(cfg, tmp_path, tmp_path / "out")
+
+
+def test_stream_windows_are_a_validated_train_option():
+    assert load_config(RECIPE).train.stream_windows == 0
+    assert load_config(RECIPE, ["train.stream_windows=2"]).train.stream_windows == 2
+    for bad in ("-1", "17"):
+        with pytest.raises(ConfigError, match="train.stream_windows"):
+            load_config(RECIPE, [f"train.stream_windows={bad}"])
+    with pytest.raises(ConfigError, match="train.augment and train.stream_windows need"):
+        load_config(RECIPE, ["train.stream_windows=1", "model.statistics=false"])
+
+
+def test_stream_window_copies_follow_the_augmented_ones(monkeypatch):
+    import physioser.conditions.statistics as statistics
+    import physioser.model.factory as factory
+    from physioser.runtime.contract import DEFAULT_WINDOW_S
+
+    calls, windows = [], []
+
+    def fake_windows(corpus, folder, corpora_root, backbone, window_s, copy=0, seed=0, progress=True):
+        windows.append((corpus, window_s, copy, seed))
+        return {f"/corpora/{corpus}/{i}.flac": (np.full((2, 5), -1.0 - i, np.float16), np.ones((2, 5), np.float16)) for i in range(20)}
+
+    monkeypatch.setattr(statistics, "augmented_statistics", _fake_statistics(calls))
+    monkeypatch.setattr(statistics, "window_statistics", fake_windows)
+    monkeypatch.setattr(factory, "build_backbone_for", lambda cfg: None)
+    cfg = replace(load_config(RECIPE, ["train.augment=1", "train.stream_windows=1", "train.seed=3"]), class_names=["a", "b", "c"])
+    data, train = _tiny(), np.array([0, 2, 9])
+    out, tr = add_augmented_copies(data, train, cfg, "/corpora", "/noise", progress=False)
+    n = len(data)
+    assert len(out) == n + 2 * len(train) and len(tr) == 3 * len(train)
+    assert sorted(windows) == [("C", DEFAULT_WINDOW_S, 0, 3), ("D", DEFAULT_WINDOW_S, 0, 3)]
+    assert [float(out.backbone_segments[n + j, 0, 0, 0]) for j in range(6)] == [100.0, 102.0, 109.0, -1.0, -3.0, -10.0]
+
+
+def test_a_stream_window_is_a_seeded_window_of_the_clip_between_silences():
+    from physioser.conditions.augment import StreamWindow
+
+    clip = np.linspace(0.1, 0.9, 3 * 16000, dtype=np.float32)  # 3 s, every sample non-zero and distinct
+    cut = StreamWindow(2.0, seed=1)
+    windows = [cut(clip, "k", copy=e) for e in range(40)]
+    assert all(len(w) == 32000 for w in windows)
+    assert np.array_equal(cut(clip, "k", copy=5), windows[5]) and not np.array_equal(windows[0], windows[1])
+    for w in windows:  # the window ends from 0.5 s into the clip to 1.5 s after it: clip samples, then silence
+        voiced = np.flatnonzero(w)
+        assert 8000 <= len(voiced) <= 32000 and np.all(np.diff(w[voiced]) > 0)
+        end = int(np.searchsorted(clip, w[voiced[-1]])) + 1 + (len(w) - 1 - voiced[-1])  # window end, from the clip's start
+        assert 8000 <= end <= 48000 + 24000
+    short = cut(clip[:4000], "s")
+    assert np.count_nonzero(short) == 4000  # a clip shorter than the window lies whole in it

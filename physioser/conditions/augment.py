@@ -7,6 +7,9 @@ uniform in ``snr``; babble from corpora other than the clip's, generated fan noi
 half of the real-noise split, :data:`physioser.conditions.spec.REAL_NOISE_TRAIN` — evaluation uses the
 other half). The draws depend only on ``(seed, key, epoch)``. Its rooms and seeds are disjoint from
 the evaluation's (``seed`` + :data:`TRAIN_SEED_OFFSET`).
+
+``StreamWindow(...)(x, key, corpus, copy)`` cuts a clip as the stream hears it: the clip within
+silence, one window ending at a random point from 0.5 s into the clip to 1.5 s after its end.
 """
 
 from __future__ import annotations
@@ -59,3 +62,23 @@ class Augmenter:
             kind = str(rng.choice(self.noise_kinds))
             y = T.add_noise(y, self._cond.noise(kind, len(y), rng, corpus), float(rng.uniform(*self.snr)), rng)
         return y
+
+
+@dataclass(frozen=True)
+class StreamWindow:
+    """One window of ``window_s`` of a clip heard between silences, as the Streamer analyses it: its
+    end drawn from (``seed``, key, copy) between 0.5 s into the clip (or its end, if shorter) and
+    1.5 s after its end."""
+
+    window_s: float
+    seed: int = 0
+
+    def __call__(self, x: np.ndarray, key: str, corpus: str | None = None, copy: int = 0) -> np.ndarray:
+        rng = clip_rng(self.seed + TRAIN_SEED_OFFSET, f"window:{key}#{copy}")
+        w = int(round(self.window_s * SAMPLE_RATE))
+        y = np.asarray(x, np.float32)
+        padded = np.concatenate([np.zeros(w, np.float32), y, np.zeros(w, np.float32)])
+        first = w + min(SAMPLE_RATE // 2, len(y))
+        last = w + len(y) + min(3 * SAMPLE_RATE // 2, w)
+        end = int(rng.integers(first, last + 1))
+        return padded[end - w : end]

@@ -7,7 +7,8 @@ caches them per (corpus, condition) in ``<cache>/conditions/<backbone spec key>/
 the key covering the rows' audio digests (in order), the condition's name and the backbone spec. The
 name must identify the transform: :func:`augmented_name` encodes the augmenter's seed and copy.
 
-:func:`augmented_statistics` is what training uses (``train.augment``): the statistics of
+:func:`augmented_statistics` and :func:`window_statistics` are what training uses (``train.augment``,
+``train.stream_windows``): the statistics of
 :class:`physioser.conditions.augment.Augmenter`'s copies of every clip of a corpus, computed over the
 whole corpus as read from its folder (so one cache file serves every split, class set and the
 augmentation experiment, :mod:`physioser.experiments.augmentation`).
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["augmented_name", "augmented_statistics", "clip_key", "conditioned_statistics"]
+__all__ = ["augmented_name", "augmented_statistics", "clip_key", "conditioned_statistics", "window_statistics"]
 
 
 def clip_key(row, corpora_root: Path | dict) -> str:
@@ -75,11 +76,28 @@ def augmented_statistics(corpus: str, folder: Path, corpora_root: Path | dict, n
     :class:`~physioser.conditions.augment.Augmenter` (``seed``, epoch ``copy``; babble from the other
     corpora under ``corpora_root``, real noise from ``noise_root``)."""
     from physioser.conditions.augment import Augmenter
+
+    babble_root = Path(folder).parent if isinstance(corpora_root, dict) else Path(corpora_root)
+    augmenter = Augmenter(seed=seed, noise_root=Path(noise_root), corpora_root=babble_root)
+    return _corpus_statistics(corpus, folder, corpora_root, augmented_name(seed, copy),
+                              lambda x, key, c: augmenter(x, key, c, epoch=copy), backbone, progress)
+
+
+def window_statistics(corpus: str, folder: Path, corpora_root: Path | dict, backbone, window_s: float,
+                      copy: int = 0, seed: int = 0, progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{audio path: (mean [L, D], std [L, D])} of every clip of ``corpus`` (read from ``folder``) cut
+    as the stream hears it (:class:`~physioser.conditions.augment.StreamWindow`, ``seed``, copy ``copy``)."""
+    from physioser.conditions.augment import StreamWindow
+
+    window = StreamWindow(window_s, seed)
+    return _corpus_statistics(corpus, folder, corpora_root, f"window{window_s:g}-s{seed}-e{copy}",
+                              lambda x, key, c: window(x, key, c, copy), backbone, progress)
+
+
+def _corpus_statistics(corpus: str, folder: Path, corpora_root: Path | dict, name: str, transform, backbone,
+                       progress: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from physioser.data import read_corpus
 
     rows = read_corpus(corpus, Path(folder))
-    babble_root = Path(folder).parent if isinstance(corpora_root, dict) else Path(corpora_root)
-    augmenter = Augmenter(seed=seed, noise_root=Path(noise_root), corpora_root=babble_root)
-    mean, std = conditioned_statistics(rows, corpora_root, augmented_name(seed, copy),
-                                       lambda x, key, c: augmenter(x, key, c, epoch=copy), backbone, progress)
+    mean, std = conditioned_statistics(rows, corpora_root, name, transform, backbone, progress)
     return {str(r.path): (mean[i], std[i]) for i, r in enumerate(rows)}

@@ -271,7 +271,9 @@ class TrainConfig(_Part):
     babble / fan / real noise) of the clip, its backbone statistics cached
     (:func:`physioser.conditions.statistics.augmented_statistics`); validation and test rows are
     never augmented. Needs statistics pooling on the backbone branch alone (the copies exist as
-    utterance statistics only). split_seed: the seed of the speakers held out by ``physioser train
+    utterance statistics only). stream_windows: likewise, copies of every training clip cut as the
+    stream hears it (:class:`physioser.conditions.augment.StreamWindow`: one window of the stream's
+    length between silences; :func:`physioser.conditions.statistics.window_statistics`). split_seed: the seed of the speakers held out by ``physioser train
     --fold all`` (default: seed), so that models trained with several seeds share one held-out set.
     """
 
@@ -294,6 +296,7 @@ class TrainConfig(_Part):
     vap_crop_seconds: float = 2.0
     mixup: float = 0.0
     augment: int = field(default=0, metadata=_ADDED)
+    stream_windows: int = field(default=0, metadata=_ADDED)
     split_seed: int | None = field(default=None, metadata=_ADDED)
 
     @property
@@ -305,6 +308,9 @@ class TrainConfig(_Part):
         self._check_kinds()
         if not 0 <= self.augment <= 16:
             raise ConfigError(f"train.augment must be an integer from 0 to 16 (augmented copies per training clip), got {self.augment!r}")
+        if not 0 <= self.stream_windows <= 16:
+            raise ConfigError(f"train.stream_windows must be an integer from 0 to 16 (stream windows per training clip), "
+                              f"got {self.stream_windows!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -360,9 +366,9 @@ class Config(_Part):
             raise ConfigError("adapt.train_prob > 0 needs model.statistics: true (the adapted features are its statistics)")
         if self.train.vap_aux_weight and not self.model.uses("vap"):
             raise ConfigError("train.vap_aux_weight > 0 needs the VAP branch")
-        if self.train.augment and (self.model.uses("vap") or not self.model.statistics):
-            raise ConfigError("train.augment > 0 needs model.branches: [backbone] and model.statistics: true "
-                              "(augmented copies are cached as backbone utterance statistics only)")
+        if (self.train.augment or self.train.stream_windows) and (self.model.uses("vap") or not self.model.statistics):
+            raise ConfigError("train.augment and train.stream_windows need model.branches: [backbone] and model.statistics: true "
+                              "(their copies are cached as backbone utterance statistics only)")
 
     def with_backbone_shape(self, num_layers: int, dim: int) -> Config:
         """This config with the shape of its built backbone (what the backbone pathway is sized for)."""
