@@ -42,9 +42,9 @@ LICENCES = {
     "ASED": "freely available for research (cite Retta et al. 2022)",
 }
 OUT_JSON = ROOT / "eval" / "bench" / "default_model.json"
-ROBUSTNESS_JSON = ROOT / "eval" / "results" / "robustness" / "default_model_augmented.json"
+ROBUSTNESS_JSON = ROOT / "eval" / "results" / "robustness" / "default_model_windows.json"
 """``physioser robustness`` of the shipped model (its sweep goes into the card's listening conditions)."""
-ROBUSTNESS_COLUMNS = [ROOT / "eval" / "results" / "robustness" / f"default_model_augmented_{name}.json"
+ROBUSTNESS_COLUMNS = [ROOT / "eval" / "results" / "robustness" / f"default_model_windows_{name}.json"
                       for name in ("adapt10", "stream_adapt0", "stream_adaptall")]
 """The same model's sweeps adapted, streamed, and streamed adapted (columns of the card's listening conditions)."""
 
@@ -175,11 +175,12 @@ def crossval_lines(scores_path: Path = SCORES) -> list[str]:
     return lines
 
 
-def conditions_section(robustness: dict | None = None, augment: int = 0, columns: list[dict] = ()) -> str:
+def conditions_section(robustness: dict | None = None, augment: int = 0, columns: list[dict] = (), windows: int = 0) -> str:
     """The model card's listening conditions: what the model was trained on (``augment``: the
     ``train.augment`` copies per training clip) and measured on and, given the JSON of
     ``physioser robustness`` on this model, its UA under each condition (else "not measured");
-    ``columns``: more sweeps of the same model (``--adapt``, ``--stream``), a column each."""
+    ``columns``: more sweeps of the same model (``--adapt``, ``--stream``), a column each;
+    ``windows``: the ``train.stream_windows`` copies per training clip."""
     if augment:
         copies = "one augmented copy" if augment == 1 else f"{augment} augmented copies"
         trained = f"""Trained on the corpora's recordings (acted or read speech, close-talk and mostly studio-quiet)
@@ -187,6 +188,11 @@ plus {copies} of each training clip (`train.augment: {augment}` in `configs/defa
 `physioser.conditions.augment.Augmenter`, seeded: speed 0.9/1.1 with p 0.3, a simulated room of T60
 0.2-1.0 s with p 0.3, babble of other corpora's talkers / generated fan noise / the training half of
 the real noise recordings at 0-20 dB SNR with p 0.5); the figures above are on clean recordings."""
+        if windows:
+            trained += f"""
+It also learnt from {windows} copies of each training clip cut as the stream hears it
+(`train.stream_windows: {windows}`; `physioser.conditions.augment.StreamWindow`: one 2 s window
+between silences)."""
     else:
         trained = """Trained on the corpora's recordings as they are: acted or read speech, close-talk and mostly
 studio-quiet, with no added noise, reverberation, speed change or other augmentation
@@ -231,7 +237,7 @@ def protocol(sweep: dict) -> str:
 
 
 def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict,
-               augment: int = 0, robustness: dict | None = None, robustness_columns: list[dict] = ()) -> str:
+               augment: int = 0, robustness: dict | None = None, robustness_columns: list[dict] = (), windows: int = 0) -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     adapted = results.get("adapted", {})
     ks = list(adapted)
@@ -257,7 +263,7 @@ The model `physioser predict` / `physioser demo` / the ROS node use when no `--m
   branch: in the speaker-independent comparisons the VAP branch did not add accuracy to this
   recipe's predecessor (`eval/results/EXPERIMENTS.md`), and this model is the accuracy baseline
   the VAP work builds on. Config: `config.yaml` in this folder.
-- **Speaker adaptation** (on by default in the stream): the graph takes an optional
+- **Speaker adaptation** (off by default; `Streamer(adapt=True)`, the node's `adapt`): the graph takes an optional
   `speaker_offset` and outputs `speaker_features` (metadata `adaptation` = {json.dumps(adaptation)});
   `Streamer` keeps a running offset per speaker from unlabelled speech (`docs/adaptation.md`).
   Feeding no offset gives the strict figures below.
@@ -298,7 +304,7 @@ mean over seeds; per-fold tables, the linear probe beside them and the commands:
 
 {chr(10).join(crossval_lines())}
 
-{conditions_section(robustness, augment, robustness_columns)}
+{conditions_section(robustness, augment, robustness_columns, windows)}
 ## Limits
 
 Acted or read emotional speech in five languages (en, it, ur, ko, am); expect lower accuracy on
@@ -316,10 +322,10 @@ therefore has no VAP branch.
 """
 
 
-def _augment_of(model_dir: Path) -> int:
-    """``train.augment`` of the model in ``model_dir`` (0 for models saved before the option)."""
+def _augment_of(model_dir: Path, key: str = "augment") -> int:
+    """``train.augment`` (or ``train.<key>``) of the model in ``model_dir`` (0 for models saved before the option)."""
     cfg = yaml.safe_load((Path(model_dir) / "config.yaml").read_text()) or {}
-    return int(cfg.get("train", {}).get("augment", 0))
+    return int(cfg.get("train", {}).get(key, 0))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -347,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         done = json.loads(args.json.read_text())
         augment = _augment_of(args.out)
         (args.out / "MODEL_CARD.md").write_text(model_card(done["metadata"], done["results"], done["train"], done["train_command"],
-                                                           done["heldout_speakers"], done["sizes"], augment, robustness, columns))
+                                                           done["heldout_speakers"], done["sizes"], augment, robustness, columns,
+                                                           _augment_of(args.out, "stream_windows")))
         print(f"wrote {args.out / 'MODEL_CARD.md'}")
         return
     from physioser.export import convert_precision, export_onnx
@@ -385,7 +392,8 @@ def main(argv: list[str] | None = None) -> None:
         if meta.get("adaptation"):
             results["adapted"] = evaluate_onnx_adapted(fp32, rows, ks=(10, None))
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
-    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _augment_of(args.out), robustness, columns))
+    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _augment_of(args.out), robustness, columns,
+                                                              _augment_of(args.out, "stream_windows")))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,

@@ -67,7 +67,7 @@ def test_offset_input_is_optional_and_matches_pytorch(exported) -> None:
 def test_streamer_keeps_bounded_state_per_speaker(exported) -> None:
     _, path = exported
     engine = Engine.from_path(path)
-    stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", max_speakers=2)
+    stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", max_speakers=2, adapt=True)
     assert stream.adaptation is not None and stream.speaker is None
     for name, f0 in (("ada", 110), ("ben", 180), ("cy", 250)):
         stream.set_speaker(name)
@@ -81,7 +81,7 @@ def test_streamer_keeps_bounded_state_per_speaker(exported) -> None:
     assert len(stream.adaptation) == 0 and stream.speaker is None
     with pytest.raises(EngineError):
         stream.set_speaker("")
-    off = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", adapt=False)
+    off = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none")  # adaptation is off by default
     off.push(_speech(2.0, 110, 5))
     assert off.adaptation is None
 
@@ -91,7 +91,7 @@ def test_adaptation_changes_what_the_stream_reports(exported) -> None:
     engine = Engine.from_path(path)
     audio = _speech(4.0, 130, 6)
     strict = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", adapt=False, smoothing=0.0).push(audio)
-    adapted = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0).push(audio)
+    adapted = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True).push(audio)
     assert strict[0].probs == pytest.approx(adapted[0].probs, abs=1e-5)  # first window: nothing heard yet
     assert any(abs(a.probs[k] - s.probs[k]) > 1e-4 for a, s in zip(adapted[1:], strict[1:]) for k in a.probs)
 
@@ -101,8 +101,8 @@ def test_adapted_events_do_not_depend_on_chunking(exported) -> None:
     _, path = exported
     engine = Engine.from_path(path)
     audio = _speech(6.0, 150, 7)
-    whole = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8).push(audio)
-    chunked_stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8)
+    whole = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8, adapt=True).push(audio)
+    chunked_stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8, adapt=True)
     chunked = [e for i in range(0, len(audio), 1600) for e in chunked_stream.push(audio[i : i + 1600])]
     assert len(whole) == len(chunked) == 11
     for a, b in zip(whole, chunked):

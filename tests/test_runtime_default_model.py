@@ -71,7 +71,7 @@ def test_the_model_card_states_the_conditions_it_was_trained_and_measured_in():
     columns = [json.loads(p.read_text()) for p in ROBUSTNESS_COLUMNS]
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
     augment = _augment_of(DEFAULT_MODEL_DIR)
-    assert conditions_section(sweep, augment, columns) in card
+    assert conditions_section(sweep, augment, columns, _augment_of(DEFAULT_MODEL_DIR, "stream_windows")) in card
     assert "| babble:5 |" in card and len(sweep["conditions"]) == 12
     if augment:
         assert f"train.augment: {augment}" in card and "no added noise, reverberation" not in card

@@ -63,7 +63,8 @@ class Streamer:
     (0 = no smoothing); ``batch`` the largest number of windows inferred in one call;
     ``sample_rate`` of the pushed audio (must equal the model's).
 
-    Speaker adaptation (speaker-adaptive models, on by default; ``adapt=False`` turns it off): each
+    Speaker adaptation (speaker-adaptive models, ``adapt=True``; off by default: the shipped model,
+    trained on stream windows, does better without it, eval/results/ROBUSTNESS.md): each
     voiced window is inferred with its speaker's running offset and then adds its ``features``,
     ``speaker_features`` and ``probs`` to that speaker's state (weight hop/window: overlapping windows count once
     per stretch of speech), see :mod:`physioser.runtime.adaptation`. The speaker is the one named by
@@ -75,7 +76,7 @@ class Streamer:
 
     def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "auto",
                  vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE,
-                 adapt: bool = True, max_speakers: int = 16, voice_threshold: float = 0.6):
+                 adapt: bool = False, max_speakers: int = 16, voice_threshold: float = 0.6):
         engine.check_sample_rate(sample_rate, "the stream")
         window_s = engine.metadata["window_s"] if window_s is None else window_s
         hop_s = engine.metadata["hop_s"] if hop_s is None else hop_s
