@@ -181,6 +181,8 @@ def conditions_section(robustness: dict | None = None, augment: int = 0, columns
     ``physioser robustness`` on this model, its UA under each condition (else "not measured");
     ``columns``: more sweeps of the same model (``--adapt``, ``--stream``), a column each;
     ``windows``: the ``train.stream_windows`` copies per training clip."""
+    from physioser.runtime.contract import DEFAULT_WINDOW_S
+
     if augment:
         copies = "one augmented copy" if augment == 1 else f"{augment} augmented copies"
         trained = f"""Trained on the corpora's recordings (acted or read speech, close-talk and mostly studio-quiet)
@@ -191,7 +193,7 @@ the real noise recordings at 0-20 dB SNR with p 0.5); the figures above are on c
         if windows:
             trained += f"""
 It also learnt from {windows} copies of each training clip cut as the stream hears it
-(`train.stream_windows: {windows}`; `physioser.conditions.augment.StreamWindow`: one 2 s window
+(`train.stream_windows: {windows}`; `physioser.conditions.augment.StreamWindow`: one {DEFAULT_WINDOW_S:g} s window
 between silences)."""
     else:
         trained = """Trained on the corpora's recordings as they are: acted or read speech, close-talk and mostly
@@ -322,8 +324,9 @@ therefore has no VAP branch.
 """
 
 
-def _augment_of(model_dir: Path, key: str = "augment") -> int:
-    """``train.augment`` (or ``train.<key>``) of the model in ``model_dir`` (0 for models saved before the option)."""
+def _train_setting(model_dir: Path, key: str = "augment") -> int:
+    """``train.<key>`` (a count of training copies: ``augment``, ``stream_windows``) of the model in
+    ``model_dir`` (0 for models saved before the option)."""
     cfg = yaml.safe_load((Path(model_dir) / "config.yaml").read_text()) or {}
     return int(cfg.get("train", {}).get(key, 0))
 
@@ -351,10 +354,10 @@ def main(argv: list[str] | None = None) -> None:
     columns = [json.loads(p.read_text()) for p in args.robustness_column] if robustness else []
     if args.card_only:
         done = json.loads(args.json.read_text())
-        augment = _augment_of(args.out)
+        augment = _train_setting(args.out)
         (args.out / "MODEL_CARD.md").write_text(model_card(done["metadata"], done["results"], done["train"], done["train_command"],
                                                            done["heldout_speakers"], done["sizes"], augment, robustness, columns,
-                                                           _augment_of(args.out, "stream_windows")))
+                                                           _train_setting(args.out, "stream_windows")))
         print(f"wrote {args.out / 'MODEL_CARD.md'}")
         return
     from physioser.export import convert_precision, export_onnx
@@ -392,8 +395,8 @@ def main(argv: list[str] | None = None) -> None:
         if meta.get("adaptation"):
             results["adapted"] = evaluate_onnx_adapted(fp32, rows, ks=(10, None))
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
-    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _augment_of(args.out), robustness, columns,
-                                                              _augment_of(args.out, "stream_windows")))
+    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _train_setting(args.out), robustness, columns,
+                                                              _train_setting(args.out, "stream_windows")))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,

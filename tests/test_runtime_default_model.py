@@ -65,13 +65,13 @@ def test_the_model_card_states_the_conditions_it_was_trained_and_measured_in():
     (`physioser robustness ... --out eval/results/robustness/default_model_augmented.json`)."""
     import json
 
-    from physioser.build_default import ROBUSTNESS_COLUMNS, ROBUSTNESS_JSON, _augment_of, conditions_section
+    from physioser.build_default import ROBUSTNESS_COLUMNS, ROBUSTNESS_JSON, _train_setting, conditions_section
 
     sweep = json.loads(ROBUSTNESS_JSON.read_text())
     columns = [json.loads(p.read_text()) for p in ROBUSTNESS_COLUMNS]
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
-    augment = _augment_of(DEFAULT_MODEL_DIR)
-    assert conditions_section(sweep, augment, columns, _augment_of(DEFAULT_MODEL_DIR, "stream_windows")) in card
+    augment = _train_setting(DEFAULT_MODEL_DIR)
+    assert conditions_section(sweep, augment, columns, _train_setting(DEFAULT_MODEL_DIR, "stream_windows")) in card
     assert "| babble:5 |" in card and len(sweep["conditions"]) == 12
     if augment:
         assert f"train.augment: {augment}" in card and "no added noise, reverberation" not in card

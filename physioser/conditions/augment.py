@@ -8,7 +8,7 @@ half of the real-noise split, :data:`physioser.conditions.spec.REAL_NOISE_TRAIN`
 other half). The draws depend only on ``(seed, key, epoch)``. Its rooms and seeds are disjoint from
 the evaluation's (``seed`` + :data:`TRAIN_SEED_OFFSET`).
 
-``StreamWindow(...)(x, key, corpus, copy)`` cuts a clip as the stream hears it: the clip within
+``StreamWindow(...)(x, key, copy)`` cuts a clip as the stream hears it: the clip within
 silence, one window ending at a random point from 0.5 s into the clip to 1.5 s after its end.
 """
 
@@ -73,7 +73,7 @@ class StreamWindow:
     window_s: float
     seed: int = 0
 
-    def __call__(self, x: np.ndarray, key: str, corpus: str | None = None, copy: int = 0) -> np.ndarray:
+    def __call__(self, x: np.ndarray, key: str, copy: int = 0) -> np.ndarray:
         rng = clip_rng(self.seed + TRAIN_SEED_OFFSET, f"window:{key}#{copy}")
         w = int(round(self.window_s * SAMPLE_RATE))
         y = np.asarray(x, np.float32)

@@ -33,8 +33,8 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
     """Class index per clip when each speaker's clips (in an order drawn from ``seed``) are streamed
     through one :class:`~physioser.runtime.streamer.Streamer` (speech gate, no smoothing, the speaker
     named with ``set_speaker``, running adaptation if ``adapt``), clip after clip with
-    :data:`STREAM_GAP_S` (or one window, if longer) of silence after each: the argmax of the mean probabilities of the windows
-    that end within the clip or the silence after it; -1 where no window does. ``window_s``: the
+    :data:`STREAM_GAP_S` (or one window, if longer) of silence after each: the argmax of the mean
+    probabilities of the windows that end within the clip or the silence after it; -1 where no window does. ``window_s``: the
     stream's window (default: the model's)."""
     from physioser.runtime.streamer import Streamer
 
@@ -76,8 +76,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
     same condition (:func:`~physioser.runtime.adaptation.protocol_offsets`, seeded by ``seed``).
     ``stream``: the runtime path instead of whole files (:func:`stream_predictions`; ``adapt_k`` 0: no
     adaptation, else the stream's running adaptation; ``window_s`` its window, default the model's);
-    clips without an estimate are predicted -1,
-    left out of the metrics and counted (``no_estimate``)."""
+    clips without an estimate are predicted -1, left out of the metrics and counted (``no_estimate``)."""
     from tqdm import tqdm
 
     from physioser.audio import load_audio

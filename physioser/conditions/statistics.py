@@ -91,7 +91,7 @@ def window_statistics(corpus: str, folder: Path, corpora_root: Path | dict, back
 
     window = StreamWindow(window_s, seed)
     return _corpus_statistics(corpus, folder, corpora_root, f"window{window_s:g}-s{seed}-e{copy}",
-                              lambda x, key, c: window(x, key, c, copy), backbone, progress)
+                              lambda x, key, c: window(x, key, copy), backbone, progress)
 
 
 def _corpus_statistics(corpus: str, folder: Path, corpora_root: Path | dict, name: str, transform, backbone,
