@@ -5,7 +5,8 @@ Three steps, so the training can run on a machine without the corpora (a GPU mac
 at most a few tens of MB per call)::
 
     python -m physioser.experiments.physiology pack OUT_DIR -c RAVDESS ...   # here, from the caches
-    python -m physioser.experiments.physiology run PACK_DIR --out RESULTS.jsonl -e vap-only -e ...
+    python -m physioser.experiments.physiology run PACK_DIR... --out RESULTS.jsonl -e vap-only -e ...
+    python -m physioser.experiments.physiology run PACK_DIR... --leave-one-out --out RESULTS.jsonl -e physioser ...
     python -m physioser.experiments.physiology tables RESULTS.jsonl ...      # markdown tables
 
 ``pack`` writes one ``<corpus>.npz`` per corpus: the cached VAP quartets (utterance-normalised, so
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+LOCO = "to-"  # job corpus "to-<corpus>": leave that corpus out of training and test on it
 SCALE = 10.0  # int8 quartet = round(10 x normalised value), clipped at +-12.7 std
 COMPONENTS = ("M", "rho", "f_inst", "tau_g")
 
@@ -118,18 +120,59 @@ def pack(out_dir: Path, corpora: list[str], corpora_root: Path, only: dict[str, 
 _PACKS: dict = {}
 
 
-def _load(pack_dir: Path, corpus: str) -> dict:
-    key = (str(pack_dir), corpus)
+def _pack_file(pack_dirs: tuple[str, ...], corpus: str) -> Path:
+    """``<corpus>.npz`` of the first of ``pack_dirs`` that holds it."""
+    for folder in pack_dirs:
+        if (Path(folder) / f"{corpus}.npz").is_file():
+            return Path(folder) / f"{corpus}.npz"
+    raise FileNotFoundError(f"no {corpus}.npz in {', '.join(pack_dirs)}")
+
+
+def _load(pack_dirs: tuple[str, ...], corpus: str) -> dict:
+    key = (pack_dirs, corpus)
     if key not in _PACKS:
         import torch
 
-        with np.load(pack_dir / f"{corpus}.npz") as z:
+        with np.load(_pack_file(pack_dirs, corpus)) as z:
             d = {k: z[k] for k in z.files}
         flat = torch.from_numpy(d["quartets"].astype(np.float32) / SCALE)
         offsets = np.concatenate([[0], np.cumsum(d["lengths"])])
         d["quartet_list"] = [flat[..., offsets[i] : offsets[i + 1]] for i in range(len(d["lengths"]))]
         _PACKS[key] = d
     return _PACKS[key]
+
+
+def _packed_corpora(pack_dirs: tuple[str, ...]) -> list[str]:
+    return sorted({npz.stem for p in pack_dirs for npz in Path(p).glob("*.npz")})
+
+
+def _leave_one_out(pack_dirs: tuple[str, ...], test: str) -> dict:
+    """A pack-like dict for leave-one-corpus-out: the four classes, fold 0 = training on every other packed
+    corpus (15 % of each corpus's speakers for validation, as ``physioser eval``), test = all of ``test``."""
+    from types import SimpleNamespace
+
+    from physioser.data.folds import speaker_split
+    from physioser.data.labels import FOUR_CLASSES, to_four_class
+
+    corpora = _packed_corpora(pack_dirs)
+    if test not in corpora or len(corpora) < 2:
+        raise ValueError(f"leave-one-corpus-out on {test} needs its pack and another corpus's; packed: {', '.join(corpora)}")
+    quartets, backbone, labels, rows, held_out = [], [], [], [], []
+    for corpus in corpora:
+        d = _load(pack_dirs, corpus)
+        four = np.array([FOUR_CLASSES.index(f) if (f := to_four_class(str(n))) else -1 for n in d["class_names"]])
+        keep = np.flatnonzero(four[d["labels"]] >= 0)
+        held_out += [corpus == test] * len(keep)
+        quartets += [d["quartet_list"][i] for i in keep]
+        backbone.append(d["backbone"][keep])
+        labels.append(four[d["labels"][keep]])
+        rows += [SimpleNamespace(corpus=corpus, speaker=str(d["speakers"][i])) for i in keep]
+    held_out = np.array(held_out)
+    train, val = speaker_split(rows, np.flatnonzero(~held_out), 0.15, seed=0)
+    return {"quartet_list": quartets, "backbone": np.concatenate(backbone), "labels": np.concatenate(labels),
+            "class_names": np.array(FOUR_CLASSES), "backbone_name": _load(pack_dirs, test)["backbone_name"],
+            "training_corpora": [c for c in corpora if c != test],
+            "fold0_train": train, "fold0_val": val, "fold0_test": np.flatnonzero(held_out)}
 
 
 def _band_normalised(quartets):
@@ -140,7 +183,8 @@ def _band_normalised(quartets):
     return out
 
 
-def run_job(pack_dir: str, variant: str, corpus: str, fold: int, seed: int, device: str) -> dict:
+def run_job(pack_dirs: tuple[str, ...], variant: str, corpus: str, fold: int, seed: int, device: str) -> dict:
+    """One training; ``corpus`` = ``to-<corpus>`` trains on the other packed corpora and tests on that one."""
     import torch
 
     from physioser.features import FeatureSet
@@ -150,12 +194,14 @@ def run_job(pack_dir: str, variant: str, corpus: str, fold: int, seed: int, devi
 
     torch.set_num_threads(1)
     v = VARIANTS[variant]
-    d = _load(Path(pack_dir), corpus)
+    loco = corpus.startswith(LOCO)
+    d = _leave_one_out(pack_dirs, corpus.removeprefix(LOCO)) if loco else _load(pack_dirs, corpus)
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "configs" / f"{v.config}.yaml", [*v.overrides, f"train.seed={seed}", f"train.device={device}"])
     class_names = [str(c) for c in d["class_names"]]
     backbone = torch.from_numpy(d["backbone"].astype(np.float32))
-    cfg = replace(cfg, class_names=class_names, corpora=[corpus]).with_backbone_shape(backbone.shape[1], backbone.shape[2])
+    corpora = d["training_corpora"] if loco else [corpus]
+    cfg = replace(cfg, class_names=class_names, corpora=corpora).with_backbone_shape(backbone.shape[1], backbone.shape[2])
     rows = [None] * len(d["labels"])
     data = FeatureSet(rows=rows, labels=d["labels"], class_names=class_names)
     if cfg.model.uses("backbone"):
@@ -210,16 +256,23 @@ def _worker(args: tuple) -> dict:
         return {"variant": args[1], "corpus": args[2], "fold": args[3], "seed": args[4], "error": repr(error)}
 
 
-def run(pack_dir: Path, variants: list[str], seeds: list[int], out: Path, workers: int, device: str, deadline_s: float) -> None:
+def run(pack_dirs: list[Path], variants: list[str], seeds: list[int], out: Path, workers: int, device: str, deadline_s: float,
+        leave_one_out: bool = False) -> None:
+    """Every (variant, seed, corpus, fold) job over the packs, or with ``leave_one_out`` one job per
+    (variant, seed, held-out corpus)."""
     import multiprocessing as mp
 
+    dirs = tuple(str(p) for p in pack_dirs)
     jobs = []
     for variant in variants:
         for seed in seeds if not variant.startswith("vap-only") else seeds[:1]:
-            for npz in sorted(pack_dir.glob("*.npz")):
-                with np.load(npz) as z:
+            for corpus in _packed_corpora(dirs):
+                if leave_one_out:
+                    jobs.append((dirs, variant, LOCO + corpus, 0, seed, device))
+                    continue
+                with np.load(_pack_file(dirs, corpus)) as z:
                     folds = z["folds"].tolist()
-                jobs += [(str(pack_dir), variant, npz.stem, k, seed, device) for k in folds]
+                jobs += [(dirs, variant, corpus, k, seed, device) for k in folds]
     started = time.time()
     done = 0
     with mp.get_context("spawn").Pool(workers) as pool, open(out, "a") as sink:
@@ -245,12 +298,13 @@ def _load_records(paths: list[Path]) -> list[dict]:
     return records
 
 
-def _per_fold(records: list[dict], variant: str, key=lambda r: r["ua"]) -> dict[tuple[str, int], float]:
-    """{(corpus, fold): value averaged over seeds} of one variant."""
+def _per_fold(records: list[dict], variant: str, key=lambda r: r["ua"], unit: str = "fold") -> dict[tuple[str, int], float]:
+    """{(corpus, fold): value averaged over seeds} of one variant; ``unit="seed"``: {(corpus, seed): value
+    averaged over folds} (leave-one-corpus-out has one fold per corpus, so its spread is over seeds)."""
     acc: dict[tuple[str, int], list[float]] = {}
     for r in records:
         if r["variant"] == variant:
-            acc.setdefault((r["corpus"], r["fold"]), []).append(key(r))
+            acc.setdefault((r["corpus"], r[unit]), []).append(key(r))
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
@@ -278,13 +332,13 @@ def _paired(a: dict, b: dict) -> str:
     return f"{d.mean():+.3f} ± {d.std():.3f} ({int((d > 0).sum())}/{len(d)} better)"
 
 
-def ua_table(rows: list[tuple[str, dict]], reference: tuple[str, dict] | None = None) -> list[str]:
+def ua_table(rows: list[tuple[str, dict]], reference: tuple[str, dict] | None = None, corpora: tuple[str, ...] = CORPUS_ORDER) -> list[str]:
     """Markdown: UA mean ± std over folds per corpus, mean over corpora, and (with ``reference``) the
     paired per-fold difference to it on the folds both cover."""
-    head = ["model", *CORPUS_ORDER, "mean over corpora"] + ([f"paired Δ vs {reference[0]}"] if reference else [])
+    head = ["model", *corpora, "mean over corpora"] + ([f"paired Δ vs {reference[0]}"] if reference else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, folds in rows:
-        per = [[v for (c, _), v in folds.items() if c == corpus] for corpus in CORPUS_ORDER]
+        per = [[v for (c, _), v in folds.items() if c == corpus] for corpus in corpora]
         cells = [f"{_cell(v)} ({len(v)})" if v else "—" for v in per]
         mean = np.mean([np.mean(v) for v in per if v]) if any(per) else float("nan")
         line = [name, *cells, f"{mean:.3f}"] + ([_paired(folds, reference[1])] if reference else [])
@@ -292,13 +346,13 @@ def ua_table(rows: list[tuple[str, dict]], reference: tuple[str, dict] | None = 
     return lines
 
 
-def attribution_table(records: list[dict], variants: list[str]) -> list[str]:
+def attribution_table(records: list[dict], variants: list[str], corpora: tuple[str, ...] = CORPUS_ORDER) -> list[str]:
     """Drop-one-component attribution: UA(full) - UA(component replaced by its utterance mean), mean ±
     std over (fold, seed) runs; * where the mean exceeds twice its standard error."""
     head = ["model", "corpus", "runs", *COMPONENTS, "all four"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant in variants:
-        for corpus in (*CORPUS_ORDER, "all"):
+        for corpus in (*corpora, "all"):
             rs = [r for r in records if r["variant"] == variant and "without" in r and corpus in ("all", r["corpus"])]
             if not rs:
                 continue
@@ -331,31 +385,44 @@ def curve_table(records: list[dict], variants: list[str]) -> list[str]:
 
 def tables(paths: list[Path], results_dir: Path) -> str:
     records = _load_records(paths)
-    present = [v for v in VARIANTS if any(r["variant"] == v for r in records)]
-    vap = [v for v in present if v.startswith("vap-only")]
-    fused = [v for v in present if not v.startswith("vap-only")]
+    within = [r for r in records if not r["corpus"].startswith(LOCO)]
+    left_out = [r for r in records if r["corpus"].startswith(LOCO)]
+    out = _vap_tables(within, results_dir) + _fused_tables(within, CORPUS_ORDER, "fold") if within else []
+    if left_out:
+        out += (["", "### Leave one corpus out (four classes; trained on the other packed corpora, tested on every utterance of "
+                 "the named one)", ""] if within else []) + _fused_tables(left_out, tuple(LOCO + c for c in CORPUS_ORDER), "seed")
+    return "\n".join(out)
+
+
+def _vap_tables(records: list[dict], results_dir: Path) -> list[str]:
+    vap = [v for v in VARIANTS if v.startswith("vap-only") and any(r["variant"] == v for r in records)]
+    if not vap:
+        return []
     probe = reference_folds("quartet-probe", results_dir, "full")
     hand = reference_folds("handcrafted", results_dir)
-    out = []
-    if vap:
-        covered = {k for v in vap for k in _per_fold(records, v)}
-        out += ["#### VAP-only variants vs the linear baselines (one seed; paired Δ vs the quartet-statistics probe)", ""]
-        out += ua_table([("LR on quartet mean/std (probe)", {k: v for k, v in probe.items() if k in covered}),
-                         ("LR on MFCC/F0/RMS statistics (handcrafted)", {k: v for k, v in hand.items() if k in covered})]
-                        + [(v, _per_fold(records, v)) for v in vap], ("probe", probe))
-        out += ["", "Paired Δ vs handcrafted: " + "; ".join(f"{v} {_paired(_per_fold(records, v), hand)}" for v in vap), ""]
+    covered = {k for v in vap for k in _per_fold(records, v)}
+    out = ["#### VAP-only variants vs the linear baselines (one seed; paired Δ vs the quartet-statistics probe)", ""]
+    out += ua_table([("LR on quartet mean/std (probe)", {k: v for k, v in probe.items() if k in covered}),
+                     ("LR on MFCC/F0/RMS statistics (handcrafted)", {k: v for k, v in hand.items() if k in covered})]
+                    + [(v, _per_fold(records, v)) for v in vap], ("probe", probe))
+    return out + ["", "Paired Δ vs handcrafted: " + "; ".join(f"{v} {_paired(_per_fold(records, v), hand)}" for v in vap), ""]
+
+
+def _fused_tables(records: list[dict], corpora: tuple[str, ...], unit: str) -> list[str]:
+    """``unit``: what a cell's spread is over ("fold": per-fold UA averaged over seeds; "seed")."""
+    present = [v for v in VARIANTS if any(r["variant"] == v for r in records)]
+    fused = [v for v in present if not v.startswith("vap-only")]
     backbones = sorted({r["backbone"] for r in records if r["variant"] in fused})
-    out += [f"#### Fused models on {', '.join(backbones)} (UA per fold averaged over seeds; paired Δ vs the same model "
-            "without the VAP branch)", ""]
-    out += ua_table([(v, _per_fold(records, v)) for v in fused], ("no-branch", _per_fold(records, "no-branch")))
+    spread = "UA per fold averaged over seeds, mean ± std over folds" if unit == "fold" else "UA mean ± std over seeds"
+    out = [f"#### Fused models on {', '.join(backbones)} ({spread}; paired Δ vs the same model without the VAP branch)", ""]
+    out += ua_table([(v, _per_fold(records, v, unit=unit)) for v in fused], ("no-branch", _per_fold(records, "no-branch", unit=unit)), corpora)
     seeds = sorted({r["seed"] for r in records if r["variant"] == "no-branch"})
     out += ["", f"Per (fold, seed) pairs, seeds {seeds}: " + "; ".join(
         f"{v} {_paired(*(dict(((r['corpus'], r['fold'], r['seed']), r['ua']) for r in records if r['variant'] == x) for x in (v, 'no-branch')))}"
         for v in fused if v != "no-branch"), ""]
     out += ["#### Drop-one-component attribution (test UA lost when a component is replaced by its utterance mean)", ""]
-    out += attribution_table(records, [v for v in present if v != "no-branch"])
-    out += ["", "#### Learning curves in brief", ""] + curve_table(records, present)
-    return "\n".join(out)
+    out += attribution_table(records, [v for v in present if v != "no-branch"], corpora)
+    return out + ["", "#### Learning curves in brief", ""] + curve_table(records, present)
 
 
 def probe_pairs(a: str, b: str, results_dir: Path) -> str:
@@ -433,7 +500,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--folds", action="append", default=[], help="CORPUS=0,6,12: keep only these folds of CORPUS")
     p.add_argument("--backbone", default="whisper-tiny.en", help="backbone whose cached layer means are packed")
     r = sub.add_parser("run")
-    r.add_argument("pack", type=Path)
+    r.add_argument("pack", type=Path, nargs="+", help="pack folders (a corpus is read from the first that holds it)")
+    r.add_argument("--leave-one-out", action="store_true", help="train on all packed corpora but one, test on that one (four classes)")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("-e", "--variant", action="append", required=True, choices=sorted(VARIANTS))
     r.add_argument("--seeds", default="0,1,2")
@@ -467,7 +535,8 @@ def main(argv: list[str] | None = None) -> None:
         only = {c: [int(k) for k in ks.split(",")] for c, ks in (f.split("=", 1) for f in args.folds)}
         pack(args.out, args.corpus, args.corpora_root, only, args.backbone)
     else:
-        run(args.pack, args.variant, [int(s) for s in args.seeds.split(",")], args.out, args.workers, args.device, args.deadline_s)
+        run(args.pack, args.variant, [int(s) for s in args.seeds.split(",")], args.out, args.workers, args.device, args.deadline_s,
+            args.leave_one_out)
 
 
 if __name__ == "__main__":
