@@ -316,11 +316,13 @@ the four (five classes with fearful were not measured). Adaptation assumes the o
 one speaker; the stream's voice naming without a given identity is crude (`docs/adaptation.md`).
 Do not use it to make decisions about people.
 
-The physiology branch, as measured for PhysioSER on whisper-tiny.en (`eval/results/PHYSIOLOGY.md`),
-does not earn its place there: paired over 21 folds and 3 seeds, the same model without the VAP
-branch is as accurate (PhysioSER −0.008 UA, 6/21 folds better) and replacing the quartet by its mean
-changes UA by < 0.01. It helps weak encoders (fbank +0.04 UA, 10/16 folds better). This model
-therefore has no VAP branch.
+The physiology branch, as measured for PhysioSER (`eval/results/PHYSIOLOGY.md`), does not earn its
+place on a pretrained encoder: paired over 21 folds and 3 seeds, the same model without the VAP branch
+is as accurate on whisper-tiny.en (PhysioSER −0.008 UA, 6/21 folds better) and on whisper-base (+0.004,
+9/21), and on a corpus left out of training (whisper-tiny.en −0.010, 6 seeds); replacing the quartet by
+its mean changes UA by about 0.01. It helps weak encoders (fbank +0.04 UA, 10/16 folds better) and adds
++0.02 UA in reverberant rooms (T60 0.9 s, 3 seeds), which speaker adaptation makes redundant. This
+model therefore has no VAP branch.
 """
 
 
