@@ -45,3 +45,23 @@ def test_the_other_corpora_section_pairs_on_the_folds_trained_with_them() -> Non
     assert "| Δ + other corpora, offsets in training, adapted k = 10 | — | -0.050 ± 0.050 (0/2, worst -0.100) | — | — | — |" in text
     assert "| Δ + other corpora, strict, against the linear probe | — | +0.050 ± 0.050 (1/2, worst +0.000) | — | — | — |" in text
     assert "| folds × seeds (+ other corpora) | — | 2 × 3 | — | — | — |" in text
+
+
+def test_new_runs_join_the_stored_scores(tmp_path) -> None:
+    import gzip
+    import json
+
+    from physioser.experiments.recipe import _scores
+
+    stored = {"stats-mlp-reg-fixed": {"RAVDESS": {"0": _cell([0.5])}, "to-ASED": {"0": _cell([0.1])}}}
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps(stored))
+    assert _scores([], path) == stored
+    run = {"variant": "stats-mlp-reg-fixed", "results": [
+        {"task": "to-ASED", "fold": 0, "seed": s, "labels": [0, 1], "logits": {"0": [[2.0, 0.0], [0.0, 2.0]]}} for s in (0, 1)]}
+    gz = tmp_path / "run.json.gz"
+    gz.write_bytes(gzip.compress(json.dumps(run).encode()))
+    merged = _scores([gz], path)
+    assert merged["stats-mlp-reg-fixed"]["RAVDESS"] == stored["stats-mlp-reg-fixed"]["RAVDESS"]  # kept
+    assert merged["stats-mlp-reg-fixed"]["to-ASED"]["0"]["seed_mean"] == [1.0]  # replaced by the new run
+    assert json.loads(path.read_text()) == merged
