@@ -237,8 +237,8 @@ def run_benchmark(
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-    if cfg.train.augment or cfg.train.stream_windows:
-        raise ValueError("train.augment and train.stream_windows are applied by `physioser train` only; "
+    if cfg.train.copies:
+        raise ValueError("train.augment, train.stream_windows and train.augmented_windows are applied by `physioser train` only; "
                          "physioser benchmark does not augment its folds yet")
     out_dir = Path(out_dir)
     if adapt is not None and (adapt < 1 or not cfg.model.statistics):

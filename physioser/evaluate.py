@@ -120,8 +120,8 @@ def run_protocol(
     from physioser.features import load_corpora
     from physioser.train import fit, new_model, predict
 
-    if cfg.train.augment or cfg.train.stream_windows:
-        raise ValueError("train.augment and train.stream_windows are applied by `physioser train` only; "
+    if cfg.train.copies:
+        raise ValueError("train.augment, train.stream_windows and train.augmented_windows are applied by `physioser train` only; "
                          "physioser eval does not augment its folds yet")
     out_dir = results_dir / run_name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -264,26 +264,27 @@ def load_corpora(cfg: Config, corpora: Sequence[str], corpora_root: str | Path |
 
 def add_augmented_copies(data: FeatureSet, train_idx: np.ndarray, cfg: Config, corpora_root: str | Path | dict,
                          noise_root: str | Path, *, progress: bool = True) -> tuple[FeatureSet, np.ndarray]:
-    """``data`` with ``cfg.train.augment`` augmented copies and ``cfg.train.stream_windows`` stream
-    windows of each row of ``train_idx`` appended (same row, label and speaker; backbone statistics of
+    """``data`` with ``cfg.train.augment`` augmented copies, ``cfg.train.stream_windows`` stream windows
+    and ``cfg.train.augmented_windows`` stream windows of augmented audio of each row of ``train_idx`` appended (same row, label and speaker; backbone statistics of
     the copy's audio), and the training indices extended by the copies. Rows outside ``train_idx``
     (validation, test) get no copy.
 
     Copy e of a clip is :class:`physioser.conditions.augment.Augmenter` (seed ``cfg.train.seed``,
     epoch e) of its audio, window copy e :class:`physioser.conditions.augment.StreamWindow` (the
-    stream's default window); the statistics are computed per corpus over the corpus folder's clips
+    stream's default window), augmented window copy e both in turn; the statistics are computed per corpus over the corpus folder's clips
     and cached (:mod:`physioser.conditions.statistics`). A copy's segment means all hold its
     utterance mean (with the clean row's frame counts), which is what statistics pooling reads."""
-    from physioser.conditions.statistics import augmented_statistics, window_statistics
+    from physioser.conditions.statistics import augmented_statistics, augmented_window_statistics, window_statistics
     from physioser.model.factory import build_backbone_for
     from physioser.runtime.contract import DEFAULT_WINDOW_S
 
     t = cfg.train
     train_idx = np.asarray(train_idx, dtype=np.int64)
-    if not (t.augment or t.stream_windows) or not len(train_idx):
+    if not t.copies or not len(train_idx):
         return data, train_idx
     if data.quartets is not None or data.backbone_spread is None:
-        raise ValueError("augmented copies need statistics pooling on the backbone branch alone (train.augment, train.stream_windows)")
+        raise ValueError("augmented copies need statistics pooling on the backbone branch alone "
+                         "(train.augment, train.stream_windows, train.augmented_windows)")
     backbone = build_backbone_for(cfg)
     corpora = list(dict.fromkeys(data.rows[i].corpus for i in train_idx))
     folders = {c: Path(corpora_root[c]) if isinstance(corpora_root, dict) else Path(corpora_root) / c for c in corpora}
@@ -292,6 +293,8 @@ def add_augmented_copies(data: FeatureSet, train_idx: np.ndarray, cfg: Config, c
                                                    progress=progress) for e in range(t.augment)]
     sources += [lambda c, e=e: window_statistics(c, folders[c], root, backbone, DEFAULT_WINDOW_S, copy=e, seed=t.seed,
                                                  progress=progress) for e in range(t.stream_windows)]
+    sources += [lambda c, e=e: augmented_window_statistics(c, folders[c], root, Path(noise_root), backbone, DEFAULT_WINDOW_S, copy=e,
+                                                           seed=t.seed, progress=progress) for e in range(t.augmented_windows)]
     copies = len(sources)
     segments, spreads, labels, rows, new_idx = [], [], [], [], []
     n = len(data)

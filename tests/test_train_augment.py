@@ -12,7 +12,7 @@ import torch
 
 from physioser.features import FeatureSet, add_augmented_copies
 from physioser.model.config import ConfigError, load_config
-from tests.conftest import corpus_dir
+from tests.conftest import CORPORA_ROOT, corpus_dir
 
 RECIPE = "configs/recipe.yaml"
 
@@ -44,9 +44,9 @@ def test_augment_is_a_validated_train_option():
     for bad in ("-1", "1.5", "true", "17"):
         with pytest.raises(ConfigError, match="train.augment"):
             load_config(RECIPE, [f"train.augment={bad}"])
-    with pytest.raises(ConfigError, match="train.augment and train.stream_windows need"):
+    with pytest.raises(ConfigError, match="train.augment, train.stream_windows and train.augmented_windows need"):
         load_config(RECIPE, ["train.augment=1", "model.branches=[vap, backbone]"])
-    with pytest.raises(ConfigError, match="train.augment and train.stream_windows need"):
+    with pytest.raises(ConfigError, match="train.augment, train.stream_windows and train.augmented_windows need"):
         load_config(RECIPE, ["train.augment=1", "model.statistics=false"])
 
 
@@ -136,7 +136,7 @@ def test_stream_windows_are_a_validated_train_option():
     for bad in ("-1", "17"):
         with pytest.raises(ConfigError, match="train.stream_windows"):
             load_config(RECIPE, [f"train.stream_windows={bad}"])
-    with pytest.raises(ConfigError, match="train.augment and train.stream_windows need"):
+    with pytest.raises(ConfigError, match="train.augment, train.stream_windows and train.augmented_windows need"):
         load_config(RECIPE, ["train.stream_windows=1", "model.statistics=false"])
 
 
@@ -178,3 +178,57 @@ def test_a_stream_window_is_a_seeded_window_of_the_clip_between_silences():
         assert 8000 <= end <= 48000 + 24000
     short = cut(clip[:4000], "s")
     assert np.count_nonzero(short) == 4000  # a clip shorter than the window lies whole in it
+
+
+def test_augmented_windows_are_a_validated_option_that_follows_the_stream_windows(monkeypatch):
+    import physioser.conditions.statistics as statistics
+    import physioser.model.factory as factory
+    from physioser.runtime.contract import DEFAULT_WINDOW_S
+
+    assert load_config(RECIPE).train.augmented_windows == 0
+    with pytest.raises(ConfigError, match="train.augmented_windows"):
+        load_config(RECIPE, ["train.augmented_windows=17"])
+    with pytest.raises(ConfigError, match="train.augmented_windows need"):
+        load_config(RECIPE, ["train.augmented_windows=1", "model.statistics=false"])
+    calls = []
+
+    def fake(corpus, folder, corpora_root, noise_root, backbone, window_s, copy=0, seed=0, progress=True):
+        calls.append((corpus, str(noise_root), window_s, copy, seed))
+        return {f"/corpora/{corpus}/{i}.flac": (np.full((2, 5), 50.0 + i, np.float16), np.ones((2, 5), np.float16)) for i in range(20)}
+
+    monkeypatch.setattr(statistics, "window_statistics", lambda *a, **k: pytest.fail("no clean windows asked for"))
+    monkeypatch.setattr(statistics, "augmented_window_statistics", fake)
+    monkeypatch.setattr(factory, "build_backbone_for", lambda cfg: None)
+    cfg = replace(load_config(RECIPE, ["train.augmented_windows=2", "train.seed=3"]), class_names=["a", "b", "c"])
+    assert cfg.train.copies == 2
+    data, train = _tiny(), np.array([0, 9])
+    out, tr = add_augmented_copies(data, train, cfg, "/corpora", "/noise", progress=False)
+    n = len(data)
+    assert len(out) == n + 4 and tr.tolist() == [0, 9, n, n + 1, n + 2, n + 3]
+    assert sorted(calls) == sorted((c, "/noise", DEFAULT_WINDOW_S, e, 3) for c in ("C", "D") for e in range(2))
+    assert [float(out.backbone_segments[n + j, 0, 0, 0]) for j in range(4)] == [50.0, 59.0, 50.0, 59.0]
+
+
+def test_an_augmented_window_is_a_window_of_the_augmented_clip(tmp_path, monkeypatch):
+    import physioser.data
+    from physioser.backbones import build_backbone
+    from physioser.conditions.statistics import augmented_window_statistics, window_statistics
+
+    noise = CORPORA_ROOT.parent / "noise"
+    if not noise.is_dir():
+        pytest.skip(f"../shared/noise not found at {noise}")
+    monkeypatch.setenv("PHYSIOSER_CACHE", str(tmp_path))
+    root = corpus_dir("RAVDESS").parent
+    read = physioser.data.read_corpus
+    rows = read("RAVDESS", root / "RAVDESS")[:4]
+    monkeypatch.setattr(physioser.data, "read_corpus", lambda corpus, folder: rows if corpus == "RAVDESS" else read(corpus, folder))
+    backbone = build_backbone("fbank")
+    augmented = augmented_window_statistics("RAVDESS", root / "RAVDESS", root, noise, backbone, 2.0, progress=False)
+    clean = window_statistics("RAVDESS", root / "RAVDESS", root, backbone, 2.0, progress=False)
+    assert set(augmented) == {str(r.path) for r in rows}
+    assert all(not np.array_equal(augmented[p][0], clean[p][0]) for p in augmented)  # other windows, augmented audio
+    other = augmented_window_statistics("RAVDESS", root / "RAVDESS", root, noise, backbone, 2.0, copy=1, progress=False)
+    assert all(not np.array_equal(other[p][0], augmented[p][0]) for p in augmented)
+    again = augmented_window_statistics("RAVDESS", root / "RAVDESS", root, noise, backbone, 2.0, progress=False)
+    assert all(np.array_equal(again[p][0], augmented[p][0]) for p in augmented)
+    assert len(list((tmp_path / "conditions").rglob("*.npz"))) == 3

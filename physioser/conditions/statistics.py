@@ -7,8 +7,8 @@ caches them per (corpus, condition) in ``<cache>/conditions/<backbone spec key>/
 the key covering the rows' audio digests (in order), the condition's name and the backbone spec. The
 name must identify the transform: :func:`augmented_name` encodes the augmenter's seed and copy.
 
-:func:`augmented_statistics` and :func:`window_statistics` are what training uses (``train.augment``,
-``train.stream_windows``): the statistics of
+:func:`augmented_statistics`, :func:`window_statistics` and :func:`augmented_window_statistics` are what
+training uses (``train.augment``, ``train.stream_windows``, ``train.augmented_windows``): the statistics of
 :class:`physioser.conditions.augment.Augmenter`'s copies of every clip of a corpus, computed over the
 whole corpus as read from its folder (so one cache file serves every split, class set and the
 augmentation experiment, :mod:`physioser.experiments.augmentation`).
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["augmented_name", "augmented_statistics", "clip_key", "conditioned_statistics", "window_statistics"]
+__all__ = ["augmented_name", "augmented_statistics", "augmented_window_statistics", "clip_key", "conditioned_statistics",
+           "window_statistics"]
 
 
 def clip_key(row, corpora_root: Path | dict) -> str:
@@ -70,17 +71,40 @@ def augmented_name(seed: int, copy: int) -> str:
     return "augmented" if (seed, copy) == (0, 0) else f"augmented-s{seed}-e{copy}"
 
 
+def _augmenter(folder: Path, corpora_root: Path | dict, noise_root: Path, seed: int):
+    from physioser.conditions.augment import Augmenter
+
+    babble_root = Path(folder).parent if isinstance(corpora_root, dict) else Path(corpora_root)
+    return Augmenter(seed=seed, noise_root=Path(noise_root), corpora_root=babble_root)
+
+
 def augmented_statistics(corpus: str, folder: Path, corpora_root: Path | dict, noise_root: Path, backbone,
                          copy: int = 0, seed: int = 0, progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{audio path: (mean [L, D], std [L, D])} of every clip of ``corpus`` (read from ``folder``) after
     :class:`~physioser.conditions.augment.Augmenter` (``seed``, epoch ``copy``; babble from the other
     corpora under ``corpora_root``, real noise from ``noise_root``)."""
-    from physioser.conditions.augment import Augmenter
-
-    babble_root = Path(folder).parent if isinstance(corpora_root, dict) else Path(corpora_root)
-    augmenter = Augmenter(seed=seed, noise_root=Path(noise_root), corpora_root=babble_root)
+    augmenter = _augmenter(folder, corpora_root, noise_root, seed)
     return _corpus_statistics(corpus, folder, corpora_root, augmented_name(seed, copy),
                               lambda x, key, c: augmenter(x, key, c, epoch=copy), backbone, progress)
+
+
+def augmented_window_statistics(corpus: str, folder: Path, corpora_root: Path | dict, noise_root: Path, backbone,
+                                window_s: float, copy: int = 0, seed: int = 0,
+                                progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{audio path: (mean [L, D], std [L, D])} of every clip of ``corpus`` augmented, then cut as the stream
+    hears it: the Augmenter and the StreamWindow of :func:`augmented_statistics` and
+    :func:`window_statistics`, drawn for the key ``<clip key>#window`` so that neither repeats an
+    augmented copy or a clean window of the same clip."""
+    from physioser.conditions.augment import StreamWindow
+
+    augmenter, window = _augmenter(folder, corpora_root, noise_root, seed), StreamWindow(window_s, seed)
+
+    def transform(x, key, c):
+        key = f"{key}#window"
+        return window(augmenter(x, key, c, epoch=copy), key, copy)
+
+    return _corpus_statistics(corpus, folder, corpora_root, f"augmented-window{window_s:g}-s{seed}-e{copy}", transform, backbone,
+                              progress)
 
 
 def window_statistics(corpus: str, folder: Path, corpora_root: Path | dict, backbone, window_s: float,

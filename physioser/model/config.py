@@ -273,8 +273,11 @@ class TrainConfig(_Part):
     never augmented. Needs statistics pooling on the backbone branch alone (the copies exist as
     utterance statistics only). stream_windows: likewise, copies of every training clip cut as the
     stream hears it (:class:`physioser.conditions.augment.StreamWindow`: one window of the stream's
-    length between silences; :func:`physioser.conditions.statistics.window_statistics`). split_seed: the seed of the speakers held out by ``physioser train
-    --fold all`` (default: seed), so that models trained with several seeds share one held-out set.
+    length between silences; :func:`physioser.conditions.statistics.window_statistics`).
+    augmented_windows: likewise, stream windows cut from augmented audio (an Augmenter copy, then a
+    StreamWindow; :func:`physioser.conditions.statistics.augmented_window_statistics`). split_seed: the
+    seed of the speakers held out by ``physioser train --fold all`` (default: seed), so that models
+    trained with several seeds share one held-out set.
     """
 
     SECTION: ClassVar[str] = "train"
@@ -297,6 +300,7 @@ class TrainConfig(_Part):
     mixup: float = 0.0
     augment: int = field(default=0, metadata=_ADDED)
     stream_windows: int = field(default=0, metadata=_ADDED)
+    augmented_windows: int = field(default=0, metadata=_ADDED)
     split_seed: int | None = field(default=None, metadata=_ADDED)
 
     @property
@@ -304,13 +308,17 @@ class TrainConfig(_Part):
         """The seed of the held-out speakers of ``--fold all``: ``split_seed``, else ``seed``."""
         return self.seed if self.split_seed is None else self.split_seed
 
+    @property
+    def copies(self) -> int:
+        """Training copies added per training clip (augment + stream_windows + augmented_windows)."""
+        return self.augment + self.stream_windows + self.augmented_windows
+
     def __post_init__(self) -> None:
         self._check_kinds()
-        if not 0 <= self.augment <= 16:
-            raise ConfigError(f"train.augment must be an integer from 0 to 16 (augmented copies per training clip), got {self.augment!r}")
-        if not 0 <= self.stream_windows <= 16:
-            raise ConfigError(f"train.stream_windows must be an integer from 0 to 16 (stream windows per training clip), "
-                              f"got {self.stream_windows!r}")
+        for name, what in (("augment", "augmented copies"), ("stream_windows", "stream windows"),
+                           ("augmented_windows", "augmented stream windows")):
+            if not 0 <= getattr(self, name) <= 16:
+                raise ConfigError(f"train.{name} must be an integer from 0 to 16 ({what} per training clip), got {getattr(self, name)!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -366,8 +374,9 @@ class Config(_Part):
             raise ConfigError("adapt.train_prob > 0 needs model.statistics: true (the adapted features are its statistics)")
         if self.train.vap_aux_weight and not self.model.uses("vap"):
             raise ConfigError("train.vap_aux_weight > 0 needs the VAP branch")
-        if (self.train.augment or self.train.stream_windows) and (self.model.uses("vap") or not self.model.statistics):
-            raise ConfigError("train.augment and train.stream_windows need model.branches: [backbone] and model.statistics: true "
+        if self.train.copies and (self.model.uses("vap") or not self.model.statistics):
+            raise ConfigError("train.augment, train.stream_windows and train.augmented_windows need model.branches: [backbone] "
+                              "and model.statistics: true "
                               "(their copies are cached as backbone utterance statistics only)")
 
     def with_backbone_shape(self, num_layers: int, dim: int) -> Config:
