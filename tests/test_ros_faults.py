@@ -174,3 +174,31 @@ def test_broken_model_file_at_run_time_keeps_the_old_model(tiny, clip, tmp_path)
         window = stream[int(round(r["window_start_s"] * 16000)) : int(round(r["window_end_s"] * 16000))]
         expected = engine.infer(window[None])["probs"][0]
         np.testing.assert_allclose(list(r["probabilities"].values()), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_node_stopped_mid_stream_exits_cleanly(tiny, clip, tmp_path, sig):
+    name = f"fault_stop{sig.name}{RUN}"
+    node = start(name, tiny, tmp_path)
+    player = player_for(name)
+    stop = threading.Event()
+
+    def stream():  # audio keeps arriving while the node is told to stop
+        while not stop.is_set():
+            player.run([Audio(clip)])
+
+    streamer = threading.Thread(target=stream)
+    try:
+        player.wait_for_node(90)
+        streamer.start()
+        wait_until(lambda: len(player.session.emotions) >= 2, 30, "emotions", nodes=[node])
+        node.proc.send_signal(sig)
+        code = node.proc.wait(10)  # the inference thread ends before the publishers and the context go
+        assert code == 0, node.output()[-2000:]
+        assert "Traceback" not in node.output()
+    finally:
+        stop.set()
+        streamer.join()
+        player.close()
+        if node.alive():
+            node.stop(signal.SIGKILL)

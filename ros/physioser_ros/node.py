@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 import threading
 import time
@@ -43,9 +44,10 @@ from typing import Any
 import rclpy
 from builtin_interfaces.msg import Duration, Time
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool, String
 
 from physioser.ros.core import EmotionCore, NodeConfig, event_record, hri_expression, validate_config
@@ -54,6 +56,8 @@ from physioser.ros.parameters import PARAMETERS, Param
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """The last message kept for late subscribers (audio_info in, is_speaking out)."""
+SPIN_TIMEOUT_S = 0.2
+"""How soon the spin loop sees a stop signal when no callback is due."""
 
 
 def import_message(ros_name: str, *, purpose: str):
@@ -328,6 +332,8 @@ class EmotionNode(LifecycleNode):
             return  # queued audio waits for the next activate
         try:
             for timed in core.process():
+                if not self._running:
+                    break  # stopping: the queued audio is not analysed
                 self._publish_estimate(timed)
         except Exception as err:  # noqa: BLE001 - report, keep serving the next windows
             self.get_logger().error(f"inference failed: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
@@ -360,13 +366,22 @@ class EmotionNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    # SIGINT / SIGTERM stop the spin loop here instead of shutting rclpy's context down from its signal
+    # handler, so the inference thread ends before its publishers and the context go (publishing into
+    # a context being shut down can crash the process).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     node = None
     try:
         node = EmotionNode()
         if node.opt("autostart") and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             node.trigger_activate()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stopping.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as err:  # noqa: BLE001 - e.g. a parameter outside its range at start-up
