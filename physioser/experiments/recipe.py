@@ -134,6 +134,11 @@ VARIANTS: dict[str, list[str]] = {
     # the same trained with speaker offsets on half the rows (its adapted test features then match training)
     "stats-mlp-reg-15ep-adapt": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=15",
                                          "adapt.train_prob=0.5"],
+    # the recipe with one regulariser or the schedule changed
+    "stats-mlp-reg-120ep": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=120"],
+    "stats-mlp-reg-drop5": _BASE + ["model.statistics=true", *_REG, *_FIXED, "model.dropout=0.5", "model.input_dropout=0.3"],
+    "stats-mlp-reg-mix8": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.mixup=0.8"],
+    "stats-mlp-reg-lr3": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.lr=3e-3"],
     # the recipe without the frames' standard deviations (utterance means of every layer only)
     "means-mlp-reg-fixed": _BASE + [*_REG, *_FIXED],
     # early-stopped on the validation speakers instead of the fixed schedule (leave-one-corpus-out: an unheard corpus)
@@ -562,7 +567,9 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
              f"backbone-only recipe (segment means, per-layer projections, linear head, early stopping); `stats-linear` = + "
              f"frame standard deviations (statistics pooling); `{recipe}` = statistics pooling + MLP head, dropout 0.3 on the "
              f"head and 0.2 on the input statistics, mixup 0.4, fixed 60-epoch schedule on training + validation speakers "
-             f"(= `configs/recipe.yaml`); `-adapt` = the same trained with speaker offsets on half the rows.", "",
+             f"(= `configs/recipe.yaml`); `-adapt` = the same trained with speaker offsets on half the rows; `-mix8` / `-drop5` / "
+             f"`-lr3` / `-120ep` = the recipe with mixup 0.8 / dropout 0.5 on the head and 0.3 on the input statistics / "
+             f"learning rate 3e-3 / 120 epochs.", "",
              "Commands: `python -m physioser.experiments.recipe pack --out pack.npz --corpora-root ../shared/corpora` (CPU); "
              "`python -m physioser.experiments.recipe run --pack pack.npz --out runs --variant V --task T --seeds S --workers 16` "
              "(on the 16 CPU cores of an H200 GPU machine, RECIPE_DEVICE=cpu; seeds and folds as the tables say; Korean with "
