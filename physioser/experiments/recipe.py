@@ -139,6 +139,9 @@ VARIANTS: dict[str, list[str]] = {
     "stats-mlp-reg-drop5": _BASE + ["model.statistics=true", *_REG, *_FIXED, "model.dropout=0.5", "model.input_dropout=0.3"],
     "stats-mlp-reg-mix8": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.mixup=0.8"],
     "stats-mlp-reg-lr3": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.lr=3e-3"],
+    # the fused model's head (one attention block over the backbone's utterance tokens), early-stopped: the
+    # no-branch twin of the physiology experiment
+    "fusion-means-es": _BASE + ["model.head=fusion"],
     # the recipe without the frames' standard deviations (utterance means of every layer only)
     "means-mlp-reg-fixed": _BASE + [*_REG, *_FIXED],
     # early-stopped on the validation speakers instead of the fixed schedule (leave-one-corpus-out: an unheard corpus)
@@ -588,7 +591,8 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
                    ("k = all, τ = 1, plain speaker mean", "all@1/plain")]
         lines += adapted_table(intra.get(v, {}), protos)
     lines += ["", "## Leave one corpus out (four classes; train on the other four corpora, test on every utterance of the fifth)", "",
-              "`means-mlp-reg-fixed` = the recipe without the frames' standard deviations; `stats-mlp-reg-15ep` = the recipe "
+              "`fusion-means-es` = the fused model's head (one attention block over the utterance tokens, no statistics) "
+              "early-stopped; `means-mlp-reg-fixed` = the recipe without the frames' standard deviations; `stats-mlp-reg-15ep` = the recipe "
               "for 15 epochs; `stats-mlp-reg-es` = the recipe early-stopped on the validation speakers (15 % of each training "
               "corpus's speakers, patience 5). Δ: per held-out corpus (UA averaged over seeds) against the recipe, strict; "
               "mean ± std over the corpora both cover. Commands: `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m "
