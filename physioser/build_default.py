@@ -397,8 +397,8 @@ def main(argv: list[str] | None = None) -> None:
         if meta.get("adaptation"):
             results["adapted"] = evaluate_onnx_adapted(fp32, rows, ks=(10, None))
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
-    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _train_setting(args.out), robustness, columns,
-                                                              _train_setting(args.out, "stream_windows")))
+    (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _train_setting(args.out), robustness,
+                                                       columns, _train_setting(args.out, "stream_windows")))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,

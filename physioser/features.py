@@ -265,15 +265,16 @@ def load_corpora(cfg: Config, corpora: Sequence[str], corpora_root: str | Path |
 def add_augmented_copies(data: FeatureSet, train_idx: np.ndarray, cfg: Config, corpora_root: str | Path | dict,
                          noise_root: str | Path, *, progress: bool = True) -> tuple[FeatureSet, np.ndarray]:
     """``data`` with ``cfg.train.augment`` augmented copies, ``cfg.train.stream_windows`` stream windows
-    and ``cfg.train.augmented_windows`` stream windows of augmented audio of each row of ``train_idx`` appended (same row, label and speaker; backbone statistics of
-    the copy's audio), and the training indices extended by the copies. Rows outside ``train_idx``
-    (validation, test) get no copy.
+    and ``cfg.train.augmented_windows`` stream windows of augmented audio of each row of ``train_idx``
+    appended (same row, label and speaker; backbone statistics of the copy's audio), and the training
+    indices extended by the copies. Rows outside ``train_idx`` (validation, test) get no copy.
 
     Copy e of a clip is :class:`physioser.conditions.augment.Augmenter` (seed ``cfg.train.seed``,
     epoch e) of its audio, window copy e :class:`physioser.conditions.augment.StreamWindow` (the
-    stream's default window), augmented window copy e both in turn; the statistics are computed per corpus over the corpus folder's clips
-    and cached (:mod:`physioser.conditions.statistics`). A copy's segment means all hold its
-    utterance mean (with the clean row's frame counts), which is what statistics pooling reads."""
+    stream's default window), augmented window copy e both in turn; the statistics are computed per
+    corpus over the corpus folder's clips and cached (:mod:`physioser.conditions.statistics`). A
+    copy's segment means all hold its utterance mean (with the clean row's frame counts), which is
+    what statistics pooling reads."""
     from physioser.conditions.statistics import augmented_statistics, augmented_window_statistics, window_statistics
     from physioser.model.factory import build_backbone_for
     from physioser.runtime.contract import DEFAULT_WINDOW_S

@@ -34,8 +34,8 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
     through one :class:`~physioser.runtime.streamer.Streamer` (speech gate, no smoothing, the speaker
     named with ``set_speaker``, running adaptation if ``adapt``), clip after clip with
     :data:`STREAM_GAP_S` (or one window, if longer) of silence after each: the argmax of the mean
-    probabilities of the windows that end within the clip or the silence after it; -1 where no window does. ``window_s``: the
-    stream's window (default: the model's)."""
+    probabilities of the windows that end within the clip or the silence after it; -1 where no
+    window does. ``window_s``: the stream's window (default: the model's)."""
     from physioser.runtime.streamer import Streamer
 
     names = engine.class_names

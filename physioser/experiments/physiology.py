@@ -387,7 +387,7 @@ def tables(paths: list[Path], results_dir: Path) -> str:
     records = _load_records(paths)
     within = [r for r in records if not r["corpus"].startswith(LOCO)]
     left_out = [r for r in records if r["corpus"].startswith(LOCO)]
-    out = _vap_tables(within, results_dir) + _fused_tables(within, CORPUS_ORDER, "fold") if within else []
+    out = (_vap_tables(within, results_dir) + _fused_tables(within, CORPUS_ORDER, "fold")) if within else []
     if left_out:
         out += (["", "### Leave one corpus out (four classes; trained on the other packed corpora, tested on every utterance of "
                  "the named one)", ""] if within else []) + _fused_tables(left_out, tuple(LOCO + c for c in CORPUS_ORDER), "seed")

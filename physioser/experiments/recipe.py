@@ -123,31 +123,31 @@ def _feature_set(pack_data: dict, indices: np.ndarray, classes: list[str]):
 _BASE = ["model.branches=[backbone]", "cpa.weight=0"]
 _REG = ["model.head=mlp", "model.input_dropout=0.2", "train.mixup=0.4", "model.dropout=0.3"]
 _FIXED = ["train.early_stopping=false", "train.epochs=60"]
+_STATS = _BASE + ["model.statistics=true", *_REG]  # statistics pooling, regularised: the recipe before its schedule
+_15EP = ["train.early_stopping=false", "train.epochs=15"]
 VARIANTS: dict[str, list[str]] = {
     "means-linear": _BASE + ["model.head=linear"],
     "stats-linear": _BASE + ["model.statistics=true", "model.head=linear"],
-    "stats-mlp-reg-fixed": _BASE + ["model.statistics=true", *_REG, *_FIXED],
-    "stats-mlp-reg-fixed-adapt": _BASE + ["model.statistics=true", *_REG, *_FIXED, "adapt.train_prob=0.5"],
-    "stats-mlp-reg-fixed-cw": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.class_weighting=true"],
+    "stats-mlp-reg-fixed": _STATS + _FIXED,
+    "stats-mlp-reg-fixed-adapt": _STATS + [*_FIXED, "adapt.train_prob=0.5"],
+    "stats-mlp-reg-fixed-cw": _STATS + [*_FIXED, "train.class_weighting=true"],
     # for the +others tasks (about four times the rows): about as many optimiser steps as 60 epochs of one corpus
-    "stats-mlp-reg-15ep": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=15"],
+    "stats-mlp-reg-15ep": _STATS + _15EP,
     # the same trained with speaker offsets on half the rows (its adapted test features then match training)
-    "stats-mlp-reg-15ep-adapt": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=15",
-                                         "adapt.train_prob=0.5"],
+    "stats-mlp-reg-15ep-adapt": _STATS + [*_15EP, "adapt.train_prob=0.5"],
+    "stats-mlp-reg-15ep-cw": _STATS + [*_15EP, "train.class_weighting=true"],
     # the recipe with one regulariser or the schedule changed
-    "stats-mlp-reg-120ep": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=120"],
-    "stats-mlp-reg-drop5": _BASE + ["model.statistics=true", *_REG, *_FIXED, "model.dropout=0.5", "model.input_dropout=0.3"],
-    "stats-mlp-reg-mix8": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.mixup=0.8"],
-    "stats-mlp-reg-lr3": _BASE + ["model.statistics=true", *_REG, *_FIXED, "train.lr=3e-3"],
+    "stats-mlp-reg-120ep": _STATS + ["train.early_stopping=false", "train.epochs=120"],
+    "stats-mlp-reg-drop5": _STATS + [*_FIXED, "model.dropout=0.5", "model.input_dropout=0.3"],
+    "stats-mlp-reg-mix8": _STATS + [*_FIXED, "train.mixup=0.8"],
+    "stats-mlp-reg-lr3": _STATS + [*_FIXED, "train.lr=3e-3"],
+    # early-stopped on the validation speakers instead of the fixed schedule (leave-one-corpus-out: an unheard corpus)
+    "stats-mlp-reg-es": _STATS + ["train.early_stopping=true", "train.epochs=60", "train.patience=5"],
+    # the recipe without the frames' standard deviations (utterance means of every layer only)
+    "means-mlp-reg-fixed": _BASE + [*_REG, *_FIXED],
     # the fused model's head (one attention block over the backbone's utterance tokens), early-stopped: the
     # no-branch twin of the physiology experiment
     "fusion-means-es": _BASE + ["model.head=fusion"],
-    # the recipe without the frames' standard deviations (utterance means of every layer only)
-    "means-mlp-reg-fixed": _BASE + [*_REG, *_FIXED],
-    # early-stopped on the validation speakers instead of the fixed schedule (leave-one-corpus-out: an unheard corpus)
-    "stats-mlp-reg-es": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=true", "train.epochs=60", "train.patience=5"],
-    "stats-mlp-reg-15ep-cw": _BASE + ["model.statistics=true", *_REG, "train.early_stopping=false", "train.epochs=15",
-                                      "train.class_weighting=true"],
 }
 """The sweep's variants (config overrides); ``stats-mlp-reg-fixed`` is ``configs/recipe.yaml``."""
 
