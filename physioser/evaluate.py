@@ -214,6 +214,10 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
              "mean ± std over speaker-independent folds (scikit-learn). Each row names the command that reproduces "
              "it and the hardware that ran it.", ""]
     lines += _summary_table(runs)
+    if (path.parent / "RECIPE.md").is_file():
+        lines += ["These are the `physioser eval` runs of the first heads. The training recipe that replaced them, speaker "
+                  "adaptation, whisper-tiny.en against whisper-base and leave one corpus out are in \"Training recipe and "
+                  "speaker adaptation\" below.", ""]
     by_protocol: dict[str, list[tuple[str, dict, dict]]] = {}
     for r in runs:
         for corpus, res in r["corpora"].items():
@@ -235,15 +239,16 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
         lines.append("")
     png = _plot_report(runs, path.parent / "report_ua.png")
     lines += ["## UA by corpus and run", "", f"![UA by corpus]({png.name})", ""]
-    experiments = path.parent / "EXPERIMENTS.md"
-    if experiments.is_file():  # baselines, sweeps and ablations, written by their own tool: embedded
-        body = experiments.read_text().splitlines()[1:]  # without its title; one heading level down
-        lines += [f"## Experiments (from [{experiments.name}]({experiments.name}))", ""]
-        lines += ["#" + line if line.startswith("#") else line for line in body] + [""]
+    experiments, recipe = path.parent / "EXPERIMENTS.md", path.parent / "RECIPE.md"
+    for embedded, title in ((recipe, "Training recipe and speaker adaptation"), (experiments, "Experiments")):
+        if embedded.is_file():  # written by their own tools: embedded, without their title, one heading level down
+            body = embedded.read_text().splitlines()[1:]
+            lines += [f"## {title} (from [{embedded.name}]({embedded.name}))", ""]
+            lines += ["#" + line if line.startswith("#") else line for line in body] + [""]
     if (path.parent / "BENCHMARK.md").is_file():  # written by hand from `physioser benchmark` leaderboards
         lines += ["## Benchmark", "", "Every corpus at hand on EmoBox's folds where they are sound, beside EmoBox's "
                   "published figures, and leave-one-corpus-out: [BENCHMARK.md](BENCHMARK.md).", ""]
-    topics = sorted(p for p in path.parent.glob("*.md") if p.name not in (path.name, experiments.name, "BENCHMARK.md"))
+    topics = sorted(p for p in path.parent.glob("*.md") if p.name not in (path.name, experiments.name, recipe.name, "BENCHMARK.md"))
     if topics:  # reports of their own (each with its commands), linked rather than embedded
         lines += ["## Topic reports", ""] + [f"- [{p.stem.capitalize()}]({p.name})" for p in topics] + [""]
     path.write_text("\n".join(lines))

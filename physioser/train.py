@@ -89,6 +89,20 @@ def _evaluate_ua(model, data, indices, class_names) -> float:
     return classification_metrics(data.labels[indices], pred, class_names)["ua"]
 
 
+def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups of the trainable parameters: weight decay on matrices only, and each parameter's
+    learning-rate scale (``model.lr_scale(name)`` where the model has one, e.g. a fine-tuned encoder's
+    pretrained layers; else 1)."""
+    scale_of = getattr(model, "lr_scale", lambda name: 1.0)
+    groups: dict[tuple[bool, float], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            decays = not (p.ndim < 2 or "log_scale" in name)
+            groups.setdefault((decays, float(scale_of(name))), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
+            for (decays, scale), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))]
+
+
 def fit(
     model: torch.nn.Module,
     data,
@@ -126,14 +140,7 @@ def fit(
     generator = torch.Generator().manual_seed(t.seed)  # CPU: epoch orders and crops
     device = ctx.device if ctx else training_device(t.device)
     model.to(device)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "log_scale" in name else decay).append(p)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": float(t.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=float(t.lr),
-    )
+    optimizer = torch.optim.AdamW(_parameter_groups(model, float(t.weight_decay)), lr=float(t.lr))
     batch_size = t.batch_size
     steps_per_epoch = max(1, math.ceil((ctx.num_samples(len(train_idx)) if ctx else len(train_idx)) / batch_size))
     total = steps_per_epoch * t.epochs
@@ -204,7 +211,7 @@ def fit(
                 raise FloatingPointError(f"training loss became {loss.item()} at step {state['step']} ({out_dir})")
             factor = lr_factor(state["step"], total, warmup)
             for group in optimizer.param_groups:
-                group["lr"] = float(t.lr) * factor
+                group["lr"] = float(t.lr) * factor * group.get("lr_scale", 1.0)  # states saved before scales existed lack it
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.grad_clip:

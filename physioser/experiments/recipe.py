@@ -41,29 +41,25 @@ def _plan_lists(plan) -> list[dict]:
             for k, tr, va, tests in plan]
 
 
-def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whisper-tiny.en", seed: int = 0) -> Path:
-    """Write the pack (see the module doc) for ``corpora``; returns its path."""
-    from physioser.backbones import FeatureCache, build_backbone
+def read_rows(corpora: list[str], corpora_root: Path) -> tuple[list, dict[str, np.ndarray]]:
+    """Every row of ``corpora`` in order, and each corpus's span of row indices."""
     from physioser.data import read_corpus
-    from physioser.data.labels import FOUR_CLASSES
-    from physioser.data.folds import _corpus_folds, speaker_split
-    from physioser.features import class_names_for, select_rows
 
-    bb = build_backbone(backbone)
-    cache = FeatureCache()
     rows, spans = [], {}
     for name in corpora:
         own = read_corpus(name, Path(corpora_root) / name)
         spans[name] = np.arange(len(rows), len(rows) + len(own))
         rows += own
-    mean = np.zeros((len(rows), bb.num_layers, bb.dim), np.float16)
-    std = np.zeros_like(mean)
-    for i, row in enumerate(rows):
-        stats = cache.load_statistics(row.path, bb)
-        if stats is None:
-            cache.get_or_compute(row.path, bb)
-            stats = cache.load_statistics(row.path, bb)
-        mean[i], std[i] = stats[0].float().numpy(), stats[1].float().numpy()
+    return rows, spans
+
+
+def task_plan(rows: list, spans: dict[str, np.ndarray], corpora: list[str], seed: int = 0) -> dict:
+    """The pack's tasks (see the module doc): each corpus's folds of ``physioser eval``, the same with the
+    other corpora added to training, and leave one corpus out."""
+    from physioser.data.folds import _corpus_folds, speaker_split
+    from physioser.data.labels import FOUR_CLASSES
+    from physioser.features import class_names_for, select_rows
+
     tasks = {}
     for name in corpora:
         classes = class_names_for(SimpleNamespace(classes=None), [name])
@@ -85,8 +81,32 @@ def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whi
         tr, va = speaker_split(rows, train, 0.15, seed)
         tasks[f"to-{test}"] = {"kind": "loco", "classes": four,
                                "folds": _plan_lists([(0, tr, va, {test: four_idx[test]})])}
-    meta = {"backbone": backbone, "num_layers": int(bb.num_layers), "dim": int(bb.dim), "corpora": corpora, "tasks": tasks,
+    return tasks
+
+
+def pack_meta(backbone, corpora: list[str], rows: list, tasks: dict) -> dict:
+    """The pack's ``meta``: backbone shape, corpora, tasks and each row's corpus, speaker, label and file name."""
+    return {"backbone": backbone.name, "num_layers": int(backbone.num_layers), "dim": int(backbone.dim), "corpora": corpora,
+            "tasks": tasks,
             "rows": [{"corpus": r.corpus, "speaker": r.speaker, "canonical": r.canonical, "path": str(Path(r.path).name)} for r in rows]}
+
+
+def pack(corpora: list[str], out: Path, corpora_root: Path, backbone: str = "whisper-tiny.en", seed: int = 0) -> Path:
+    """Write the pack (see the module doc) for ``corpora``; returns its path."""
+    from physioser.backbones import FeatureCache, build_backbone
+
+    bb = build_backbone(backbone)
+    cache = FeatureCache()
+    rows, spans = read_rows(corpora, corpora_root)
+    mean = np.zeros((len(rows), bb.num_layers, bb.dim), np.float16)
+    std = np.zeros_like(mean)
+    for i, row in enumerate(rows):
+        stats = cache.load_statistics(row.path, bb)
+        if stats is None:
+            cache.get_or_compute(row.path, bb)
+            stats = cache.load_statistics(row.path, bb)
+        mean[i], std[i] = stats[0].float().numpy(), stats[1].float().numpy()
+    meta = pack_meta(bb, corpora, rows, task_plan(rows, spans, corpora, seed))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, mean=mean, std=std, meta=np.array(json.dumps(meta)))
@@ -202,8 +222,9 @@ def _job(args) -> dict:
 
 
 def run(pack_path: Path, plan: list[tuple[str, list[str], str, list[int] | None, int]], out_dir: Path, *, workers: int = 8,
-        work: Path = Path("/tmp/recipe")) -> list[Path]:
-    """``plan``: (variant, overrides, task, folds or None = all, seeds). Trains every job in a pool of
+        work: Path = Path("/tmp/recipe"), job=_job) -> list[Path]:
+    """``plan``: (variant, overrides, task, folds or None = all, seeds: a count or the seeds). Trains every job (``job``: one
+    (variant, overrides, task, fold, seed, pack path, work folder) → its result) in a pool of
     ``workers`` processes; writes ``out_dir/<variant>.json.gz`` per variant."""
     import gzip
     import multiprocessing as mp
@@ -211,7 +232,8 @@ def run(pack_path: Path, plan: list[tuple[str, list[str], str, list[int] | None,
     with np.load(pack_path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
     jobs = [(v, ov, t, f, s, str(pack_path), str(work)) for v, ov, t, folds, seeds in plan
-            for f in (folds if folds is not None else range(len(meta["tasks"][t]["folds"]))) for s in range(seeds)]
+            for f in (folds if folds is not None else range(len(meta["tasks"][t]["folds"])))
+            for s in (range(seeds) if isinstance(seeds, int) else seeds)]
     jobs.sort(key=lambda j: -len(meta["tasks"][j[2]]["folds"][j[3]]["train"]))  # longest first
     results: dict[str, list] = {}
     overrides = {v: ov for v, ov, *_ in plan}
@@ -228,7 +250,7 @@ def run(pack_path: Path, plan: list[tuple[str, list[str], str, list[int] | None,
 
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(workers) as pool:
-        for i, r in enumerate(pool.imap_unordered(_job, jobs)):
+        for i, r in enumerate(pool.imap_unordered(job, jobs)):
             results.setdefault(r["variant"], []).append(r)
             print(f"{i + 1}/{len(jobs)} jobs, {time.perf_counter() - t0:.0f} s", flush=True)
             write()
@@ -537,6 +559,51 @@ def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recip
     return lines
 
 
+def finetune_section(scores: dict, recipe_scores: dict, probe_ua: dict) -> list[str]:
+    """Markdown: strict UA of the fine-tuning variants (:mod:`physioser.experiments.finetune`) by corpus
+    beside the recipe and the probe, and their paired per-fold differences to ``ft-frozen`` (same code
+    and input) and to the probe."""
+    strict = {v: {c: cells[c]["0"] for c in CORPUS_ORDER if "0" in cells.get(c, {})} for v, cells in scores.items()}
+    probe = {c: {"folds": v["folds"], "seed_mean": v["ua"]} for c, v in probe_ua.items()}
+    recipe = {c: recipe_scores[c]["0"] for c in CORPUS_ORDER if c in recipe_scores}
+    names = sorted(strict, key=lambda v: (v != "ft-frozen", v.replace("all", "~")))  # the control first, every block last
+    head = "| model | " + " | ".join(CORPUS_ORDER) + " |"
+    rule = "|---" * (len(CORPUS_ORDER) + 1) + "|"
+
+    def on_folds(cell: dict | None, like: dict | None) -> dict | None:  # a reference cell on the folds of ``like``
+        if not cell or not like:
+            return None
+        keep = [i for i, f in enumerate(cell["folds"]) if f in set(like["folds"])]
+        return {k: [cell[k][i] for i in keep] for k in ("folds", "seed_mean")} | {"seeds": [cell.get("seeds", [1] * len(cell["folds"]))[i] for i in keep]}
+
+    ref = strict.get("ft-frozen", {})
+    lines = ["## Fine-tuning the encoder's top blocks", "",
+             "`stats-mlp-reg-fixed` (the recipe's head, config and schedule) on whisper-tiny.en run from eight-bit log-mel "
+             "(`physioser.experiments.finetune`): `ft-frozen` = no encoder block learns (the paired control: the same code "
+             "and input as the others), `ft-top1` / `ft-top2` = the top one / two blocks and the final layer norm learn, "
+             "`ft-all` = every block learns, at 0.03 × the head's learning rate (weight decay as the head). Folds of "
+             "`physioser eval` as above; cells: strict UA mean ± std over folds (mean over seeds per fold); the probe and the "
+             "recipe on the same folds; (folds × seeds). Per-fold scores: `eval/results/recipe/finetune.json`.", "",
+             "Commands (one H200 GPU, 15-16 worker processes; a pack per carried transfer): `python -m "
+             "physioser.experiments.finetune pack --out A.npz --corpora-root ../shared/corpora -c RAVDESS` (and `-c EMOVO "
+             "-c URDU`, `-c KoreanEmotionTTS`, `-c ASED`; CPU, seconds); `OMP_NUM_THREADS=1 RECIPE_DEVICE=cuda python -m "
+             "physioser.experiments.finetune run --pack A.npz --out R --variant ft-frozen --variant ft-top2 --task RAVDESS "
+             "--seeds 3 --workers 15` (Korean `--folds 0,6,12,18,24`; ASED `--folds 0,6,7,9,12,18,22,24 --seeds 1`); "
+             "`python -m physioser.experiments.recipe report ... --finetune-runs R/*.json.gz --finetune-scores "
+             "eval/results/recipe/finetune.json`.", "",
+             head, rule, "| linear probe | " + " | ".join(_pm(on_folds(probe.get(c), ref.get(c))) for c in CORPUS_ORDER) + " |",
+             "| `stats-mlp-reg-fixed` (the recipe, cached statistics) | " + " | ".join(_pm(on_folds(recipe.get(c), ref.get(c))) for c in CORPUS_ORDER) + " |"]
+    lines += [f"| {v} | " + " | ".join(_pm(cell) + f" ({_folds_seeds(cell)})" if (cell := strict[v].get(c)) else "—"
+                                       for c in CORPUS_ORDER) + " |" for v in names]
+    lines += ["", "Paired per-fold differences (mean ± std over folds, folds ahead / folds, worst fold):", "", head, rule,
+              "| ft-frozen − the recipe (reproduction) | " + " | ".join(_diff(ref.get(c), recipe.get(c)) for c in CORPUS_ORDER) + " |"]
+    lines += [f"| {v} − ft-frozen | " + " | ".join(_diff(strict[v].get(c), ref.get(c)) for c in CORPUS_ORDER) + " |"
+              for v in names if v != "ft-frozen"]
+    lines += [f"| {v} − linear probe | " + " | ".join(_diff(strict[v].get(c), probe.get(c)) for c in CORPUS_ORDER) + " |"
+              for v in ("ft-frozen", "ft-top2") if v in strict]
+    return lines
+
+
 def _scores(runs: list[Path], scores_json: Path) -> dict:
     """The scores stored in ``scores_json``, each (variant, task) that ``runs`` score replaced or added, written back."""
     scores = json.loads(Path(scores_json).read_text()) if Path(scores_json).is_file() else {}
@@ -550,12 +617,14 @@ def _scores(runs: list[Path], scores_json: Path) -> dict:
 
 
 def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Path, rule_runs: list[Path] = (),
-                 rule_scores_json: Path | None = None, others_runs: list[Path] = (), others_scores_json: Path | None = None) -> Path:
+                 rule_scores_json: Path | None = None, others_runs: list[Path] = (), others_scores_json: Path | None = None,
+                 finetune_runs: list[Path] = (), finetune_scores_json: Path | None = None) -> Path:
     """Score ``runs`` (run's ``.json.gz`` files) into the per-fold scores of ``scores_json`` (a (variant, task)
     they cover replaces the stored one) and write the tables to ``out`` (markdown). ``rule_runs`` /
     ``rule_scores_json`` the same for the section on adaptation rules and backbones (:func:`rules_section`),
     ``others_runs`` / ``others_scores_json`` for the section on training with the other corpora
-    (:func:`others_section`, which needs ``rule_scores_json`` for its adapted baseline)."""
+    (:func:`others_section`, which needs ``rule_scores_json`` for its adapted baseline), ``finetune_runs`` /
+    ``finetune_scores_json`` for fine-tuning the encoder (:func:`finetune_section`)."""
     scores = _scores(runs, scores_json)
     probe_ua = json.loads(Path(probe_json).read_text())
     recipe = "stats-mlp-reg-fixed"
@@ -623,6 +692,8 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
         if others_scores_json is not None:
             intra_probe = {t: v for t, v in probe_ua.items() if not t.startswith("to-")}
             lines += ["", *others_section(scores, rules, _scores(list(others_runs), others_scores_json), intra_probe, recipe)]
+    if finetune_scores_json is not None:
+        lines += ["", *finetune_section(_scores(list(finetune_runs), finetune_scores_json), scores[recipe], probe_ua)]
     out.write_text("\n".join(lines) + "\n")
     return out
 
@@ -658,6 +729,8 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--rule-scores", type=Path, default=None)
     w.add_argument("--others-runs", type=Path, nargs="*", default=[])
     w.add_argument("--others-scores", type=Path, default=None)
+    w.add_argument("--finetune-runs", type=Path, nargs="*", default=[])
+    w.add_argument("--finetune-scores", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.cmd == "pack":
         print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.backbone))
@@ -668,7 +741,8 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "probe":
         a.out.write_text(json.dumps(probe(a.pack)))
     else:
-        print(write_report(a.runs, a.probe, a.out, a.scores, a.rule_runs, a.rule_scores, a.others_runs, a.others_scores))
+        print(write_report(a.runs, a.probe, a.out, a.scores, a.rule_runs, a.rule_scores, a.others_runs, a.others_scores,
+                           a.finetune_runs, a.finetune_scores))
 
 
 if __name__ == "__main__":
