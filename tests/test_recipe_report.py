@@ -65,3 +65,53 @@ def test_new_runs_join_the_stored_scores(tmp_path) -> None:
     assert merged["stats-mlp-reg-fixed"]["RAVDESS"] == stored["stats-mlp-reg-fixed"]["RAVDESS"]  # kept
     assert merged["stats-mlp-reg-fixed"]["to-ASED"]["0"]["seed_mean"] == [1.0]  # replaced by the new run
     assert json.loads(path.read_text()) == merged
+
+
+def test_the_fine_tuning_section_pairs_each_variant_with_its_frozen_control() -> None:
+    from physioser.experiments.recipe import finetune_section
+
+    def folds(values: list[float], seeds: int = 3) -> dict:
+        return {"folds": [0, 1], "seed_mean": values, "ensemble": values, "seeds": [seeds] * len(values)}
+
+    scores = {"ft-all": {"RAVDESS": {"0": folds([0.5, 0.7], 2)}}, "ft-top2": {"RAVDESS": {"0": folds([0.8, 0.7])}},
+              "ft-frozen": {"RAVDESS": {"0": folds([0.7, 0.7])}}}
+    recipe = {"RAVDESS": {"0": {"folds": [0, 1, 2], "seed_mean": [0.7, 0.6, 0.1], "seeds": [3, 3, 3]}}}
+    probe = {"RAVDESS": {"folds": [0, 1, 2], "ua": [0.6, 0.6, 0.0]}}
+    text = "\n".join(finetune_section(scores, recipe, probe))
+    rows = [line.split(" |")[0] for line in text.splitlines() if line.startswith("| ft-")]
+    assert rows[:3] == ["| ft-frozen", "| ft-top2", "| ft-all"]  # the control first, every block last
+    assert "| ft-top2 | 0.750 ± 0.050 (2 × 3) |" in text
+    assert "| ft-all | 0.600 ± 0.100 (2 × 2) |" in text
+    assert "| `stats-mlp-reg-fixed` (the recipe, cached statistics) | 0.650 ± 0.050 |" in text  # on the fine-tuned folds only
+    assert "| ft-top2 − ft-frozen | +0.050 ± 0.050 (1/2, worst +0.000) |" in text
+    assert "| ft-frozen − the recipe (reproduction) | +0.050 ± 0.050 (1/2, worst +0.000) |" in text
+    assert "| ft-top2 − linear probe | +0.150 ± 0.050 (2/2, worst +0.100) |" in text
+
+
+def test_a_recipe_job_trains_on_its_fold_and_stores_strict_and_adapted_logits(tmp_path, monkeypatch) -> None:
+    import json
+
+    import numpy as np
+
+    from physioser.experiments import recipe
+
+    rng = np.random.default_rng(0)
+    classes = ["angry", "neutral"]
+    rows = [{"corpus": "C", "speaker": f"s{i // 6}", "canonical": classes[i % 2], "path": f"{i}.wav"} for i in range(30)]
+    signal = np.array([i % 2 for i in range(30)], np.float32)[:, None, None]
+    fold = {"fold": 0, "train": list(range(18)), "val": list(range(18, 24)), "test": {"C": list(range(24, 30))}}
+    meta = {"backbone": "whisper-tiny.en", "num_layers": 2, "dim": 8, "corpora": ["C"], "rows": rows,
+            "tasks": {"C": {"kind": "intra", "classes": classes, "folds": [fold]}}}
+    path = tmp_path / "pack.npz"
+    np.savez_compressed(path, mean=(rng.normal(size=(30, 2, 8)) + 2 * signal).astype(np.float16),
+                        std=np.abs(rng.normal(size=(30, 2, 8))).astype(np.float16), meta=np.array(json.dumps(meta)))
+    monkeypatch.setenv("RECIPE_DEVICE", "cpu")
+    recipe._PACK.clear()
+    try:
+        out = recipe._job(("stats-mlp-reg-fixed", recipe.VARIANTS["stats-mlp-reg-fixed"] + ["train.epochs=5"], "C", 0, 1,
+                           str(path), str(tmp_path / "w")))
+    finally:
+        recipe._PACK.clear()
+    assert out["rows"] == list(range(24, 30)) and out["labels"] == [0, 1] * 3 and out["seed"] == 1
+    assert {"0", "10@1/balanced", "all@16/plain"} <= set(out["logits"]) and len(out["logits"]["0"]) == 6
+    assert recipe.fold_rows(meta, "C", 0)[4].tolist() == list(range(30))

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from physioser.experiments.recipe import VARIANTS as RECIPE_VARIANTS
-from physioser.experiments.recipe import _label, pack_meta, read_rows, task_plan
+from physioser.experiments.recipe import _label, fold_rows, pack_meta, read_rows, task_plan
 from physioser.model.pooling import frame_statistics
 
 __all__ = ["pack", "run", "quantise", "dequantise", "encoder_statistics", "MelSet", "FineTuned", "VARIANTS", "MEL_RANGE"]
@@ -199,10 +199,7 @@ def _job(args) -> dict:
             _PACK.update(mel=z["mel"], offsets=z["offsets"], peaks=z["peaks"], meta=json.loads(str(z["meta"])),
                          weights={k[len("encoder/"):]: z[k] for k in z.files if k.startswith("encoder/")})
     meta = _PACK["meta"]
-    task = meta["tasks"][task_name]
-    fold = task["folds"][fold_i]
-    (test_corpus, test_rows), = fold["test"].items()
-    used = np.array(sorted(set(fold["train"]) | set(fold["val"]) | set(test_rows)))
+    task, fold, test_corpus, test_rows, used = fold_rows(meta, task_name, fold_i)
     local = {g: i for i, g in enumerate(used.tolist())}
     labels = np.array([_label(meta["rows"][g]["canonical"], task["classes"]) for g in used], dtype=np.int64)
     speakers = np.array([f"{meta['rows'][g]['corpus']}/{meta['rows'][g]['speaker']}" for g in used])
@@ -241,30 +238,15 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m physioser.experiments.finetune pack|run`` (see the module doc)."""
     import argparse
 
-    from physioser.experiments.recipe import CORPUS_ORDER
+    from physioser.experiments.recipe import CORPUS_ORDER, pack_and_run_parsers, run_selection
 
     ap = argparse.ArgumentParser(prog="python -m physioser.experiments.finetune", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("pack")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--corpora-root", type=Path, required=True)
-    p.add_argument("-c", "--corpus", action="append", default=None)
-    p.add_argument("-b", "--backbone", default="whisper-tiny.en")
-    r = sub.add_parser("run")
-    r.add_argument("--pack", type=Path, required=True)
-    r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--variant", action="append", required=True, choices=sorted(VARIANTS))
-    r.add_argument("--task", action="append", required=True, help="corpus (intra) or to-<corpus> (leave one out)")
-    r.add_argument("--folds", default=None, help="comma-separated fold ids (default: all)")
-    r.add_argument("--seeds", type=int, default=3)
-    r.add_argument("--first-seed", type=int, default=0, help="seeds first-seed ... first-seed + seeds - 1 (adding seeds to a run)")
-    r.add_argument("--workers", type=int, default=8)
+    pack_and_run_parsers(ap, VARIANTS)
     a = ap.parse_args(argv)
     if a.cmd == "pack":
         print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.backbone))
     else:
-        folds = [int(f) for f in a.folds.split(",")] if a.folds else None
-        seeds = list(range(a.first_seed, a.first_seed + a.seeds))
+        folds, seeds = run_selection(a)
         print(run(a.pack, [(v, t, folds, seeds) for v in a.variant for t in a.task], a.out, workers=a.workers))
 
 

@@ -178,6 +178,14 @@ TAUS = (1.0, 4.0, 16.0)
 compensated mean and ``k@tau/plain``)."""
 
 
+def fold_rows(meta: dict, task_name: str, fold_i: int) -> tuple[dict, dict, str, list[int], np.ndarray]:
+    """(task, fold, test corpus, its test rows, every row the fold uses, sorted) of a pack's ``meta``."""
+    task = meta["tasks"][task_name]
+    fold = task["folds"][fold_i]
+    (test_corpus, test_rows), = fold["test"].items()
+    return task, fold, test_corpus, test_rows, np.array(sorted(set(fold["train"]) | set(fold["val"]) | set(test_rows)))
+
+
 def _job(args) -> dict:
     """One (variant, task, fold, seed): train, then test logits per protocol."""
     import torch
@@ -192,10 +200,7 @@ def _job(args) -> dict:
         with np.load(pack_path, allow_pickle=False) as z:
             _PACK.update(mean=z["mean"], std=z["std"], meta=json.loads(str(z["meta"])))
     meta = _PACK["meta"]
-    task = meta["tasks"][task_name]
-    fold = task["folds"][fold_i]
-    (test_corpus, test_rows), = fold["test"].items()
-    used = np.array(sorted(set(fold["train"]) | set(fold["val"]) | set(test_rows)))
+    task, fold, test_corpus, test_rows, used = fold_rows(meta, task_name, fold_i)
     local = {g: i for i, g in enumerate(used.tolist())}
     data = _feature_set(_PACK, used, task["classes"])
     cfg = load_config(None, [*overrides, f"train.seed={seed}", "train.device=" + os.environ.get("RECIPE_DEVICE", "auto")])
@@ -698,11 +703,9 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m physioser.experiments.recipe pack|run|probe|report`` (see the module doc)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m physioser.experiments.recipe", description=__doc__.splitlines()[0])
+def pack_and_run_parsers(ap, variants) -> object:
+    """The ``pack`` and ``run`` subcommands (shared with :mod:`physioser.experiments.finetune`); returns
+    the subparsers for more."""
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack")
     p.add_argument("--out", type=Path, required=True)
@@ -712,11 +715,27 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("run")
     r.add_argument("--pack", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--variant", action="append", required=True, choices=sorted(VARIANTS))
+    r.add_argument("--variant", action="append", required=True, choices=sorted(variants))
     r.add_argument("--task", action="append", required=True, help="corpus (intra) or to-<corpus> (leave one out)")
     r.add_argument("--folds", default=None, help="comma-separated fold ids (default: all)")
     r.add_argument("--seeds", type=int, default=3)
+    r.add_argument("--first-seed", type=int, default=0, help="seeds first-seed ... first-seed + seeds - 1 (adding seeds to a run)")
     r.add_argument("--workers", type=int, default=8)
+    return sub
+
+
+def run_selection(args) -> tuple[list[int] | None, list[int]]:
+    """(folds or None = all, seeds) of parsed ``run`` arguments."""
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    return folds, list(range(args.first_seed, args.first_seed + args.seeds))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m physioser.experiments.recipe pack|run|probe|report`` (see the module doc)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m physioser.experiments.recipe", description=__doc__.splitlines()[0])
+    sub = pack_and_run_parsers(ap, VARIANTS)
     q = sub.add_parser("probe")
     q.add_argument("--pack", type=Path, required=True)
     q.add_argument("--out", type=Path, required=True)
@@ -735,9 +754,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.cmd == "pack":
         print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.backbone))
     elif a.cmd == "run":
-        folds = [int(f) for f in a.folds.split(",")] if a.folds else None
-        plan = [(v, VARIANTS[v], t, folds, a.seeds) for v in a.variant for t in a.task]
-        print(run(a.pack, plan, a.out, workers=a.workers))
+        folds, seeds = run_selection(a)
+        print(run(a.pack, [(v, VARIANTS[v], t, folds, seeds) for v in a.variant for t in a.task], a.out, workers=a.workers))
     elif a.cmd == "probe":
         a.out.write_text(json.dumps(probe(a.pack)))
     else:
