@@ -115,3 +115,24 @@ def test_a_recipe_job_trains_on_its_fold_and_stores_strict_and_adapted_logits(tm
     assert out["rows"] == list(range(24, 30)) and out["labels"] == [0, 1] * 3 and out["seed"] == 1
     assert {"0", "10@1/balanced", "all@16/plain"} <= set(out["logits"]) and len(out["logits"]["0"]) == 6
     assert recipe.fold_rows(meta, "C", 0)[4].tolist() == list(range(30))
+
+
+def test_corpus_standardisation_reads_no_label_and_puts_each_corpus_in_its_own_frame() -> None:
+    import numpy as np
+
+    from physioser.experiments.recipe import corpus_standardised
+
+    rng = np.random.default_rng(0)
+    corpora = ["A"] * 20 + ["B"] * 12
+    labels = ["angry", "sad", "happy", "neutral"]
+    pack = {"mean": (rng.normal(size=(32, 2, 4)) * 3 + np.repeat([[0.0], [5.0]], [20, 12], 0)[:, :, None]).astype(np.float16),
+            "std": np.abs(rng.normal(size=(32, 2, 4))).astype(np.float16),
+            "meta": {"rows": [{"corpus": c, "canonical": labels[i % 4]} for i, c in enumerate(corpora)]}}
+    shuffled = dict(pack, meta={"rows": [dict(r, canonical=labels[j % 4]) for r, j in zip(pack["meta"]["rows"], rng.permutation(32))]})
+    for scale in (True, False):
+        out = corpus_standardised(pack, scale)
+        np.testing.assert_array_equal(out["mean"], corpus_standardised(shuffled, scale)["mean"])
+        for rows in (slice(0, 20), slice(20, 32)):
+            np.testing.assert_allclose(out["mean"][rows].mean(0), 0, atol=1e-5)
+            np.testing.assert_allclose(out["std"][rows].std(0), 1 if scale else pack["std"][rows].astype(np.float32).std(0), rtol=1e-3)
+    assert pack["mean"].dtype == np.float16  # the pack itself is left as it was
