@@ -136,3 +136,38 @@ def test_corpus_standardisation_reads_no_label_and_puts_each_corpus_in_its_own_f
             np.testing.assert_allclose(out["mean"][rows].mean(0), 0, atol=1e-5)
             np.testing.assert_allclose(out["std"][rows].std(0), 1 if scale else pack["std"][rows].astype(np.float32).std(0), rtol=1e-3)
     assert pack["mean"].dtype == np.float16  # the pack itself is left as it was
+
+
+def _runs(path, variant: str, logits: dict, labels: list[int]):
+    import gzip
+    import json
+
+    results = [{"task": "RAVDESS", "fold": 0, "seed": s, "labels": labels, "logits": {"0": lg, "10@1/balanced": lg}}
+               for s, lg in logits.items()]
+    path.write_bytes(gzip.compress(json.dumps({"variant": variant, "results": results}).encode()))
+    return path
+
+
+def test_two_backbones_are_ensembled_one_seed_each_against_two_seeds_of_one(tmp_path) -> None:
+    import pytest
+
+    from physioser.experiments.recipe import backbone_ensemble, ensemble_section
+
+    labels = [0, 0, 1, 1]
+    sure, unsure = 4.0, 0.5
+    # backbone a is right on the first two rows only, b on the last two; b's seed 1 with less confidence
+    a = {s: [[sure, 0], [sure, 0], [sure, 0], [sure, 0]] for s in (0, 1)}
+    b = {0: [[0, sure], [0, sure], [0, sure], [0, sure]], 1: [[0, unsure], [0, unsure], [0, sure], [0, sure]]}
+    a[1][2] = [0, 2 * sure]  # a's seed 1 also gets row 2 right, confidently
+    cells = backbone_ensemble([_runs(tmp_path / "a.json.gz", "v", a, labels)], [_runs(tmp_path / "b.json.gz", "v", b, labels)])
+    get = lambda name: cells[name]["RAVDESS"]["0"]["seed_mean"][0]  # noqa: E731
+    assert get("a") == pytest.approx((0.5 + 0.75) / 2) and get("b") == pytest.approx(0.5)
+    assert get("a×2") == pytest.approx(0.75)  # row 2: (sure, 0) + (0, 2 sure) favours class 1
+    assert get("b×2") == pytest.approx(0.5)
+    assert get("a+b") == pytest.approx((0.5 + 0.75) / 2)  # a0 + b0 tie everywhere (argmax 0); a1 + b1 tie on row 3 only
+    text = "\n".join(ensemble_section(cells, {"RAVDESS": {"folds": [0], "ua": [0.5]}}))
+    assert "| whisper-tiny.en + whisper-base, strict | 0.625 ± 0.000 |" in text
+    assert "| Δ whisper-tiny.en + whisper-base − whisper-tiny.en, two seeds, strict | -0.125 ± 0.000 (0/1, worst -0.125) |" in text
+    assert "| Δ whisper-tiny.en + whisper-base − linear probe (whisper-tiny.en), strict | +0.125 ± 0.000 (1/1, worst +0.125) |" in text
+    with pytest.raises(ValueError, match="different rows"):
+        backbone_ensemble([_runs(tmp_path / "a.json.gz", "v", a, labels)], [_runs(tmp_path / "c.json.gz", "v", b, [1, 1, 0, 0])])

@@ -635,6 +635,76 @@ def finetune_section(scores: dict, recipe_scores: dict, probe_ua: dict) -> list[
     return lines
 
 
+ENSEMBLE_PROTOCOLS = {"0": "strict", "10@1/balanced": "adapted k = 10"}
+
+
+def backbone_ensemble(runs_a: list[Path], runs_b: list[Path]) -> dict:
+    """Two models against one, for two backbones' runs of one variant on the same folds (seeds 0 and 1 of
+    each): {name: {task: {protocol: {"folds", "seed_mean"}}}} with names ``a``, ``b`` (one model, mean
+    over the two seeds), ``a×2``, ``b×2`` (the two seeds' mean probabilities) and ``a+b`` (one seed of
+    each, mean over the two such pairs); scikit-learn UA per fold."""
+    import gzip
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    def load(paths: list[Path]) -> dict:
+        runs: dict = {}
+        for path in paths:
+            for r in json.loads(gzip.decompress(Path(path).read_bytes()))["results"]:
+                runs.setdefault((r["task"], r["fold"]), {})[r["seed"]] = r
+        return runs
+
+    a, b = load(runs_a), load(runs_b)
+    out: dict = {}
+    for key in sorted(set(a) & set(b)):
+        if not {0, 1} <= set(a[key]) & set(b[key]):
+            continue
+        y = np.array(a[key][0]["labels"])
+        if any(r["labels"] != a[key][0]["labels"] for r in (*a[key].values(), *b[key].values())):
+            raise ValueError(f"{key}: the two backbones' runs test different rows")
+        for proto in ENSEMBLE_PROTOCOLS:
+            p = {(name, s): _softmax(np.asarray(runs[key][s]["logits"][proto], np.float32)) for name, runs in (("a", a), ("b", b)) for s in (0, 1)}
+            ua = lambda *models: balanced_accuracy_score(y, np.mean([p[m] for m in models], axis=0).argmax(1))  # noqa: E731
+            for name, value in (("a", np.mean([ua(("a", 0)), ua(("a", 1))])), ("b", np.mean([ua(("b", 0)), ua(("b", 1))])),
+                                ("a×2", ua(("a", 0), ("a", 1))), ("b×2", ua(("b", 0), ("b", 1))),
+                                ("a+b", np.mean([ua(("a", 0), ("b", 0)), ua(("a", 1), ("b", 1))]))):
+                cell = out.setdefault(name, {}).setdefault(key[0], {}).setdefault(proto, {"folds": [], "seed_mean": [], "seeds": []})
+                cell["folds"].append(key[1])
+                cell["seed_mean"].append(float(value))
+                cell["seeds"].append(2)
+    return out
+
+
+def ensemble_section(cells: dict, probe_ua: dict, names: tuple[str, str] = ("whisper-tiny.en", "whisper-base")) -> list[str]:
+    """Markdown of :func:`backbone_ensemble`'s cells: UA per model and protocol, paired differences."""
+    corpora = [c for c in CORPUS_ORDER if c in cells.get("a+b", {})]
+    label = {"a": f"{names[0]}, one model", "b": f"{names[1]}, one model", "a×2": f"{names[0]}, two seeds",
+             "b×2": f"{names[1]}, two seeds", "a+b": f"{names[0]} + {names[1]}"}
+    probe = {c: {"folds": v["folds"], "seed_mean": v["ua"]} for c, v in probe_ua.items()}
+    lines = ["## Two backbones together", "",
+             f"The recipe (`stats-mlp-reg-fixed`) trained on each backbone's cached statistics, seeds 0 and 1, on every fold of "
+             f"{', '.join(corpora)} (2-core CPU). An ensemble averages two models' probabilities: two seeds of one backbone, or one "
+             f"seed of each backbone (the mean over the two such pairs), so that every ensemble has two models. Cells: UA mean ± std "
+             f"over folds; Δ: paired per-fold differences (folds ahead / folds, worst fold). Per-fold scores: "
+             f"`eval/results/recipe/ensemble.json`.", "",
+             "Commands: `python -m physioser.experiments.recipe pack --out base4.npz -b whisper-base -c RAVDESS -c EMOVO -c URDU "
+             "-c KoreanEmotionTTS --corpora-root ../shared/corpora`; `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m "
+             "physioser.experiments.recipe run --pack base4.npz --out E/base --variant stats-mlp-reg-fixed --task RAVDESS --task "
+             "EMOVO --task URDU --seeds 2 --workers 2` (and `--pack pack.npz --out E/tiny`); `python -m "
+             "physioser.experiments.recipe report ... --ensemble-runs E/tiny/*.json.gz --ensemble-with E/base/*.json.gz "
+             "--ensemble-scores eval/results/recipe/ensemble.json`.", "",
+             "| model, protocol | " + " | ".join(corpora) + " |", "|---" * (len(corpora) + 1) + "|"]
+    for proto, protocol in ENSEMBLE_PROTOCOLS.items():
+        lines += [f"| {label[n]}, {protocol} | " + " | ".join(_pm(cells[n][c].get(proto)) for c in corpora) + " |" for n in label]
+    for proto, protocol in ENSEMBLE_PROTOCOLS.items():
+        for other in ("a×2", "b×2"):
+            lines.append(f"| Δ {label['a+b']} − {label[other]}, {protocol} | "
+                         + " | ".join(_diff(cells["a+b"][c].get(proto), cells[other][c].get(proto)) for c in corpora) + " |")
+    lines.append(f"| Δ {label['a+b']} − linear probe ({names[0]}), strict | "
+                 + " | ".join(_diff(cells["a+b"][c].get("0"), probe.get(c)) for c in corpora) + " |")
+    return lines
+
+
 def _scores(runs: list[Path], scores_json: Path) -> dict:
     """The scores stored in ``scores_json``, each (variant, task) that ``runs`` score replaced or added, written back."""
     scores = json.loads(Path(scores_json).read_text()) if Path(scores_json).is_file() else {}
@@ -649,13 +719,15 @@ def _scores(runs: list[Path], scores_json: Path) -> dict:
 
 def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Path, rule_runs: list[Path] = (),
                  rule_scores_json: Path | None = None, others_runs: list[Path] = (), others_scores_json: Path | None = None,
-                 finetune_runs: list[Path] = (), finetune_scores_json: Path | None = None) -> Path:
+                 finetune_runs: list[Path] = (), finetune_scores_json: Path | None = None, ensemble_runs: list[Path] = (),
+                 ensemble_with: list[Path] = (), ensemble_scores_json: Path | None = None) -> Path:
     """Score ``runs`` (run's ``.json.gz`` files) into the per-fold scores of ``scores_json`` (a (variant, task)
     they cover replaces the stored one) and write the tables to ``out`` (markdown). ``rule_runs`` /
     ``rule_scores_json`` the same for the section on adaptation rules and backbones (:func:`rules_section`),
     ``others_runs`` / ``others_scores_json`` for the section on training with the other corpora
     (:func:`others_section`, which needs ``rule_scores_json`` for its adapted baseline), ``finetune_runs`` /
-    ``finetune_scores_json`` for fine-tuning the encoder (:func:`finetune_section`)."""
+    ``finetune_scores_json`` for fine-tuning the encoder (:func:`finetune_section`), ``ensemble_runs`` (whisper-tiny.en)
+    with ``ensemble_with`` (whisper-base) / ``ensemble_scores_json`` for the two backbones together (:func:`ensemble_section`)."""
     scores = _scores(runs, scores_json)
     probe_ua = json.loads(Path(probe_json).read_text())
     recipe = "stats-mlp-reg-fixed"
@@ -727,6 +799,10 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
         if others_scores_json is not None:
             intra_probe = {t: v for t, v in probe_ua.items() if not t.startswith("to-")}
             lines += ["", *others_section(scores, rules, _scores(list(others_runs), others_scores_json), intra_probe, recipe)]
+    if ensemble_scores_json is not None:
+        if ensemble_runs:
+            ensemble_scores_json.write_text(json.dumps(backbone_ensemble(list(ensemble_runs), list(ensemble_with)), indent=0))
+        lines += ["", *ensemble_section(json.loads(ensemble_scores_json.read_text()), probe_ua)]
     if finetune_scores_json is not None:
         lines += ["", *finetune_section(_scores(list(finetune_runs), finetune_scores_json), scores[recipe], probe_ua)]
     out.write_text("\n".join(lines) + "\n")
@@ -780,6 +856,9 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--others-scores", type=Path, default=None)
     w.add_argument("--finetune-runs", type=Path, nargs="*", default=[])
     w.add_argument("--finetune-scores", type=Path, default=None)
+    w.add_argument("--ensemble-runs", type=Path, nargs="*", default=[], help="whisper-tiny.en runs, seeds 0 and 1")
+    w.add_argument("--ensemble-with", type=Path, nargs="*", default=[], help="whisper-base runs of the same folds and seeds")
+    w.add_argument("--ensemble-scores", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.cmd == "pack":
         print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.backbone))
@@ -790,7 +869,7 @@ def main(argv: list[str] | None = None) -> None:
         a.out.write_text(json.dumps(probe(a.pack)))
     else:
         print(write_report(a.runs, a.probe, a.out, a.scores, a.rule_runs, a.rule_scores, a.others_runs, a.others_scores,
-                           a.finetune_runs, a.finetune_scores))
+                           a.finetune_runs, a.finetune_scores, a.ensemble_runs, a.ensemble_with, a.ensemble_scores))
 
 
 if __name__ == "__main__":
