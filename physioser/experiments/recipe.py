@@ -682,16 +682,18 @@ def ensemble_section(cells: dict, probe_ua: dict, names: tuple[str, str] = ("whi
              "b×2": f"{names[1]}, two seeds", "a+b": f"{names[0]} + {names[1]}"}
     probe = {c: {"folds": v["folds"], "seed_mean": v["ua"]} for c, v in probe_ua.items()}
     lines = ["## Two backbones together", "",
-             f"The recipe (`stats-mlp-reg-fixed`) trained on each backbone's cached statistics, seeds 0 and 1, on every fold of "
-             f"{', '.join(corpora)} (2-core CPU). An ensemble averages two models' probabilities: two seeds of one backbone, or one "
+             f"The recipe (`stats-mlp-reg-fixed`) trained on each backbone's cached statistics, seeds 0 and 1, on the folds of "
+             f"{', '.join(corpora)} (all folds; Korean: the 5 diagonal cells of its grid; ASED: the 8 folds of the tables above; "
+             f"2-core CPU). An ensemble averages two models' probabilities: two seeds of one backbone, or one "
              f"seed of each backbone (the mean over the two such pairs), so that every ensemble has two models. Cells: UA mean ± std "
              f"over folds; Δ: paired per-fold differences (folds ahead / folds, worst fold). Per-fold scores: "
              f"`eval/results/recipe/ensemble.json`.", "",
-             "Commands: `python -m physioser.experiments.recipe pack --out base4.npz -b whisper-base -c RAVDESS -c EMOVO -c URDU "
-             "-c KoreanEmotionTTS --corpora-root ../shared/corpora`; `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m "
-             "physioser.experiments.recipe run --pack base4.npz --out E/base --variant stats-mlp-reg-fixed --task RAVDESS --task "
-             "EMOVO --task URDU --seeds 2 --workers 2` (and `--pack pack.npz --out E/tiny`); `python -m "
-             "physioser.experiments.recipe report ... --ensemble-runs E/tiny/*.json.gz --ensemble-with E/base/*.json.gz "
+             "Commands: `python -m physioser.experiments.recipe pack --out base.npz -b whisper-base --corpora-root "
+             "../shared/corpora`; `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m physioser.experiments.recipe run --pack base.npz "
+             "--out E/base --variant stats-mlp-reg-fixed --task RAVDESS --task EMOVO --task URDU --seeds 2 --workers 2`, the same "
+             "with `--task KoreanEmotionTTS --folds 0,6,12,18,24` and `--task ASED --folds 0,6,7,9,12,18,22,24` (and `--pack "
+             "pack.npz --out E/tiny` for whisper-tiny.en); `python -m "
+             "physioser.experiments.recipe report ... --ensemble-runs E/tiny*/*.json.gz --ensemble-with E/base*/*.json.gz "
              "--ensemble-scores eval/results/recipe/ensemble.json`.", "",
              "| model, protocol | " + " | ".join(corpora) + " |", "|---" * (len(corpora) + 1) + "|"]
     for proto, protocol in ENSEMBLE_PROTOCOLS.items():
