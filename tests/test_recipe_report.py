@@ -138,11 +138,11 @@ def test_corpus_standardisation_reads_no_label_and_puts_each_corpus_in_its_own_f
     assert pack["mean"].dtype == np.float16  # the pack itself is left as it was
 
 
-def _runs(path, variant: str, logits: dict, labels: list[int]):
+def _runs(path, variant: str, logits: dict, labels: list[int], task: str = "RAVDESS"):
     import gzip
     import json
 
-    results = [{"task": "RAVDESS", "fold": 0, "seed": s, "labels": labels, "logits": {"0": lg, "10@1/balanced": lg}}
+    results = [{"task": task, "fold": 0, "seed": s, "labels": labels, "logits": {"0": lg, "10@1/balanced": lg}}
                for s, lg in logits.items()]
     path.write_bytes(gzip.compress(json.dumps({"variant": variant, "results": results}).encode()))
     return path
@@ -169,5 +169,10 @@ def test_two_backbones_are_ensembled_one_seed_each_against_two_seeds_of_one(tmp_
     assert "| whisper-tiny.en + whisper-base, strict | 0.625 ± 0.000 |" in text
     assert "| Δ whisper-tiny.en + whisper-base − whisper-tiny.en, two seeds, strict | -0.125 ± 0.000 (0/1, worst -0.125) |" in text
     assert "| Δ whisper-tiny.en + whisper-base − linear probe (whisper-tiny.en), strict | +0.125 ± 0.000 (1/1, worst +0.125) |" in text
+    loco = backbone_ensemble([_runs(tmp_path / "a.json.gz", "v", a, labels), _runs(tmp_path / "la.json.gz", "v", a, labels, "to-EMOVO")],
+                             [_runs(tmp_path / "b.json.gz", "v", b, labels), _runs(tmp_path / "lb.json.gz", "v", b, labels, "to-EMOVO")])
+    text = "\n".join(ensemble_section(loco, {}))
+    assert "| whisper-tiny.en, two seeds, strict | 0.750 | 0.750 | -0.125 ± 0.000 (0/1) |" in text
+    assert "| whisper-tiny.en + whisper-base, strict | 0.625 | 0.625 |  |" in text
     with pytest.raises(ValueError, match="different rows"):
         backbone_ensemble([_runs(tmp_path / "a.json.gz", "v", a, labels)], [_runs(tmp_path / "c.json.gz", "v", b, [1, 1, 0, 0])])

@@ -692,7 +692,7 @@ def ensemble_section(cells: dict, probe_ua: dict, names: tuple[str, str] = ("whi
              "../shared/corpora`; `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m physioser.experiments.recipe run --pack base.npz "
              "--out E/base --variant stats-mlp-reg-fixed --task RAVDESS --task EMOVO --task URDU --seeds 2 --workers 2`, the same "
              "with `--task KoreanEmotionTTS --folds 0,6,12,18,24` and `--task ASED --folds 0,6,7,9,12,18,22,24` (and `--pack "
-             "pack.npz --out E/tiny` for whisper-tiny.en); `python -m "
+             "pack.npz --out E/tiny` for whisper-tiny.en; leave one corpus out: `--task to-RAVDESS ... --task to-ASED`); `python -m "
              "physioser.experiments.recipe report ... --ensemble-runs E/tiny*/*.json.gz --ensemble-with E/base*/*.json.gz "
              "--ensemble-scores eval/results/recipe/ensemble.json`.", "",
              "| model, protocol | " + " | ".join(corpora) + " |", "|---" * (len(corpora) + 1) + "|"]
@@ -704,6 +704,19 @@ def ensemble_section(cells: dict, probe_ua: dict, names: tuple[str, str] = ("whi
                          + " | ".join(_diff(cells["a+b"][c].get(proto), cells[other][c].get(proto)) for c in corpora) + " |")
     lines.append(f"| Δ {label['a+b']} − linear probe ({names[0]}), strict | "
                  + " | ".join(_diff(cells["a+b"][c].get("0"), probe.get(c)) for c in corpora) + " |")
+    held_out = [c for c in CORPUS_ORDER if f"to-{c}" in cells.get("a+b", {})]
+    if held_out:
+        lines += ["", "Leave one corpus out (tasks `to-<corpus>` with `--seeds 2`; UA of the held-out corpus; Δ: mean ± std over "
+                  "the held-out corpora, corpora ahead):", "",
+                  "| model, protocol | " + " | ".join(held_out) + " | mean | Δ tiny.en + base − this |",
+                  "|---" * (len(held_out) + 3) + "|"]
+        for proto, protocol in ENSEMBLE_PROTOCOLS.items():
+            pair = np.array([cells["a+b"][f"to-{c}"][proto]["seed_mean"][0] for c in held_out])
+            for n in ("a×2", "b×2", "a+b"):
+                ua = np.array([cells[n][f"to-{c}"][proto]["seed_mean"][0] for c in held_out])
+                d = pair - ua
+                delta = f"{d.mean():+.3f} ± {d.std():.3f} ({int((d > 0).sum())}/{len(d)})" if n != "a+b" else ""
+                lines.append(f"| {label[n]}, {protocol} | " + " | ".join(f"{v:.3f}" for v in ua) + f" | {ua.mean():.3f} | {delta} |")
     return lines
 
 
