@@ -45,7 +45,7 @@ MAX_FRAMES = 1200
 
 @dataclass(frozen=True)
 class Variant:
-    blocks: int  # top encoder blocks that learn (0: frozen)
+    blocks: int  # top encoder blocks that learn (0: frozen; more than the encoder has: all)
     lr_scale: float  # their learning rate over the head's
 
 
@@ -118,6 +118,7 @@ class MelSet:
         return len(self.indices)
 
     def collate(self, rows, crop_frames: int = 0, generator=None) -> dict:
+        """The training loop's batch call; clips are never cropped (``crop_frames``, ``generator`` unused)."""
         clips = [dequantise(self.mel[self.offsets[g] : self.offsets[g + 1]], float(self.peaks[g])) for g in self.indices[np.asarray(rows)]]
         lengths = [c.shape[1] for c in clips]
         batch = np.zeros((len(clips), clips[0].shape[0], max(lengths)), np.float32)
