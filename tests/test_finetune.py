@@ -152,6 +152,6 @@ def test_the_pack_holds_the_recipe_folds_and_the_frontend_log_mel(corpora_root, 
     got = dequantise(mel[offsets[3] : offsets[4]], float(peaks[3]))
     assert got.shape[1] == int(frames[0])
     assert np.abs(got - expected[0, :, : got.shape[1]].numpy()).max() <= finetune.MEL_RANGE / 255 / 2 + 1e-5
-    data = MelSet(mel, offsets, peaks, np.arange(5), np.zeros(5, np.int64), np.array(["x"] * 5))
+    data = MelSet(mel, offsets, peaks, np.arange(5), np.zeros(5, np.int64))
     batch = data.collate([0, 3])
     assert batch["mel"].shape[:2] == (2, 80) and batch["mel_lengths"].tolist() == [offsets[1] - offsets[0], offsets[4] - offsets[3]]

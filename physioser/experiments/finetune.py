@@ -109,10 +109,9 @@ class MelSet:
     """Rows of a pack as the training loop reads them: ``collate(rows)`` → padded log-mel [B, 80, T],
     its frame lengths and the labels."""
 
-    def __init__(self, mel: np.ndarray, offsets: np.ndarray, peaks: np.ndarray, indices: np.ndarray, labels: np.ndarray,
-                 speakers: np.ndarray) -> None:
+    def __init__(self, mel: np.ndarray, offsets: np.ndarray, peaks: np.ndarray, indices: np.ndarray, labels: np.ndarray) -> None:
         self.mel, self.offsets, self.peaks, self.indices = mel, offsets, peaks, np.asarray(indices)
-        self.labels, self.speakers = np.asarray(labels), np.asarray(speakers)
+        self.labels = np.asarray(labels)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -203,8 +202,7 @@ def _job(args) -> dict:
     task, fold, test_corpus, test_rows, used = fold_rows(meta, task_name, fold_i)
     local = {g: i for i, g in enumerate(used.tolist())}
     labels = np.array([_label(meta["rows"][g]["canonical"], task["classes"]) for g in used], dtype=np.int64)
-    speakers = np.array([f"{meta['rows'][g]['corpus']}/{meta['rows'][g]['speaker']}" for g in used])
-    data = MelSet(_PACK["mel"], _PACK["offsets"], _PACK["peaks"], used, labels, speakers)
+    data = MelSet(_PACK["mel"], _PACK["offsets"], _PACK["peaks"], used, labels)
     cfg = load_config(None, [*RECIPE_VARIANTS[RECIPE], *overrides, f"train.seed={seed}",
                              "train.device=" + os.environ.get("RECIPE_DEVICE", "auto")])
     tr = np.array([local[g] for g in fold["train"] + fold["val"]])  # the recipe's fixed schedule: validation rows train

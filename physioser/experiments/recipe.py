@@ -182,6 +182,11 @@ language or recording set-up, reported beside the strict protocol."""
 
 _PACK: dict = {}
 
+TAUS = (1.0, 4.0, 16.0)
+"""Shrinkage values whose adapted protocols are stored (key ``k@tau/rule``, rules of
+:data:`physioser.model.adaptation.RULES`; runs made before the rules existed stored ``k@tau`` for the
+compensated mean and ``k@tau/plain``)."""
+
 
 def corpus_standardised(pack_data: dict, scale: bool = True) -> dict:
     """The pack's ``mean`` and ``std`` statistics [N, L, D], each corpus's centred on its own utterances'
@@ -197,10 +202,6 @@ def corpus_standardised(pack_data: dict, scale: bool = True) -> dict:
                 values[rows] /= values[rows].std(0) + 1e-4
         out[key] = values
     return out
-TAUS = (1.0, 4.0, 16.0)
-"""Shrinkage values whose adapted protocols are stored (key ``k@tau/rule``, rules of
-:data:`physioser.model.adaptation.RULES`; runs made before the rules existed stored ``k@tau`` for the
-compensated mean and ``k@tau/plain``)."""
 
 
 def fold_rows(meta: dict, task_name: str, fold_i: int) -> tuple[dict, dict, str, list[int], np.ndarray]:
@@ -227,7 +228,12 @@ def _job(args) -> dict:
     meta = _PACK["meta"]
     task, fold, test_corpus, test_rows, used = fold_rows(meta, task_name, fold_i)
     local = {g: i for i, g in enumerate(used.tolist())}
-    source = corpus_standardised(_PACK, CORPUS_STANDARDISED[variant]) if variant in CORPUS_STANDARDISED else _PACK
+    source = _PACK
+    if variant in CORPUS_STANDARDISED:  # once per worker process, not per job
+        key = f"standardised-{CORPUS_STANDARDISED[variant]}"
+        if key not in _PACK:
+            _PACK[key] = corpus_standardised(_PACK, CORPUS_STANDARDISED[variant])
+        source = _PACK[key]
     data = _feature_set(source, used, task["classes"])
     cfg = load_config(None, [*overrides, f"train.seed={seed}", "train.device=" + os.environ.get("RECIPE_DEVICE", "auto")])
     trainval = not cfg.train.early_stopping  # as physioser eval: validation rows join the training rows
@@ -389,7 +395,7 @@ def _cell(c: dict | None) -> str:
 def tables(scores: dict, probe_ua: dict, recipe: str, baseline: str) -> list[str]:
     """Markdown tables: strict UA by variant and corpus with the probe, paired per-fold differences,
     the adapted protocols of ``recipe`` and leave-one-corpus-out."""
-    probe = {t: {"folds": v["folds"], "seed_mean": v["ua"]} for t, v in probe_ua.items()}
+    probe = _probe_cells(probe_ua)
     variants = [v for v in scores if scores[v]]  # a variant run only leaving corpora out has no row here
     lines = ["| model | " + " | ".join(CORPUS_ORDER) + " |", "|---" * (len(CORPUS_ORDER) + 1) + "|"]
     lines.append("| linear probe (layer means → LR, C by val UA) | " + " | ".join(_cell(probe.get(c)) for c in CORPUS_ORDER) + " |")
@@ -528,6 +534,11 @@ def rules_section(scores: dict, recipe: str = "stats-mlp-reg-fixed") -> list[str
     return lines
 
 
+def _probe_cells(probe_ua: dict) -> dict:
+    """:func:`probe`'s {task: {"folds", "ua"}} as score cells (one "seed" per fold)."""
+    return {t: {"folds": v["folds"], "seed_mean": v["ua"], "seeds": [1] * len(v["ua"])} for t, v in probe_ua.items()}
+
+
 def _on(cell: dict | None, folds: list) -> dict | None:
     """``cell`` restricted to ``folds`` (None where it has none of them)."""
     if not cell:
@@ -557,7 +568,7 @@ def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recip
     def folds(c: str) -> list:
         return first.get(c, {}).get("0", {}).get("folds", [])
 
-    probe = {c: {"folds": v["folds"], "seed_mean": v["ua"], "seeds": [1] * len(v["ua"])} for c, v in probe_ua.items()}
+    probe = _probe_cells(probe_ua)
     lines = ["## Training on the other corpora too", "",
              f"`stats-mlp-reg-15ep` = `{recipe}` (the recipe) for 15 epochs, trained on a corpus's training speakers plus "
              "every utterance of the other four corpora whose emotion is in the corpus's class set (task `<corpus>+others` "
@@ -595,19 +606,16 @@ def finetune_section(scores: dict, recipe_scores: dict, probe_ua: dict) -> list[
     beside the recipe and the probe, and their paired per-fold differences to ``ft-frozen`` (same code
     and input) and to the probe."""
     strict = {v: {c: cells[c]["0"] for c in CORPUS_ORDER if "0" in cells.get(c, {})} for v, cells in scores.items()}
-    probe = {c: {"folds": v["folds"], "seed_mean": v["ua"]} for c, v in probe_ua.items()}
+    probe = _probe_cells(probe_ua)
     recipe = {c: recipe_scores[c]["0"] for c in CORPUS_ORDER if c in recipe_scores}
     names = sorted(strict, key=lambda v: (v != "ft-frozen", v.replace("all", "~")))  # the control first, every block last
     head = "| model | " + " | ".join(CORPUS_ORDER) + " |"
     rule = "|---" * (len(CORPUS_ORDER) + 1) + "|"
-
-    def on_folds(cell: dict | None, like: dict | None) -> dict | None:  # a reference cell on the folds of ``like``
-        if not cell or not like:
-            return None
-        keep = [i for i, f in enumerate(cell["folds"]) if f in set(like["folds"])]
-        return {k: [cell[k][i] for i in keep] for k in ("folds", "seed_mean")} | {"seeds": [cell.get("seeds", [1] * len(cell["folds"]))[i] for i in keep]}
-
     ref = strict.get("ft-frozen", {})
+
+    def on_folds(cell: dict | None, corpus: str) -> dict | None:  # a reference cell on the folds ft-frozen ran
+        return _on(cell, ref[corpus]["folds"]) if corpus in ref else None
+
     lines = ["## Fine-tuning the encoder's top blocks", "",
              "`stats-mlp-reg-fixed` (the recipe's head, config and schedule) on whisper-tiny.en run from eight-bit log-mel "
              "(`physioser.experiments.finetune`): `ft-frozen` = no encoder block learns (the paired control: the same code "
@@ -622,8 +630,8 @@ def finetune_section(scores: dict, recipe_scores: dict, probe_ua: dict) -> list[
              "--seeds 3 --workers 15` (Korean `--folds 0,6,12,18,24`; ASED `--folds 0,6,7,9,12,18,22,24 --seeds 1`); "
              "`python -m physioser.experiments.recipe report ... --finetune-runs R/*.json.gz --finetune-scores "
              "eval/results/recipe/finetune.json`.", "",
-             head, rule, "| linear probe | " + " | ".join(_pm(on_folds(probe.get(c), ref.get(c))) for c in CORPUS_ORDER) + " |",
-             "| `stats-mlp-reg-fixed` (the recipe, cached statistics) | " + " | ".join(_pm(on_folds(recipe.get(c), ref.get(c))) for c in CORPUS_ORDER) + " |"]
+             head, rule, "| linear probe | " + " | ".join(_pm(on_folds(probe.get(c), c)) for c in CORPUS_ORDER) + " |",
+             "| `stats-mlp-reg-fixed` (the recipe, cached statistics) | " + " | ".join(_pm(on_folds(recipe.get(c), c)) for c in CORPUS_ORDER) + " |"]
     lines += [f"| {v} | " + " | ".join(_pm(cell) + f" ({_folds_seeds(cell)})" if (cell := strict[v].get(c)) else "—"
                                        for c in CORPUS_ORDER) + " |" for v in names]
     lines += ["", "Paired per-fold differences (mean ± std over folds, folds ahead / folds, worst fold):", "", head, rule,
@@ -680,7 +688,7 @@ def ensemble_section(cells: dict, probe_ua: dict, names: tuple[str, str] = ("whi
     corpora = [c for c in CORPUS_ORDER if c in cells.get("a+b", {})]
     label = {"a": f"{names[0]}, one model", "b": f"{names[1]}, one model", "a×2": f"{names[0]}, two seeds",
              "b×2": f"{names[1]}, two seeds", "a+b": f"{names[0]} + {names[1]}"}
-    probe = {c: {"folds": v["folds"], "seed_mean": v["ua"]} for c, v in probe_ua.items()}
+    probe = _probe_cells(probe_ua)
     lines = ["## Two backbones together", "",
              f"The recipe (`stats-mlp-reg-fixed`) trained on each backbone's cached statistics, seeds 0 and 1, on the folds of "
              f"{', '.join(corpora)} (all folds; Korean: the 5 diagonal cells of its grid; ASED: the 8 folds of the tables above; "
