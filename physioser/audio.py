@@ -121,7 +121,8 @@ def _to_int(x: np.ndarray, bits: int, dtype: type, name: str) -> np.ndarray:
     if beyond:
         warnings.warn(f"{name}: {beyond} samples beyond ±1 saturated at int{bits} full scale", ClippingWarning, stacklevel=3)
     scale = float(2 ** (bits - 1))
-    return np.clip(np.round(x.astype(np.float64) * scale), -scale, scale - 1).astype(dtype)
+    # saturate before scaling: a huge sample times the scale would overflow float64
+    return np.clip(np.round(np.clip(x.astype(np.float64), -1.0, 1.0) * scale), -scale, scale - 1).astype(dtype)
 
 
 def to_int16(x: np.ndarray, *, name: str = "waveform") -> np.ndarray:
