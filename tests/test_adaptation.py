@@ -174,7 +174,7 @@ def test_training_offsets_use_other_utterances_of_the_same_speaker() -> None:
 def _update(state: SpeakerAdaptation, speaker, value: float, weight: float = 1.0) -> None:
     """One utterance whose features and speaker features are ``value`` everywhere (predictions: one class)."""
     v = np.full(state.dim, value)
-    state.update(speaker, v, v, np.eye(state.classes)[0], weight)
+    state.update(speaker, evidence(v, v, np.eye(state.classes)[:1])[0], weight)
 
 
 def test_speaker_state_is_bounded_resettable_and_saved_only_when_asked(tmp_path) -> None:
@@ -196,7 +196,7 @@ def test_speaker_state_is_bounded_resettable_and_saved_only_when_asked(tmp_path)
     state.reset()
     assert len(state) == 0
     with pytest.raises(AdaptationError):
-        state.update("a", np.ones(4), np.ones(4), np.ones(2))
+        state.update("a", np.ones(4 + 4 + 2))
     with pytest.raises(AdaptationError):
         SpeakerAdaptation(dim=4, classes=2, tau=1.0).load(tmp_path / "state.npz")
     with pytest.raises(AdaptationError):
@@ -207,7 +207,7 @@ def test_running_state_gives_the_evaluation_protocols_offset() -> None:
     x, c, p, e = _evidence(7, dim=5, classes=4, seed=3)
     state = SpeakerAdaptation(dim=5, classes=4, tau=1.0, balance=0.7, horizon=None)
     for i in range(7):
-        state.update("a", x[i], c[i], p[i])
+        state.update("a", e[i])
     assert np.allclose(state.offset("a"), speaker_offsets(e, ["a"] * 7, None, 5, tau=1.0, balance=0.7)[0], atol=1e-6)
 
 

@@ -60,6 +60,11 @@ def test_offset_input_is_optional_and_matches_pytorch(exported) -> None:
     np.testing.assert_allclose(got["logits"], adapted["logits"].numpy(), atol=1e-4)
     np.testing.assert_allclose(got["speaker_features"], adapted["speaker_features"].numpy(), atol=1e-3)
     assert not np.allclose(got["logits"], plain["logits"], atol=1e-3)
+    # the speaker's evidence is the input's without the offset, whatever offset is fed
+    np.testing.assert_allclose(got["speaker_probs"], adapted["speaker_probs"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(got["speaker_probs"], plain["probs"], atol=1e-5)
+    np.testing.assert_allclose(got["speaker_features"], plain["speaker_features"], atol=1e-4)
+    np.testing.assert_array_equal(plain["speaker_probs"], plain["probs"])
     with pytest.raises(EngineError, match="speaker_offset"):
         engine.infer(x, lens, speaker_offset=offset[:, :3])
 
@@ -81,9 +86,13 @@ def test_streamer_keeps_bounded_state_per_speaker(exported) -> None:
     assert len(stream.adaptation) == 0 and stream.speaker is None
     with pytest.raises(EngineError):
         stream.set_speaker("")
-    off = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none")  # adaptation is off by default
+    assert Streamer(engine, window_s=1.0, hop_s=0.5, vad="none").adaptation is not None  # on by default
+    off = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", adapt=False)
     off.push(_speech(2.0, 110, 5))
     assert off.adaptation is None
+    for tau in (-1.0, float("nan")):
+        with pytest.raises(EngineError, match="adapt_tau"):
+            Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", adapt_tau=tau)
 
 
 def test_adaptation_changes_what_the_stream_reports(exported) -> None:
@@ -94,6 +103,24 @@ def test_adaptation_changes_what_the_stream_reports(exported) -> None:
     adapted = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True).push(audio)
     assert strict[0].probs == pytest.approx(adapted[0].probs, abs=1e-5)  # first window: nothing heard yet
     assert any(abs(a.probs[k] - s.probs[k]) > 1e-4 for a, s in zip(adapted[1:], strict[1:]) for k in a.probs)
+
+
+def test_stream_state_sums_the_windows_strict_evidence(exported) -> None:
+    """A window's evidence is the graph's without the offset: the running offset equals the protocol's
+    offset of the same windows inferred strictly, so it cannot feed back into itself."""
+    from physioser.runtime.adaptation import output_evidence, speaker_offset
+
+    _, path = exported
+    engine = Engine.from_path(path)
+    audio = _speech(4.0, 140, 8)
+    stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True, adapt_tau=2.0)
+    stream.set_speaker("ada")
+    events = stream.push(audio)
+    assert len(events) == 7
+    rows = np.concatenate([output_evidence(engine.infer(audio[None, int(e.start_s * 16000) : int(e.end_s * 16000)])) for e in events])
+    balance = engine.metadata["adaptation"]["balance"]
+    expected = speaker_offset(rows, engine.adaptation_dim, 2.0, balance, weights=np.full(len(rows), 0.5))
+    np.testing.assert_allclose(stream.adaptation.offset("ada"), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_adapted_events_do_not_depend_on_chunking(exported) -> None:

@@ -23,19 +23,23 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from physioser.runtime.adaptation import STREAM_TAU
+
 
 STREAM_GAP_S = 2.0
 """Least silence between two clips of a speaker's stream (:func:`stream_predictions`; at least one
 window, so that no window holds two clips)."""
 
 
-def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed: int, window_s: float | None = None) -> np.ndarray:
+def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed: int, window_s: float | None = None,
+                       adapt_tau: float = STREAM_TAU) -> np.ndarray:
     """Class index per clip when each speaker's clips (in an order drawn from ``seed``) are streamed
     through one :class:`~physioser.runtime.streamer.Streamer` (speech gate, no smoothing, the speaker
     named with ``set_speaker``, running adaptation if ``adapt``), clip after clip with
     :data:`STREAM_GAP_S` (or one window, if longer) of silence after each: the argmax of the mean
     probabilities of the windows that end within the clip or the silence after it; -1 where no
-    window does. ``window_s``: the stream's window (default: the model's)."""
+    window does. ``window_s``: the stream's window (default: the model's); ``adapt_tau``: the running
+    adaptation's shrinkage."""
     from physioser.runtime.streamer import Streamer
 
     names = engine.class_names
@@ -47,7 +51,7 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
     pred = np.full(len(rows), -1, dtype=np.int64)
     for speaker in sorted(set(speakers.tolist())):
         order = rng.permutation(np.flatnonzero(speakers == speaker))
-        stream = Streamer(engine, window_s, smoothing=0.0, adapt=adapt)
+        stream = Streamer(engine, window_s, smoothing=0.0, adapt=adapt, adapt_tau=adapt_tau)
         stream.set_speaker(speaker)
         events, spans, t = [], [], 0
         for i in order:
@@ -67,7 +71,7 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
 
 def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path, noise_root: Path,
              progress: bool = True, done: dict | None = None, adapt_k: int | None = 0, stream: bool = False,
-             window_s: float | None = None) -> dict:
+             window_s: float | None = None, adapt_tau: float = STREAM_TAU) -> dict:
     """UA per condition (all clips and per corpus) and every clip's predicted class index
     (``predictions``, in the order of ``clip_keys``, true classes in ``labels``: for comparisons of two
     models paired per clip, :func:`paired`); conditions in ``done`` (results of an earlier run of the
@@ -75,7 +79,8 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
     adapted protocol, each speaker's offset from ``adapt_k`` random of their clips heard under the
     same condition (:func:`~physioser.runtime.adaptation.protocol_offsets`, seeded by ``seed``).
     ``stream``: the runtime path instead of whole files (:func:`stream_predictions`; ``adapt_k`` 0: no
-    adaptation, else the stream's running adaptation; ``window_s`` its window, default the model's);
+    adaptation, else the stream's running adaptation with shrinkage ``adapt_tau``; ``window_s`` its window,
+    default the model's);
     clips without an estimate are predicted -1, left out of the metrics and counted (``no_estimate``)."""
     from tqdm import tqdm
 
@@ -102,7 +107,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
         heard = (cond.apply(x, key, corpus=r.corpus) for r, x, key in zip(rows, audio, keys))
         if stream:
             heard = list(tqdm(heard, desc=f"{spec} (streaming)", total=len(rows), disable=not progress, mininterval=5))
-            pred = stream_predictions(engine, rows, heard, adapt_k != 0, seed, window_s)
+            pred = stream_predictions(engine, rows, heard, adapt_k != 0, seed, window_s, adapt_tau)
         elif adapt_k == 0:
             pred = [names.index(predict_file(engine, y)["label"]) for y in tqdm(heard, desc=spec, total=len(rows),
                                                                                disable=not progress, mininterval=5)]
@@ -218,6 +223,8 @@ def register(app: typer.Typer) -> None:
                                   "with --stream: 'all' = the stream's running adaptation"),
         stream: bool = typer.Option(False, "--stream", help="each held-out speaker's clips streamed through the Streamer "
                                     "(speech gate, windows, the speaker named) instead of whole files"),
+        adapt_tau: float = typer.Option(STREAM_TAU, "--adapt-tau", min=0.0, help="with --stream --adapt all: the running "
+                                        "adaptation's shrinkage in utterance weights (about 2 s of speech each)"),
         window_s: float = typer.Option(None, "--window-s", min=0.25, max=60.0, help="with --stream: the stream's window in seconds (default: the model's)"),
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
@@ -246,6 +253,10 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{adapt!r}: give a number of clips >= 0 or 'all'", param_hint="--adapt") from None
         if window_s is not None and not stream:
             raise typer.BadParameter("a window is for --stream only (whole files are analysed whole)", param_hint="--window-s")
+        running = stream and adapt == "all"
+        if adapt_tau != STREAM_TAU and not running:
+            raise typer.BadParameter("a shrinkage is for the stream's running adaptation only (--stream --adapt all)",
+                                     param_hint="--adapt-tau")
         if stream and adapt not in ("0", "all"):
             raise typer.BadParameter(f"{adapt!r}: the stream adapts from everything heard of the speaker: give 0 or 'all'",
                                      param_hint="--adapt")
@@ -265,14 +276,17 @@ def register(app: typer.Typer) -> None:
         speakers = sorted({f"{r.corpus}/{r.speaker}" for r in rows})
         earlier = json.loads(out.read_text()) if out and out.is_file() else {}
         same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0"),
-                earlier.get("stream", False), earlier.get("window_s")) == (engine.source, seed, speakers, len(rows), adapt, stream, window_s)
+                earlier.get("stream", False), earlier.get("window_s"), earlier.get("adapt_tau")) == (
+                    engine.source, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None)
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
                   + (f" --model {model}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
                   + (f" --adapt {adapt}" if adapt != "0" else "") + (" --stream" if stream else "")
-                  + (f" --window-s {window_s:g}" if window_s is not None else ""),
-                  "model": engine.source, "seed": seed, "adapt": adapt, "stream": stream, "window_s": window_s, "heldout_speakers": speakers,
+                  + (f" --window-s {window_s:g}" if window_s is not None else "")
+                  + (f" --adapt-tau {adapt_tau:g}" if adapt_tau != STREAM_TAU else ""),
+                  "model": engine.source, "seed": seed, "adapt": adapt, "stream": stream, "window_s": window_s,
+                  **({"adapt_tau": adapt_tau} if running else {}), "heldout_speakers": speakers,
                   **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None,
-                             adapt_k=adapt_k, stream=stream, window_s=window_s)}
+                             adapt_k=adapt_k, stream=stream, window_s=window_s, adapt_tau=adapt_tau)}
         table = markdown(result)
         typer.echo(table)
         if out:

@@ -248,7 +248,8 @@ class PhysioSER(nn.Module):
         """waveforms [B, S] float32 16 kHz, lengths [B] int64 (speaker_offset [B, F], statistics pooling
         only: subtracted from the standardised statistics) -> dict(logits [B, C], probs [B, C],
         embedding [B, E]; with statistics pooling also ``features`` [B, F] (standardised statistics)
-        and ``speaker_features`` [B, F] (see :meth:`speaker_features`))."""
+        ``speaker_features`` [B, F] (see :meth:`speaker_features`) and ``speaker_probs`` [B, C], the
+        probabilities without the offset: what the speaker's adaptation state sums)."""
         parts = []
         if self.use_vap:
             z_v, frames, frame_lengths = self.vap(waveforms, lengths)
@@ -276,8 +277,14 @@ class PhysioSER(nn.Module):
         probs = F.softmax(out["logits"], dim=-1)
         result = {"logits": out["logits"], "probs": probs, "embedding": out["embedding"]}
         if features is not None:
+            # the speaker's evidence comes from the strict pass: evidence from the adapted pass feeds the
+            # offset back into itself, and a speaker heard in one emotion drifts away from it
+            strict = probs
+            if speaker_offset is not None:
+                strict = F.softmax(self._head([*parts[:-1], self._statistics_part(features, None)])["logits"], dim=-1)
             result["features"] = features
-            result["speaker_features"] = self.speaker_features(features, probs)
+            result["speaker_features"] = self.speaker_features(features, strict)
+            result["speaker_probs"] = strict
         return result
 
     # -- training path (cached features) ------------------------------------------------------------

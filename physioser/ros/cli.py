@@ -28,7 +28,7 @@ def replay_command(
     vad: str = typer.Option("auto", help="speech gate: auto (silero where installed, else energy), silero, energy or none"),
     vad_threshold_db: float = typer.Option(-45.0, help="level (dBFS) below which the energy gate (and silero's voicing cue) hear no speech"),
     smoothing: float = typer.Option(0.5, help="EMA weight of past probabilities (0 = off)"),
-    adapt: bool = typer.Option(False, help="adapt to the speaker (speaker-adaptive models)"),
+    adapt: bool = typer.Option(True, help="adapt to the speaker (speaker-adaptive models)"),
     sample_rate: int = typer.Option(SAMPLE_RATE, help="declared rate when the bag has no audio_info / AudioStamped"),
     channels: int = typer.Option(1, help="declared channels when the bag does not say"),
     sample_format: str = typer.Option("S16LE", help="PCM encoding of byte messages"),

@@ -56,8 +56,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("vad", "auto", "speech gate: auto (silero where installed, else energy), silero, energy or none",
           choices=("auto", "silero", "energy", "none")),
     Param("vad_threshold_db", -45.0, "level in dBFS below which the energy gate (and silero's voicing cue) hear no speech", range=(-120.0, 0.0)),
-    Param("adapt", False, "adapt to the speaker (speaker-adaptive models): each window is corrected by the running "
-          "mean of its speaker's voice; false = every window on its own"),
+    Param("adapt", True, "adapt to the speaker (speaker-adaptive models): each window is corrected by the running "
+          "mean of its speaker's voice, growing over about a minute of their speech; false = every window on its own"),
     Param("smoothing", 0.5, "weight of the past in the moving average of probabilities; 0 = off", range=(0.0, 0.99)),
     Param("gap_s", 1.0, "a pause between audio messages longer than this is counted as a gap", range=(0.05, 3600.0)),
     Param("max_backlog_s", 5.0, "most audio queued for inference (at least one window); beyond it the oldest is dropped and counted",

@@ -5,8 +5,9 @@ the training set; a speaker's voice shifts those statistics. Adaptation subtract
 offset* from them, estimated from the utterances of the speaker heard so far. Each utterance
 gives its *evidence* (:func:`evidence`): the statistics ``x`` (the graph's ``features``), the
 same minus the offset of the emotion the model predicts for it, ``c = x - p · class_offsets``
-(``speaker_features``), and the predicted probabilities ``p`` (``probs``). Over the speaker's
-utterances (weights ``w``):
+(``speaker_features``), and the predicted probabilities ``p`` (``speaker_probs``; ``probs`` for a
+graph without it). ``p`` and ``c`` come from the input *without* the offset: evidence from the
+adapted pass would feed the offset back into itself. Over the speaker's utterances (weights ``w``):
 
     offset = (a · Σ w x + (1 − a) · Σ w c) / (Σ w + tau),     a = balance · H(Σ w p / Σ w)
 
@@ -42,8 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "utterance_evidence",
+__all__ = ["STREAM_TAU", "evidence", "output_evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "utterance_evidence",
            "protocol_offsets", "SpeakerAdaptation", "VoiceIds", "AdaptationError"]
+
+
+STREAM_TAU = 32.0
+"""The stream's shrinkage τ, in utterance weights (a 2 s window hopped by 0.5 s adds 0.25, so one
+weight is about 2 s of speech): a speaker's offset reaches half its strength after about a minute
+of their voice. Whole-file figures use the model's own τ (metadata ``adaptation.tau``); in the
+stream a small τ lets the first windows of a speaker heard in one emotion pull the offset onto
+that emotion (docs/adaptation.md)."""
 
 
 class AdaptationError(ValueError):
@@ -108,14 +117,19 @@ def speaker_offsets(rows: np.ndarray, speakers: Sequence[str], k: int | None, di
     return out
 
 
+def output_evidence(out: dict[str, np.ndarray]) -> np.ndarray:
+    """:func:`evidence` rows of a speaker-adaptive graph's outputs (``speaker_probs``, or ``probs``
+    for a graph exported before it existed)."""
+    return evidence(out["features"], out["speaker_features"], out.get("speaker_probs", out["probs"]))
+
+
 def utterance_evidence(engine, audio: Sequence[np.ndarray], max_seconds: float = 30.0) -> np.ndarray:
     """Evidence rows [N, 2F + C] of whole utterances (float32 16 kHz arrays): the strict outputs of
     ``engine`` (a speaker-adaptive :class:`~physioser.runtime.Engine`) on each one's first ``max_seconds``."""
     if not engine.adaptation_dim:
         raise AdaptationError(f"{engine.source} is not speaker-adaptive (no adaptation metadata)")
     limit = int(max_seconds * engine.sample_rate)
-    outs = [engine.infer(np.asarray(a, dtype=np.float32)[None, :limit]) for a in audio]
-    return evidence(*(np.concatenate([o[name] for o in outs]) for name in ("features", "speaker_features", "probs")))
+    return np.concatenate([output_evidence(engine.infer(np.asarray(a, dtype=np.float32)[None, :limit])) for a in audio])
 
 
 def protocol_offsets(engine, rows: np.ndarray, speakers: Sequence[str], k: int | None, seed: int = 0) -> np.ndarray:
@@ -126,9 +140,9 @@ def protocol_offsets(engine, rows: np.ndarray, speakers: Sequence[str], k: int |
 
 
 class SpeakerAdaptation:
-    """Running speaker offsets for a stream: ``update(speaker, features, speaker_features, probs, weight)``
-    adds one window's :func:`evidence`; ``offset(speaker)`` is the offset of the module doc from
-    everything heard of that speaker (zeros for an unknown speaker or ``None``).
+    """Running speaker offsets for a stream: ``update(speaker, row, weight)`` adds one window's
+    :func:`evidence` (:func:`output_evidence` of the graph's outputs); ``offset(speaker)`` is the offset
+    of the module doc from everything heard of that speaker (zeros for an unknown speaker or ``None``).
 
     Args:
         dim: width F of the features. classes: number C of emotion classes. tau: shrinkage in
@@ -172,15 +186,14 @@ class SpeakerAdaptation:
         self._state.move_to_end(speaker)
         return offsets_from_sums(total[None], np.array([weight]), self.dim, self.tau, self.balance)[0].astype(np.float32)
 
-    def update(self, speaker: str | None, features: np.ndarray, speaker_features: np.ndarray, probs: np.ndarray,
-               weight: float = 1.0) -> None:
-        """Add one utterance's (or window's, with its share as ``weight``) graph outputs."""
+    def update(self, speaker: str | None, row: np.ndarray, weight: float = 1.0) -> None:
+        """Add one utterance's (or window's, with its share as ``weight``) :func:`evidence` row [2F + C]."""
         if speaker is None:
             return
-        e = evidence(np.reshape(features, (1, -1)), np.reshape(speaker_features, (1, -1)), np.reshape(probs, (1, -1)))[0]
+        e = np.asarray(row, dtype=np.float64).reshape(-1)
         if e.shape[0] != self.width or not np.all(np.isfinite(e)):
-            raise AdaptationError(f"features, speaker features and probs must be {self.dim}, {self.dim} and {self.classes} "
-                                  f"finite numbers, got {e.shape[0]} in all")
+            raise AdaptationError(f"an evidence row must be {self.width} finite numbers (features, speaker features and "
+                                  f"probs: {self.dim}, {self.dim} and {self.classes}), got {e.shape[0]}")
         total, seen = self._state.pop(speaker, (np.zeros(self.width), 0.0))
         if self.horizon is not None and seen + weight > self.horizon:
             keep = max(self.horizon - weight, 0.0) / seen

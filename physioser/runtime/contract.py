@@ -26,7 +26,7 @@ ADAPTATION_INPUT = "speaker_offset"
 """Optional input of speaker-adaptive graphs: float32 [batch, F] subtracted from the standardised
 statistics (an overridable initializer holding zeros: callers that feed only ``waveform`` and
 ``lengths`` get the strict, unadapted outputs)."""
-OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal", "features", "speaker_features")
+OUTPUT_ORDER = ("logits", "probs", "embedding", "valence", "arousal", "features", "speaker_features", "speaker_probs")
 REQUIRED_OUTPUTS = ("logits", "probs", "embedding")
 REQUIRED_METADATA = ("class_names", "sample_rate", "window_s", "hop_s", "backbone", "physioser_version", "training_corpora")
 """metadata_props keys the runtime needs."""
@@ -38,7 +38,7 @@ DEFAULT_HOP_S = 0.5
 """The hop between two windows of a stream, in seconds."""
 DEFAULT_MIN_SAMPLES = physioser.SAMPLE_RATE // 4
 """The shortest input (samples) a graph accepts when its metadata does not say."""
-GRAPH_VERSION = 6
+GRAPH_VERSION = 7
 """Version of the graphs ``physioser export`` builds for the same weights; part of the key of a
 checkpoint's built graph and of the default bundle, so they are rebuilt when it changes.
 2: VAP front end without Gather framing, float64 DFT on even/odd frame halves (same outputs).
@@ -46,7 +46,9 @@ checkpoint's built graph and of the default bundle, so they are rebuilt when it 
 4: Hann window folded into the DFT bases (same outputs).
 5: float32 DFT for the minimum-phase front end, conv-folded QuaternionNorm centring, backbone and
    VAP segment means projected after pooling (logits move <= 1e-5).
-6: the VAP encoder's 1-D convs exported as 2-D convs over a height-1 map (same outputs)."""
+6: the VAP encoder's 1-D convs exported as 2-D convs over a height-1 map (same outputs).
+7: speaker-adaptive graphs also output ``speaker_probs`` (the probabilities without the offset), and
+   ``speaker_features`` comes from them (the same with no offset fed)."""
 
 
 class EngineError(ValueError):

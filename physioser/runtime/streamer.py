@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from physioser import SAMPLE_RATE
-from physioser.runtime.adaptation import SpeakerAdaptation, VoiceIds
+from physioser.runtime.adaptation import STREAM_TAU, SpeakerAdaptation, VoiceIds, output_evidence
 from physioser.runtime.engine import Engine, EngineError, check_peak
 from physioser.runtime.gate import FRAME, FrameBuffer, SpeechGateError, SpeechTracker, make_detector, resolve_gate
 
@@ -63,11 +63,12 @@ class Streamer:
     (0 = no smoothing); ``batch`` the largest number of windows inferred in one call;
     ``sample_rate`` of the pushed audio (must equal the model's).
 
-    Speaker adaptation (speaker-adaptive models, ``adapt=True``; off by default: the shipped model,
-    trained on stream windows, does better without it, eval/results/ROBUSTNESS.md): each
-    voiced window is inferred with its speaker's running offset and then adds its ``features``,
-    ``speaker_features`` and ``probs`` to that speaker's state (weight hop/window: overlapping windows count once
-    per stretch of speech), see :mod:`physioser.runtime.adaptation`. The speaker is the one named by
+    Speaker adaptation (speaker-adaptive models; on by default, ``adapt=False`` turns it off): each
+    voiced window is inferred with its speaker's running offset and then adds its evidence (``features``,
+    ``speaker_features`` and ``speaker_probs``, all without the offset) to that speaker's state (weight
+    hop/window: overlapping windows count once per stretch of speech), shrunk by ``adapt_tau``
+    utterance weights (:data:`~physioser.runtime.adaptation.STREAM_TAU`), see :mod:`physioser.runtime.adaptation`.
+    Adapted windows are inferred one at a time, so that each one's offset includes the windows before it. The speaker is the one named by
     :meth:`set_speaker`; ``None`` (the default) names voices from the model's own statistics
     (:class:`~physioser.runtime.adaptation.VoiceIds`). At most ``max_speakers`` are kept (least
     recently heard evicted); :meth:`reset_adaptation` forgets them; nothing is saved unless
@@ -76,15 +77,18 @@ class Streamer:
 
     def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "auto",
                  vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE,
-                 adapt: bool = False, max_speakers: int = 16, voice_threshold: float = 0.6):
+                 adapt: bool = True, adapt_tau: float = STREAM_TAU, max_speakers: int = 16, voice_threshold: float = 0.6):
         engine.check_sample_rate(sample_rate, "the stream")
         window_s = engine.metadata["window_s"] if window_s is None else window_s
         hop_s = engine.metadata["hop_s"] if hop_s is None else hop_s
-        for key, value in (("window_s", window_s), ("hop_s", hop_s), ("smoothing", smoothing), ("vad_threshold_db", vad_threshold_db)):
+        for key, value in (("window_s", window_s), ("hop_s", hop_s), ("smoothing", smoothing), ("vad_threshold_db", vad_threshold_db),
+                           ("adapt_tau", adapt_tau)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 raise EngineError(f"{key} must be a finite number, got {value!r}")
         if not 0 < hop_s <= window_s <= MAX_WINDOW_S:
             raise EngineError(f"need 0 < hop_s <= window_s <= {MAX_WINDOW_S:g} s; got hop_s={hop_s}, window_s={window_s}")
+        if adapt_tau < 0:
+            raise EngineError(f"adapt_tau must be >= 0, got {adapt_tau}")
         if not 0.0 <= smoothing < 1.0:
             raise EngineError(f"smoothing must be in [0, 1), got {smoothing}")
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
@@ -117,7 +121,7 @@ class Streamer:
         self.voices: VoiceIds | None = None
         if adapt and engine.adaptation_dim:
             settings = engine.metadata["adaptation"]
-            self.adaptation = SpeakerAdaptation(engine.adaptation_dim, len(engine.class_names), float(settings["tau"]),
+            self.adaptation = SpeakerAdaptation(engine.adaptation_dim, len(engine.class_names), adapt_tau,
                                                 float(settings.get("balance", 0.0)), max_speakers=max_speakers)
             self.voices = VoiceIds(voice_threshold, max_speakers)
         self._speaker: str | None = None  # set_speaker's identity; None: VoiceIds names the voice
@@ -274,12 +278,14 @@ class Streamer:
             self._pending.append((start, end, samples.copy(), t_ready, final))
 
     def _adapt(self, out: dict[str, np.ndarray], lens: np.ndarray) -> None:
-        """Add each window's features, speaker features and probabilities to its speaker's running state."""
+        """Add each window's evidence (features, speaker features and probabilities without the offset)
+        to its speaker's running state."""
+        rows = output_evidence(out)
         for row in range(len(lens)):
             if self._speaker is None:
                 self._voice = self.voices.identify(out["features"][row])
             weight = min(self.hop, int(lens[row])) / self.window
-            self.adaptation.update(self.speaker, out["features"][row], out["speaker_features"][row], out["probs"][row], weight)
+            self.adaptation.update(self.speaker, rows[row], weight)
 
     def _run(self) -> list[EmotionEvent]:
         pending, self._pending = self._pending, []
