@@ -28,6 +28,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PHYSIOSER_CACHE") or Path.home() / ".cache" / "physioser").expanduser()
 
 
+def portable(path: str | Path) -> str:
+    """``path`` as results record it: inside the cache as ``$PHYSIOSER_CACHE/...``, so that a result
+    names the model it measured without the machine's folders."""
+    path = Path(path)
+    try:
+        return "$PHYSIOSER_CACHE/" + path.resolve().relative_to(cache_dir().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def runs_dir() -> Path:
     """Where evaluations keep their fold checkpoints: ``$PHYSIOSER_RUNS`` or ``<cache>/runs``."""
     return Path(os.environ.get("PHYSIOSER_RUNS") or cache_dir() / "runs").expanduser()

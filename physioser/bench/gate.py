@@ -35,7 +35,7 @@ import numpy as np
 
 from physioser.audio import load_audio
 from physioser.conditions import sources as S
-from physioser.paths import corpora_root
+from physioser.paths import corpora_root, portable
 
 OUT = Path("eval/results/gate.json")
 NOISE_ROOT = Path("../shared/noise")
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = generated()
     recordings, unlabelled = real_noise(NOISE_ROOT)
     result: dict = {"command": "OMP_NUM_THREADS=1 python -m physioser.bench.gate " + " ".join(argv or sys.argv[1:]),
-                    "model": engine.source, "clip_s": CLIP_S, "gates": {}}
+                    "model": portable(engine.source), "clip_s": CLIP_S, "gates": {}}
     for gate in gates:
         t0 = time.perf_counter()
         entry = {"generated": verdicts(engine, gen, gate), "real_noise": verdicts(engine, recordings, gate),

@@ -51,6 +51,7 @@ import numpy as np
 import soxr
 
 import physioser
+from physioser.paths import portable
 from physioser.ros.core import EmotionCore, NodeConfig
 from physioser.ros.messages import AudioFormat, MessageDecodeError, typestore
 
@@ -536,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-        "model": {**model_info, "source": engine.source, "backend": engine.backend, "providers": engine.providers,
+        "model": {**model_info, "source": portable(engine.source), "backend": engine.backend, "providers": engine.providers,
                   "backbone": engine.metadata.get("backbone"), "class_names": engine.class_names, "threads": args.threads},
         **result,
     }
