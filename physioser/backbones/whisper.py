@@ -202,9 +202,12 @@ class WhisperEncoder(Backbone):
         return self.encode_mel(mel, mel_lengths)
 
 
+PACKAGED = {"whisper-tiny.en": default_checkpoint, "whisper-base": base_checkpoint}
+"""Each Whisper encoder's packaged weights (raise :class:`CheckpointError` when not installed)."""
+
+
 def build_whisper(checkpoint: str | Path | list[str | Path] | None = None, *, name: str = "whisper-tiny.en") -> WhisperEncoder:
     """Whisper encoder ``name`` from a CTranslate2 checkpoint (default: the packaged weights of that name)."""
-    defaults = {"whisper-tiny.en": default_checkpoint, "whisper-base": base_checkpoint}
-    if name not in defaults:
-        raise KeyError(f"unknown Whisper encoder {name!r}; known: {', '.join(defaults)}")
-    return WhisperEncoder.from_ct2(checkpoint or defaults[name](), name=name)
+    if name not in PACKAGED:
+        raise KeyError(f"unknown Whisper encoder {name!r}; known: {', '.join(PACKAGED)}")
+    return WhisperEncoder.from_ct2(checkpoint or PACKAGED[name](), name=name)

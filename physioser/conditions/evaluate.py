@@ -279,13 +279,13 @@ def register(app: typer.Typer) -> None:
         if adapt_k != 0 and not engine.adaptation_dim:
             raise typer.BadParameter(f"{engine.source} is not speaker-adaptive", param_hint="--adapt")
         speakers = sorted({f"{r.corpus}/{r.speaker}" for r in rows})
-        name = model or portable(engine.source)
+        name = portable(model or engine.source)
         earlier = json.loads(out.read_text()) if out and out.is_file() else {}
         same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0"),
                 earlier.get("stream", False), earlier.get("window_s"), earlier.get("adapt_tau"), earlier.get("unnamed", False)) == (
                     name, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None, unnamed)
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
-                  + (f" --model {model}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
+                  + (f" --model {name}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
                   + (f" --adapt {adapt}" if adapt != "0" else "") + (" --stream" if stream else "")
                   + (f" --window-s {window_s:g}" if window_s is not None else "")
                   + (f" --adapt-tau {adapt_tau:g}" if adapt_tau != STREAM_TAU else "") + (" --unnamed" if unnamed else ""),

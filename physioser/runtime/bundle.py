@@ -57,7 +57,13 @@ def checkpoint_key(model_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def default_bundle_dir() -> Path:
-    """Where the bundle of the shipped default model is built (``<cache>/bundles/default-<key>``)."""
-    model_dir = default_model_dir()
+def ships_default(backbone: str | None) -> bool:
+    """Whether a default model trained on ``backbone`` ships (:func:`~physioser.paths.default_model_dir`)."""
+    return (default_model_dir(backbone) / "config.yaml").is_file()
+
+
+def default_bundle_dir(backbone: str | None = None) -> Path:
+    """Where the bundle of the shipped default model (of ``backbone``, see
+    :func:`~physioser.paths.default_model_dir`) is built (``<cache>/bundles/<folder>-<key>``)."""
+    model_dir = default_model_dir(backbone)
     return cache_dir() / "bundles" / f"{model_dir.name}-{checkpoint_key(model_dir)}"

@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from physioser.runtime.bundle import METADATA, default_bundle_dir, is_bundle, read_bundle
+from physioser.paths import DEFAULT_BACKBONE
+from physioser.runtime.bundle import METADATA, default_bundle_dir, is_bundle, read_bundle, ships_default
 from physioser.runtime.contract import (ADAPTATION_INPUT, REQUIRED_METADATA, EngineError, check_graph, metadata_strings,
                                          parse_metadata)
 from physioser.runtime.graph import read_graph
@@ -201,7 +202,11 @@ class Engine:
         if not _onnxruntime_available():
             raise EngineError("onnxruntime is not installed (pip install onnxruntime)")
         if model_path is None or str(model_path) == "default":
-            path = default_bundle_dir()
+            path = default_bundle_dir(prof.backbone if ships_default(prof.backbone) else None)
+            if not is_bundle(path) and is_bundle(default_bundle_dir()):
+                log.info("the %s default model for profile %s is not built (`physioser export --checkpoint default "
+                         "--profile %s`); running the %s default", prof.backbone, prof.name, prof.name, DEFAULT_BACKBONE)
+                path = default_bundle_dir()
             if not is_bundle(path):
                 raise EngineError(f"the default model's bundle is not built yet ({path}): build it with "
                                   "`physioser export --checkpoint default` (needs pip install 'physioser[train]'), "

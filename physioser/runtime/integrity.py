@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from physioser.paths import default_model_dir
+from physioser.paths import DEFAULT_MODEL_DIRS, default_model_dir
 from physioser.runtime.contract import EngineError
 
 REQUIRED_SUMS = ("model.safetensors", "config.yaml")
@@ -26,7 +26,7 @@ def sha256_file(path: str | Path) -> str:
 
 def _is_default(model_dir: Path) -> bool:
     try:
-        return model_dir.resolve() == default_model_dir().resolve()
+        return model_dir.resolve() in {default_model_dir(b).resolve() for b in (None, *DEFAULT_MODEL_DIRS)}
     except OSError:
         return False
 

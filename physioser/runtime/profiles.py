@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from physioser.paths import PACKAGE_DIR, cache_dir
+from physioser.paths import DEFAULT_BACKBONE, PACKAGE_DIR, cache_dir
 from physioser.runtime.gate import GATES
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -71,7 +71,7 @@ class HardwareProfile:
     batch: int = 4
     vad: str = "auto"
     latency_budget_ms: float = 50.0
-    backbone: str = "whisper-tiny.en"  # the encoder measured best for this hardware (docs/backbones.md)
+    backbone: str = DEFAULT_BACKBONE  # the encoder measured best for this hardware (docs/backbones.md)
     source: Path | None = None
 
     @property
@@ -180,7 +180,7 @@ def parse_profile(data: Any, source: str | Path = "<profile>") -> HardwareProfil
     vad = stream.get("vad", "auto")
     _one_of(f"{src}: stream.vad", vad, GATES)
     budget = _number(f"{src}: latency_budget_ms", data.get("latency_budget_ms", 50.0), kind=float, low=0.0, low_open=True)
-    backbone = data.get("backbone", "whisper-tiny.en")
+    backbone = data.get("backbone", DEFAULT_BACKBONE)
     if not isinstance(backbone, str) or not backbone.strip():
         raise ProfileError(f"{src}: 'backbone' must be a non-empty string (a backbone name), got {_kind(backbone)}")
     return HardwareProfile(
