@@ -105,6 +105,11 @@ def test_an_utterance_shorter_than_a_window_gets_an_estimate(engine):
         tail = s.flush()
         assert len(tail) == 1 and tail[0].final
         assert tail[0].start_s <= 0.4 and 1.5 <= tail[0].end_s <= 1.7  # from about the onset to the last speech frame
+    # the utterance ended in the stream, which then ends before the window that was to hold it
+    s.reset()
+    assert _run(s, np.concatenate([silence[:2000], utt, silence[:8000]])) == []
+    tail = s.flush()
+    assert len(tail) == 1 and tail[0].final and 1.1 <= tail[0].end_s <= 1.4
     # a voiced window already reached the utterance's end: no second estimate at the end
     s.reset()
     events = _run(s, np.concatenate([utt, silence]))

@@ -30,7 +30,7 @@ import numpy as np
 from physioser import SAMPLE_RATE
 from physioser.runtime.adaptation import STREAM_TAU, SpeakerAdaptation, VoiceIds, output_evidence
 from physioser.runtime.engine import Engine, EngineError, check_peak
-from physioser.runtime.gate import FRAME, FrameBuffer, SpeechGateError, SpeechTracker, make_detector, resolve_gate
+from physioser.runtime.gate import FRAME, FrameBuffer, SpeechGateError, SpeechTracker, Utterance, make_detector, resolve_gate
 
 MAX_WINDOW_S = 60.0
 """The longest analysis window (as for hardware profiles): the ring buffer holds one window."""
@@ -168,6 +168,7 @@ class Streamer:
         self._next_end = self.window  # end sample of the next window
         self._last_end = 0  # end sample of the last analysed window
         self._voiced_end = 0  # end sample of the last voiced window
+        self._awaiting: list[Utterance] = []  # ended utterances left to the next scheduled window (see _final_window)
         self._pending: list[tuple[int, int, np.ndarray | None, float, bool]] = []  # (start, end, samples, t_ready, final)
         self._gated = 0  # samples passed to the speech detector
         self._state: np.ndarray | None = None  # smoothed [probabilities..., valence, arousal]
@@ -209,8 +210,11 @@ class Streamer:
 
     def _final_window(self, utt, t_ready: float, more: bool) -> None:
         """``more``: the stream goes on (the next scheduled window may still reach the utterance's end)."""
-        if self._voiced_end >= utt.end or (more and self._voiced(self._next_end - self.window, utt.end)):
-            return  # a voiced window reached the end of this utterance, or the next window will
+        if self._voiced_end >= utt.end:
+            return  # a voiced window reached the end of this utterance
+        if more and self._voiced(self._next_end - self.window, utt.end):
+            self._awaiting.append(utt)  # the next window will, unless the stream ends first (flush)
+            return
         # from a little before the onset (a detector may confirm speech late) to the last speech frame
         length = int(np.clip(utt.end - utt.start + self._tracker.min_speech * FRAME, self.engine.min_samples, self.window))
         length = min(length, utt.end)
@@ -260,8 +264,9 @@ class Streamer:
         analysed (the last ``window`` samples, or the whole stream when shorter but at least the
         model's minimum). Call ``reset()`` before a new stream."""
         if self.vad != "none":
-            for utt in self._tracker.finish():
+            for utt in [*self._awaiting, *self._tracker.finish()]:
                 self._final_window(utt, time.perf_counter(), False)
+            self._awaiting = []
         elif self.total > self._last_end and self.total >= self.engine.min_samples:
             length = min(self.window, self.total)
             self._enqueue(self.total - length, self.total, self._window(self.total, length), time.perf_counter(), True)
@@ -269,6 +274,7 @@ class Streamer:
 
     def _enqueue(self, start: int, end: int, samples: np.ndarray, t_ready: float, final: bool = False) -> None:
         self._last_end = end
+        self._awaiting = [u for u in self._awaiting if u.end > end]  # this window was the one they waited for
         self.last_window_voiced = self.vad == "none" or self._voiced(start, end)
         if not self.last_window_voiced:
             self.unvoiced_windows += 1
