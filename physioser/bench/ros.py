@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from physioser.audio import load_audio
+from physioser.paths import portable
 from physioser.ros.interfaces import environment
 from physioser.ros.messages import audio_type
+from physioser.ros.parameters import BY_NAME
 from physioser.ros.play import STAMPED_TYPES, Audio, NodeProcess, Player, keep_dds_local, quantise
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +71,8 @@ def main() -> None:
     parser.add_argument("--domain-id", type=int, default=1 + os.getpid() % 100)
     parser.add_argument("--out", type=Path, default=REPO / "eval" / "bench" / "ros.json")
     parser.add_argument("--msg-type", default="audio_common_msgs/AudioDataStamped", choices=STAMPED_TYPES)
+    parser.add_argument("--adapt", choices=("true", "false"), default=None,
+                        help="the node's speaker adaptation (default: the node's default)")
     args = parser.parse_args()
     flavour = audio_type(args.msg_type).flavour
     if os.environ.get("PHYSIOSER_BENCH_FLAVOUR") != flavour:  # the audio type's package is on the path only in its environment
@@ -84,7 +88,7 @@ def main() -> None:
     audio, names = clips(args.corpora, seconds)
     audio = audio[: int(seconds * 16000)]
     params = {"model_path": model, "vad": "none", "msg_type": args.msg_type,
-              "latency_history": 10000, "diagnostics_period_s": 1.0}
+              "latency_history": 10000, "diagnostics_period_s": 1.0, **({"adapt": args.adapt} if args.adapt else {})}
     load_before = os.getloadavg()
     keep_dds_local()  # this process's player must use the node's DDS settings (shared memory only)
     with tempfile.TemporaryDirectory() as logs:
@@ -116,13 +120,15 @@ def main() -> None:
                 f"from the audio stamps) -> the estimate received by another process ({args.msg_type}, 20 ms chunks "
                 "stamped at their first sample and published at their last, real-time pace, VAD off)",
         "command": "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.bench.ros" + (f" --model {args.model}" if args.model else "")
-                   + (f" --msg-type {args.msg_type}" if args.msg_type != "audio_common_msgs/AudioDataStamped" else ""),
+                   + (f" --msg-type {args.msg_type}" if args.msg_type != "audio_common_msgs/AudioDataStamped" else "")
+                   + (f" --adapt {args.adapt}" if args.adapt else ""),
         "msg_type": args.msg_type,
         "stamps_are_window_ends": all(e["stamp_ns"] == session.sent[0].stamp_ns + round(k * 0.5e9 + 2e9)
                                       for k, (_, e) in enumerate(session.estimates)),
-        "model": model,
+        "model": portable(model),
         "model_metadata": {k: engine.metadata.get(k) for k in ("backbone", "class_names", "physioser_version")},
         "profile": engine.profile.name if hasattr(engine.profile, "name") else str(engine.profile),
+        "adapt": args.adapt == "true" if args.adapt else BY_NAME["adapt"].default,
         "window_s": 2.0, "hop_s": 0.5, "chunk_ms": 20,
         "audio_s": round(len(audio) / 16000, 2),
         "clips": len(names),
