@@ -180,3 +180,30 @@ def test_streamed_clips_each_get_the_windows_that_end_in_them(exported) -> None:
     assert alone[0] == strict[3]  # no window of another clip or speaker leaks in
     adapted = stream_predictions(engine, rows, heard, adapt=True, seed=0)
     assert adapted[2] == -1 and (np.delete(adapted, 2) >= 0).all()
+
+
+def test_unnamed_speakers_stream_per_corpus_or_all_corpora_in_one(exported, monkeypatch) -> None:
+    """stream_predictions with no speaker named: one stream per corpus, or with ``mixed`` one stream
+    for every corpus's clips; each voiced clip still gets its estimate and a silent one none."""
+    from types import SimpleNamespace
+
+    import physioser.runtime.streamer as streamer
+    from physioser.conditions.evaluate import stream_predictions
+
+    _, path = exported
+    engine = Engine.from_path(path)
+    made = []
+
+    class Counted(streamer.Streamer):  # the spectral gate: silero scores this synthetic voice near its threshold
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs, vad="energy")
+            made.append(self)
+
+    monkeypatch.setattr(streamer, "Streamer", Counted)
+    heard = [_speech(2.5, 210, 0), _speech(1.5, 230, 1), np.zeros(24000, np.float32), _speech(3.0, 250, 3), _speech(2.0, 220, 4)]
+    rows = [SimpleNamespace(corpus=c, speaker=s) for c, s in (("C", "a"), ("C", "b"), ("C", "a"), ("D", "c"), ("D", "d"))]
+    for mixed, streams in ((False, 2), (True, 1)):
+        made.clear()
+        pred = stream_predictions(engine, rows, heard, adapt=True, seed=0, named=False, mixed=mixed)
+        assert len(made) == streams
+        assert pred[2] == -1 and (np.delete(pred, 2) >= 0).all()

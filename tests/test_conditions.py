@@ -190,7 +190,8 @@ def test_robustness_refuses_a_bad_adaptation_count(value):
 @pytest.mark.parametrize("args, message", [(["--adapt", "10", "--stream"], "the stream adapts from everything heard"),
                                            (["--window-s", "4"], "a window is for --stream only"),
                                            (["--adapt-tau", "8", "--stream"], "a shrinkage is for the"),
-                                           (["--unnamed"], "unnamed speakers are for")])
+                                           (["--unnamed"], "unnamed speakers are for"),
+                                           (["--mix-corpora", "--stream"], "add --unnamed")])
 def test_robustness_refuses_options_the_stream_does_not_take(args, message):
     import typer
     from typer.testing import CliRunner

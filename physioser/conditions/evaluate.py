@@ -32,7 +32,7 @@ window, so that no window holds two clips)."""
 
 
 def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed: int, window_s: float | None = None,
-                       adapt_tau: float = STREAM_TAU, named: bool = True) -> np.ndarray:
+                       adapt_tau: float = STREAM_TAU, named: bool = True, mixed: bool = False) -> np.ndarray:
     """Class index per clip when each speaker's clips (in an order drawn from ``seed``) are streamed
     through one :class:`~physioser.runtime.streamer.Streamer` (speech gate, no smoothing, the speaker
     named with ``set_speaker``, running adaptation if ``adapt``), clip after clip with
@@ -40,14 +40,15 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
     probabilities of the windows that end within the clip or the silence after it; -1 where no
     window does. ``window_s``: the stream's window (default: the model's); ``adapt_tau``: the running
     adaptation's shrinkage. ``named=False``: each corpus's held-out speakers' clips in one stream, in
-    an order drawn from ``seed``, with no speaker named (the stream names voices itself)."""
+    an order drawn from ``seed``, with no speaker named (the stream names voices itself); with ``mixed``,
+    every corpus's in one stream."""
     from physioser.runtime.streamer import Streamer
 
     names = engine.class_names
     sr = engine.sample_rate
     window = engine.metadata["window_s"] if window_s is None else window_s
     gap = np.zeros(int(max(STREAM_GAP_S, window) * sr), dtype=np.float32)
-    speakers = np.array([f"{r.corpus}/{r.speaker}" if named else r.corpus for r in rows])
+    speakers = np.array([f"{r.corpus}/{r.speaker}" if named else "all" if mixed else r.corpus for r in rows])
     rng = np.random.default_rng(seed)
     pred = np.full(len(rows), -1, dtype=np.int64)
     for speaker in sorted(set(speakers.tolist())):
@@ -72,7 +73,7 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
 
 def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path, noise_root: Path,
              progress: bool = True, done: dict | None = None, adapt_k: int | None = 0, stream: bool = False,
-             window_s: float | None = None, adapt_tau: float = STREAM_TAU, named: bool = True) -> dict:
+             window_s: float | None = None, adapt_tau: float = STREAM_TAU, named: bool = True, mixed: bool = False) -> dict:
     """UA per condition (all clips and per corpus) and every clip's predicted class index
     (``predictions``, in the order of ``clip_keys``, true classes in ``labels``: for comparisons of two
     models paired per clip, :func:`paired`); conditions in ``done`` (results of an earlier run of the
@@ -81,7 +82,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
     same condition (:func:`~physioser.runtime.adaptation.protocol_offsets`, seeded by ``seed``).
     ``stream``: the runtime path instead of whole files (:func:`stream_predictions`; ``adapt_k`` 0: no
     adaptation, else the stream's running adaptation with shrinkage ``adapt_tau``; ``window_s`` its window,
-    default the model's; ``named=False``: speakers not named, see :func:`stream_predictions`);
+    default the model's; ``named=False``, ``mixed``: speakers not named, corpora mixed, see :func:`stream_predictions`);
     clips without an estimate are predicted -1, left out of the metrics and counted (``no_estimate``)."""
     from tqdm import tqdm
 
@@ -108,7 +109,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
         heard = (cond.apply(x, key, corpus=r.corpus) for r, x, key in zip(rows, audio, keys))
         if stream:
             heard = list(tqdm(heard, desc=f"{spec} (streaming)", total=len(rows), disable=not progress, mininterval=5))
-            pred = stream_predictions(engine, rows, heard, adapt_k != 0, seed, window_s, adapt_tau, named)
+            pred = stream_predictions(engine, rows, heard, adapt_k != 0, seed, window_s, adapt_tau, named, mixed)
         elif adapt_k == 0:
             pred = [names.index(predict_file(engine, y)["label"]) for y in tqdm(heard, desc=spec, total=len(rows),
                                                                                disable=not progress, mininterval=5)]
@@ -228,6 +229,8 @@ def register(app: typer.Typer) -> None:
                                         "adaptation's shrinkage in utterance weights (about 2 s of speech each)"),
         unnamed: bool = typer.Option(False, "--unnamed", help="with --stream: each corpus's held-out speakers in one stream, "
                                      "no speaker named (the stream names voices itself)"),
+        mix_corpora: bool = typer.Option(False, "--mix-corpora", help="with --unnamed: every corpus's held-out speakers in "
+                                         "one stream (more voices than the stream keeps)"),
         window_s: float = typer.Option(None, "--window-s", min=0.25, max=60.0, help="with --stream: the stream's window in seconds (default: the model's)"),
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
@@ -259,6 +262,8 @@ def register(app: typer.Typer) -> None:
         running = stream and adapt == "all"
         if unnamed and not stream:
             raise typer.BadParameter("unnamed speakers are for --stream only", param_hint="--unnamed")
+        if mix_corpora and not unnamed:
+            raise typer.BadParameter("corpora are mixed in one stream of unnamed speakers only: add --unnamed", param_hint="--mix-corpora")
         if adapt_tau != STREAM_TAU and not running:
             raise typer.BadParameter("a shrinkage is for the stream's running adaptation only (--stream --adapt all)",
                                      param_hint="--adapt-tau")
@@ -282,17 +287,20 @@ def register(app: typer.Typer) -> None:
         name = portable(model or engine.source)
         earlier = json.loads(out.read_text()) if out and out.is_file() else {}
         same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0"),
-                earlier.get("stream", False), earlier.get("window_s"), earlier.get("adapt_tau"), earlier.get("unnamed", False)) == (
-                    name, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None, unnamed)
+                earlier.get("stream", False), earlier.get("window_s"), earlier.get("adapt_tau"), earlier.get("unnamed", False),
+                earlier.get("mix_corpora", False)) == (
+                    name, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None, unnamed, mix_corpora)
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
                   + (f" --model {name}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
                   + (f" --adapt {adapt}" if adapt != "0" else "") + (" --stream" if stream else "")
                   + (f" --window-s {window_s:g}" if window_s is not None else "")
-                  + (f" --adapt-tau {adapt_tau:g}" if adapt_tau != STREAM_TAU else "") + (" --unnamed" if unnamed else ""),
+                  + (f" --adapt-tau {adapt_tau:g}" if adapt_tau != STREAM_TAU else "") + (" --unnamed" if unnamed else "")
+                  + (" --mix-corpora" if mix_corpora else ""),
                   "model": name, "seed": seed, "adapt": adapt, "stream": stream, "window_s": window_s,
-                  **({"adapt_tau": adapt_tau} if running else {}), **({"unnamed": True} if unnamed else {}), "heldout_speakers": speakers,
+                  **({"adapt_tau": adapt_tau} if running else {}), **({"unnamed": True} if unnamed else {}),
+                  **({"mix_corpora": True} if mix_corpora else {}), "heldout_speakers": speakers,
                   **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None,
-                             adapt_k=adapt_k, stream=stream, window_s=window_s, adapt_tau=adapt_tau, named=not unnamed)}
+                             adapt_k=adapt_k, stream=stream, window_s=window_s, adapt_tau=adapt_tau, named=not unnamed, mixed=mix_corpora)}
         table = markdown(result)
         typer.echo(table)
         if out:

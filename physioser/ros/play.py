@@ -333,8 +333,9 @@ def keep_dds_local() -> None:
 
 def node_env(domain_id: int, flavour: str | None = None, **extra: str) -> dict[str, str]:
     """Environment of a ROS process: DDS on this machine only (LOCAL_DDS_ENV), domain `domain_id`,
-    the node package of this checkout on the path, one OpenMP thread, and the built
-    audio_common_msgs `flavour` ("ros-drivers" or "mgonzs13") if one is named."""
+    the node package of this checkout on the path, one OpenMP thread, Python's stacks in the log
+    if the process crashes in native code (DDS), and the built audio_common_msgs `flavour`
+    ("ros-drivers" or "mgonzs13") if one is named."""
     env = dict(os.environ)
     if flavour is not None:
         from physioser.ros.interfaces import environment
@@ -346,6 +347,7 @@ def node_env(domain_id: int, flavour: str | None = None, **extra: str) -> dict[s
         PYTHONPATH=os.pathsep.join([str(REPO / "ros"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
+        PYTHONFAULTHANDLER="1",
         **extra,
     )
     return env
