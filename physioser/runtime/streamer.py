@@ -283,15 +283,22 @@ class Streamer:
             self._voiced_end = end
             self._pending.append((start, end, samples.copy(), t_ready, final))
 
-    def _adapt(self, out: dict[str, np.ndarray], lens: np.ndarray) -> None:
-        """Add each window's evidence (features, speaker features and probabilities without the offset)
-        to its speaker's running state."""
-        rows = output_evidence(out)
-        for row in range(len(lens)):
-            if self._speaker is None:
-                self._voice = self.voices.identify(out["features"][row])
-            weight = min(self.hop, int(lens[row])) / self.window
-            self.adaptation.update(self.speaker, rows[row], weight)
+    def _infer_adapted(self, waves: np.ndarray, lens: np.ndarray) -> dict[str, np.ndarray]:
+        """One window inferred with its speaker's offset, then its evidence (features, speaker features
+        and probabilities without the offset) added to that speaker's running state. With no speaker
+        named, the window's own statistics name its voice; a window heard as another voice than the
+        offset was taken for is inferred again with that voice's offset, so that a change of speaker
+        does not carry the last one's offset into the new one's first window."""
+        offset = self.adaptation.offset(self.speaker)
+        out = self.engine.infer(waves, lens, speaker_offset=offset[None])
+        if self._speaker is None:
+            self._voice = self.voices.identify(out["features"][0])
+            own = self.adaptation.offset(self._voice)
+            if not np.array_equal(own, offset):
+                out = self.engine.infer(waves, lens, speaker_offset=own[None])
+        weight = min(self.hop, int(lens[0])) / self.window
+        self.adaptation.update(self.speaker, output_evidence(out)[0], weight)
+        return out
 
     def _run(self) -> list[EmotionEvent]:
         pending, self._pending = self._pending, []
@@ -308,12 +315,7 @@ class Streamer:
             for row, g in enumerate(group):
                 waves[row, : len(g[2])] = g[2]
             lens = np.array([len(g[2]) for g in group], dtype=np.int64)
-            if self.adaptation is None:
-                out = self.engine.infer(waves, lens)
-            else:
-                offset = np.repeat(self.adaptation.offset(self.speaker)[None], len(group), axis=0)
-                out = self.engine.infer(waves, lens, speaker_offset=offset)
-                self._adapt(out, lens)
+            out = self.engine.infer(waves, lens) if self.adaptation is None else self._infer_adapted(waves, lens)
             for row, g in enumerate(group):
                 probs_by_end[g[1]] = out["probs"][row].astype(np.float64)
                 va_by_end[g[1]] = np.array([out["valence"][row], out["arousal"][row]], dtype=np.float64)
