@@ -149,6 +149,37 @@ def test_a_voice_named_by_the_stream_gets_its_own_offset(exported) -> None:
     assert any(v in voices[: i - 1] for i, v in enumerate(voices) if i and voices[i - 1] != v)  # a voice came back
 
 
+def test_a_voice_embedding_names_the_voice_before_the_window_is_inferred(exported) -> None:
+    """With ``voice_embedding``, the voice of each window is named from the embedding of its samples
+    and the window inferred once, with that voice's offset: the events of a stream told those names."""
+    _, path = exported
+    engine = Engine.from_path(path)
+    loud, quiet = _speech(3.0, 150, 1), 0.2 * _speech(3.0, 150, 2)
+    audio = np.concatenate([loud, quiet, loud, quiet])
+    calls = []
+
+    def by_level(samples: np.ndarray) -> np.ndarray:  # two "speakers": loud and quiet
+        calls.append(len(samples))
+        return np.array([1.0, 0.0]) if samples.std() > 0.03 else np.array([0.0, 1.0])
+
+    settings = dict(window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True, adapt_tau=0.5)
+    unnamed = Streamer(engine, **settings, voice_embedding=by_level)
+    named = Streamer(engine, **settings)
+    seen = []
+    for start in range(0, len(audio), 8000):
+        chunk = audio[start : start + 8000]
+        got = unnamed.push(chunk)
+        if got:
+            seen.append(unnamed.speaker)
+            named.set_speaker(unnamed.speaker)
+            want = named.push(chunk)
+            assert len(want) == len(got) == 1 and got[0].probs == pytest.approx(want[0].probs, abs=1e-6)
+        else:
+            assert named.push(chunk) == []
+    assert len(calls) == len(seen) and set(seen) == {"voice-1", "voice-2"}
+    assert seen.index("voice-2") < len(seen) - 1 - seen[::-1].index("voice-1")  # voice-1 came back after voice-2
+
+
 def test_adapted_events_do_not_depend_on_chunking(exported) -> None:
     """Each window's offset includes every window before it, whether they arrived in one push or many."""
     _, path = exported

@@ -32,7 +32,8 @@ window, so that no window holds two clips)."""
 
 
 def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed: int, window_s: float | None = None,
-                       adapt_tau: float = STREAM_TAU, named: bool = True, mixed: bool = False) -> np.ndarray:
+                       adapt_tau: float = STREAM_TAU, named: bool = True, mixed: bool = False,
+                       streamer_options: dict | None = None) -> np.ndarray:
     """Class index per clip when each speaker's clips (in an order drawn from ``seed``) are streamed
     through one :class:`~physioser.runtime.streamer.Streamer` (speech gate, no smoothing, the speaker
     named with ``set_speaker``, running adaptation if ``adapt``), clip after clip with
@@ -41,7 +42,7 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
     window does. ``window_s``: the stream's window (default: the model's); ``adapt_tau``: the running
     adaptation's shrinkage. ``named=False``: each corpus's held-out speakers' clips in one stream, in
     an order drawn from ``seed``, with no speaker named (the stream names voices itself); with ``mixed``,
-    every corpus's in one stream."""
+    every corpus's in one stream. ``streamer_options``: further keyword arguments of each Streamer."""
     from physioser.runtime.streamer import Streamer
 
     names = engine.class_names
@@ -53,7 +54,7 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
     pred = np.full(len(rows), -1, dtype=np.int64)
     for speaker in sorted(set(speakers.tolist())):
         order = rng.permutation(np.flatnonzero(speakers == speaker))
-        stream = Streamer(engine, window_s, smoothing=0.0, adapt=adapt, adapt_tau=adapt_tau)
+        stream = Streamer(engine, window_s, smoothing=0.0, adapt=adapt, adapt_tau=adapt_tau, **(streamer_options or {}))
         stream.set_speaker(speaker if named else None)
         events, spans, t = [], [], 0
         for i in order:
@@ -73,7 +74,8 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
 
 def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path, noise_root: Path,
              progress: bool = True, done: dict | None = None, adapt_k: int | None = 0, stream: bool = False,
-             window_s: float | None = None, adapt_tau: float = STREAM_TAU, named: bool = True, mixed: bool = False) -> dict:
+             window_s: float | None = None, adapt_tau: float = STREAM_TAU, named: bool = True, mixed: bool = False,
+             streamer_options: dict | None = None) -> dict:
     """UA per condition (all clips and per corpus) and every clip's predicted class index
     (``predictions``, in the order of ``clip_keys``, true classes in ``labels``: for comparisons of two
     models paired per clip, :func:`paired`); conditions in ``done`` (results of an earlier run of the
@@ -82,7 +84,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
     same condition (:func:`~physioser.runtime.adaptation.protocol_offsets`, seeded by ``seed``).
     ``stream``: the runtime path instead of whole files (:func:`stream_predictions`; ``adapt_k`` 0: no
     adaptation, else the stream's running adaptation with shrinkage ``adapt_tau``; ``window_s`` its window,
-    default the model's; ``named=False``, ``mixed``: speakers not named, corpora mixed, see :func:`stream_predictions`);
+    default the model's; ``named=False``, ``mixed``, ``streamer_options``: see :func:`stream_predictions`);
     clips without an estimate are predicted -1, left out of the metrics and counted (``no_estimate``)."""
     from tqdm import tqdm
 
@@ -109,7 +111,7 @@ def evaluate(engine, rows, conditions: list[str], seed: int, corpora_root: Path,
         heard = (cond.apply(x, key, corpus=r.corpus) for r, x, key in zip(rows, audio, keys))
         if stream:
             heard = list(tqdm(heard, desc=f"{spec} (streaming)", total=len(rows), disable=not progress, mininterval=5))
-            pred = stream_predictions(engine, rows, heard, adapt_k != 0, seed, window_s, adapt_tau, named, mixed)
+            pred = stream_predictions(engine, rows, heard, adapt_k != 0, seed, window_s, adapt_tau, named, mixed, streamer_options)
         elif adapt_k == 0:
             pred = [names.index(predict_file(engine, y)["label"]) for y in tqdm(heard, desc=spec, total=len(rows),
                                                                                disable=not progress, mininterval=5)]

@@ -23,6 +23,7 @@ Memory is bounded: a ring buffer of one window plus one hop and the offset delay
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -70,14 +71,17 @@ class Streamer:
     utterance weights (:data:`~physioser.runtime.adaptation.STREAM_TAU`), see :mod:`physioser.runtime.adaptation`.
     Adapted windows are inferred one at a time, so that each one's offset includes the windows before it. The speaker is the one named by
     :meth:`set_speaker`; ``None`` (the default) names voices from the model's own statistics
-    (:class:`~physioser.runtime.adaptation.VoiceIds`). At most ``max_speakers`` are kept (least
+    (:class:`~physioser.runtime.adaptation.VoiceIds`, cosine ``voice_threshold``), or from
+    ``voice_embedding(samples) -> vector`` of each window where one is given (a speaker-embedding
+    model). At most ``max_speakers`` are kept (least
     recently heard evicted); :meth:`reset_adaptation` forgets them; nothing is saved unless
     ``streamer.adaptation.save(path)`` is called.
     """
 
     def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "auto",
                  vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE,
-                 adapt: bool = True, adapt_tau: float = STREAM_TAU, max_speakers: int = 16, voice_threshold: float = 0.6):
+                 adapt: bool = True, adapt_tau: float = STREAM_TAU, max_speakers: int = 16, voice_threshold: float = 0.6,
+                 voice_embedding: Callable[[np.ndarray], np.ndarray] | None = None):
         engine.check_sample_rate(sample_rate, "the stream")
         window_s = engine.metadata["window_s"] if window_s is None else window_s
         hop_s = engine.metadata["hop_s"] if hop_s is None else hop_s
@@ -124,6 +128,7 @@ class Streamer:
             self.adaptation = SpeakerAdaptation(engine.adaptation_dim, len(engine.class_names), adapt_tau,
                                                 float(settings.get("balance", 0.0)), max_speakers=max_speakers)
             self.voices = VoiceIds(voice_threshold, max_speakers)
+        self.voice_embedding = voice_embedding
         self._speaker: str | None = None  # set_speaker's identity; None: VoiceIds names the voice
         self._voice: str | None = None  # the voice VoiceIds named last
         self.reset()
@@ -286,12 +291,15 @@ class Streamer:
     def _infer_adapted(self, waves: np.ndarray, lens: np.ndarray) -> dict[str, np.ndarray]:
         """One window inferred with its speaker's offset, then its evidence (features, speaker features
         and probabilities without the offset) added to that speaker's running state. With no speaker
-        named, the window's own statistics name its voice; a window heard as another voice than the
-        offset was taken for is inferred again with that voice's offset, so that a change of speaker
-        does not carry the last one's offset into the new one's first window."""
+        named, the window's voice is named first from ``voice_embedding`` of its samples, or else from
+        the window's own statistics: then a window heard as another voice than the offset was taken for
+        is inferred again with that voice's offset, so that a change of speaker does not carry the last
+        one's offset into the new one's first window."""
+        if self._speaker is None and self.voice_embedding is not None:
+            self._voice = self.voices.identify(self.voice_embedding(waves[0, : int(lens[0])]))
         offset = self.adaptation.offset(self.speaker)
         out = self.engine.infer(waves, lens, speaker_offset=offset[None])
-        if self._speaker is None:
+        if self._speaker is None and self.voice_embedding is None:
             self._voice = self.voices.identify(out["features"][0])
             own = self.adaptation.offset(self._voice)
             if not np.array_equal(own, offset):
