@@ -79,7 +79,10 @@ def test_streamer_keeps_bounded_state_per_speaker(exported) -> None:
         events = stream.push(_speech(3.0, f0, 3))
         assert events and stream.adaptation.weight(name) == pytest.approx(len(events) * 0.5)
     assert stream.adaptation.speakers == ["ben", "cy"]  # bounded: the least recently heard went
-    stream.set_speaker(None)  # voices named from the model's own statistics
+    stream.set_speaker(None)  # no speaker known: strict windows, no voice named
+    stream.push(_speech(2.0, 140, 4))
+    assert stream.speaker is None and stream.adaptation.speakers == ["ben", "cy"]
+    stream.adapt_unnamed = True  # voices named from the model's own statistics
     stream.push(_speech(2.0, 140, 4))
     assert stream.speaker is not None and stream.speaker.startswith("voice-")
     stream.reset_adaptation()
@@ -100,7 +103,11 @@ def test_adaptation_changes_what_the_stream_reports(exported) -> None:
     engine = Engine.from_path(path)
     audio = _speech(4.0, 130, 6)
     strict = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", adapt=False, smoothing=0.0).push(audio)
-    adapted = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True).push(audio)
+    unnamed = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True).push(audio)
+    assert [e.probs for e in unnamed] == [e.probs for e in strict]  # no speaker named: strict
+    stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True)
+    stream.set_speaker("ada")
+    adapted = stream.push(audio)
     assert strict[0].probs == pytest.approx(adapted[0].probs, abs=1e-5)  # first window: nothing heard yet
     assert any(abs(a.probs[k] - s.probs[k]) > 1e-4 for a, s in zip(adapted[1:], strict[1:]) for k in a.probs)
 
@@ -132,7 +139,8 @@ def test_a_voice_named_by_the_stream_gets_its_own_offset(exported) -> None:
     audio = np.concatenate([_speech(3.0, 110, 1), _speech(3.0, 300, 2), _speech(3.0, 110, 3), _speech(2.0, 300, 4)])
     hop = 8000
     # a threshold that tells this untrained model's two synthetic voices apart
-    settings = dict(window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True, adapt_tau=0.5, voice_threshold=0.95)
+    settings = dict(window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True, adapt_tau=0.5, voice_threshold=0.95,
+                    adapt_unnamed=True)
     unnamed = Streamer(engine, **settings)
     voices, identify = [], unnamed.voices.identify
     unnamed.voices.identify = lambda v: voices.append(identify(v)) or voices[-1]
@@ -162,7 +170,7 @@ def test_a_voice_embedding_names_the_voice_before_the_window_is_inferred(exporte
         calls.append(len(samples))
         return np.array([1.0, 0.0]) if samples.std() > 0.03 else np.array([0.0, 1.0])
 
-    settings = dict(window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True, adapt_tau=0.5)
+    settings = dict(window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True, adapt_tau=0.5, adapt_unnamed=True)
     unnamed = Streamer(engine, **settings, voice_embedding=by_level)
     named = Streamer(engine, **settings)
     seen = []
@@ -185,8 +193,11 @@ def test_adapted_events_do_not_depend_on_chunking(exported) -> None:
     _, path = exported
     engine = Engine.from_path(path)
     audio = _speech(6.0, 150, 7)
-    whole = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8, adapt=True).push(audio)
+    whole_stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8, adapt=True)
+    whole_stream.set_speaker("ada")
+    whole = whole_stream.push(audio)
     chunked_stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, batch=8, adapt=True)
+    chunked_stream.set_speaker("ada")
     chunked = [e for i in range(0, len(audio), 1600) for e in chunked_stream.push(audio[i : i + 1600])]
     assert len(whole) == len(chunked) == 11
     for a, b in zip(whole, chunked):

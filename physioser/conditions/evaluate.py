@@ -41,7 +41,7 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
     probabilities of the windows that end within the clip or the silence after it; -1 where no
     window does. ``window_s``: the stream's window (default: the model's); ``adapt_tau``: the running
     adaptation's shrinkage. ``named=False``: each corpus's held-out speakers' clips in one stream, in
-    an order drawn from ``seed``, with no speaker named (the stream names voices itself); with ``mixed``,
+    an order drawn from ``seed``, with no speaker named (the stream names voices itself, ``adapt_unnamed``); with ``mixed``,
     every corpus's in one stream. ``streamer_options``: further keyword arguments of each Streamer."""
     from physioser.runtime.streamer import Streamer
 
@@ -54,7 +54,8 @@ def stream_predictions(engine, rows, heard: list[np.ndarray], adapt: bool, seed:
     pred = np.full(len(rows), -1, dtype=np.int64)
     for speaker in sorted(set(speakers.tolist())):
         order = rng.permutation(np.flatnonzero(speakers == speaker))
-        stream = Streamer(engine, window_s, smoothing=0.0, adapt=adapt, adapt_tau=adapt_tau, **(streamer_options or {}))
+        stream = Streamer(engine, window_s, smoothing=0.0, adapt=adapt, adapt_tau=adapt_tau, adapt_unnamed=not named,
+                          **(streamer_options or {}))
         stream.set_speaker(speaker if named else None)
         events, spans, t = [], [], 0
         for i in order:

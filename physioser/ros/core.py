@@ -66,6 +66,7 @@ class NodeConfig:
     vad: str = _default("vad")
     vad_threshold_db: float = _default("vad_threshold_db")
     adapt: bool = _default("adapt")
+    adapt_unnamed: bool = _default("adapt_unnamed")
     smoothing: float = _default("smoothing")
     gap_s: float = _default("gap_s")
     max_backlog_s: float = _default("max_backlog_s")
@@ -77,7 +78,7 @@ class NodeConfig:
 
 
 # Parameters that rebuild the streamer, the resampler, or the engine when they change.
-STREAMER_KEYS = {"window_s", "hop_s", "vad", "vad_threshold_db", "adapt", "smoothing"}
+STREAMER_KEYS = {"window_s", "hop_s", "vad", "vad_threshold_db", "adapt", "adapt_unnamed", "smoothing"}
 FORMAT_KEYS = {"sample_rate", "channels", "sample_format"}
 ENGINE_KEYS = {"model_path", "profile"}
 # The subscription's type, and whether `profile` may name a file (the operator's choice at launch):
@@ -187,6 +188,7 @@ def make_streamer(engine, config: NodeConfig):
         vad_threshold_db=config.vad_threshold_db,
         smoothing=config.smoothing,
         adapt=config.adapt,
+        adapt_unnamed=config.adapt_unnamed,
     )
 
 
@@ -292,7 +294,8 @@ class EmotionCore:
 
     def set_speaker(self, speaker_id: str | None) -> None:
         """The speaker of the audio from now on, as the robot says (a voice or person id); None or ""
-        when the robot does not know, and the Streamer names voices from the model's own statistics.
+        when the robot does not know: then the windows are strict, or with ``adapt_unnamed`` the Streamer
+        names voices from the model's own statistics.
         The Streamer's speaker adaptation is keyed on it; estimates carry it."""
         self.speaker_id = speaker_id or ""
         with self._stream_lock:

@@ -70,10 +70,12 @@ class Streamer:
     hop/window: overlapping windows count once per stretch of speech), shrunk by ``adapt_tau``
     utterance weights (:data:`~physioser.runtime.adaptation.STREAM_TAU`), see :mod:`physioser.runtime.adaptation`.
     Adapted windows are inferred one at a time, so that each one's offset includes the windows before it. The speaker is the one named by
-    :meth:`set_speaker`; ``None`` (the default) names voices from the model's own statistics
-    (:class:`~physioser.runtime.adaptation.VoiceIds`, cosine ``voice_threshold``), or from
+    :meth:`set_speaker`; while none is named (``None``, the default) windows are inferred strictly,
+    unless ``adapt_unnamed``: then the stream names voices itself, from the model's own statistics
+    (:class:`~physioser.runtime.adaptation.VoiceIds`, cosine ``voice_threshold``) or from
     ``voice_embedding(samples) -> vector`` of each window where one is given (a speaker-embedding
-    model). At most ``max_speakers`` are kept (least
+    model). Measured on held-out speakers, adapting to voices named this way costs UA where a
+    named speaker's adaptation does not (docs/adaptation.md). At most ``max_speakers`` are kept (least
     recently heard evicted); :meth:`reset_adaptation` forgets them; nothing is saved unless
     ``streamer.adaptation.save(path)`` is called.
     """
@@ -81,7 +83,7 @@ class Streamer:
     def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "auto",
                  vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE,
                  adapt: bool = True, adapt_tau: float = STREAM_TAU, max_speakers: int = 16, voice_threshold: float = 0.6,
-                 voice_embedding: Callable[[np.ndarray], np.ndarray] | None = None):
+                 adapt_unnamed: bool = False, voice_embedding: Callable[[np.ndarray], np.ndarray] | None = None):
         engine.check_sample_rate(sample_rate, "the stream")
         window_s = engine.metadata["window_s"] if window_s is None else window_s
         hop_s = engine.metadata["hop_s"] if hop_s is None else hop_s
@@ -128,6 +130,7 @@ class Streamer:
             self.adaptation = SpeakerAdaptation(engine.adaptation_dim, len(engine.class_names), adapt_tau,
                                                 float(settings.get("balance", 0.0)), max_speakers=max_speakers)
             self.voices = VoiceIds(voice_threshold, max_speakers)
+        self.adapt_unnamed = bool(adapt_unnamed)
         self.voice_embedding = voice_embedding
         self._speaker: str | None = None  # set_speaker's identity; None: VoiceIds names the voice
         self._voice: str | None = None  # the voice VoiceIds named last
@@ -135,7 +138,7 @@ class Streamer:
 
     def set_speaker(self, speaker_id: str | None) -> None:
         """The speaker of the audio pushed from now on (e.g. a voice id from the robot's person
-        tracker); ``None``: name voices from the model's own statistics."""
+        tracker); ``None``: not known (strict windows, or with ``adapt_unnamed`` voices the stream names)."""
         if speaker_id is not None and (not isinstance(speaker_id, str) or not speaker_id):
             raise EngineError(f"speaker_id must be a non-empty string or None, got {speaker_id!r}")
         self._speaker = speaker_id
@@ -315,7 +318,8 @@ class Streamer:
         va_by_end: dict[int, np.ndarray] = {}
         # Adapted windows run one at a time: each one's offset includes the windows before it, so the
         # events do not depend on how the audio was chunked into pushes.
-        step = self.batch if self.adaptation is None else 1
+        adapting = self.adaptation is not None and (self._speaker is not None or self.adapt_unnamed)
+        step = 1 if adapting else self.batch
         for i in range(0, len(voiced), step):
             group = voiced[i : i + step]
             longest = max(len(g[2]) for g in group)
@@ -323,7 +327,7 @@ class Streamer:
             for row, g in enumerate(group):
                 waves[row, : len(g[2])] = g[2]
             lens = np.array([len(g[2]) for g in group], dtype=np.int64)
-            out = self.engine.infer(waves, lens) if self.adaptation is None else self._infer_adapted(waves, lens)
+            out = self._infer_adapted(waves, lens) if adapting else self.engine.infer(waves, lens)
             for row, g in enumerate(group):
                 probs_by_end[g[1]] = out["probs"][row].astype(np.float64)
                 va_by_end[g[1]] = np.array([out["valence"][row], out["arousal"][row]], dtype=np.float64)
