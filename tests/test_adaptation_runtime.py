@@ -130,31 +130,26 @@ def test_stream_state_sums_the_windows_strict_evidence(exported) -> None:
     np.testing.assert_allclose(stream.adaptation.offset("ada"), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_a_voice_named_by_the_stream_gets_its_own_offset(exported) -> None:
-    """With no speaker named, each window is inferred with the offset of the voice it is heard as: the
-    same events as a stream told those names, also on the first window after the voice changes (not
-    the last voice's offset)."""
+def test_voices_named_from_the_statistics_cost_one_inference_per_window(exported) -> None:
+    """With no speaker named and no voice embedding, each window is inferred once (with the last voice's
+    offset), then named from its own statistics, and its evidence goes to that voice alone."""
     _, path = exported
     engine = Engine.from_path(path)
     audio = np.concatenate([_speech(3.0, 110, 1), _speech(3.0, 300, 2), _speech(3.0, 110, 3), _speech(2.0, 300, 4)])
-    hop = 8000
     # a threshold that tells this untrained model's two synthetic voices apart
-    settings = dict(window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True, adapt_tau=0.5, voice_threshold=0.95,
-                    adapt_unnamed=True)
-    unnamed = Streamer(engine, **settings)
-    voices, identify = [], unnamed.voices.identify
-    unnamed.voices.identify = lambda v: voices.append(identify(v)) or voices[-1]
-    named = Streamer(engine, **settings)
-    for i, start in enumerate(range(0, len(audio), hop)):
-        chunk = audio[start : start + hop]
-        got = unnamed.push(chunk)
-        if got:
-            named.set_speaker(voices[-1])
-            want = named.push(chunk)
-            assert len(want) == len(got) == 1 and got[0].probs == pytest.approx(want[0].probs, abs=1e-6)
-        else:
-            assert named.push(chunk) == []
-    assert any(v in voices[: i - 1] for i, v in enumerate(voices) if i and voices[i - 1] != v)  # a voice came back
+    stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", smoothing=0.0, adapt=True, adapt_tau=0.5,
+                      voice_threshold=0.95, adapt_unnamed=True)
+    calls, infer = [], engine.infer
+    stream.engine = type("Counted", (), {"infer": lambda self, *a, **k: calls.append(k["speaker_offset"]) or infer(*a, **k),
+                                         "__getattr__": lambda self, name: getattr(engine, name)})()
+    events, voices = [], []
+    for start in range(0, len(audio), 8000):
+        got = stream.push(audio[start : start + 8000])
+        events += got
+        voices += [stream.speaker] * len(got)
+    assert len(calls) == len(events) and len(set(voices)) >= 2
+    assert sum(stream.adaptation.weight(v) for v in set(voices)) == pytest.approx(0.5 * len(events))
+    assert not calls[0].any()  # the first window: no voice heard yet
 
 
 def test_a_voice_embedding_names_the_voice_before_the_window_is_inferred(exported) -> None:

@@ -239,6 +239,14 @@ def test_the_speaker_the_robot_names_labels_the_estimates(clip, engine):
     assert speakers == [(2.0, ""), (2.5, ""), (3.0, "voice_7"), (3.5, "")]
 
 
+def test_adapting_to_unnamed_voices_is_a_parameter_off_by_default(engine):
+    from physioser.ros.core import make_streamer
+
+    assert NodeConfig().adapt and not NodeConfig().adapt_unnamed
+    assert not make_streamer(engine, NodeConfig()).adapt_unnamed
+    assert make_streamer(engine, NodeConfig(adapt_unnamed=True)).adapt_unnamed
+
+
 # ---- replay ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("msg_type,storage", [

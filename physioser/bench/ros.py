@@ -72,7 +72,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "eval" / "bench" / "ros.json")
     parser.add_argument("--msg-type", default="audio_common_msgs/AudioDataStamped", choices=STAMPED_TYPES)
     parser.add_argument("--adapt", choices=("true", "false"), default=None,
-                        help="the node's speaker adaptation (default: the node's default)")
+                        help="the node's speaker adaptation; true: also to the voices it names itself (adapt_unnamed), "
+                        "as no speaker is named here (default: the node's defaults, strict without a speaker)")
     args = parser.parse_args()
     flavour = audio_type(args.msg_type).flavour
     if os.environ.get("PHYSIOSER_BENCH_FLAVOUR") != flavour:  # the audio type's package is on the path only in its environment
@@ -88,7 +89,7 @@ def main() -> None:
     audio, names = clips(args.corpora, seconds)
     audio = audio[: int(seconds * 16000)]
     params = {"model_path": model, "vad": "none", "msg_type": args.msg_type,
-              "latency_history": 10000, "diagnostics_period_s": 1.0, **({"adapt": args.adapt} if args.adapt else {})}
+              "latency_history": 10000, "diagnostics_period_s": 1.0, **({"adapt": args.adapt, "adapt_unnamed": args.adapt} if args.adapt else {})}
     load_before = os.getloadavg()
     keep_dds_local()  # this process's player must use the node's DDS settings (shared memory only)
     with tempfile.TemporaryDirectory() as logs:
@@ -129,6 +130,7 @@ def main() -> None:
         "model_metadata": {k: engine.metadata.get(k) for k in ("backbone", "class_names", "physioser_version")},
         "profile": engine.profile.name if hasattr(engine.profile, "name") else str(engine.profile),
         "adapt": args.adapt == "true" if args.adapt else BY_NAME["adapt"].default,
+        "adapt_unnamed": args.adapt == "true" if args.adapt else BY_NAME["adapt_unnamed"].default,
         "window_s": 2.0, "hop_s": 0.5, "chunk_ms": 20,
         "audio_s": round(len(audio) / 16000, 2),
         "clips": len(names),

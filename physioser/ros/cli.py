@@ -29,6 +29,8 @@ def replay_command(
     vad_threshold_db: float = typer.Option(-45.0, help="level (dBFS) below which the energy gate (and silero's voicing cue) hear no speech"),
     smoothing: float = typer.Option(0.5, help="EMA weight of past probabilities (0 = off)"),
     adapt: bool = typer.Option(True, help="adapt to the speaker (speaker-adaptive models)"),
+    adapt_unnamed: bool = typer.Option(False, help="also adapt to the voices the stream names itself (a bag's audio names "
+                                       "no speaker: without this the windows are strict)"),
     sample_rate: int = typer.Option(SAMPLE_RATE, help="declared rate when the bag has no audio_info / AudioStamped"),
     channels: int = typer.Option(1, help="declared channels when the bag does not say"),
     sample_format: str = typer.Option("S16LE", help="PCM encoding of byte messages"),
@@ -40,7 +42,8 @@ def replay_command(
     try:
         config = NodeConfig(
             model_path=model, profile=profile, allow_profile_paths=allow_profile_path, window_s=window_s, hop_s=hop_s, vad=vad,
-            vad_threshold_db=vad_threshold_db, smoothing=smoothing, adapt=adapt, sample_rate=sample_rate,
+            vad_threshold_db=vad_threshold_db, smoothing=smoothing, adapt=adapt, adapt_unnamed=adapt_unnamed,
+            sample_rate=sample_rate,
             channels=channels, sample_format=sample_format,
         )
         result = replay(bag, topic=topic, msg_type=msg_type, config=config)

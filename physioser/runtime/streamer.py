@@ -294,19 +294,17 @@ class Streamer:
     def _infer_adapted(self, waves: np.ndarray, lens: np.ndarray) -> dict[str, np.ndarray]:
         """One window inferred with its speaker's offset, then its evidence (features, speaker features
         and probabilities without the offset) added to that speaker's running state. With no speaker
-        named, the window's voice is named first from ``voice_embedding`` of its samples, or else from
-        the window's own statistics: then a window heard as another voice than the offset was taken for
-        is inferred again with that voice's offset, so that a change of speaker does not carry the last
-        one's offset into the new one's first window."""
+        named (``adapt_unnamed``), the voice is named from ``voice_embedding`` of the window's samples
+        before it is inferred; without one, from the window's own statistics, which exist only once it
+        is inferred, so it is inferred with the offset of the last voice heard. (Inferring such a window
+        again with its own voice's offset changed 4-12 of 516 held-out clips per listening condition,
+        within 0.008 UA, and took two inferences for every three windows: voices named this way change
+        often.)"""
         if self._speaker is None and self.voice_embedding is not None:
             self._voice = self.voices.identify(self.voice_embedding(waves[0, : int(lens[0])]))
-        offset = self.adaptation.offset(self.speaker)
-        out = self.engine.infer(waves, lens, speaker_offset=offset[None])
+        out = self.engine.infer(waves, lens, speaker_offset=self.adaptation.offset(self.speaker)[None])
         if self._speaker is None and self.voice_embedding is None:
             self._voice = self.voices.identify(out["features"][0])
-            own = self.adaptation.offset(self._voice)
-            if not np.array_equal(own, offset):
-                out = self.engine.infer(waves, lens, speaker_offset=own[None])
         weight = min(self.hop, int(lens[0])) / self.window
         self.adaptation.update(self.speaker, output_evidence(out)[0], weight)
         return out
