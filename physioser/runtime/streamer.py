@@ -132,7 +132,7 @@ class Streamer:
             self.voices = VoiceIds(voice_threshold, max_speakers)
         self.adapt_unnamed = bool(adapt_unnamed)
         self.voice_embedding = voice_embedding
-        self._speaker: str | None = None  # set_speaker's identity; None: VoiceIds names the voice
+        self._speaker: str | None = None  # set_speaker's identity; None: strict, or with adapt_unnamed VoiceIds names the voice
         self._voice: str | None = None  # the voice VoiceIds named last
         self.reset()
 
