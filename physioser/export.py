@@ -11,7 +11,10 @@ Library: :func:`export_onnx` works for any ``torch.nn.Module`` whose
 ``(logits, probs, embedding, ...)``; :func:`verify_onnx` checks a written graph (onnx checker,
 onnxruntime parity on several lengths, latency); :func:`convert_precision` writes fp16 or int8
 (dynamic quantisation of MatMul/Gemm only) variants.
-Command: ``physioser export --checkpoint CKPT --out model.onnx [--profile ...] [--precision ...]``.
+:func:`add_voice_encoder` adds a bundle's speaker encoder (``voice.onnx``, :mod:`physioser.runtime.voice`):
+resemblyzer's d-vector (:class:`~physioser.backbones.resemblyzer.DVector`) traced the same way and
+checked against PyTorch.
+Command: ``physioser export --checkpoint CKPT --out model.onnx [--profile ...] [--precision ...] [--voice-encoder]``.
 
 The TorchScript exporter is pinned (``dynamo=False``): its ``dynamic_axes`` give dynamic batch and
 length reliably, where the dynamo exporter's support for them is incomplete (notes/references §4).
@@ -57,6 +60,7 @@ from physioser.runtime import bundle
 from physioser.runtime.bundle import checkpoint_key
 from physioser.runtime.integrity import sha256_file, verify_integrity, write_integrity
 from physioser.runtime.profiles import HardwareProfile, load_profile
+from physioser.runtime.voice import DVECTOR_THRESHOLD, VOICE_GRAPH, VOICE_INPUTS, VOICE_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -435,6 +439,7 @@ def write_bundle(graph: Path, out: Path, *, model_dir: Path | None = None) -> Pa
     shutil.copyfile(graph, out / bundle.GRAPH)
     (out / bundle.METADATA).write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
     (out / bundle.CARD).write_text(model_card(model_dir, metadata), encoding="utf-8")
+    (out / VOICE_GRAPH).unlink(missing_ok=True)  # a speaker encoder of an earlier export: add_voice_encoder adds one again
     write_integrity(out, list(bundle.BUNDLE_FILES))
     return out
 
@@ -493,6 +498,70 @@ def build_default_bundle(backbone: str | None = None) -> Path:
     return out
 
 
+VOICE_PARITY_SECONDS = (0.5, 2.0, 3.7)
+VOICE_PARITY_ATOL = 1e-4
+
+
+def export_voice_encoder(path: Path, dvector: torch.nn.Module | None = None, *, opset: int = OPSET) -> float:
+    """Write the d-vector graph ``waveform [B, S], lengths [B] -> dvector [B, 256]`` to ``path``
+    (``dvector``: default resemblyzer's packaged weights) with its metadata, and check it; returns
+    the parity figure of :func:`verify_voice_encoder`."""
+    import onnx
+
+    from physioser.backbones.resemblyzer import DVector, build_resemblyzer
+
+    dvector = (dvector or DVector(build_resemblyzer())).eval()
+    wave, lens = probe_waveforms([32000, 24000])
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes; the parity check below decides
+            torch.onnx.export(dvector, (torch.from_numpy(wave), torch.from_numpy(lens)), str(path),
+                              input_names=list(VOICE_INPUTS), output_names=[VOICE_OUTPUT],
+                              dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}, VOICE_OUTPUT: {0: "batch"}},
+                              opset_version=opset, do_constant_folding=True, dynamo=False)
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export of the speaker encoder to {path} failed: {exc}") from exc
+    proto = onnx.load(str(path))
+    set_metadata(proto, {"voice_encoder": "resemblyzer GE2E d-vector", "sample_rate": physioser.SAMPLE_RATE,
+                         "dim": dvector.encoder.dim, "threshold": DVECTOR_THRESHOLD, "checkpoint": dvector.encoder.checkpoint_id,
+                         "physioser_version": physioser.__version__})
+    onnx.save(proto, str(path))
+    return verify_voice_encoder(dvector, path)
+
+
+def verify_voice_encoder(dvector: torch.nn.Module, path: Path) -> float:
+    """Largest |difference| of onnxruntime's d-vectors from PyTorch's over batches of two clips
+    (the second 70 % as long) of :data:`VOICE_PARITY_SECONDS`; raises ExportError above :data:`VOICE_PARITY_ATOL`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for i, seconds in enumerate(VOICE_PARITY_SECONDS):
+        n = int(seconds * physioser.SAMPLE_RATE)
+        wave, lens = probe_waveforms([n, int(n * 0.7)], seed=i)
+        with torch.no_grad():
+            want = dvector(torch.from_numpy(wave), torch.from_numpy(lens)).numpy()
+        (got,) = session.run([VOICE_OUTPUT], {"waveform": wave, "lengths": lens})
+        worst = max(worst, float(np.abs(got.astype(np.float64) - want).max()))
+    if worst > VOICE_PARITY_ATOL:
+        raise ExportError(f"{path}: onnxruntime d-vectors differ from PyTorch by {worst:.3e} (limit {VOICE_PARITY_ATOL:.0e})")
+    return worst
+
+
+def add_voice_encoder(bundle_dir: Path) -> float:
+    """Export the speaker encoder into the bundle ``bundle_dir`` (verified first) and list it in its
+    SHA256SUMS; returns the parity figure of :func:`verify_voice_encoder`."""
+    verify_integrity(bundle_dir, required=True, covering=bundle.BUNDLE_FILES)
+    staged = bundle_dir / f"{VOICE_GRAPH}.tmp"
+    try:
+        parity = export_voice_encoder(staged)
+        staged.replace(bundle_dir / VOICE_GRAPH)
+    finally:
+        staged.unlink(missing_ok=True)
+    write_integrity(bundle_dir, [*bundle.BUNDLE_FILES, VOICE_GRAPH])
+    return parity
+
+
 def register(app: "typer.Typer") -> None:
     import typer
 
@@ -505,6 +574,8 @@ def register(app: "typer.Typer") -> None:
         allow_profile_path: bool = typer.Option(False, "--allow-profile-path", help="let --profile name a YAML file"),
         precision: str = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: the profile's, else fp32)"),
         keep_slower: bool = typer.Option(False, "--keep-slower", help="keep an int8 graph even where it is not faster than fp32 on this CPU"),
+        voice_encoder: bool = typer.Option(False, "--voice-encoder", help="add resemblyzer's speaker encoder (voice.onnx) to the bundle: "
+                                           "with adapt_unnamed, the stream names voices by it (needs pip install 'physioser[backbones]')"),
     ) -> None:
         """Export a trained model to a model bundle (ONNX graph waveform -> logits/probs/embedding, metadata, model card, SHA256SUMS) and verify it."""
         import tempfile
@@ -518,13 +589,18 @@ def register(app: "typer.Typer") -> None:
         if out is None:
             if not default or precision != "fp32":
                 raise typer.BadParameter("--out is required, except for a default bundle (--checkpoint default, fp32)")
-            typer.echo(f"default model bundle: {build_default_bundle(backbone)}")
+            built = build_default_bundle(backbone)
+            if voice_encoder:
+                _add_voice_encoder(built)
+            typer.echo(f"default model bundle: {built}")
             return
         model_dir = default_model_dir(backbone) if default else (checkpoint.parent if checkpoint.suffix == ".safetensors" else checkpoint)
         model, meta = load_checkpoint(model_dir)
         if prof:
             meta.update({k: v for k, v in (("window_s", prof.window_s), ("hop_s", prof.hop_s)) if v is not None})
         bare = out.suffix == ".onnx"
+        if bare and voice_encoder:
+            raise typer.BadParameter("--voice-encoder adds voice.onnx to a bundle: give --out a folder, not a .onnx file")
         with tempfile.TemporaryDirectory() as staging:
             graph = out if bare else Path(staging) / bundle.GRAPH
             fp32_path = graph if precision == "fp32" else graph.with_name(graph.stem + ".fp32.onnx")
@@ -537,7 +613,16 @@ def register(app: "typer.Typer") -> None:
                 _lower_precision(model, fp32_path, graph, precision, keep_slower, keep_reference=bare)
             if not bare:
                 write_bundle(graph, out, model_dir=model_dir)
-                typer.echo(f"model bundle {out}: {', '.join(bundle.BUNDLE_FILES)}, SHA256SUMS")
+                if voice_encoder:
+                    _add_voice_encoder(out)
+                typer.echo(f"model bundle {out}: {', '.join(bundle.BUNDLE_FILES + ((VOICE_GRAPH,) if voice_encoder else ()))}, SHA256SUMS")
+
+
+
+def _add_voice_encoder(bundle_dir: Path) -> None:
+    import typer
+
+    typer.echo(f"speaker encoder {bundle_dir / VOICE_GRAPH}: max |d-vector diff| onnxruntime vs PyTorch {add_voice_encoder(bundle_dir):.2e}")
 
 
 def _lower_precision(model, fp32_path: Path, out: Path, precision: str, keep_slower: bool, *, keep_reference: bool) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,27 +10,11 @@ import torch
 
 from physioser.runtime import Engine, EngineError
 from physioser.runtime.streamer import Streamer
-
-OVERRIDES = ["backbone.name=fbank", "model.branches=[backbone]", "cpa.weight=0", "model.statistics=true", "model.head=mlp",
-             "model.dim=32"]
-
+from tests.tinyser import export_adaptive
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from physioser.export import export_onnx
-    from physioser.model import build_backbone_for, build_model, load_config
-    from physioser.model.directory import export_metadata
-
-    torch.manual_seed(0)
-    cfg = replace(load_config(None, OVERRIDES), class_names=["neutral", "happy", "angry", "sad"])
-    backbone = build_backbone_for(cfg)
-    cfg = cfg.with_backbone_shape(backbone.num_layers, backbone.dim)
-    model = build_model(cfg, backbone).eval()
-    with torch.no_grad():
-        model.class_offsets.normal_()
-        model.speaker_balance.fill_(0.6)
-    path = export_onnx(model, tmp_path_factory.mktemp("adaptive") / "m.onnx", metadata=export_metadata(cfg))
-    return model, path
+    return export_adaptive(tmp_path_factory.mktemp("adaptive") / "m.onnx", offsets=True)
 
 
 def _speech(seconds: float, f0: float, seed: int) -> np.ndarray:

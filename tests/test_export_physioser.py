@@ -112,3 +112,14 @@ def test_export_command_int8_says_which_graph_it_kept(app, model_dir, tmp_path):
         assert kept == "fp32"
     else:
         assert "int8 is faster here" in result.output and kept == "int8"
+
+
+def test_export_command_adds_the_speaker_encoder_to_a_bundle_only(app, model_dir, tmp_path):
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(model_dir), "--out", str(out), "--voice-encoder"])
+    assert result.exit_code == 0, result.output
+    assert "max |d-vector diff| onnxruntime vs PyTorch" in result.output and "voice.onnx" in (out / "SHA256SUMS").read_text()
+    assert Engine.from_path(out).voice_encoder() is not None
+    bare = CliRunner().invoke(app, ["export", "--checkpoint", str(model_dir), "--out", str(tmp_path / "m.onnx"), "--voice-encoder"])
+    assert bare.exit_code != 0 and "give --out a folder" in " ".join(bare.output.replace("│", " ").split())
+    assert not (tmp_path / "m.onnx").exists()

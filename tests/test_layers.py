@@ -15,6 +15,7 @@ CORE = (
     "physioser.runtime.graph",
     "physioser.runtime.bundle",
     "physioser.runtime.adaptation",
+    "physioser.runtime.voice",
     "physioser.runtime.gate",
     "physioser.runtime.streamer",
     "physioser.runtime.cli",

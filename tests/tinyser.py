@@ -83,3 +83,28 @@ def bundle_tiny(directory, **metadata):
 
     _, graph = export_tiny(directory, metadata=metadata)
     return write_bundle(graph, Path(directory) / "tiny")
+
+
+ADAPTIVE = ["backbone.name=fbank", "model.branches=[backbone]", "cpa.weight=0", "model.statistics=true", "model.head=mlp",
+            "model.dim=32"]
+
+
+def export_adaptive(path, offsets: bool = False):
+    """Export a small speaker-adaptive PhysioSER (fbank statistics, MLP head) to ``path``; ``offsets``
+    draws non-zero class offsets and a speaker balance of 0.6. Returns (model, path)."""
+    from dataclasses import replace
+
+    from physioser.export import export_onnx
+    from physioser.model import build_backbone_for, build_model, load_config
+    from physioser.model.directory import export_metadata
+
+    torch.manual_seed(0)
+    cfg = replace(load_config(None, ADAPTIVE), class_names=["neutral", "happy", "angry", "sad"])
+    backbone = build_backbone_for(cfg)
+    cfg = cfg.with_backbone_shape(backbone.num_layers, backbone.dim)
+    model = build_model(cfg, backbone).eval()
+    if offsets:
+        with torch.no_grad():
+            model.class_offsets.normal_()
+            model.speaker_balance.fill_(0.6)
+    return model, export_onnx(model, path, metadata=export_metadata(cfg))

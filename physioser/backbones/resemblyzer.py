@@ -7,6 +7,7 @@ power spectrogram (25 ms / 10 ms, no log, as resemblyzer computes it) → 3 stac
 ``preprocess_wav`` does (its VAD trimming is not applied: frames must stay aligned with time).
 
 Hidden states (4 × 256-d, 100 Hz): the output of each LSTM layer and the ReLU projection.
+:class:`DVector` is the speaker encoder's d-vector of a clip: the projection at its last valid frame.
 """
 
 from __future__ import annotations
@@ -56,6 +57,21 @@ class ResemblyzerBackbone(Backbone):
             hidden.append(x * keep)
         hidden.append(torch.relu(self.linear(x)) * keep)
         return hidden
+
+
+class DVector(nn.Module):
+    """forward(waveforms [B, S], lengths [B]) -> d-vectors [B, 256]: the GE2E projection at each
+    clip's last valid frame (the unidirectional LSTMs have then heard the whole clip). Not unit
+    length; compare by cosine."""
+
+    def __init__(self, encoder: ResemblyzerBackbone) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        hidden, frames = self.encoder(waveforms, lengths)
+        last = (frames - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, self.encoder.dim)
+        return hidden[-1].gather(1, last).squeeze(1)
 
 
 def build_resemblyzer(checkpoint: str | Path | None = None) -> ResemblyzerBackbone:

@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown(pairs[0], new_name, old_name) if len(pairs) == 1 else markdown_pairs(pairs, new_name, old_name)
     print(table, end="")
     if a.out:
-        command = " ".join(["python -m physioser.conditions.compare", *map(str, a.new), "--against", *map(str, a.against)])
+        command = " ".join(["python -m physioser.conditions.compare", *map(str, a.new), "--against", *map(str, a.against),
+                            *(["--names", *a.names] if a.names else [])])
         a.out.write_text(f"`{command}`\n\n{table}")
 
 

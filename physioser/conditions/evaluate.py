@@ -234,6 +234,9 @@ def register(app: typer.Typer) -> None:
                                      "no speaker named (the stream names voices itself)"),
         mix_corpora: bool = typer.Option(False, "--mix-corpora", help="with --unnamed: every corpus's held-out speakers in "
                                          "one stream (more voices than the stream keeps)"),
+        voice_encoder: bool = typer.Option(True, "--voice-encoder/--no-voice-encoder", help="with --unnamed: name voices by the "
+                                           "bundle's speaker encoder where it has one (physioser export --voice-encoder), "
+                                           "else by the model's own statistics"),
         window_s: float = typer.Option(None, "--window-s", min=0.25, max=60.0, help="with --stream: the stream's window in seconds (default: the model's)"),
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
@@ -288,22 +291,27 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{engine.source} is not speaker-adaptive", param_hint="--adapt")
         speakers = sorted({f"{r.corpus}/{r.speaker}" for r in rows})
         name = portable(model or engine.source)
+        voices = None  # what names the voices of an unnamed stream: None = the model's statistics
+        if unnamed and running and voice_encoder and engine.voice_encoder() is not None:
+            voices = engine.voice_encoder().name
         earlier = json.loads(out.read_text()) if out and out.is_file() else {}
         same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0"),
                 earlier.get("stream", False), earlier.get("window_s"), earlier.get("adapt_tau"), earlier.get("unnamed", False),
-                earlier.get("mix_corpora", False)) == (
-                    name, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None, unnamed, mix_corpora)
+                earlier.get("mix_corpora", False), earlier.get("voice_encoder")) == (
+                    name, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None, unnamed, mix_corpora, voices)
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
                   + (f" --model {name}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
                   + (f" --adapt {adapt}" if adapt != "0" else "") + (" --stream" if stream else "")
                   + (f" --window-s {window_s:g}" if window_s is not None else "")
                   + (f" --adapt-tau {adapt_tau:g}" if adapt_tau != STREAM_TAU else "") + (" --unnamed" if unnamed else "")
-                  + (" --mix-corpora" if mix_corpora else ""),
+                  + (" --mix-corpora" if mix_corpora else "") + (" --no-voice-encoder" if unnamed and not voice_encoder else ""),
                   "model": name, "seed": seed, "adapt": adapt, "stream": stream, "window_s": window_s,
                   **({"adapt_tau": adapt_tau} if running else {}), **({"unnamed": True} if unnamed else {}),
-                  **({"mix_corpora": True} if mix_corpora else {}), "heldout_speakers": speakers,
+                  **({"mix_corpora": True} if mix_corpora else {}), **({"voice_encoder": voices} if voices else {}),
+                  "heldout_speakers": speakers,
                   **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None,
-                             adapt_k=adapt_k, stream=stream, window_s=window_s, adapt_tau=adapt_tau, named=not unnamed, mixed=mix_corpora)}
+                             adapt_k=adapt_k, stream=stream, window_s=window_s, adapt_tau=adapt_tau, named=not unnamed, mixed=mix_corpora,
+                             streamer_options={"voice_encoder": voice_encoder})}
         table = markdown(result)
         typer.echo(table)
         if out:

@@ -235,6 +235,10 @@ class SpeakerAdaptation:
             self._state.popitem(last=False)
 
 
+FEATURE_THRESHOLD = 0.6
+""":class:`VoiceIds`' least cosine to a voice's centroid when the vectors are the model's own statistics."""
+
+
 class VoiceIds:
     """Names the voice of a window when the robot gives no speaker identity: the nearest running
     centroid (cosine of unit-length vectors, e.g. the graph's ``features`` output) at or above
@@ -245,7 +249,7 @@ class VoiceIds:
     its own speaker's centroid was >= 0.6 for 62 % of utterances and to another speaker's of the
     same corpus for 15 % (docs/adaptation.md)."""
 
-    def __init__(self, threshold: float = 0.6, max_voices: int = 16) -> None:
+    def __init__(self, threshold: float = FEATURE_THRESHOLD, max_voices: int = 16) -> None:
         if not -1.0 <= threshold <= 1.0 or max_voices < 1:
             raise AdaptationError(f"bad voice id settings: threshold={threshold}, max_voices={max_voices}")
         self.threshold, self.max_voices = float(threshold), int(max_voices)

@@ -2,7 +2,8 @@
 
 A bundle holds the ONNX graph (``model.onnx``), its contract metadata (``metadata.json``: sample
 rate, window, hop, classes, versions — what the runtime reads), the model card
-(``MODEL_CARD.md``) and ``SHA256SUMS`` covering all three. :func:`read_bundle` verifies the
+(``MODEL_CARD.md``) and ``SHA256SUMS`` covering all three, and optionally a speaker encoder
+(``voice.onnx``, :mod:`physioser.runtime.voice`) listed there too. :func:`read_bundle` verifies the
 hashes before anything is used, so a replaced or corrupt graph is refused.
 
 The default bundle (the shipped model of ``physioser/assets/default``, exported) lives in the
@@ -21,6 +22,7 @@ import physioser
 from physioser.paths import cache_dir, default_model_dir
 from physioser.runtime.contract import GRAPH_VERSION, EngineError
 from physioser.runtime.integrity import sha256_file, verify_integrity
+from physioser.runtime.voice import VOICE_GRAPH
 
 GRAPH = "model.onnx"
 METADATA = "metadata.json"
@@ -33,16 +35,18 @@ def is_bundle(path: Path) -> bool:
     return path.is_dir() and (path / METADATA).is_file()
 
 
-def read_bundle(path: Path) -> tuple[Path, dict[str, Any], str]:
-    """Verify a bundle and return (graph path, metadata, the graph's sha256)."""
+def read_bundle(path: Path) -> tuple[Path, dict[str, Any], dict[str, str]]:
+    """Verify a bundle and return (graph path, metadata, {file: sha256} of the files SHA256SUMS lists)."""
     digests = verify_integrity(path, required=True, covering=BUNDLE_FILES)
+    if (path / VOICE_GRAPH).exists() and VOICE_GRAPH not in digests:
+        raise EngineError(f"{path}: {VOICE_GRAPH} is not listed in SHA256SUMS, so it cannot be verified (export the bundle again)")
     try:
         metadata = json.loads((path / METADATA).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EngineError(f"{path / METADATA}: not readable JSON ({type(exc).__name__})") from exc
     if not isinstance(metadata, dict):
         raise EngineError(f"{path / METADATA}: must hold a JSON object, got {type(metadata).__name__}")
-    return path / GRAPH, metadata, digests[GRAPH]
+    return path / GRAPH, metadata, digests
 
 
 def checkpoint_key(model_dir: Path) -> str:

@@ -13,7 +13,6 @@ model when it predicts them, else from the class probabilities through the circu
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,7 +24,9 @@ from physioser.runtime.bundle import METADATA, default_bundle_dir, is_bundle, re
 from physioser.runtime.contract import (ADAPTATION_INPUT, REQUIRED_METADATA, EngineError, check_graph, metadata_strings,
                                          parse_metadata)
 from physioser.runtime.graph import read_graph
+from physioser.runtime.integrity import read_verified
 from physioser.runtime.profiles import HardwareProfile, load_profile
+from physioser.runtime.voice import VOICE_GRAPH, VoiceEncoder
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,7 @@ class OrtBackend:
                  sha256: str | None = None):
         import onnxruntime as ort
 
-        try:
-            blob = path.read_bytes()
-        except OSError as exc:
-            raise EngineError(f"cannot read model file {path}: {exc}") from exc
-        if sha256 is not None and hashlib.sha256(blob).hexdigest() != sha256:
-            raise EngineError(f"{path}: integrity check failed (sha256 differs from SHA256SUMS): the file is corrupt or was replaced")
+        blob = read_verified(path, sha256)
         try:
             graph = read_graph(blob)
         except ValueError as exc:
@@ -178,6 +174,16 @@ class Engine:
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.sample_rate: int = int(self.metadata["sample_rate"])
         self.min_samples: int = int(self.metadata["min_samples"])
+        self.voice_graph: tuple[Path, str] | None = None  # a bundle's speaker encoder and its sha256
+        self._voice_encoder: VoiceEncoder | None = None
+
+    def voice_encoder(self) -> VoiceEncoder | None:
+        """The bundle's speaker encoder (:mod:`physioser.runtime.voice`), loaded on first use; None without one."""
+        if self._voice_encoder is None and self.voice_graph is not None:
+            path, digest = self.voice_graph
+            options = session_options(self.profile.intra_op_threads, self.profile.inter_op_threads)
+            self._voice_encoder = VoiceEncoder(path, options, sha256=digest)
+        return self._voice_encoder
 
     @property
     def backend(self) -> str:
@@ -218,8 +224,11 @@ class Engine:
         if path.is_file() and path.suffix == ".onnx":
             return cls(OrtBackend(path, prof), prof, str(path))
         if is_bundle(path):
-            graph, metadata, digest = read_bundle(path)
-            return cls(OrtBackend(graph, prof, metadata=metadata, sha256=digest), prof, str(path))
+            graph, metadata, digests = read_bundle(path)
+            engine = cls(OrtBackend(graph, prof, metadata=metadata, sha256=digests[graph.name]), prof, str(path))
+            if VOICE_GRAPH in digests:
+                engine.voice_graph = (path / VOICE_GRAPH, digests[VOICE_GRAPH])
+            return engine
         if (path.parent if path.is_file() else path).joinpath("config.yaml").is_file():
             raise EngineError(f"{path} is a training checkpoint, not a model bundle: export it with "
                               f"`physioser export --checkpoint {path} --out BUNDLE`")

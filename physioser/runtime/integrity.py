@@ -67,6 +67,17 @@ def verify_integrity(model_dir: Path, *, required: bool | None = None, covering:
     return listed
 
 
+def read_verified(path: Path, sha256: str | None, what: str = "model file") -> bytes:
+    """The bytes of ``path``, refused unless they hash to ``sha256`` (the digest SHA256SUMS lists; None: unchecked)."""
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as exc:
+        raise EngineError(f"cannot read {what} {path}: {exc}") from exc
+    if sha256 is not None and hashlib.sha256(blob).hexdigest() != sha256:
+        raise EngineError(f"{path}: integrity check failed (sha256 differs from SHA256SUMS): the file is corrupt or was replaced")
+    return blob
+
+
 def write_integrity(model_dir: Path, names: list[str]) -> Path:
     """Write ``SHA256SUMS`` for ``names`` in ``model_dir``."""
     sums = model_dir / "SHA256SUMS"

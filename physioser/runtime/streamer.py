@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from physioser import SAMPLE_RATE
-from physioser.runtime.adaptation import STREAM_TAU, SpeakerAdaptation, VoiceIds, output_evidence
+from physioser.runtime.adaptation import FEATURE_THRESHOLD, STREAM_TAU, SpeakerAdaptation, VoiceIds, output_evidence
 from physioser.runtime.engine import Engine, EngineError, check_peak
 from physioser.runtime.gate import FRAME, FrameBuffer, SpeechGateError, SpeechTracker, Utterance, make_detector, resolve_gate
 
@@ -71,19 +71,21 @@ class Streamer:
     utterance weights (:data:`~physioser.runtime.adaptation.STREAM_TAU`), see :mod:`physioser.runtime.adaptation`.
     Adapted windows are inferred one at a time, so that each one's offset includes the windows before it. The speaker is the one named by
     :meth:`set_speaker`; while none is named (``None``, the default) windows are inferred strictly,
-    unless ``adapt_unnamed``: then the stream names voices itself, from the model's own statistics
-    (:class:`~physioser.runtime.adaptation.VoiceIds`, cosine ``voice_threshold``) or from
-    ``voice_embedding(samples) -> vector`` of each window where one is given (a speaker-embedding
-    model). Measured on held-out speakers, adapting to voices named this way costs UA where a
-    named speaker's adaptation does not (docs/adaptation.md). At most ``max_speakers`` are kept (least
+    unless ``adapt_unnamed``: then the stream names voices itself (:class:`~physioser.runtime.adaptation.VoiceIds`,
+    cosine ``voice_threshold``) from ``voice_embedding(samples) -> vector`` of each window where one is
+    given, else from the bundle's speaker encoder where it has one and ``voice_encoder`` (``engine.voice_encoder()``,
+    threshold from its metadata), else from the model's own statistics (threshold
+    :data:`~physioser.runtime.adaptation.FEATURE_THRESHOLD`). Measured on held-out speakers, adapting to
+    voices named this way costs UA where a named speaker's adaptation does not (docs/adaptation.md). At most ``max_speakers`` are kept (least
     recently heard evicted); :meth:`reset_adaptation` forgets them; nothing is saved unless
     ``streamer.adaptation.save(path)`` is called.
     """
 
     def __init__(self, engine: Engine, window_s: float | None = None, hop_s: float | None = None, *, vad: str = "auto",
                  vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE,
-                 adapt: bool = True, adapt_tau: float = STREAM_TAU, max_speakers: int = 16, voice_threshold: float = 0.6,
-                 adapt_unnamed: bool = False, voice_embedding: Callable[[np.ndarray], np.ndarray] | None = None):
+                 adapt: bool = True, adapt_tau: float = STREAM_TAU, max_speakers: int = 16, voice_threshold: float | None = None,
+                 adapt_unnamed: bool = False, voice_embedding: Callable[[np.ndarray], np.ndarray] | None = None,
+                 voice_encoder: bool = True):
         engine.check_sample_rate(sample_rate, "the stream")
         window_s = engine.metadata["window_s"] if window_s is None else window_s
         hop_s = engine.metadata["hop_s"] if hop_s is None else hop_s
@@ -129,8 +131,13 @@ class Streamer:
             settings = engine.metadata["adaptation"]
             self.adaptation = SpeakerAdaptation(engine.adaptation_dim, len(engine.class_names), adapt_tau,
                                                 float(settings.get("balance", 0.0)), max_speakers=max_speakers)
-            self.voices = VoiceIds(voice_threshold, max_speakers)
         self.adapt_unnamed = bool(adapt_unnamed)
+        if self.adaptation is not None and self.adapt_unnamed and voice_embedding is None and voice_encoder:
+            voice_embedding = engine.voice_encoder()
+            if voice_embedding is not None and voice_threshold is None:
+                voice_threshold = voice_embedding.threshold
+        if self.adaptation is not None:
+            self.voices = VoiceIds(FEATURE_THRESHOLD if voice_threshold is None else voice_threshold, max_speakers)
         self.voice_embedding = voice_embedding
         self._speaker: str | None = None  # set_speaker's identity; None: strict, or with adapt_unnamed VoiceIds names the voice
         self._voice: str | None = None  # the voice VoiceIds named last
