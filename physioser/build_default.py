@@ -331,7 +331,9 @@ Acted or read emotional speech in five languages (en, it, ur, ko, am); expect lo
 spontaneous speech, other languages (leave-one-corpus-out above), far-field robot microphones and
 noise. Four classes only: fear, disgust, surprise, calm and others are forced onto the nearest of
 the four (five classes with fearful were not measured). Adaptation assumes the offsets come from
-one speaker; the stream's voice naming without a given identity is crude (`docs/adaptation.md`).
+one speaker: name the speaker (`set_speaker`, the node's `speaker_topic`). Voices the stream names
+itself (`adapt_unnamed`; by a bundle's speaker encoder, `physioser export --voice-encoder`, else by the
+model's statistics) never gained on the held-out speakers (`docs/adaptation.md`).
 Do not use it to make decisions about people.
 
 The physiology branch, as measured for PhysioSER (`eval/results/PHYSIOLOGY.md`), does not earn its
