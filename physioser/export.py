@@ -618,7 +618,6 @@ def register(app: "typer.Typer") -> None:
                 typer.echo(f"model bundle {out}: {', '.join(bundle.BUNDLE_FILES + ((VOICE_GRAPH,) if voice_encoder else ()))}, SHA256SUMS")
 
 
-
 def _add_voice_encoder(bundle_dir: Path) -> None:
     import typer
 

@@ -291,9 +291,8 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{engine.source} is not speaker-adaptive", param_hint="--adapt")
         speakers = sorted({f"{r.corpus}/{r.speaker}" for r in rows})
         name = portable(model or engine.source)
-        voices = None  # what names the voices of an unnamed stream: None = the model's statistics
-        if unnamed and running and voice_encoder and engine.voice_encoder() is not None:
-            voices = engine.voice_encoder().name
+        encoder = engine.voice_encoder() if unnamed and running and voice_encoder else None
+        voices = encoder.name if encoder is not None else None  # what names the voices of an unnamed stream: None = the model's statistics
         earlier = json.loads(out.read_text()) if out and out.is_file() else {}
         same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0"),
                 earlier.get("stream", False), earlier.get("window_s"), earlier.get("adapt_tau"), earlier.get("unnamed", False),

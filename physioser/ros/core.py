@@ -295,7 +295,7 @@ class EmotionCore:
     def set_speaker(self, speaker_id: str | None) -> None:
         """The speaker of the audio from now on, as the robot says (a voice or person id); None or ""
         when the robot does not know: then the windows are strict, or with ``adapt_unnamed`` the Streamer
-        names voices from the model's own statistics.
+        names voices itself (by the bundle's speaker encoder where it has one, else the model's statistics).
         The Streamer's speaker adaptation is keyed on it; estimates carry it."""
         self.speaker_id = speaker_id or ""
         with self._stream_lock:

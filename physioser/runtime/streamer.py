@@ -132,11 +132,11 @@ class Streamer:
             self.adaptation = SpeakerAdaptation(engine.adaptation_dim, len(engine.class_names), adapt_tau,
                                                 float(settings.get("balance", 0.0)), max_speakers=max_speakers)
         self.adapt_unnamed = bool(adapt_unnamed)
-        if self.adaptation is not None and self.adapt_unnamed and voice_embedding is None and voice_encoder:
-            voice_embedding = engine.voice_encoder()
-            if voice_embedding is not None and voice_threshold is None:
-                voice_threshold = voice_embedding.threshold
         if self.adaptation is not None:
+            if self.adapt_unnamed and voice_embedding is None and voice_encoder:
+                voice_embedding = engine.voice_encoder()
+                if voice_embedding is not None and voice_threshold is None:
+                    voice_threshold = voice_embedding.threshold
             self.voices = VoiceIds(FEATURE_THRESHOLD if voice_threshold is None else voice_threshold, max_speakers)
         self.voice_embedding = voice_embedding
         self._speaker: str | None = None  # set_speaker's identity; None: strict, or with adapt_unnamed VoiceIds names the voice

@@ -1,8 +1,8 @@
 """A bundle's speaker encoder (``voice.onnx``): who speaks, when the robot does not say.
 
-``physioser export --voice-encoder`` (:func:`physioser.export.add_voice_encoder`) adds resemblyzer's GE2E d-vector to a model bundle as a second
-graph (``waveform`` float32 [batch, samples], ``lengths`` int64 [batch] -> ``dvector`` [batch, 256]),
-listed in the bundle's SHA256SUMS. With ``Streamer(adapt_unnamed=True)`` and no speaker named, each
+``physioser export --voice-encoder`` (:func:`physioser.export.add_voice_encoder`) adds resemblyzer's
+GE2E d-vector to a model bundle as a second graph (``waveform`` float32 [batch, samples], ``lengths``
+int64 [batch] -> ``dvector`` [batch, 256]), listed in the bundle's SHA256SUMS. With ``Streamer(adapt_unnamed=True)`` and no speaker named, each
 window's voice is then named from its d-vector instead of from the emotion model's own statistics,
 which move with the emotion as well as with the speaker (docs/adaptation.md: with 21 held-out
 speakers in one stream, d-vectors named voices closer to their speakers and lost less UA).
@@ -33,8 +33,9 @@ class VoiceEncoder:
     def __init__(self, path: Path, options, sha256: str | None = None) -> None:
         import onnxruntime as ort
 
+        blob = read_verified(path, sha256, "the speaker encoder")
         try:
-            self.session = ort.InferenceSession(read_verified(path, sha256, "the speaker encoder"), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise EngineError(f"onnxruntime could not load the speaker encoder {path}: {exc}") from exc
         inputs = tuple(i.name for i in self.session.get_inputs())
