@@ -187,6 +187,30 @@ def test_robustness_refuses_a_bad_adaptation_count(value):
     assert res.exit_code == 2 and "give a number of clips >= 0 or 'all'" in res.output
 
 
+def test_robustness_hears_the_speakers_the_given_checkpoint_held_out(tmp_path, corpora_root):
+    """`--heldout-of`: the held-out speakers of another split (train.split_seed) are other speakers;
+    a folder that is not a training checkpoint is refused by name."""
+    import typer
+    import yaml
+    from typer.testing import CliRunner
+
+    from physioser.build_default import heldout_rows
+    from physioser.conditions.evaluate import register
+    from physioser.paths import default_model_dir
+
+    cfg = yaml.safe_load((default_model_dir() / "config.yaml").read_text())
+    cfg["train"]["split_seed"] = cfg["train"].get("split_seed") or cfg["train"]["seed"] + 1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    speakers = [{(r.corpus, r.speaker) for r in heldout_rows(d, corpora_root)} for d in (default_model_dir(), tmp_path)]
+    assert speakers[0] and speakers[1] and speakers[0] != speakers[1]
+    app = typer.Typer()
+    register(app)
+    app.callback()(lambda: None)
+    res = CliRunner().invoke(app, ["robustness", "-c", "clean", "--heldout-of", str(tmp_path / "nothing"),
+                                   "--corpora-root", str(corpora_root)])
+    assert res.exit_code == 2 and "not a physioser model directory" in res.output
+
+
 @pytest.mark.parametrize("args, message", [(["--adapt", "10", "--stream"], "the stream adapts from everything heard"),
                                            (["--window-s", "4"], "a window is for --stream only"),
                                            (["--adapt-tau", "8", "--stream"], "a shrinkage is for the"),

@@ -50,6 +50,14 @@ def test_the_bundle_lists_the_speaker_encoder_and_its_dvectors_match_pytorch(bun
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.parametrize("profile", ["cpu", "desktop-gpu", "jetson-orin"])
+def test_the_speaker_encoder_runs_where_the_profile_runs_the_model(bundle, profile):
+    """The encoder gets the profile's execution providers, as the emotion graph does (on a build
+    without the GPU ones both fall back to the CPU alike)."""
+    engine = Engine.from_path(bundle, profile=profile)
+    assert engine.voice_encoder().providers == engine.providers
+
+
 def test_dvectors_of_one_actor_are_closer_than_of_two(bundle):
     """Two takes of one RAVDESS actor (same sentence and emotion) are closer than the same take by
     another actor: the vector names speakers, not words."""
@@ -91,6 +99,16 @@ def test_the_stream_names_unnamed_voices_by_the_speaker_encoder_only_when_asked(
     assert by_statistics.voice_embedding is None and by_statistics.voices.threshold == FEATURE_THRESHOLD
     assert Streamer(engine).voice_embedding is None  # strict while no one is named: no encoder runs
     assert Streamer(engine, adapt_unnamed=True, voice_threshold=0.8).voices.threshold == 0.8
+
+
+def test_the_node_names_unnamed_voices_by_the_speaker_encoder_unless_told_not_to(bundle):
+    from physioser.ros.core import STREAMER_KEYS, NodeConfig, make_streamer
+
+    engine = Engine.from_path(bundle)
+    assert make_streamer(engine, NodeConfig(adapt_unnamed=True)).voice_embedding is engine.voice_encoder()
+    by_statistics = make_streamer(engine, NodeConfig(adapt_unnamed=True, voice_encoder=False))
+    assert by_statistics.voice_embedding is None and by_statistics.voices.threshold == FEATURE_THRESHOLD
+    assert "voice_encoder" in STREAMER_KEYS  # a change rebuilds the stream
 
 
 def test_two_actors_in_one_stream_are_named_apart_by_the_speaker_encoder(bundle):

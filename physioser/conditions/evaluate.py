@@ -222,6 +222,8 @@ def register(app: typer.Typer) -> None:
         conditions: list[str] = typer.Option(["clean", "babble:10", "fan:10", "reverb:0.6"], "--condition", "-c",
                                              help="condition string (see physioser.conditions.spec), repeatable"),
         model: str = typer.Option(None, "--model", help="model bundle or .onnx graph (default: the shipped model)"),
+        heldout_of: Path = typer.Option(None, "--heldout-of", help="the training checkpoint (physioser train --fold all) whose "
+                                        "held-out speakers are heard: the one --model was exported from (default: the shipped model's)"),
         seed: int = typer.Option(0, "--seed"),
         adapt: str = typer.Option("0", "--adapt", help="speaker adaptation: each held-out speaker's offset from K random of "
                                   "their clips under the same condition (K or 'all'; 0: none, the strict protocol); "
@@ -245,6 +247,7 @@ def register(app: typer.Typer) -> None:
                                  "beside it); if it holds results of the same model, seed and clips, their conditions are not rerun"),
     ) -> None:
         """UA of the shipped model (or --model) on its held-out speakers under listening conditions."""
+        from physioser.backbones.ct2 import CheckpointError
         from physioser.build_default import heldout_rows
         from physioser.conditions.spec import ConditionError, parse
         from physioser.paths import corpora_root as default_root, default_model_dir, portable
@@ -278,7 +281,10 @@ def register(app: typer.Typer) -> None:
                                      param_hint="--adapt")
         root = corpora_root or default_root()
         noise_root = noise_root or default_noise_root()
-        rows = heldout_rows(default_model_dir(), root)
+        try:
+            rows = heldout_rows(heldout_of or default_model_dir(), root)
+        except CheckpointError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--heldout-of") from None
         if limit:
             keep, seen = [], {}
             for r in rows:
@@ -299,7 +305,8 @@ def register(app: typer.Typer) -> None:
                 earlier.get("mix_corpora", False), earlier.get("voice_encoder")) == (
                     name, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None, unnamed, mix_corpora, voices)
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
-                  + (f" --model {name}" if model else "") + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
+                  + (f" --model {name}" if model else "") + (f" --heldout-of {portable(heldout_of)}" if heldout_of else "")
+                  + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
                   + (f" --adapt {adapt}" if adapt != "0" else "") + (" --stream" if stream else "")
                   + (f" --window-s {window_s:g}" if window_s is not None else "")
                   + (f" --adapt-tau {adapt_tau:g}" if adapt_tau != STREAM_TAU else "") + (" --unnamed" if unnamed else "")

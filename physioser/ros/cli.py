@@ -31,6 +31,8 @@ def replay_command(
     adapt: bool = typer.Option(True, help="adapt to the speaker (speaker-adaptive models)"),
     adapt_unnamed: bool = typer.Option(False, help="also adapt to the voices the stream names itself (a bag's audio names "
                                        "no speaker: without this the windows are strict)"),
+    voice_encoder: bool = typer.Option(True, help="with --adapt-unnamed: name the voices by the bundle's speaker encoder "
+                                       "where it has one (else by the model's own statistics)"),
     sample_rate: int = typer.Option(SAMPLE_RATE, help="declared rate when the bag has no audio_info / AudioStamped"),
     channels: int = typer.Option(1, help="declared channels when the bag does not say"),
     sample_format: str = typer.Option("S16LE", help="PCM encoding of byte messages"),
@@ -43,7 +45,7 @@ def replay_command(
         config = NodeConfig(
             model_path=model, profile=profile, allow_profile_paths=allow_profile_path, window_s=window_s, hop_s=hop_s, vad=vad,
             vad_threshold_db=vad_threshold_db, smoothing=smoothing, adapt=adapt, adapt_unnamed=adapt_unnamed,
-            sample_rate=sample_rate,
+            voice_encoder=voice_encoder, sample_rate=sample_rate,
             channels=channels, sample_format=sample_format,
         )
         result = replay(bag, topic=topic, msg_type=msg_type, config=config)

@@ -67,6 +67,7 @@ class NodeConfig:
     vad_threshold_db: float = _default("vad_threshold_db")
     adapt: bool = _default("adapt")
     adapt_unnamed: bool = _default("adapt_unnamed")
+    voice_encoder: bool = _default("voice_encoder")
     smoothing: float = _default("smoothing")
     gap_s: float = _default("gap_s")
     max_backlog_s: float = _default("max_backlog_s")
@@ -78,7 +79,7 @@ class NodeConfig:
 
 
 # Parameters that rebuild the streamer, the resampler, or the engine when they change.
-STREAMER_KEYS = {"window_s", "hop_s", "vad", "vad_threshold_db", "adapt", "adapt_unnamed", "smoothing"}
+STREAMER_KEYS = {"window_s", "hop_s", "vad", "vad_threshold_db", "adapt", "adapt_unnamed", "voice_encoder", "smoothing"}
 FORMAT_KEYS = {"sample_rate", "channels", "sample_format"}
 ENGINE_KEYS = {"model_path", "profile"}
 # The subscription's type, and whether `profile` may name a file (the operator's choice at launch):
@@ -189,6 +190,7 @@ def make_streamer(engine, config: NodeConfig):
         smoothing=config.smoothing,
         adapt=config.adapt,
         adapt_unnamed=config.adapt_unnamed,
+        voice_encoder=config.voice_encoder,
     )
 
 

@@ -97,6 +97,21 @@ def session_options(intra_op_threads: int, inter_op_threads: int = 1):
     return opts
 
 
+def profile_providers(profile: HardwareProfile) -> list[tuple[str, dict]]:
+    """The execution providers (with their options) of ``profile`` that this onnxruntime build has, in the
+    profile's order; the CPU when it has none of them (the others are logged as skipped)."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    providers = [(p.name, {k: str(v) if isinstance(v, bool) else v for k, v in p.options.items()})
+                 for p in profile.providers if p.name in available]
+    skipped = [p.name for p in profile.providers if p.name not in available]
+    if skipped:
+        log.warning("profile %s: execution providers %s are not in this onnxruntime build (it has %s); skipped",
+                    profile.name, skipped, sorted(available))
+    return providers or [("CPUExecutionProvider", {})]
+
+
 class OrtBackend:
     """An onnxruntime session over one graph checked against the contract.
 
@@ -130,17 +145,8 @@ class OrtBackend:
                 f"{path}: logits have {logits_dim} classes but metadata names {len(self.metadata['class_names'])}"
             )
         opts = session_options(profile.intra_op_threads, profile.inter_op_threads)
-        available = set(ort.get_available_providers())
-        providers = [(p.name, {k: str(v) if isinstance(v, bool) else v for k, v in p.options.items()})
-                     for p in profile.providers if p.name in available]
-        skipped = [p.name for p in profile.providers if p.name not in available]
-        if skipped:
-            log.warning("profile %s: execution providers %s are not in this onnxruntime build (it has %s); skipped",
-                        profile.name, skipped, sorted(available))
-        if not providers:
-            providers = [("CPUExecutionProvider", {})]
         try:
-            self.session = ort.InferenceSession(blob, opts, providers=providers)
+            self.session = ort.InferenceSession(blob, opts, providers=profile_providers(profile))
         except Exception as exc:
             raise EngineError(f"onnxruntime could not load {path}: {exc}") from exc
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -182,7 +188,7 @@ class Engine:
         if self._voice_encoder is None and self.voice_graph is not None:
             path, digest = self.voice_graph
             options = session_options(self.profile.intra_op_threads, self.profile.inter_op_threads)
-            self._voice_encoder = VoiceEncoder(path, options, sha256=digest)
+            self._voice_encoder = VoiceEncoder(path, options, profile_providers(self.profile), sha256=digest)
         return self._voice_encoder
 
     @property

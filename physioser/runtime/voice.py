@@ -27,15 +27,15 @@ held-out measurement in docs/adaptation.md); written into the graph's metadata a
 
 class VoiceEncoder:
     """``encoder(samples [S] float32 16 kHz) -> vector [D]`` over an onnxruntime session of ``path``
-    on the CPU (``options``: its session options; its bytes checked against ``sha256``, the digest the
-    bundle's SHA256SUMS lists)."""
+    (``options``: its session options; ``providers``: its execution providers, those of the engine's
+    profile; its bytes checked against ``sha256``, the digest the bundle's SHA256SUMS lists)."""
 
-    def __init__(self, path: Path, options, sha256: str | None = None) -> None:
+    def __init__(self, path: Path, options, providers=("CPUExecutionProvider",), sha256: str | None = None) -> None:
         import onnxruntime as ort
 
         blob = read_verified(path, sha256, "the speaker encoder")
         try:
-            self.session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(blob, options, providers=list(providers))
         except Exception as exc:
             raise EngineError(f"onnxruntime could not load the speaker encoder {path}: {exc}") from exc
         inputs = tuple(i.name for i in self.session.get_inputs())
@@ -49,6 +49,7 @@ class VoiceEncoder:
         except ValueError as exc:
             raise EngineError(f"{path}: metadata 'threshold' is not a number") from exc
         self.name = meta.get("voice_encoder", "speaker encoder")
+        self.providers = self.session.get_providers()
         self.path = path
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
