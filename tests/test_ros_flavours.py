@@ -82,13 +82,17 @@ def test_each_audio_common_flavour_live(model, tmp_path):
     offline = offline_predict(model, [clip[int((e - 2.0) * 16000) : int(e * 16000)] for e in ENDS], tmp_path)
     for key, (flavour, msg_type) in TYPES.items():
         estimates = [e for _, e in listeners[key].session.estimates]
-        assert [e["label"] for e in estimates] == [o["label"] for o in offline], key
+        played = json.loads((tmp_path / f"{key}.json").read_text())
+        diagnostics = listeners[key].session.diagnostics[-1] if listeners[key].session.diagnostics else {}
+        delivery = {"messages_sent": played["messages_sent"], **{k: diagnostics.get(k) for k in (
+            "messages_received", "messages_rejected", "gaps", "longest_gap_s", "streams", "dropped_audio_s")}}
+        assert [e["label"] for e in estimates] == [o["label"] for o in offline], (key, delivery)
         for e, o in zip(estimates, offline):
             assert e["class_names"] == list(o["probs"])
             np.testing.assert_allclose(e["probabilities"], list(o["probs"].values()), atol=1e-4)
             assert e["window_s"] == pytest.approx(2.0) and 0 <= e["confidence"] <= 1
         stamps = [e["stamp_ns"] for e in estimates]
-        first = json.loads((tmp_path / f"{key}.json").read_text())["first_stamp_ns"]  # the publisher's audio clock
+        first = played["first_stamp_ns"]  # the publisher's audio clock
         ends = [first + round(end * 1e9) for end in ENDS]
         if msg_type == "audio_common_msgs/AudioData":  # no header: stamped when the node received the window's last chunk
             assert all(end <= s < end + 3e9 for s, end in zip(stamps, ends)) and stamps == sorted(stamps), (key, stamps, ends)

@@ -109,7 +109,8 @@ def play_command(
                        f"p95 {np.percentile(latencies, 95):.1f} ms, max {max(latencies):.1f} ms", err=True)
         if out is not None:
             out.write_text(json.dumps({"estimates": [r for _, r in session.estimates], "latency_ms": latencies,
-                                       "first_stamp_ns": session.sent[0].stamp_ns if session.sent else None}, indent=1))
+                                       "first_stamp_ns": session.sent[0].stamp_ns if session.sent else None,
+                                       "messages_sent": len(session.sent)}, indent=1))
     except KeyboardInterrupt:
         pass
     except TimeoutError as err:
