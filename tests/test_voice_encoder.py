@@ -102,13 +102,17 @@ def test_the_stream_names_unnamed_voices_by_the_speaker_encoder_only_when_asked(
 
 
 def test_the_node_names_unnamed_voices_by_the_speaker_encoder_unless_told_not_to(bundle):
-    from physioser.ros.core import STREAMER_KEYS, NodeConfig, make_streamer
+    from physioser.ros.core import STREAMER_KEYS, EmotionCore, NodeConfig, make_streamer
 
     engine = Engine.from_path(bundle)
     assert make_streamer(engine, NodeConfig(adapt_unnamed=True)).voice_embedding is engine.voice_encoder()
     by_statistics = make_streamer(engine, NodeConfig(adapt_unnamed=True, voice_encoder=False))
     assert by_statistics.voice_embedding is None and by_statistics.voices.threshold == FEATURE_THRESHOLD
     assert "voice_encoder" in STREAMER_KEYS  # a change rebuilds the stream
+    assert make_streamer(engine, NodeConfig()).unnamed_voices == "strict"
+    assert by_statistics.unnamed_voices == "model statistics"
+    core = EmotionCore(NodeConfig(adapt_unnamed=True), engine)
+    assert core.diagnostics()["unnamed_voices"] == engine.voice_encoder().name
 
 
 def test_two_actors_in_one_stream_are_named_apart_by_the_speaker_encoder(bundle):

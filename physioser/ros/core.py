@@ -559,6 +559,7 @@ class EmotionCore:
             "audio_received_s": round(s.audio_s, 3),
             "windows_processed": s.windows,
             "speech": self.streamer.in_speech,  # False: no speech now (no emotion is being estimated)
+            "unnamed_voices": self.streamer.unnamed_voices,
             "windows_without_speech": self.streamer.unvoiced_windows,
             "latency_ms": _summary(self._latencies),
             "inference_ms": _summary(self._inference_ms),

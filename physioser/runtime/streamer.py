@@ -143,6 +143,17 @@ class Streamer:
         self._voice: str | None = None  # the voice VoiceIds named last
         self.reset()
 
+    @property
+    def unnamed_voices(self) -> str:
+        """What a window is inferred with while no speaker is named: ``"strict"`` (no adaptation to
+        unnamed voices), ``"model statistics"`` (voices named from the model's own outputs) or the name of
+        the speaker encoder that names them (a bundle's: its metadata's, e.g. ``"resemblyzer"``)."""
+        if self.voices is None or not self.adapt_unnamed:
+            return "strict"
+        if self.voice_embedding is None:
+            return "model statistics"
+        return str(getattr(self.voice_embedding, "name", "speaker encoder"))
+
     def set_speaker(self, speaker_id: str | None) -> None:
         """The speaker of the audio pushed from now on (e.g. a voice id from the robot's person
         tracker); ``None``: not known (strict windows, or with ``adapt_unnamed`` voices the stream names)."""
