@@ -253,10 +253,42 @@ def protocol(sweep: dict) -> str:
     return "whole files, " + (f"adapted k = {adapt}" if adapt != "0" else "strict")
 
 
+def splits_section(results: dict, speakers: dict[str, list[str]], others: dict[str, dict]) -> str:
+    """The card's lines on the same recipe built on other draws of held-out speakers: ``others`` maps
+    each build's figures file (``--json`` of a build with ``--set train.split_seed=N``) to its content."""
+    if not others:
+        return ""
+    ks = [k for k in ("10", "all") if k in results.get("adapted", {})]
+    head = "| held-out speakers | utterances | UA (fp32) |" + "".join(f" adapted, k = {k} |" for k in ks) + "".join(
+        f" {c} |" for c in CORPORA)
+
+    def row(name: str, res: dict, spk: dict) -> str:
+        fp32, adapted = res["fp32"], res.get("adapted", {})
+        return (f"| {name}: {sum(map(len, spk.values()))} | {fp32['all']['n']} | {fp32['all']['ua']:.3f} |"
+                + "".join(f" {adapted[k]['all']['ua']:.3f} |" if k in adapted else " — |" for k in ks)
+                + "".join(f" {fp32[c]['ua']:.3f} |" if c in fp32 else " — |" for c in CORPORA))
+
+    rows = [row("this model", results, speakers)] + [
+        row(f"`{path}`", done["results"], done["heldout_speakers"]) for path, done in others.items()]
+    uas = [results["fp32"]["all"]["ua"]] + [done["results"]["fp32"]["all"]["ua"] for done in others.values()]
+    fewest = min(speakers, key=lambda c: len(speakers[c]))
+    return f"""
+The held-out speakers are one draw. The same recipe built on other draws (`--set train.split_seed=N`; each
+build's figures file named in its row), strict per corpus and overall, adapted overall:
+
+{head}
+|---|---|---|{"---|" * (len(ks) + len(CORPORA))}
+{chr(10).join(rows)}
+
+Overall strict UA {min(uas):.3f}-{max(uas):.3f} over the {len(uas)} draws. A corpus's figure rests on few held-out
+speakers ({fewest}: {len(speakers[fewest])}) and moves with them; compare recipes on the cross-validated figures below.
+"""
+
+
 def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict,
                augment: int = 0, robustness: dict | None = None, robustness_columns: list[dict] = (), windows: int = 0,
                rebuild: str = "python -m physioser.build_default --config configs/default_model.yaml",
-               figures: str = "eval/bench/default_model.json") -> str:
+               figures: str = "eval/bench/default_model.json", other_splits: dict[str, dict] | None = None) -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     adapted = results.get("adapted", {})
     ks = list(adapted)
@@ -314,7 +346,7 @@ speaker's utterances inferred with it. UA = unweighted average recall, WA = accu
 fp16 changes overall UA by {fp16['all']['ua'] - fp32['all']['ua']:+.3f}, int8 (dynamic, MatMul/Gemm only) by
 {int8['all']['ua'] - fp32['all']['ua']:+.3f}. Figures: `{figures}`, written by
 `python -m physioser.build_default`.
-
+{splits_section(results, speakers, other_splits or {})}
 ## Speaker-independent cross-validation of the recipe
 
 The same recipe trained per corpus on the folds of `physioser eval` (each corpus's own classes;
@@ -384,18 +416,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--robustness-column", type=Path, action="append", default=[],
                     help="with --robustness: another sweep of this model (--adapt, --stream), a column of the card's "
                     "listening conditions (repeatable)")
+    ap.add_argument("--other-split", type=Path, action="append", default=[],
+                    help="the figures (--json) of the same recipe built on another draw of held-out speakers "
+                    "(--set train.split_seed=N), listed on the card (repeatable)")
     ap.add_argument("--card-only", action="store_true",
                     help="rewrite only MODEL_CARD.md of --out from the figures in --json (and --robustness)")
     args = ap.parse_args(argv)
     robustness = json.loads(args.robustness.read_text()) if args.robustness else None
     columns = [json.loads(p.read_text()) for p in args.robustness_column] if robustness else []
+    others = {_relative(p): json.loads(p.read_text()) for p in args.other_split}
     if args.card_only:
         done = json.loads(args.json.read_text())
         augment = _train_setting(args.out)
         (args.out / "MODEL_CARD.md").write_text(model_card(done["metadata"], done["results"], done["train"], done["train_command"],
                                                            done["heldout_speakers"], done["sizes"], augment, robustness, columns,
                                                            _train_setting(args.out, "stream_windows"), rebuild_command(args),
-                                                           _relative(args.json)))
+                                                           _relative(args.json), others))
         print(f"wrote {args.out / 'MODEL_CARD.md'}")
         return
     from physioser.export import convert_precision, export_onnx
@@ -435,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
     (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _train_setting(args.out), robustness,
                                                        columns, _train_setting(args.out, "stream_windows"), rebuild_command(args),
-                                                       _relative(args.json)))
+                                                       _relative(args.json), others))
     write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,

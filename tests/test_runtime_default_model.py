@@ -105,6 +105,33 @@ def test_the_card_shows_more_sweeps_beside_the_whole_file_one():
     assert "Whole files" not in conditions_section(strict, 1)
 
 
+def test_the_card_lists_the_recipe_on_other_draws_of_held_out_speakers():
+    """`build_default --other-split` puts each other draw's figures beside this model's; the shipped card
+    holds the section for the draws committed beside its figures."""
+    import json
+
+    from physioser.build_default import OUT_JSON, splits_section
+
+    def figures(ua: float, corpora: dict) -> dict:
+        score = lambda u, n: {"ua": u, "n": n}  # noqa: E731
+        return {"fp32": {"all": score(ua, 30), **{c: score(u, 10) for c, u in corpora.items()}},
+                "adapted": {"10": {"all": score(ua + 0.01, 30)}}}
+
+    this = figures(0.8, {"RAVDESS": 0.7, "EMOVO": 0.5})
+    other = {"results": figures(0.9, {"RAVDESS": 0.95}), "heldout_speakers": {"RAVDESS": ["01", "02"], "EMOVO": ["f1"]}}
+    text = splits_section(this, {"RAVDESS": ["03"], "EMOVO": ["m1"], "URDU": ["a", "b"]}, {"split1.json": other})
+    assert "| this model: 4 | 30 | 0.800 | 0.810 | 0.700 | 0.500 | — | — | — |" in text
+    assert "| `split1.json`: 3 | 30 | 0.900 | 0.910 | 0.950 | — | — | — | — |" in text
+    assert "Overall strict UA 0.800-0.900 over the 2 draws" in text and "(RAVDESS: 1)" in text
+    assert splits_section(this, {}, {}) == ""
+    others = sorted(OUT_JSON.parent.glob("default_model_split*.json"))
+    if others:
+        done = json.loads(OUT_JSON.read_text())
+        card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+        assert splits_section(done["results"], done["heldout_speakers"],
+                              {f"eval/bench/{p.name}": json.loads(p.read_text()) for p in others}) in card
+
+
 BASE_DIR = DEFAULT_MODEL_DIRS["whisper-base"]
 needs_base = pytest.mark.skipif(not (BASE_DIR / "model.safetensors").is_file(), reason="no whisper-base default model in "
                                 "physioser/assets/default-base")
