@@ -132,6 +132,16 @@ def test_the_card_lists_the_recipe_on_other_draws_of_held_out_speakers():
                               {f"eval/bench/{p.name}": json.loads(p.read_text()) for p in others}) in card
 
 
+def test_the_card_warns_that_tied_sentences_were_heard_in_training():
+    from physioser.build_default import sentence_tie_note
+
+    score = lambda n: {"ua": 0.9, "n": n}  # noqa: E731
+    note = sentence_tie_note({"all": score(100), "RAVDESS": score(40), "KoreanEmotionTTS": score(20), "ASED": score(40)})
+    assert "In KoreanEmotionTTS and ASED every emotion has its own sentences" in note and "60%" in note
+    assert sentence_tie_note({"all": score(40), "RAVDESS": score(40)}) == ""
+    assert "The split holds out speakers, not sentences." in (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+
+
 BASE_DIR = DEFAULT_MODEL_DIRS["whisper-base"]
 needs_base = pytest.mark.skipif(not (BASE_DIR / "model.safetensors").is_file(), reason="no whisper-base default model in "
                                 "physioser/assets/default-base")
