@@ -166,6 +166,9 @@ def test_the_comparison_command_adds_the_sign_test_and_each_corpus(tmp_path, cap
           "--names", "A", "B"])
     row = capsys.readouterr().out.splitlines()[-1]  # seed pairs: the difference per corpus is their mean (+0.5, -0.5)
     assert row == "| clean | 0.500 ± 0.000 | 0.500 ± 0.000 | +0.000 ± 0.000 (0/2) | +0.000 | +0.000 | 1 / 0 (1), 0 / 1 (1) |"
+    main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--against", str(tmp_path / "b.json"), str(tmp_path / "a.json"),
+          "--names", "A", "B", "--pairs", "draws"])
+    assert "| A (2 draws) | B (2 draws) |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="2 results against 1 references"):
         main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--against", str(tmp_path / "b.json")])
     (tmp_path / "c.json").write_text("{not json")

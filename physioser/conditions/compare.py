@@ -7,7 +7,8 @@ same audio under every condition (seeded per clip), so the models can be compare
 
 prints, per condition, each model's UA overall and per corpus, the difference, the clips only one
 of them gets right, and the exact two-sided sign test over those clips. Models trained with several
-seeds are compared seed by seed, the i-th result against the i-th reference:
+seeds (or on several draws of held-out speakers, ``--pairs draws``) are compared pair by pair, the
+i-th result against the i-th reference:
 
     python -m physioser.conditions.compare A0.json A1.json A2.json --against B0.json B1.json B2.json
 
@@ -61,8 +62,9 @@ def markdown(result: dict[str, dict], new_name: str, old_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_pairs(results: list[dict[str, dict]], new_name: str, old_name: str) -> str:
-    """Several :func:`compare` results (one per seed pair): one row per condition all of them hold."""
+def markdown_pairs(results: list[dict[str, dict]], new_name: str, old_name: str, kind: str = "seeds") -> str:
+    """Several :func:`compare` results (one per pair of ``kind``: seeds, or draws of held-out speakers):
+    one row per condition all of them hold."""
     import numpy as np
 
     specs = [s for s in results[0] if all(s in r for r in results)]
@@ -70,7 +72,7 @@ def markdown_pairs(results: list[dict[str, dict]], new_name: str, old_name: str)
         return "(no condition with per-clip predictions in every pair)\n"
     corpora = sorted({c for r in results for s in specs for c in r[s]["corpora"]})
     n = len(results)
-    lines = [f"| condition | {new_name} ({n} seeds) | {old_name} ({n} seeds) | paired difference (pairs ahead) | "
+    lines = [f"| condition | {new_name} ({n} {kind}) | {old_name} ({n} {kind}) | paired difference (pairs ahead) | "
              + " | ".join(f"{c} difference" for c in corpora)
              + f" | clips right only with {new_name} / {old_name} per pair (sign test p) |",
              "|" + "---|" * (5 + len(corpora))]
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--against", type=Path, nargs="+", required=True,
                     help="JSON of the reference model on the same clips (one per seed, in the same order)")
     ap.add_argument("--names", nargs=2, default=None, metavar=("NEW", "OLD"), help="column names (default: the file stems)")
+    ap.add_argument("--pairs", choices=("seeds", "draws"), default="seeds",
+                    help="what the results pair over: training seeds, or draws of held-out speakers (train.split_seed)")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here too")
     a = ap.parse_args(argv)
     if len(a.new) != len(a.against):
@@ -111,11 +115,11 @@ def main(argv: list[str] | None = None) -> None:
         except (KeyError, ValueError) as exc:
             raise SystemExit(f"{new_path} against {old_path}: {exc}") from exc
     new_name, old_name = a.names or (a.new[0].stem, a.against[0].stem)
-    table = markdown(pairs[0], new_name, old_name) if len(pairs) == 1 else markdown_pairs(pairs, new_name, old_name)
+    table = markdown(pairs[0], new_name, old_name) if len(pairs) == 1 else markdown_pairs(pairs, new_name, old_name, a.pairs)
     print(table, end="")
     if a.out:
         command = " ".join(["python -m physioser.conditions.compare", *map(str, a.new), "--against", *map(str, a.against),
-                            *(["--names", *a.names] if a.names else [])])
+                            *(["--names", *a.names] if a.names else []), *(["--pairs", a.pairs] if a.pairs != "seeds" else [])])
         a.out.write_text(f"`{command}`\n\n{table}")
 
 
