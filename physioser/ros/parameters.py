@@ -59,8 +59,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("adapt", True, "adapt to the speaker (speaker-adaptive models): each window is corrected by the running "
           "mean of its speaker's voice, growing over about a minute of their speech; false = every window on its own"),
     Param("adapt_unnamed", False, "with adapt, while no speaker is named on speaker_topic: adapt to the voices the stream "
-          "names itself (measured not to gain over strict windows, and to cost UA in noise among many voices); false = strict "
-          "windows until a speaker is named"),
+          "names itself (measured level with strict windows by the speaker encoder, slightly below by the model's statistics, "
+          "never ahead); false = strict windows until a speaker is named"),
     Param("voice_encoder", True, "with adapt_unnamed: name the voices by the bundle's speaker encoder (voice.onnx, "
           "physioser export --voice-encoder) where it has one; false = by the model's own statistics"),
     Param("smoothing", 0.5, "weight of the past in the moving average of probabilities; 0 = off", range=(0.0, 0.99)),
