@@ -288,9 +288,9 @@ def splits_section(results: dict, speakers: dict[str, list[str]], others: dict[s
 
     rows = [row("this model", results, speakers)] + [
         row(f"`{path}`", done["results"], done["heldout_speakers"]) for path, done in others.items()]
-    uas = [results["fp32"]["all"]["ua"]] + [done["results"]["fp32"]["all"]["ua"] for done in others.values()]
-    fewest = min(speakers, key=lambda c: len(speakers[c]))
     draws = [results] + [done["results"] for done in others.values()]
+    uas = [r["fp32"]["all"]["ua"] for r in draws]
+    fewest = min(speakers, key=lambda c: len(speakers[c]))
     gains = "; ".join(
         f"{c} " + " / ".join(f"{r['adapted']['10'][c]['ua'] - r['fp32'][c]['ua']:+.3f}" for r in draws)
         for c in (*CORPORA, "all") if all(c in r["fp32"] and c in r.get("adapted", {}).get("10", {}) for r in draws))

@@ -30,12 +30,12 @@ class VoiceEncoder:
     (``options``: its session options; ``providers``: its execution providers, those of the engine's
     profile; its bytes checked against ``sha256``, the digest the bundle's SHA256SUMS lists)."""
 
-    def __init__(self, path: Path, options, providers=("CPUExecutionProvider",), sha256: str | None = None) -> None:
+    def __init__(self, path: Path, options, providers, sha256: str | None = None) -> None:
         import onnxruntime as ort
 
         blob = read_verified(path, sha256, "the speaker encoder")
         try:
-            self.session = ort.InferenceSession(blob, options, providers=list(providers))
+            self.session = ort.InferenceSession(blob, options, providers=providers)
         except Exception as exc:
             raise EngineError(f"onnxruntime could not load the speaker encoder {path}: {exc}") from exc
         inputs = tuple(i.name for i in self.session.get_inputs())
