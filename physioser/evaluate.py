@@ -42,6 +42,8 @@ from physioser.paths import runs_dir
 __all__ = ["run_protocol", "write_report", "environment", "register"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+ADAPT_RULES = ("balanced", "referenced")
+"""Offset rules `physioser eval --adapt` reports (:data:`physioser.model.adaptation.RULES`; the others are research)."""
 RESULTS_DIR = REPO_ROOT / "eval" / "results"
 
 
@@ -109,12 +111,15 @@ def run_protocol(
     checkpoints_dir: Path | None = None,
     progress: bool = True,
     adapt: Sequence[int | None] = (),
+    adapt_rule: str = "balanced",
 ) -> dict:
     """Train and test ``cfg`` under the protocol given by ``corpora``/``test_corpus``; write results.
 
     ``adapt``: adapted protocols reported beside the strict one (statistics-pooling models): k
     unlabelled utterances of each test speaker (None = all of them), see
     :func:`physioser.model.adaptation.adapted_predictions`; results under ``corpora.<name>.adapted.<k>``.
+    ``adapt_rule``: ``balanced`` (the model's, as the stream adapts) or ``referenced`` (measured
+    against the fold's nearest training speakers, :func:`physioser.model.adaptation.speaker_reference`).
     Returns the results dict (also written to ``results_dir/run_name/results.json``).
     """
     from physioser.features import load_corpora
@@ -144,6 +149,8 @@ def run_protocol(
     adapted_results: dict[str, dict[str, list[dict]]] = {name: {} for name in plan[0][3]}
     if adapt and not cfg.model.statistics:
         raise ValueError("adapted protocols need a statistics-pooling model (model.statistics: true)")
+    if adapt_rule not in ADAPT_RULES:
+        raise ValueError(f"unknown adaptation rule {adapt_rule!r}; expected one of {ADAPT_RULES}")
     for k, tr, va, tests in plan:
         t0 = time.perf_counter()
         if not cfg.train.early_stopping:
@@ -156,9 +163,11 @@ def run_protocol(
             m.update(fold=k, n_train=int(len(tr)), n_val=int(len(va)), test_speakers=sorted({all_rows[i].speaker for i in te}))
             fold_results[name].append(m)
             if adapt:
-                from physioser.model.adaptation import adapted_predictions
+                from physioser.model.adaptation import adapted_predictions, speaker_reference
 
-                logits = adapted_predictions(model, data, te, list(adapt), float(cfg.adapt.tau), seed=cfg.train.seed)
+                reference = speaker_reference(model, data, tr) if adapt_rule == "referenced" else None
+                logits = adapted_predictions(model, data, te, list(adapt), float(cfg.adapt.tau), seed=cfg.train.seed,
+                                             rule=adapt_rule, reference=reference)
                 for kk, lg in logits.items():
                     am = classification_metrics(data.labels[te], lg.argmax(1), class_names)
                     am.update(fold=k)
@@ -173,7 +182,7 @@ def run_protocol(
         "config": cfg.to_dict(),
         "protocol": {"train_corpora": corpora, "test_corpus": test_corpus,
                      "kind": "cross-corpus" if test_corpus else ("multi-corpus" if len(corpora) > 1 else "intra-corpus"),
-                     "folds": [p[0] for p in plan]},
+                     "folds": [p[0] for p in plan], **({"adapt_rule": adapt_rule} if adapt else {})},
         "class_names": class_names,
         "corpora": {},
         "training": histories,
@@ -320,6 +329,9 @@ def register(app: typer.Typer) -> None:
         adapt: Optional[str] = typer.Option(None, "--adapt", help="adapted protocols beside the strict one: comma-separated "
                                             "numbers of unlabelled utterances per test speaker, 'all' for all of them "
                                             "(e.g. 5,10,20,all; statistics-pooling models)"),
+        adapt_rule: str = typer.Option("balanced", "--adapt-rule", help="offset rule of --adapt: 'balanced' (the model's, "
+                                       "as the stream adapts) or 'referenced' (measured against the nearest training speakers; "
+                                       "docs/adaptation.md)"),
     ) -> None:
         """Train and test a config under a speaker-independent protocol; write eval/results/<run>/."""
         from physioser.model.config import load_config
@@ -333,9 +345,11 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--adapt takes numbers and 'all', comma-separated, got {adapt!r}") from None
         if any(k is not None and k < 1 for k in ks):
             raise typer.BadParameter("--adapt numbers must be >= 1 (the strict protocol is always reported)")
+        if adapt_rule not in ADAPT_RULES:
+            raise typer.BadParameter(f"--adapt-rule takes one of {', '.join(ADAPT_RULES)}, got {adapt_rule!r}")
         res = run_protocol(cfg, list(corpus), corpora_root=corpora_root, run_name=name, test_corpus=test_corpus,
                            folds=fold_ids, results_dir=results_dir, progress=not quiet,
-                           checkpoints_dir=(runs or runs_dir()) / name, adapt=ks)
+                           checkpoints_dir=(runs or runs_dir()) / name, adapt=ks, adapt_rule=adapt_rule)
         for cname, r in res["corpora"].items():
             s = r["summary"]
             typer.echo(f"{name} on {cname}: UA {_fmt(s, 'ua')}  WA {_fmt(s, 'wa')}  macro-F1 {_fmt(s, 'macro_f1')}  ({len(r['folds'])} folds)")

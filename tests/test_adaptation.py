@@ -12,11 +12,11 @@ import torch
 
 from physioser.features import FeatureSet
 from physioser.model import Config, PhysioSER, build_backbone_for, build_model
-from physioser.model.adaptation import RULES, adapted_predictions, speaker_evidence, training_offsets
+from physioser.model.adaptation import RULES, adapted_predictions, speaker_evidence, speaker_reference, training_offsets
 from physioser.model.config import AdaptConfig, ConfigError, load_config
 from physioser.model.pooling import frame_statistics
-from physioser.runtime.adaptation import (AdaptationError, SpeakerAdaptation, evidence, mixing_weight, offsets_from_sums,
-                                          speaker_offset, speaker_offsets)
+from physioser.runtime.adaptation import (AdaptationError, SpeakerAdaptation, SpeakerReference, evidence, mixing_weight,
+                                          offsets_from_sums, speaker_offset, speaker_offsets)
 
 STATS = ["model.branches=[backbone]", "cpa.weight=0", "model.statistics=true", "model.head=mlp", "model.dim=32"]
 CLASSES = ["neutral", "happy", "angry", "sad"]
@@ -89,10 +89,37 @@ def test_adaptation_never_reads_a_label() -> None:
                           backbone_segments=data.backbone_segments, backbone_counts=data.backbone_counts,
                           backbone_spread=data.backbone_spread)
     assert np.array_equal(speaker_evidence(model, data, test), speaker_evidence(model, shuffled, test))
+    reference = speaker_reference(model, data, np.arange(36))  # the training speakers' labels, read on purpose
+    test = np.arange(36, len(data))
     for rule in RULES:
-        a = adapted_predictions(model, data, test, [5, None], tau=2.0, rule=rule)
-        b = adapted_predictions(model, shuffled, test, [5, None], tau=2.0, rule=rule)
+        kwargs = {"reference": reference} if rule == "referenced" else {}
+        a = adapted_predictions(model, data, test, [5, None], tau=2.0, rule=rule, **kwargs)
+        b = adapted_predictions(model, shuffled, test, [5, None], tau=2.0, rule=rule, **kwargs)
         assert all(np.array_equal(a[k], b[k]) for k in a), rule
+
+
+def test_only_the_referenced_rule_takes_a_reference() -> None:
+    data = _synthetic()
+    model = _model(data).eval()
+    reference = speaker_reference(model, data, np.arange(36))
+    with pytest.raises(ValueError, match="referenced"):
+        adapted_predictions(model, data, np.arange(36, 72), [5], tau=1.0, rule="referenced")
+    with pytest.raises(ValueError, match="referenced"):
+        adapted_predictions(model, data, np.arange(36, 72), [5], tau=1.0, rule="balanced", reference=reference)
+
+
+def test_speaker_reference_holds_each_training_speakers_mean_and_emotion_balance() -> None:
+    data = _synthetic()
+    model = _model(data).eval()
+    train = np.arange(36)  # speakers s0-s2, every emotion equally often
+    reference = speaker_reference(model, data, train)
+    rows = speaker_evidence(model, data, train)
+    dim = model.class_offsets.shape[1]
+    assert reference.means.shape == (3, 2 * dim)
+    assert np.allclose(reference.means[1], rows[12:24, : 2 * dim].mean(0))
+    assert np.allclose(reference.balance, 1.0)
+    one_emotion = np.flatnonzero(data.labels == 2)[:9]  # angry only
+    assert np.allclose(speaker_reference(model, data, one_emotion).balance, 0.0)
 
 
 def _evidence(n: int, dim: int = 3, classes: int = 2, seed: int = 0):
@@ -125,6 +152,32 @@ def test_offset_mixes_plain_and_compensated_means_by_balance_and_prediction_entr
     assert np.allclose(speaker_offset(evidence(x, c, one), 3, tau=0.0, balance=1.0), c.mean(0))
     assert mixing_weight(np.array([0.5, 0.5]), 0.6) == pytest.approx(0.6) and mixing_weight(np.array([1.0, 0.0]), 1.0) == 0.0
     assert np.array_equal(offsets_from_sums(np.zeros((1, 8)), np.zeros(1), 3, 1.0, 1.0), np.zeros((1, 3)))
+
+
+def test_referenced_offset_is_measured_against_the_nearest_training_speakers() -> None:
+    dim = 2
+    # two training populations far apart: one balanced (balance 1), one in a single emotion (balance 0)
+    means = np.array([[10.0, 0, 9, 0], [11, 0, 10, 0], [-10, 0, -10, 0], [-11, 0, -10, 0]])
+    reference = SpeakerReference(means, np.array([1.0, 1.0, 0.0, 0.0]), neighbours=2)
+    near, balance = reference.nearest(np.array([[9.0, 1.0], [-12.0, 0.0]]))
+    assert np.allclose(near, [[10.5, 0, 9.5, 0], [-10.5, 0, -10, 0]]) and np.allclose(balance, [1.0, 0.0])
+    probs = np.full(2, 0.5)  # predictions spread over both classes: normalised entropy 1
+    rows = np.array([[11.5, 2.0, 12.0, 1.0, *probs], [12.5, 2.0, 12.0, 3.0, *probs]])  # two utterances near the first population
+    got = speaker_offset(rows, dim, tau=0.0, balance=0.0, reference=reference)
+    assert np.allclose(got, np.array([12.0, 2.0]) - [10.5, 0.0])  # the plain mean (local balance 1) less the neighbours'
+    assert np.allclose(speaker_offset(rows, dim, tau=0.0, balance=0.0), [12.0, 2.0])  # no reference: compensated, from 0
+    far = rows - np.array([25.0, 2, 22, 1, 0, 0])  # near the single-emotion population: its compensated mean, less theirs
+    assert np.allclose(speaker_offset(far, dim, tau=0.0, balance=1.0, reference=reference), np.array([-10.0, 1.0]) - [-10.0, 0.0])
+    assert np.allclose(offsets_from_sums(np.zeros((1, 2 * dim + 2)), np.zeros(1), dim, 1.0, 1.0, reference), 0.0)
+
+
+def test_a_speaker_reference_that_does_not_fit_is_refused() -> None:
+    with pytest.raises(AdaptationError, match="reference"):
+        SpeakerReference(np.zeros((3, 4)), np.zeros(3), neighbours=0)
+    with pytest.raises(AdaptationError, match="reference"):
+        SpeakerReference(np.zeros((3, 4)), np.full(3, 1.5))
+    with pytest.raises(AdaptationError, match="width"):
+        SpeakerReference(np.zeros((3, 4)), np.zeros(3), neighbours=2).nearest(np.zeros((1, 3)))
 
 
 def test_balance_is_the_emotion_spread_of_the_training_speakers() -> None:
@@ -241,3 +294,12 @@ def test_adaptation_config_is_checked() -> None:
         load_config(None, ["adapt.train_prob=0.5"])
     with pytest.raises(ConfigError, match="segments"):
         load_config(None, ["model.statistics=true", "model.segments=4"])
+
+
+def test_eval_refuses_an_unknown_adaptation_rule_naming_it(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from physioser.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "-c", "RAVDESS", "--adapt", "10", "--adapt-rule", "nearest", "--corpora-root", str(tmp_path)])
+    assert res.exit_code != 0 and "--adapt-rule" in res.output and "'nearest'" in res.output

@@ -47,6 +47,18 @@ def test_the_other_corpora_section_pairs_on_the_folds_trained_with_them() -> Non
     assert "| folds × seeds (+ other corpora) | — | 2 × 3 | — | — | — |" in text
 
 
+def test_the_reference_section_pairs_each_model_with_itself() -> None:
+    from physioser.experiments.recipe import reference_section
+
+    one = {"0": _cell([0.5, 0.6]), "10@1/balanced": _cell([0.6, 0.6]), "10@1/referenced": _cell([0.8, 0.5])}
+    more = {"0": _cell([0.4, 0.4]), "10@1/balanced": _cell([0.3, 0.4]), "10@1/referenced": _cell([0.5, 0.6])}
+    text = "\n".join(reference_section({"stats-mlp-reg-fixed": {"URDU": one}, "stats-mlp-reg-15ep": {"URDU+others": more}}))
+    assert "| Δ one corpus, referenced − balanced, k = 10 | — | — | +0.050 ± 0.150 (1/2, worst -0.100) | — | — |" in text
+    assert "| Δ + other corpora, referenced − strict, k = 10 | — | — | +0.150 ± 0.050 (2/2, worst +0.100) | — | — |" in text
+    assert "| + other corpora, balanced, k = all | — | — | — | — | — |" in text  # not run: no cell invented
+    assert "| + other corpora, folds × seeds | — | — | 2 × 1 | — | — |" in text
+
+
 def test_new_runs_join_the_stored_scores(tmp_path) -> None:
     import gzip
     import json

@@ -216,7 +216,7 @@ def _job(args) -> dict:
     """One (variant, task, fold, seed): train, then test logits per protocol."""
     import torch
 
-    from physioser.model.adaptation import RULES, adapted_predictions
+    from physioser.model.adaptation import RULES, adapted_predictions, speaker_reference
     from physioser.model.config import load_config
     from physioser.train import fit, new_model, predict
 
@@ -250,9 +250,11 @@ def _job(args) -> dict:
            "seconds": time.perf_counter() - t0, "logits": {"0": predict(model, data, te)["logits"].astype(np.float16).tolist()}}
     if model.use_backbone and model.statistics:
         out["balance"] = float(model.speaker_balance)
+        reference = speaker_reference(model, data, tr)
         for tau in TAUS:
             for rule in RULES:
-                logits = adapted_predictions(model, data, te, [k for k in ADAPT_KS if k != 0], tau, seed=seed, rule=rule)
+                logits = adapted_predictions(model, data, te, [k for k in ADAPT_KS if k != 0], tau, seed=seed, rule=rule,
+                                             reference=reference if rule == "referenced" else None)
                 for k, v in logits.items():
                     out["logits"][f"{'all' if k is None else k}@{tau:g}/{rule}"] = v.astype(np.float16).tolist()
     return out
@@ -601,6 +603,50 @@ def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recip
     return lines
 
 
+REFERENCE_MODELS = (("stats-mlp-reg-fixed", "one corpus", "{}"), ("stats-mlp-reg-15ep", "+ other corpora", "{}" + WITH_OTHERS),
+                    ("stats-mlp-reg-fixed", "corpus left out", "to-{}"))
+"""The models of :func:`reference_section` (variant, label, task of a corpus): the recipe on a corpus alone,
+trained with the other corpora, and trained on the other corpora only (leave one corpus out)."""
+
+
+def reference_section(scores: dict) -> list[str]:
+    """Markdown: the ``referenced`` offset rule against the model's ``balanced`` one and strict, on the
+    same models (runs that store ``k@1/referenced``), for the recipe on a corpus alone and trained with
+    the other corpora (per-fold differences paired)."""
+    cols = "| " + " | ".join(CORPUS_ORDER) + " |"
+    sep = "|---" * (len(CORPUS_ORDER) + 1) + "|"
+    lines = ["## Offsets measured against similar training speakers", "",
+             "A speaker's offset is the plain and the emotion-compensated speaker means mixed by the training speakers' emotion "
+             "balance × the entropy of the speaker's mean prediction (`balanced`, the adaptation above). In a model trained on "
+             "several corpora both means are measured from the origin of the whole training set, so they also remove the "
+             "language and recording set-up, and one balance stands for every corpus. `referenced` (`physioser.runtime."
+             "adaptation.SpeakerReference`) measures both means against the mean of the 5 training speakers nearest to the "
+             "speaker (Euclidean, standardised statistics; their means from the model's own evidence on the training rows) "
+             "and mixes them by those speakers' emotion balance (training labels only). Same models, same k random utterances "
+             "of each test speaker, τ = 1; `stats-mlp-reg-fixed` on the corpus alone, `stats-mlp-reg-15ep` with the other "
+             "corpora (see above), `stats-mlp-reg-fixed` on the other four corpora only (four classes; leave one corpus out, "
+             "one fold, so no spread); Korean on all 25 cells of its grid, ASED on 8 folds. Cells: UA mean ± std over folds "
+             "(mean over seeds per fold); Δ: paired per-fold difference (folds ahead / folds, worst fold). Per-fold scores: "
+             "`eval/results/recipe/reference.json`.", "",
+             "Commands: `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m physioser.experiments.recipe run --pack pack.npz --out "
+             "ref/V --variant V --task T --seeds 2 --workers 2` with V = `stats-mlp-reg-fixed` and T = the corpus, V = "
+             "`stats-mlp-reg-15ep` and T = `<corpus>+others` (ASED `--folds 0,6,7,9,12,18,22,24`), V = `stats-mlp-reg-fixed` and "
+             "T = `to-<corpus>` (2-core CPU); `python -m "
+             "physioser.experiments.recipe report ... --reference-runs ref/*/*.json.gz --reference-scores "
+             "eval/results/recipe/reference.json`.", "", "| model, protocol " + cols, sep]
+    for variant, label, task in REFERENCE_MODELS:
+        cells = {c: scores.get(variant, {}).get(task.format(c), {}) for c in CORPUS_ORDER}
+        lines.append(f"| {label}, folds × seeds | " + " | ".join(_folds_seeds(cells[c].get("0")) for c in CORPUS_ORDER) + " |")
+        for key, name in (("0", "strict"), ("10@1/balanced", "balanced, k = 10"), ("10@1/referenced", "referenced, k = 10"),
+                          ("all@1/balanced", "balanced, k = all"), ("all@1/referenced", "referenced, k = all")):
+            lines.append(f"| {label}, {name} | " + " | ".join(_pm(cells[c].get(key)) for c in CORPUS_ORDER) + " |")
+        for a, b, name in (("10@1/balanced", "0", "balanced − strict, k = 10"), ("10@1/referenced", "0", "referenced − strict, k = 10"),
+                           ("10@1/referenced", "10@1/balanced", "referenced − balanced, k = 10"),
+                           ("all@1/referenced", "all@1/balanced", "referenced − balanced, k = all")):
+            lines.append(f"| Δ {label}, {name} | " + " | ".join(_diff(cells[c].get(a), cells[c].get(b)) for c in CORPUS_ORDER) + " |")
+    return lines
+
+
 def finetune_section(scores: dict, recipe_scores: dict, probe_ua: dict) -> list[str]:
     """Markdown: strict UA of the fine-tuning variants (:mod:`physioser.experiments.finetune`) by corpus
     beside the recipe and the probe, and their paired per-fold differences to ``ft-frozen`` (same code
@@ -743,14 +789,16 @@ def _scores(runs: list[Path], scores_json: Path) -> dict:
 def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Path, rule_runs: list[Path] = (),
                  rule_scores_json: Path | None = None, others_runs: list[Path] = (), others_scores_json: Path | None = None,
                  finetune_runs: list[Path] = (), finetune_scores_json: Path | None = None, ensemble_runs: list[Path] = (),
-                 ensemble_with: list[Path] = (), ensemble_scores_json: Path | None = None) -> Path:
+                 ensemble_with: list[Path] = (), ensemble_scores_json: Path | None = None, reference_runs: list[Path] = (),
+                 reference_scores_json: Path | None = None) -> Path:
     """Score ``runs`` (run's ``.json.gz`` files) into the per-fold scores of ``scores_json`` (a (variant, task)
     they cover replaces the stored one) and write the tables to ``out`` (markdown). ``rule_runs`` /
     ``rule_scores_json`` the same for the section on adaptation rules and backbones (:func:`rules_section`),
     ``others_runs`` / ``others_scores_json`` for the section on training with the other corpora
     (:func:`others_section`, which needs ``rule_scores_json`` for its adapted baseline), ``finetune_runs`` /
     ``finetune_scores_json`` for fine-tuning the encoder (:func:`finetune_section`), ``ensemble_runs`` (whisper-tiny.en)
-    with ``ensemble_with`` (whisper-base) / ``ensemble_scores_json`` for the two backbones together (:func:`ensemble_section`)."""
+    with ``ensemble_with`` (whisper-base) / ``ensemble_scores_json`` for the two backbones together (:func:`ensemble_section`),
+    ``reference_runs`` / ``reference_scores_json`` for offsets measured against similar training speakers (:func:`reference_section`)."""
     scores = _scores(runs, scores_json)
     probe_ua = json.loads(Path(probe_json).read_text())
     recipe = "stats-mlp-reg-fixed"
@@ -828,6 +876,8 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
         lines += ["", *ensemble_section(json.loads(ensemble_scores_json.read_text()), probe_ua)]
     if finetune_scores_json is not None:
         lines += ["", *finetune_section(_scores(list(finetune_runs), finetune_scores_json), scores[recipe], probe_ua)]
+    if reference_scores_json is not None:
+        lines += ["", *reference_section(_scores(list(reference_runs), reference_scores_json))]
     out.write_text("\n".join(lines) + "\n")
     return out
 
@@ -882,6 +932,8 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--ensemble-runs", type=Path, nargs="*", default=[], help="whisper-tiny.en runs, seeds 0 and 1")
     w.add_argument("--ensemble-with", type=Path, nargs="*", default=[], help="whisper-base runs of the same folds and seeds")
     w.add_argument("--ensemble-scores", type=Path, default=None)
+    w.add_argument("--reference-runs", type=Path, nargs="*", default=[])
+    w.add_argument("--reference-scores", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.cmd == "pack":
         print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.backbone))
@@ -892,7 +944,8 @@ def main(argv: list[str] | None = None) -> None:
         a.out.write_text(json.dumps(probe(a.pack)))
     else:
         print(write_report(a.runs, a.probe, a.out, a.scores, a.rule_runs, a.rule_scores, a.others_runs, a.others_scores,
-                           a.finetune_runs, a.finetune_scores, a.ensemble_runs, a.ensemble_with, a.ensemble_scores))
+                           a.finetune_runs, a.finetune_scores, a.ensemble_runs, a.ensemble_with, a.ensemble_scores,
+                           a.reference_runs, a.reference_scores))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 * :func:`training_offsets` — for each training row, with probability ``adapt.train_prob``, the
   offset of ``k`` *other* random utterances of its speaker (``k`` drawn from ``adapt.train_k``,
   0 = all others), so that one model learns the strict (zero offset) and adapted inputs;
+* :func:`speaker_reference` — the training speakers' mean evidence and emotion balance, that the
+  ``referenced`` rule measures a test speaker against;
 * :func:`adapted_predictions` — test predictions under the adapted protocol with ``k`` random
   unlabelled utterances of each test speaker.
 """
@@ -20,15 +22,17 @@ import torch
 import torch.nn.functional as F
 
 from physioser.model.config import AdaptConfig
-from physioser.runtime.adaptation import evidence, offsets_from_sums, speaker_offsets
+from physioser.runtime.adaptation import SpeakerReference, evidence, mixing_weight, offsets_from_sums, speaker_offsets
 
-__all__ = ["speaker_evidence", "training_offsets", "adapted_predictions", "RULES"]
+__all__ = ["speaker_evidence", "speaker_reference", "training_offsets", "adapted_predictions", "RULES"]
 
-RULES = ("balanced", "compensated", "entropy", "plain")
+RULES = ("balanced", "referenced", "compensated", "entropy", "plain")
 """Offset rules of :func:`adapted_predictions`: ``balanced`` = the model's (mixing weight from its
-training speakers' emotion balance, runtime.adaptation); ``compensated`` = balance 0 (the speaker
-mean of the emotion-compensated statistics); ``entropy`` = balance 1 (the mixing weight from the
-speaker's predictions alone); ``plain`` = the plain speaker mean. The last three for comparison."""
+training speakers' emotion balance, runtime.adaptation); ``referenced`` = the same measured against
+the nearest training speakers and with their balance (a :class:`SpeakerReference` from
+:func:`speaker_reference`); ``compensated`` = balance 0 (the speaker mean of the emotion-compensated
+statistics); ``entropy`` = balance 1 (the mixing weight from the speaker's predictions alone);
+``plain`` = the plain speaker mean. The last three for comparison."""
 
 
 @torch.no_grad()
@@ -47,6 +51,20 @@ def speaker_evidence(model, data, indices: np.ndarray, batch_size: int = 256) ->
         rows.append(evidence(res["features"].float().cpu().numpy(),
                              model.speaker_features(res["features"], probs).float().cpu().numpy(), probs.cpu().numpy()))
     return np.concatenate(rows)
+
+
+def speaker_reference(model, data, train_idx: np.ndarray) -> SpeakerReference:
+    """The :class:`SpeakerReference` of the training rows ``data[train_idx]``: each training speaker's
+    mean evidence features and speaker features, and the normalised entropy of their emotion labels
+    (training labels only)."""
+    train_idx = np.asarray(train_idx)
+    rows = speaker_evidence(model, data, train_idx)
+    dim, classes = model.class_offsets.shape[1], model.class_offsets.shape[0]
+    speakers, labels = data.speakers[train_idx], np.asarray(data.labels)[train_idx]
+    names = np.unique(speakers)
+    means = np.stack([rows[speakers == s, : 2 * dim].mean(0) for s in names])
+    balance = np.array([float(mixing_weight(np.bincount(labels[speakers == s], minlength=classes), 1.0)) for s in names])
+    return SpeakerReference(means, np.clip(balance, 0.0, 1.0))  # a normalised entropy of 1 can round above it
 
 
 def training_offsets(rows: np.ndarray, speakers: Sequence[str], adapt: AdaptConfig, rng: np.random.Generator, dim: int,
@@ -77,12 +95,14 @@ def training_offsets(rows: np.ndarray, speakers: Sequence[str], adapt: AdaptConf
 
 @torch.no_grad()
 def adapted_predictions(model, data, test_idx: np.ndarray, ks: Sequence[int | None], tau: float, seed: int = 0,
-                        batch_size: int = 256, rule: str = "balanced") -> dict:
+                        batch_size: int = 256, rule: str = "balanced", reference: SpeakerReference | None = None) -> dict:
     """{k: logits [n, C]} of ``data[test_idx]`` with each test speaker's offset from ``k`` random
-    utterances of theirs (k=None: all; 0: the strict protocol) under the offset ``rule`` (:data:`RULES`).
-    Labels are never read."""
+    utterances of theirs (k=None: all; 0: the strict protocol) under the offset ``rule`` (:data:`RULES`;
+    ``referenced`` needs the training speakers' ``reference``). Test labels are never read."""
     if rule not in RULES:
         raise ValueError(f"unknown adaptation rule {rule!r}; expected one of {RULES}")
+    if (rule == "referenced") != (reference is not None):
+        raise ValueError("the 'referenced' rule, and only it, takes a speaker reference (speaker_reference)")
     rows = speaker_evidence(model, data, test_idx)
     dim = model.class_offsets.shape[1]
     if rule == "plain":
@@ -92,7 +112,8 @@ def adapted_predictions(model, data, test_idx: np.ndarray, ks: Sequence[int | No
     device = next(model.parameters()).device
     out = {}
     for k in ks:
-        offsets = torch.as_tensor(speaker_offsets(rows, speakers, k, dim, tau, balance, seed=seed), dtype=torch.float32)
+        offsets = torch.as_tensor(speaker_offsets(rows, speakers, k, dim, tau, balance, seed=seed, reference=reference),
+                                  dtype=torch.float32)
         logits = []
         for start in range(0, len(test_idx), batch_size):
             batch = {kk: v.to(device) for kk, v in data.collate(test_idx[start : start + batch_size]).items()}

@@ -27,6 +27,13 @@ adapted pass would feed the offset back into itself. Over the speaker's utteranc
 ``tau`` (utterances) pulls an estimate from few utterances toward no adaptation. Nothing here
 reads a label.
 
+With a :class:`SpeakerReference`, the offset is measured against the training speakers nearest to
+the speaker (their mean statistics and emotion balance) rather than against the training set's
+origin: in a model trained on several corpora the plain speaker mean also removes the language and
+recording set-up, which the model had learned to read, and a population-wide ``balance`` fits none
+of its corpora. Then ``x`` and ``c`` above are taken relative to the neighbours' mean ``x`` and
+``c``, and ``balance`` is the neighbours' (docs/adaptation.md).
+
 * :func:`speaker_offsets` — the evaluation protocol: each utterance gets the offset of ``k``
   random utterances of its own speaker (``k=None``: all of them; ``k=0``: none, the strict protocol);
   :func:`utterance_evidence` and :func:`protocol_offsets` run it on a graph's outputs.
@@ -43,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STREAM_TAU", "evidence", "output_evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "utterance_evidence",
+__all__ = ["STREAM_TAU", "REFERENCE_NEIGHBOURS", "SpeakerReference", "evidence", "output_evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "utterance_evidence",
            "protocol_offsets", "SpeakerAdaptation", "VoiceIds", "AdaptationError"]
 
 
@@ -55,8 +62,44 @@ stream a small τ lets the first windows of a speaker heard in one emotion pull 
 that emotion (docs/adaptation.md)."""
 
 
+REFERENCE_NEIGHBOURS = 5
+"""Training speakers a :class:`SpeakerReference` measures a speaker against (screened against 3 and
+10 on the recipe's folds, eval/results/RECIPE.md)."""
+
+
 class AdaptationError(ValueError):
     """Speaker features or a saved adaptation state that do not fit."""
+
+
+class SpeakerReference:
+    """The training speakers an offset is measured against: each one's mean :func:`evidence` features
+    and speaker features ``means`` [S, 2F] and emotion balance ``balance`` [S] (normalised entropy of
+    their true emotions, from training labels); :meth:`nearest` averages the ``neighbours`` nearest
+    (all of them where there are fewer)."""
+
+    def __init__(self, means: np.ndarray, balance: np.ndarray, neighbours: int = REFERENCE_NEIGHBOURS) -> None:
+        self.means = np.asarray(means, dtype=np.float64)
+        self.balance = np.asarray(balance, dtype=np.float64)
+        if (self.means.ndim != 2 or self.means.shape[1] % 2 or self.balance.shape != (len(self.means),)
+                or not len(self.means) or neighbours < 1 or not np.all(np.isfinite(self.means))
+                or not np.all((self.balance >= 0) & (self.balance <= 1))):
+            raise AdaptationError(f"a speaker reference needs means [S, 2F], balances in [0, 1] [S] and neighbours >= 1; "
+                                  f"got {self.means.shape}, {self.balance.shape} and {neighbours}")
+        self.neighbours = min(int(neighbours), len(self.means))
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1] // 2
+
+    def nearest(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Speaker mean features [m, F] -> (the nearest training speakers' mean features and speaker
+        features [m, 2F], their mean balance [m]), nearest by Euclidean distance of the features."""
+        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        if x.shape[1] != self.dim:
+            raise AdaptationError(f"speaker features of width {x.shape[1]} do not fit a reference of width {self.dim}")
+        dist = ((x[:, None, :] - self.means[None, :, : self.dim]) ** 2).sum(-1)
+        near = np.argsort(dist, axis=1, kind="stable")[:, : self.neighbours]
+        return self.means[near].mean(1), self.balance[near].mean(1)
 
 
 def evidence(features: np.ndarray, speaker_features: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -73,31 +116,39 @@ def mixing_weight(mean_probs: np.ndarray, balance: float) -> np.ndarray:
     p = np.clip(np.asarray(mean_probs, dtype=np.float64), 0.0, None)
     p = p / np.maximum(p.sum(-1, keepdims=True), 1e-12)
     entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1) / np.log(max(p.shape[-1], 2))
-    return float(balance) * entropy
+    return np.asarray(balance, dtype=np.float64) * entropy
 
 
-def offsets_from_sums(sums: np.ndarray, weights: np.ndarray, dim: int, tau: float, balance: float) -> np.ndarray:
+def offsets_from_sums(sums: np.ndarray, weights: np.ndarray, dim: int, tau: float, balance: float,
+                      reference: SpeakerReference | None = None) -> np.ndarray:
     """Offsets [m, F] from summed :func:`evidence` rows [m, 2F + C] and summed weights [m] (zeros
-    where nothing was heard)."""
+    where nothing was heard); with a ``reference``, measured against each speaker's nearest training
+    speakers and with their balance instead of ``balance``."""
     sums, weights = np.atleast_2d(np.asarray(sums, dtype=np.float64)), np.atleast_1d(np.asarray(weights, dtype=np.float64))
     if sums.shape[1] <= 2 * dim or len(weights) != len(sums):
         raise AdaptationError(f"evidence sums {sums.shape} and weights {weights.shape} do not fit features of width {dim}")
+    heard = weights > 0
+    if reference is not None:
+        near, balance = reference.nearest(sums[:, :dim] / np.where(heard, weights, 1.0)[:, None])
+        sums = sums.copy()
+        sums[:, : 2 * dim] -= weights[:, None] * near
     x, c, p = sums[:, :dim], sums[:, dim : 2 * dim], sums[:, 2 * dim :]
-    a = np.where(weights > 0, mixing_weight(p, balance), 0.0)[:, None]
+    a = np.where(heard, mixing_weight(p, balance), 0.0)[:, None]
     return (a * x + (1 - a) * c) / (weights[:, None] + float(tau))
 
 
-def speaker_offset(rows: np.ndarray, dim: int, tau: float, balance: float, weights: np.ndarray | None = None) -> np.ndarray:
+def speaker_offset(rows: np.ndarray, dim: int, tau: float, balance: float, weights: np.ndarray | None = None,
+                   reference: SpeakerReference | None = None) -> np.ndarray:
     """Evidence rows [n, 2F + C] of one speaker (optional weights [n]) -> offset [F] (zeros for n = 0)."""
     e = np.asarray(rows, dtype=np.float64)
     if e.ndim != 2:
         raise AdaptationError(f"evidence must be [n, 2F + C], got shape {e.shape}")
     w = np.ones(len(e)) if weights is None else np.asarray(weights, dtype=np.float64)
-    return offsets_from_sums((w @ e)[None], np.array([w.sum()]), dim, tau, balance)[0]
+    return offsets_from_sums((w @ e)[None], np.array([w.sum()]), dim, tau, balance, reference)[0]
 
 
 def speaker_offsets(rows: np.ndarray, speakers: Sequence[str], k: int | None, dim: int, tau: float, balance: float,
-                    seed: int = 0) -> np.ndarray:
+                    seed: int = 0, reference: SpeakerReference | None = None) -> np.ndarray:
     """Offsets [N, F] for every utterance: the :func:`speaker_offset` of ``k`` utterances drawn at
     random (without replacement, seeded) from its speaker's rows of ``rows`` [N, 2F + C]
     (``k=None`` or ``k`` >= their number: all of them; ``k=0``: zeros, the strict protocol).
@@ -113,7 +164,7 @@ def speaker_offsets(rows: np.ndarray, speakers: Sequence[str], k: int | None, di
     for spk in sorted(set(speakers.tolist())):
         idx = np.flatnonzero(speakers == spk)
         chosen = idx if k is None or k >= len(idx) else rng.choice(idx, size=k, replace=False)
-        out[idx] = speaker_offset(e[chosen], dim, tau, balance)
+        out[idx] = speaker_offset(e[chosen], dim, tau, balance, reference=reference)
     return out
 
 
