@@ -604,9 +604,12 @@ def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recip
 
 
 REFERENCE_MODELS = (("stats-mlp-reg-fixed", "one corpus", "{}"), ("stats-mlp-reg-15ep", "+ other corpora", "{}" + WITH_OTHERS),
-                    ("stats-mlp-reg-fixed", "corpus left out", "to-{}"))
-"""The models of :func:`reference_section` (variant, label, task of a corpus): the recipe on a corpus alone,
-trained with the other corpora, and trained on the other corpora only (leave one corpus out)."""
+                    ("stats-mlp-reg-fixed", "corpus left out", "to-{}"),
+                    ("stats-mlp-reg-fixed · whisper-base", "whisper-base, one corpus", "{}"),
+                    ("stats-mlp-reg-15ep · whisper-base", "whisper-base, + other corpora", "{}" + WITH_OTHERS))
+"""The models of :func:`reference_section` (setting, label, task of a corpus): the recipe on a corpus alone,
+trained with the other corpora, and trained on the other corpora only (leave one corpus out); the first two
+on whisper-base too."""
 
 
 def reference_section(scores: dict) -> list[str]:
@@ -625,13 +628,14 @@ def reference_section(scores: dict) -> list[str]:
              "and mixes them by those speakers' emotion balance (training labels only). Same models, same k random utterances "
              "of each test speaker, τ = 1; `stats-mlp-reg-fixed` on the corpus alone, `stats-mlp-reg-15ep` with the other "
              "corpora (see above), `stats-mlp-reg-fixed` on the other four corpora only (four classes; leave one corpus out, "
-             "one fold, so no spread); Korean on all 25 cells of its grid, ASED on 8 folds. Cells: UA mean ± std over folds "
+             "one fold, so no spread); whisper-tiny.en unless named; Korean on all 25 cells of its grid, ASED on 8 folds. Cells: UA mean ± std over folds "
              "(mean over seeds per fold); Δ: paired per-fold difference (folds ahead / folds, worst fold). Per-fold scores: "
              "`eval/results/recipe/reference.json`.", "",
              "Commands: `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m physioser.experiments.recipe run --pack pack.npz --out "
              "ref/V --variant V --task T --seeds 2 --workers 2` with V = `stats-mlp-reg-fixed` and T = the corpus, V = "
              "`stats-mlp-reg-15ep` and T = `<corpus>+others` (ASED `--folds 0,6,7,9,12,18,22,24`), V = `stats-mlp-reg-fixed` and "
-             "T = `to-<corpus>` (2-core CPU); `python -m "
+             "T = `to-<corpus>`; whisper-base: the first two with `--pack base.npz` (`recipe pack --out base.npz -b whisper-base "
+             "--corpora-root ../shared/corpora`) on RAVDESS, EMOVO and URDU (2-core CPU); `python -m "
              "physioser.experiments.recipe report ... --reference-runs ref/*/*.json.gz --reference-scores "
              "eval/results/recipe/reference.json`.", "", "| model, protocol " + cols, sep]
     for variant, label, task in REFERENCE_MODELS:
