@@ -157,15 +157,16 @@ def run_protocol(
             tr, va = np.concatenate([tr, va]), va[:0]
         model = new_model(cfg, data, tr)
         fit_result = fit(model, data, tr, va if len(va) else None, cfg, ckpt_root / f"fold{k}", progress=progress)
+        if adapt:
+            from physioser.model.adaptation import adapted_predictions, speaker_reference
+
+            reference = speaker_reference(model, data, tr) if adapt_rule == "referenced" else None
         for name, te in tests.items():
             pred = predict(model, data, te)["logits"].argmax(1)
             m = classification_metrics(data.labels[te], pred, class_names)
             m.update(fold=k, n_train=int(len(tr)), n_val=int(len(va)), test_speakers=sorted({all_rows[i].speaker for i in te}))
             fold_results[name].append(m)
             if adapt:
-                from physioser.model.adaptation import adapted_predictions, speaker_reference
-
-                reference = speaker_reference(model, data, tr) if adapt_rule == "referenced" else None
                 logits = adapted_predictions(model, data, te, list(adapt), float(cfg.adapt.tau), seed=cfg.train.seed,
                                              rule=adapt_rule, reference=reference)
                 for kk, lg in logits.items():

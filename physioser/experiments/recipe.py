@@ -614,8 +614,8 @@ on whisper-base too."""
 
 def reference_section(scores: dict) -> list[str]:
     """Markdown: the ``referenced`` offset rule against the model's ``balanced`` one and strict, on the
-    same models (runs that store ``k@1/referenced``), for the recipe on a corpus alone and trained with
-    the other corpora (per-fold differences paired)."""
+    same models (runs that store ``k@1/referenced``), for each of :data:`REFERENCE_MODELS` (per-fold
+    differences paired)."""
     cols = "| " + " | ".join(CORPUS_ORDER) + " |"
     sep = "|---" * (len(CORPUS_ORDER) + 1) + "|"
     lines = ["## Offsets measured against similar training speakers", "",

@@ -63,8 +63,8 @@ def speaker_reference(model, data, train_idx: np.ndarray) -> SpeakerReference:
     speakers, labels = data.speakers[train_idx], np.asarray(data.labels)[train_idx]
     names = np.unique(speakers)
     means = np.stack([rows[speakers == s, : 2 * dim].mean(0) for s in names])
-    balance = np.array([float(mixing_weight(np.bincount(labels[speakers == s], minlength=classes), 1.0)) for s in names])
-    return SpeakerReference(means, np.clip(balance, 0.0, 1.0))  # a normalised entropy of 1 can round above it
+    counts = np.stack([np.bincount(labels[speakers == s], minlength=classes) for s in names])
+    return SpeakerReference(means, np.clip(mixing_weight(counts, 1.0), 0.0, 1.0))  # an entropy of 1 can round above it
 
 
 def training_offsets(rows: np.ndarray, speakers: Sequence[str], adapt: AdaptConfig, rng: np.random.Generator, dim: int,

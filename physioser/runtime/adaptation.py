@@ -63,8 +63,8 @@ that emotion (docs/adaptation.md)."""
 
 
 REFERENCE_NEIGHBOURS = 5
-"""Training speakers a :class:`SpeakerReference` measures a speaker against (screened against 3 and
-10 on the recipe's folds, eval/results/RECIPE.md)."""
+"""Training speakers a :class:`SpeakerReference` measures a speaker against (chosen over 3 and 10 in a
+screen not kept in the repository; docs/adaptation.md gives its figures)."""
 
 
 class AdaptationError(ValueError):
@@ -111,8 +111,9 @@ def evidence(features: np.ndarray, speaker_features: np.ndarray, probs: np.ndarr
     return np.concatenate([x, c, p], axis=1)
 
 
-def mixing_weight(mean_probs: np.ndarray, balance: float) -> np.ndarray:
-    """``a`` of the module doc: ``balance`` times the normalised entropy of ``mean_probs`` [..., C]."""
+def mixing_weight(mean_probs: np.ndarray, balance: float | np.ndarray) -> np.ndarray:
+    """``a`` of the module doc: ``balance`` (a number, or one per row) times the normalised entropy of
+    ``mean_probs`` [..., C]."""
     p = np.clip(np.asarray(mean_probs, dtype=np.float64), 0.0, None)
     p = p / np.maximum(p.sum(-1, keepdims=True), 1e-12)
     entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1) / np.log(max(p.shape[-1], 2))
@@ -128,11 +129,10 @@ def offsets_from_sums(sums: np.ndarray, weights: np.ndarray, dim: int, tau: floa
     if sums.shape[1] <= 2 * dim or len(weights) != len(sums):
         raise AdaptationError(f"evidence sums {sums.shape} and weights {weights.shape} do not fit features of width {dim}")
     heard = weights > 0
-    if reference is not None:
-        near, balance = reference.nearest(sums[:, :dim] / np.where(heard, weights, 1.0)[:, None])
-        sums = sums.copy()
-        sums[:, : 2 * dim] -= weights[:, None] * near
     x, c, p = sums[:, :dim], sums[:, dim : 2 * dim], sums[:, 2 * dim :]
+    if reference is not None:
+        near, balance = reference.nearest(x / np.where(heard, weights, 1.0)[:, None])
+        x, c = x - weights[:, None] * near[:, :dim], c - weights[:, None] * near[:, dim:]
     a = np.where(heard, mixing_weight(p, balance), 0.0)[:, None]
     return (a * x + (1 - a) * c) / (weights[:, None] + float(tau))
 
