@@ -31,6 +31,7 @@ import yaml
 
 from physioser.data.labels import FOUR_CLASSES
 from physioser.paths import DEFAULT_BACKBONE, DEFAULT_MODEL_DIR, SOURCE_ROOT, corpora_root, noise_root
+from physioser.runtime.adaptation import REFERENCE_FILE, REFERENCE_NEIGHBOURS
 
 ROOT = SOURCE_ROOT
 CORPORA = ("RAVDESS", "EMOVO", "URDU", "KoreanEmotionTTS", "ASED")
@@ -64,16 +65,38 @@ def train(cmd: list[str]) -> str:
     return done.stdout.strip().splitlines()[-1].split("; wrote ")[0]  # not the temporary folder it wrote to
 
 
-def heldout_rows(model_dir: Path, corpora_root: Path):
-    """The rows of the speakers ``physioser train --fold all`` held out (same split function and seed)."""
+def default_split(model_dir: Path, corpora_root: Path):
+    """(the cached features of the five corpora, the rows ``physioser train --fold all`` trained on, the rows of
+    the speakers it held out) for the model in ``model_dir`` (same split function and seed)."""
     from physioser.data.folds import speaker_split
     from physioser.model import read_config
     from physioser.features import load_corpora
 
     cfg = read_config(model_dir)
     _, data, _ = load_corpora(cfg, list(CORPORA), corpora_root, progress=False)
-    _, val = speaker_split(data.rows, np.arange(len(data)), 0.15, cfg.train.heldout_seed)
+    train, val = speaker_split(data.rows, np.arange(len(data)), 0.15, cfg.train.heldout_seed)
+    return data, train, val
+
+
+def heldout_rows(model_dir: Path, corpora_root: Path):
+    """The rows of the speakers ``physioser train --fold all`` held out."""
+    data, _, val = default_split(model_dir, corpora_root)
     return [data.rows[i] for i in val]
+
+
+def add_speaker_reference(model_dir: Path, corpora_root: Path, noise_root: Path) -> Path | None:
+    """Write the speaker reference of a model directory trained before ``physioser train`` wrote one, from
+    the rows it trained on, its training copies included (:func:`physioser.model.adaptation.write_speaker_reference`)."""
+    from physioser.features import add_augmented_copies
+    from physioser.model import read_config
+    from physioser.model.adaptation import write_speaker_reference
+    from physioser.model.directory import load_checkpoint
+
+    data, train, _ = default_split(model_dir, corpora_root)
+    cfg = read_config(model_dir).with_backbone_shape(data.backbone_spread.shape[1], data.backbone_spread.shape[2])
+    data, train = add_augmented_copies(data, train, cfg, corpora_root, noise_root, progress=False)
+    model, _ = load_checkpoint(model_dir)
+    return write_speaker_reference(model, data, train, model_dir)
 
 
 def evaluate_onnx(onnx_path: Path, rows) -> dict:
@@ -103,8 +126,9 @@ def evaluate_onnx(onnx_path: Path, rows) -> dict:
 def evaluate_onnx_adapted(onnx_path: Path, rows, ks=(10, None), seed: int = 0) -> dict:
     """{k: UA/WA/macro-F1 per corpus and overall} of whole utterances under the adapted protocol:
     each held-out speaker's offset from k random unlabelled utterances of theirs
-    (:func:`physioser.runtime.adaptation.protocol_offsets` of the graph's outputs), then
-    every utterance of the speaker inferred with it."""
+    (:func:`physioser.runtime.adaptation.protocol_offsets` of the graph's outputs; ``onnx_path``: a bundle
+    with the model's speaker reference, or a bare graph without), then every utterance of the speaker
+    inferred with it."""
     from physioser.audio import load_audio
     from physioser.data.labels import to_four_class
     from physioser.model.metrics import classification_metrics
@@ -311,7 +335,8 @@ speakers ({fewest}: {len(speakers[fewest])}) and moves with them; compare recipe
 def model_card(meta: dict, results: dict, train_line: str, command: str, speakers: dict[str, list[str]], sizes: dict,
                augment: int = 0, robustness: dict | None = None, robustness_columns: list[dict] = (), windows: int = 0,
                rebuild: str = "python -m physioser.build_default --config configs/default_model.yaml",
-               figures: str = "eval/bench/default_model.json", other_splits: dict[str, dict] | None = None) -> str:
+               figures: str = "eval/bench/default_model.json", other_splits: dict[str, dict] | None = None,
+               adapted_command: str | None = None) -> str:
     fp32, int8, fp16 = results["fp32"], results["int8"], results["fp16"]
     adapted = results.get("adapted", {})
     ks = list(adapted)
@@ -325,6 +350,11 @@ def model_card(meta: dict, results: dict, train_line: str, command: str, speaker
     adaptation = meta.get("adaptation")
     backbone = meta["backbone"]
     title, users, weights = BACKBONE_CARD[backbone]
+    referenced = REFERENCE_FILE in sizes
+    reference_file = (f", `{REFERENCE_FILE}` ({sizes[REFERENCE_FILE] / 1024:.0f} KiB: the training speakers' mean statistics and "
+                      "emotion balance, that speaker adaptation measures a speaker against)") if referenced else ""
+    against = (f"measured against the {REFERENCE_NEIGHBOURS} training speakers nearest to them and mixed by their emotion "
+               f"balance (`{REFERENCE_FILE}`; `docs/adaptation.md`), τ from the metadata") if referenced else "τ and β from the metadata"
     return f"""# Model card: {title}
 
 The model {users}.
@@ -342,9 +372,10 @@ The model {users}.
 - **Speaker adaptation** (on by default in the stream; `Streamer(adapt=False)` or the node's `adapt: false` turns it
   off): the graph takes an optional `speaker_offset` and outputs `speaker_features` and `speaker_probs` (metadata
   `adaptation` = {json.dumps(adaptation)}); `Streamer` keeps a running offset per speaker from unlabelled speech
-  (`docs/adaptation.md`). Feeding no offset gives the strict figures below.
+  (`docs/adaptation.md`){f"; whole files are adapted against the training speakers nearest to the speaker (`{REFERENCE_FILE}`), the stream only with `Streamer(adapt_reference=True)`, as in noise it lost there" if referenced else ""}.
+  Feeding no offset gives the strict figures below.
 - **Files**: `model.safetensors` ({sizes['model.safetensors'] / 1024:.0f} KiB: head weights
-  only), `config.yaml`, `SHA256SUMS` (checked at every load). {weights}; the ONNX
+  only), `config.yaml`{reference_file}, `SHA256SUMS` (checked at every load). {weights}; the ONNX
   graph is built from both on first use (verified against PyTorch).
 - **Training data**: {", ".join(f"{c} ({LICENCES[c]})" for c in CORPORA)} — from
   `../shared/corpora`, 16 kHz mono; none of their audio is in this repository. Because of these
@@ -359,7 +390,7 @@ The model {users}.
 
 Whole utterances, raw audio through the exported ONNX graph (onnxruntime, CPU). Strict = no
 speaker offset; adapted = each held-out speaker's offset from k random unlabelled utterances of
-theirs (`physioser.runtime.adaptation.speaker_offsets`, τ and β from the metadata), then all of the
+theirs (`physioser.runtime.adaptation.speaker_offsets`, {against}), then all of the
 speaker's utterances inferred with it. UA = unweighted average recall, WA = accuracy.
 
 | corpus | held-out speakers | utterances | UA (fp32) | WA (fp32) | macro-F1 (fp32) | UA (fp16) | UA (int8) |{adapt_head}
@@ -368,7 +399,7 @@ speaker's utterances inferred with it. UA = unweighted average recall, WA = accu
 
 fp16 changes overall UA by {fp16['all']['ua'] - fp32['all']['ua']:+.3f}, int8 (dynamic, MatMul/Gemm only) by
 {int8['all']['ua'] - fp32['all']['ua']:+.3f}. Figures: `{figures}`, written by
-`python -m physioser.build_default`.
+`python -m physioser.build_default`{f"; the adapted ones by `{adapted_command}`" if adapted_command else ""}.
 {sentence_tie_note(fp32)}{splits_section(results, speakers, other_splits or {})}
 ## Speaker-independent cross-validation of the recipe
 
@@ -423,6 +454,38 @@ def rebuild_command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def model_files(model_dir: Path, reference: bool = True) -> list[str]:
+    """The files of a default model directory that its SHA256SUMS lists (``reference``: with the probe
+    outputs ``reference.json``, written once the model is loaded)."""
+    return ["model.safetensors", "config.yaml", *(["reference.json"] if reference else []),
+            *([REFERENCE_FILE] if (model_dir / REFERENCE_FILE).is_file() else [])]
+
+
+def readapt(args: argparse.Namespace, command: str) -> None:
+    """``--readapt``: the adapted figures of the model in ``args.out`` measured again (with its speaker
+    reference, written first where it has none) into ``args.json``, beside the figures of its build."""
+    from physioser.export import export_onnx, write_bundle
+    from physioser.model.directory import load_checkpoint
+    from physioser.runtime.integrity import write_integrity
+
+    done = json.loads(args.json.read_text())
+    if not (args.out / REFERENCE_FILE).is_file():
+        add_speaker_reference(args.out, args.corpora_root, args.noise_root)
+        write_integrity(args.out, model_files(args.out))
+    model, meta = load_checkpoint(args.out)
+    if not meta.get("adaptation"):
+        raise SystemExit(f"{args.out}: the model is not speaker-adaptive; nothing to measure again")
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = export_onnx(model, Path(tmp) / "default.onnx", metadata=meta)
+        rows = heldout_rows(args.out, args.corpora_root)
+        done["results"]["adapted"] = evaluate_onnx_adapted(write_bundle(graph, Path(tmp) / "bundle", model_dir=args.out), rows)
+    done["metadata"] = meta
+    done["sizes"] = {p.name: p.stat().st_size for p in args.out.iterdir()}
+    done["adapted_command"] = command
+    args.json.write_text(json.dumps(done, indent=1))
+    print(f"adapted UA (k = 10) {done['results']['adapted']['10']['all']['ua']:.3f}; figures in {args.json}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "default_model.yaml",
@@ -444,24 +507,29 @@ def main(argv: list[str] | None = None) -> None:
                     "(--set train.split_seed=N), listed on the card (repeatable)")
     ap.add_argument("--card-only", action="store_true",
                     help="rewrite only MODEL_CARD.md of --out from the figures in --json (and --robustness)")
+    ap.add_argument("--readapt", action="store_true",
+                    help="measure the adapted figures of the model in --out again (first writing its speaker reference "
+                    "if it has none) into --json, and rewrite its card; the strict figures stay")
     args = ap.parse_args(argv)
     robustness = json.loads(args.robustness.read_text()) if args.robustness else None
     columns = [json.loads(p.read_text()) for p in args.robustness_column] if robustness else []
     others = {_relative(p): json.loads(p.read_text()) for p in args.other_split}
-    if args.card_only:
+    command = "python -m physioser.build_default " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.readapt:
+        readapt(args, command)
+    if args.card_only or args.readapt:
         done = json.loads(args.json.read_text())
         augment = _train_setting(args.out)
         (args.out / "MODEL_CARD.md").write_text(model_card(done["metadata"], done["results"], done["train"], done["train_command"],
                                                            done["heldout_speakers"], done["sizes"], augment, robustness, columns,
                                                            _train_setting(args.out, "stream_windows"), rebuild_command(args),
-                                                           _relative(args.json), others))
+                                                           _relative(args.json), others, done.get("adapted_command")))
         print(f"wrote {args.out / 'MODEL_CARD.md'}")
         return
-    from physioser.export import convert_precision, export_onnx
-    from physioser.model.directory import export_metadata, load_checkpoint
+    from physioser.export import convert_precision, export_onnx, write_bundle
+    from physioser.model.directory import load_checkpoint
     from physioser.runtime.integrity import write_integrity
 
-    command = "python -m physioser.build_default " + " ".join(argv if argv is not None else sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         trained = args.from_dir or Path(tmp) / "trained"
         t0 = time.time()
@@ -476,7 +544,12 @@ def main(argv: list[str] | None = None) -> None:
         cfg = yaml.safe_load((trained / "config.yaml").read_text())
         cfg.setdefault("corpora", list(CORPORA))  # export metadata `training_corpora`
         (args.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        write_integrity(args.out, ["model.safetensors", "config.yaml"])
+        (args.out / REFERENCE_FILE).unlink(missing_ok=True)
+        if (trained / REFERENCE_FILE).is_file():
+            shutil.copyfile(trained / REFERENCE_FILE, args.out / REFERENCE_FILE)
+        else:
+            add_speaker_reference(args.out, args.corpora_root, args.noise_root)
+        write_integrity(args.out, model_files(args.out, reference=False))
         model, meta = load_checkpoint(args.out)
         write_reference(model, args.out)
         fp32 = export_onnx(model, Path(tmp) / "default.onnx", metadata=meta)
@@ -490,12 +563,12 @@ def main(argv: list[str] | None = None) -> None:
                 speakers[r.corpus].append(r.speaker)
         results = {"fp32": evaluate_onnx(fp32, rows), "int8": evaluate_onnx(int8, rows), "fp16": evaluate_onnx(fp16, rows)}
         if meta.get("adaptation"):
-            results["adapted"] = evaluate_onnx_adapted(fp32, rows, ks=(10, None))
+            results["adapted"] = evaluate_onnx_adapted(write_bundle(fp32, Path(tmp) / "bundle", model_dir=args.out), rows, ks=(10, None))
     sizes = {p.name: p.stat().st_size for p in args.out.iterdir()}
     (args.out / "MODEL_CARD.md").write_text(model_card(meta, results, train_line, shown, speakers, sizes, _train_setting(args.out), robustness,
                                                        columns, _train_setting(args.out, "stream_windows"), rebuild_command(args),
                                                        _relative(args.json), others))
-    write_integrity(args.out, ["model.safetensors", "config.yaml", "reference.json"])
+    write_integrity(args.out, model_files(args.out))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "train_command": shown, "train": train_line, "metadata": meta, "heldout_speakers": speakers,
                                     "results": results, "seconds": round(time.time() - t0, 1), "sizes": sizes}, indent=1))

@@ -57,6 +57,7 @@ from physioser.runtime.contract import (
 )
 from physioser.runtime.engine import Engine, OrtBackend, session_options
 from physioser.runtime import bundle
+from physioser.runtime.adaptation import REFERENCE_FILE
 from physioser.runtime.bundle import checkpoint_key
 from physioser.runtime.integrity import sha256_file, verify_integrity, write_integrity
 from physioser.runtime.profiles import HardwareProfile, load_profile
@@ -391,7 +392,7 @@ def checkpoint_engine(model_dir: Path, profile: HardwareProfile, *, torch: bool 
     """
     if torch:
         model, meta = load_checkpoint(model_dir)
-        return torch_engine(model, meta, profile, source=str(model_dir))
+        return _with_reference(torch_engine(model, meta, profile, source=str(model_dir)), model_dir)
     try:
         onnx_path = cached_onnx(model_dir)
     except ExportError as exc:
@@ -399,8 +400,16 @@ def checkpoint_engine(model_dir: Path, profile: HardwareProfile, *, torch: bool 
             raise EngineError(f"could not build the ONNX graph of {model_dir}: {exc}") from exc
         log.warning("could not build the ONNX graph of %s (%s); running the PyTorch model instead", model_dir, exc)
         model, meta = load_checkpoint(model_dir)
-        return torch_engine(model, meta, profile, source=str(model_dir))
-    return Engine(OrtBackend(onnx_path, profile), profile, str(onnx_path))
+        return _with_reference(torch_engine(model, meta, profile, source=str(model_dir)), model_dir)
+    return _with_reference(Engine(OrtBackend(onnx_path, profile), profile, str(onnx_path)), model_dir)
+
+
+def _with_reference(engine: Engine, model_dir: Path) -> Engine:
+    """``engine`` with the speaker reference of its model directory, where the directory holds one."""
+    path = model_dir / REFERENCE_FILE
+    if path.is_file():
+        engine.read_speaker_reference(path, verify_integrity(model_dir).get(REFERENCE_FILE))
+    return engine
 
 
 def open_engine(model_path: str | Path | None = None, profile: str | Path | HardwareProfile | None = None,
@@ -429,7 +438,8 @@ def open_engine(model_path: str | Path | None = None, profile: str | Path | Hard
 
 def write_bundle(graph: Path, out: Path, *, model_dir: Path | None = None) -> Path:
     """Write the bundle ``out`` of an exported ``graph``: the graph, metadata.json (its contract
-    metadata), the model card (``model_dir``'s own, else one from the metadata) and SHA256SUMS."""
+    metadata), the model card (``model_dir``'s own, else one from the metadata), ``model_dir``'s speaker
+    reference where it has one, and SHA256SUMS."""
     import onnx
 
     proto = onnx.load(str(graph), load_external_data=False)
@@ -440,7 +450,10 @@ def write_bundle(graph: Path, out: Path, *, model_dir: Path | None = None) -> Pa
     (out / bundle.METADATA).write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
     (out / bundle.CARD).write_text(model_card(model_dir, metadata), encoding="utf-8")
     (out / VOICE_GRAPH).unlink(missing_ok=True)  # a speaker encoder of an earlier export: add_voice_encoder adds one again
-    write_integrity(out, list(bundle.BUNDLE_FILES))
+    (out / REFERENCE_FILE).unlink(missing_ok=True)
+    if model_dir is not None and (model_dir / REFERENCE_FILE).is_file():
+        shutil.copyfile(model_dir / REFERENCE_FILE, out / REFERENCE_FILE)
+    write_integrity(out, bundle.bundle_files(out))
     return out
 
 
@@ -558,7 +571,7 @@ def add_voice_encoder(bundle_dir: Path) -> float:
         staged.replace(bundle_dir / VOICE_GRAPH)
     finally:
         staged.unlink(missing_ok=True)
-    write_integrity(bundle_dir, [*bundle.BUNDLE_FILES, VOICE_GRAPH])
+    write_integrity(bundle_dir, bundle.bundle_files(bundle_dir))
     return parity
 
 
@@ -615,7 +628,7 @@ def register(app: "typer.Typer") -> None:
                 write_bundle(graph, out, model_dir=model_dir)
                 if voice_encoder:
                     _add_voice_encoder(out)
-                typer.echo(f"model bundle {out}: {', '.join(bundle.BUNDLE_FILES + ((VOICE_GRAPH,) if voice_encoder else ()))}, SHA256SUMS")
+                typer.echo(f"model bundle {out}: {', '.join(bundle.bundle_files(out))}, SHA256SUMS")
 
 
 def _add_voice_encoder(bundle_dir: Path) -> None:

@@ -291,7 +291,8 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         corpus: list[str] = typer.Option(..., "--corpus", "-c", help="training corpus (repeat to train on several)"),
-        out: Path = typer.Option(..., "--out", help="output model directory (model.safetensors, config.yaml, last.*)"),
+        out: Path = typer.Option(..., "--out", help="output model directory (model.safetensors, config.yaml, "
+                                  "speaker_reference.npz for speaker-adaptive models, last.*)"),
         config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (configs/*.yaml)"),
         override: list[str] = typer.Option([], "--set", "-o", help="dotted config override, e.g. train.lr=1e-3 (repeatable)"),
         fold: str = typer.Option("all", "--fold", help="fold id of the speaker-independent folds, or 'all' (every "
@@ -327,6 +328,9 @@ def register(app: typer.Typer) -> None:
 
         if (ctx := current()) is not None and not ctx.is_main:
             return  # torchrun: rank 0 reports
+        from physioser.model.adaptation import write_speaker_reference
+
+        write_speaker_reference(model, data, tr, out)
         augmented = f" + {len(tr) - n_clips} augmented copies" if len(tr) > n_clips else ""
         if cfg.train.early_stopping:
             how = f"(val {len(va)}): best val UA {result.best_val_ua:.3f} at epoch {result.best_epoch}/{result.epochs_run}"

@@ -303,3 +303,19 @@ def test_eval_refuses_an_unknown_adaptation_rule_naming_it(tmp_path) -> None:
 
     res = CliRunner().invoke(app, ["eval", "-c", "RAVDESS", "--adapt", "10", "--adapt-rule", "nearest", "--corpora-root", str(tmp_path)])
     assert res.exit_code != 0 and "--adapt-rule" in res.output and "'nearest'" in res.output
+
+
+def test_a_trained_model_keeps_its_speaker_reference_beside_its_weights(tmp_path) -> None:
+    from physioser.model.adaptation import write_speaker_reference
+    from physioser.runtime.adaptation import REFERENCE_FILE
+
+    data = _synthetic()
+    model = _model(data).eval()
+    path = write_speaker_reference(model, data, np.arange(36), tmp_path)
+    assert path == tmp_path / REFERENCE_FILE
+    saved, computed = SpeakerReference.load(path), speaker_reference(model, data, np.arange(36))
+    np.testing.assert_allclose(saved.means, computed.means, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(saved.balance, computed.balance, atol=1e-6)
+    assert saved.neighbours == computed.neighbours
+    pooled_otherwise = SimpleNamespace(statistics=False)  # no speaker offset input: nothing to measure against
+    assert write_speaker_reference(pooled_otherwise, data, np.arange(36), tmp_path / "other") is None

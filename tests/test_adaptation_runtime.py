@@ -253,3 +253,74 @@ def test_unnamed_speakers_stream_per_corpus_or_all_corpora_in_one(exported, monk
         pred = stream_predictions(engine, rows, heard, adapt=True, seed=0, named=False, mixed=mixed)
         assert len(made) == streams
         assert pred[2] == -1 and (np.delete(pred, 2) >= 0).all()
+
+
+def _reference(dim: int, speakers: int = 6, seed: int = 0):
+    from physioser.runtime.adaptation import SpeakerReference
+
+    rng = np.random.default_rng(seed)
+    return SpeakerReference(rng.normal(0, 1, (speakers, 2 * dim)), rng.uniform(0, 1, speakers), neighbours=3)
+
+
+def _reference_bundle(exported, folder, reference):
+    from physioser.export import write_bundle
+    from physioser.runtime.adaptation import REFERENCE_FILE
+
+    _, path = exported
+    model_dir = folder / "model"
+    model_dir.mkdir(parents=True)
+    reference.save(model_dir / REFERENCE_FILE)
+    return write_bundle(path, folder / "bundle", model_dir=model_dir)
+
+
+def test_a_bundle_carries_the_training_speakers_that_adaptation_measures_against(exported, tmp_path) -> None:
+    from physioser.runtime.adaptation import REFERENCE_FILE, protocol_offsets, speaker_offsets, utterance_evidence
+
+    bare = Engine.from_path(exported[1])
+    reference = _reference(bare.adaptation_dim)
+    bundle = _reference_bundle(exported, tmp_path, reference)
+    assert REFERENCE_FILE in (bundle / "SHA256SUMS").read_text()
+    engine = Engine.from_path(bundle)
+    assert bare.speaker_reference is None and engine.speaker_reference.neighbours == 3
+    np.testing.assert_allclose(engine.speaker_reference.means, reference.means, atol=2e-3)  # kept in float16
+    audio = [_speech(1.5, 110, 0), _speech(2.0, 115, 1), _speech(1.0, 220, 2)]
+    ev = utterance_evidence(engine, audio)
+    got = protocol_offsets(engine, ev, ["a", "a", "b"], None)
+    want = speaker_offsets(ev, ["a", "a", "b"], None, engine.adaptation_dim, 1.0, 0.6, reference=engine.speaker_reference)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, protocol_offsets(bare, ev, ["a", "a", "b"], None), atol=1e-3)
+    assert Streamer(engine, window_s=1.0, hop_s=0.5, vad="none").adaptation.reference is None  # the stream's default
+    stream = Streamer(engine, window_s=1.0, hop_s=0.5, vad="none", adapt_reference=True)
+    assert stream.adaptation.reference is engine.speaker_reference
+    stream.set_speaker("a")
+    stream.push(_speech(3.0, 120, 6))
+    total, weight = stream.adaptation._state["a"]
+    from physioser.runtime.adaptation import offsets_from_sums
+
+    np.testing.assert_allclose(stream.adaptation.offset("a"), offsets_from_sums(
+        total[None], np.array([weight]), engine.adaptation_dim, stream.adaptation.tau, 0.6, engine.speaker_reference)[0], atol=1e-6)
+
+
+def test_a_speaker_reference_that_is_unlisted_replaced_or_does_not_fit_is_refused(exported, tmp_path) -> None:
+    from physioser.runtime.adaptation import REFERENCE_FILE
+    from physioser.runtime.integrity import write_integrity
+
+    dim = Engine.from_path(exported[1]).adaptation_dim
+    bundle = _reference_bundle(exported, tmp_path / "ok", _reference(dim))
+    unlisted = _reference_bundle(exported, tmp_path / "unlisted", _reference(dim))
+    write_integrity(unlisted, ["model.onnx", "metadata.json", "MODEL_CARD.md"])
+    with pytest.raises(EngineError, match=f"{REFERENCE_FILE} is not listed in SHA256SUMS"):
+        Engine.from_path(unlisted)
+    replaced = _reference_bundle(exported, tmp_path / "replaced", _reference(dim))
+    (replaced / REFERENCE_FILE).write_bytes((bundle / REFERENCE_FILE).read_bytes()[:-8] + bytes(8))
+    with pytest.raises(EngineError, match="integrity check failed"):
+        Engine.from_path(replaced)
+    narrow = _reference_bundle(exported, tmp_path / "narrow", _reference(dim - 1))
+    with pytest.raises(EngineError, match="does not fit"):
+        Engine.from_path(narrow)
+    garbage = _reference_bundle(exported, tmp_path / "garbage", _reference(dim))
+    (garbage / REFERENCE_FILE).write_bytes(b"not an npz archive")
+    write_integrity(garbage, ["model.onnx", "metadata.json", "MODEL_CARD.md", REFERENCE_FILE])
+    with pytest.raises(EngineError, match="is not a speaker reference") as err:
+        Engine.from_path(garbage)
+    assert "npz archive" not in str(err.value)  # the file's contents are not echoed

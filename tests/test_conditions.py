@@ -218,7 +218,8 @@ def test_robustness_hears_the_speakers_the_given_checkpoint_held_out(tmp_path, c
                                            (["--window-s", "4"], "a window is for --stream only"),
                                            (["--adapt-tau", "8", "--stream"], "a shrinkage is for the"),
                                            (["--unnamed"], "unnamed speakers are for"),
-                                           (["--mix-corpora", "--stream"], "add --unnamed")])
+                                           (["--mix-corpora", "--stream"], "add --unnamed"),
+                                           (["--adapt-reference", "--adapt", "10"], "a reference is for the")])
 def test_robustness_refuses_options_the_stream_does_not_take(args, message):
     import typer
     from typer.testing import CliRunner

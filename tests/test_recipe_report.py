@@ -86,7 +86,8 @@ def test_the_fine_tuning_section_pairs_each_variant_with_its_frozen_control() ->
         return {"folds": [0, 1], "seed_mean": values, "ensemble": values, "seeds": [seeds] * len(values)}
 
     scores = {"ft-all": {"RAVDESS": {"0": folds([0.5, 0.7], 2)}}, "ft-top2": {"RAVDESS": {"0": folds([0.8, 0.7])}},
-              "ft-frozen": {"RAVDESS": {"0": folds([0.7, 0.7])}}}
+              "ft-frozen": {"RAVDESS": {"0": folds([0.7, 0.7])}},
+              "ft-top2 · whisper-base": {"RAVDESS": {"0": folds([0.9, 0.8])}}, "ft-frozen · whisper-base": {"RAVDESS": {"0": folds([0.8, 0.8])}}}
     recipe = {"RAVDESS": {"0": {"folds": [0, 1, 2], "seed_mean": [0.7, 0.6, 0.1], "seeds": [3, 3, 3]}}}
     probe = {"RAVDESS": {"folds": [0, 1, 2], "ua": [0.6, 0.6, 0.0]}}
     text = "\n".join(finetune_section(scores, recipe, probe))
@@ -96,6 +97,8 @@ def test_the_fine_tuning_section_pairs_each_variant_with_its_frozen_control() ->
     assert "| ft-all | 0.600 ± 0.100 (2 × 2) |" in text
     assert "| `stats-mlp-reg-fixed` (the recipe, cached statistics) | 0.650 ± 0.050 |" in text  # on the fine-tuned folds only
     assert "| ft-top2 − ft-frozen | +0.050 ± 0.050 (1/2, worst +0.000) |" in text
+    assert rows[3:5] == ["| ft-frozen · whisper-base", "| ft-top2 · whisper-base"]  # another backbone after, with its own control
+    assert "| ft-top2 · whisper-base − ft-frozen · whisper-base | +0.050 ± 0.050 (1/2, worst +0.000) |" in text
     assert "| ft-frozen − the recipe (reproduction) | +0.050 ± 0.050 (1/2, worst +0.000) |" in text
     assert "| ft-top2 − linear probe | +0.150 ± 0.050 (2/2, worst +0.100) |" in text
 

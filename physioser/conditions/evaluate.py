@@ -239,6 +239,8 @@ def register(app: typer.Typer) -> None:
         voice_encoder: bool = typer.Option(True, "--voice-encoder/--no-voice-encoder", help="with --unnamed: name voices by the "
                                            "bundle's speaker encoder where it has one (physioser export --voice-encoder), "
                                            "else by the model's own statistics"),
+        adapt_reference: bool = typer.Option(False, "--adapt-reference", help="with --stream --adapt all: the running "
+                                             "adaptation measured against the model's training speakers (its speaker reference)"),
         window_s: float = typer.Option(None, "--window-s", min=0.25, max=60.0, help="with --stream: the stream's window in seconds (default: the model's)"),
         limit: int = typer.Option(0, "--limit", help="at most this many held-out clips per corpus (0: all)"),
         corpora_root: Path = typer.Option(None, "--corpora-root", help="default: ../shared/corpora"),
@@ -276,6 +278,9 @@ def register(app: typer.Typer) -> None:
         if adapt_tau != STREAM_TAU and not running:
             raise typer.BadParameter("a shrinkage is for the stream's running adaptation only (--stream --adapt all)",
                                      param_hint="--adapt-tau")
+        if adapt_reference and not running:
+            raise typer.BadParameter("a reference is for the stream's running adaptation (--stream --adapt all); whole "
+                                     "files are measured against it wherever the model carries one", param_hint="--adapt-reference")
         if stream and adapt not in ("0", "all"):
             raise typer.BadParameter(f"{adapt!r}: the stream adapts from everything heard of the speaker: give 0 or 'all'",
                                      param_hint="--adapt")
@@ -302,22 +307,25 @@ def register(app: typer.Typer) -> None:
         earlier = json.loads(out.read_text()) if out and out.is_file() else {}
         same = (earlier.get("model"), earlier.get("seed"), earlier.get("heldout_speakers"), earlier.get("clips"), earlier.get("adapt", "0"),
                 earlier.get("stream", False), earlier.get("window_s"), earlier.get("adapt_tau"), earlier.get("unnamed", False),
-                earlier.get("mix_corpora", False), earlier.get("voice_encoder")) == (
-                    name, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None, unnamed, mix_corpora, voices)
+                earlier.get("mix_corpora", False), earlier.get("voice_encoder"), earlier.get("adapt_reference", False)) == (
+                    name, seed, speakers, len(rows), adapt, stream, window_s, adapt_tau if running else None, unnamed, mix_corpora, voices,
+                    adapt_reference)
         result = {"command": "physioser robustness " + " ".join(f"-c {c}" for c in conditions)
                   + (f" --model {name}" if model else "") + (f" --heldout-of {portable(heldout_of)}" if heldout_of else "")
                   + (f" --limit {limit}" if limit else "") + (f" --seed {seed}" if seed else "")
                   + (f" --adapt {adapt}" if adapt != "0" else "") + (" --stream" if stream else "")
                   + (f" --window-s {window_s:g}" if window_s is not None else "")
                   + (f" --adapt-tau {adapt_tau:g}" if adapt_tau != STREAM_TAU else "") + (" --unnamed" if unnamed else "")
-                  + (" --mix-corpora" if mix_corpora else "") + (" --no-voice-encoder" if unnamed and not voice_encoder else ""),
+                  + (" --mix-corpora" if mix_corpora else "") + (" --no-voice-encoder" if unnamed and not voice_encoder else "")
+                  + (" --adapt-reference" if adapt_reference else ""),
                   "model": name, "seed": seed, "adapt": adapt, "stream": stream, "window_s": window_s,
                   **({"adapt_tau": adapt_tau} if running else {}), **({"unnamed": True} if unnamed else {}),
                   **({"mix_corpora": True} if mix_corpora else {}), **({"voice_encoder": voices} if voices else {}),
+                  **({"adapt_reference": True} if adapt_reference else {}),
                   "heldout_speakers": speakers,
                   **evaluate(engine, rows, conditions, seed, root, noise_root, done=earlier["conditions"] if same else None,
                              adapt_k=adapt_k, stream=stream, window_s=window_s, adapt_tau=adapt_tau, named=not unnamed, mixed=mix_corpora,
-                             streamer_options={"voice_encoder": voice_encoder})}
+                             streamer_options={"voice_encoder": voice_encoder, "adapt_reference": adapt_reference})}
         table = markdown(result)
         typer.echo(table)
         if out:

@@ -658,7 +658,13 @@ def finetune_section(scores: dict, recipe_scores: dict, probe_ua: dict) -> list[
     strict = {v: {c: cells[c]["0"] for c in CORPUS_ORDER if "0" in cells.get(c, {})} for v, cells in scores.items()}
     probe = _probe_cells(probe_ua)
     recipe = {c: recipe_scores[c]["0"] for c in CORPUS_ORDER if c in recipe_scores}
-    names = sorted(strict, key=lambda v: (v != "ft-frozen", v.replace("all", "~")))  # the control first, every block last
+    def backbone(v: str) -> str:  # the suffix setting() gives another backbone's runs ("" for whisper-tiny.en)
+        return v.partition(" · ")[2]
+
+    def control(v: str) -> str:  # the frozen encoder of the same backbone
+        return " · ".join(filter(None, ("ft-frozen", backbone(v))))
+
+    names = sorted(strict, key=lambda v: (backbone(v), v != control(v), v.replace("all", "~")))  # per backbone: the control first
     head = "| model | " + " | ".join(CORPUS_ORDER) + " |"
     rule = "|---" * (len(CORPUS_ORDER) + 1) + "|"
     ref = strict.get("ft-frozen", {})
@@ -672,7 +678,8 @@ def finetune_section(scores: dict, recipe_scores: dict, probe_ua: dict) -> list[
              "and input as the others), `ft-top1` / `ft-top2` = the top one / two blocks and the final layer norm learn, "
              "`ft-all` = every block learns, at 0.03 × the head's learning rate (weight decay as the head). Folds of "
              "`physioser eval` as above; cells: strict UA mean ± std over folds (mean over seeds per fold); the probe and the "
-             "recipe on the same folds; (folds × seeds). Per-fold scores: `eval/results/recipe/finetune.json`.", "",
+             "recipe on the same folds; (folds × seeds). `· whisper-base`: the same on whisper-base (`pack --backbone "
+             "whisper-base`), paired with its own `ft-frozen`. Per-fold scores: `eval/results/recipe/finetune.json`.", "",
              "Commands (one H200 GPU, 15-16 worker processes; a pack per carried transfer): `python -m "
              "physioser.experiments.finetune pack --out A.npz --corpora-root ../shared/corpora -c RAVDESS` (and `-c EMOVO "
              "-c URDU`, `-c KoreanEmotionTTS`, `-c ASED`; CPU, seconds); `OMP_NUM_THREADS=1 RECIPE_DEVICE=cuda python -m "
@@ -686,8 +693,8 @@ def finetune_section(scores: dict, recipe_scores: dict, probe_ua: dict) -> list[
                                        for c in CORPUS_ORDER) + " |" for v in names]
     lines += ["", "Paired per-fold differences (mean ± std over folds, folds ahead / folds, worst fold):", "", head, rule,
               "| ft-frozen − the recipe (reproduction) | " + " | ".join(_diff(ref.get(c), recipe.get(c)) for c in CORPUS_ORDER) + " |"]
-    lines += [f"| {v} − ft-frozen | " + " | ".join(_diff(strict[v].get(c), ref.get(c)) for c in CORPUS_ORDER) + " |"
-              for v in names if v != "ft-frozen"]
+    lines += [f"| {v} − {control(v)} | " + " | ".join(_diff(strict[v].get(c), strict.get(control(v), {}).get(c)) for c in CORPUS_ORDER) + " |"
+              for v in names if v != control(v)]
     lines += [f"| {v} − linear probe | " + " | ".join(_diff(strict[v].get(c), probe.get(c)) for c in CORPUS_ORDER) + " |"
               for v in ("ft-frozen", "ft-top2") if v in strict]
     return lines

@@ -8,7 +8,8 @@
   offset of ``k`` *other* random utterances of its speaker (``k`` drawn from ``adapt.train_k``,
   0 = all others), so that one model learns the strict (zero offset) and adapted inputs;
 * :func:`speaker_reference` — the training speakers' mean evidence and emotion balance, that the
-  ``referenced`` rule measures a test speaker against;
+  ``referenced`` rule measures a test speaker against; :func:`write_speaker_reference` keeps it beside
+  a trained model's weights, for the runtime;
 * :func:`adapted_predictions` — test predictions under the adapted protocol with ``k`` random
   unlabelled utterances of each test speaker.
 """
@@ -16,15 +17,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from physioser.model.config import AdaptConfig
-from physioser.runtime.adaptation import SpeakerReference, evidence, mixing_weight, offsets_from_sums, speaker_offsets
+from physioser.runtime.adaptation import REFERENCE_FILE, SpeakerReference, evidence, mixing_weight, offsets_from_sums, speaker_offsets
 
-__all__ = ["speaker_evidence", "speaker_reference", "training_offsets", "adapted_predictions", "RULES"]
+__all__ = ["speaker_evidence", "speaker_reference", "write_speaker_reference", "training_offsets", "adapted_predictions", "RULES"]
 
 RULES = ("balanced", "referenced", "compensated", "entropy", "plain")
 """Offset rules of :func:`adapted_predictions`: ``balanced`` = the model's (mixing weight from its
@@ -65,6 +67,18 @@ def speaker_reference(model, data, train_idx: np.ndarray) -> SpeakerReference:
     means = np.stack([rows[speakers == s, : 2 * dim].mean(0) for s in names])
     counts = np.stack([np.bincount(labels[speakers == s], minlength=classes) for s in names])
     return SpeakerReference(means, np.clip(mixing_weight(counts, 1.0), 0.0, 1.0))  # an entropy of 1 can round above it
+
+
+def write_speaker_reference(model, data, train_idx: np.ndarray, model_dir: str | Path) -> Path | None:
+    """Write ``model_dir``/:data:`~physioser.runtime.adaptation.REFERENCE_FILE`, the :func:`speaker_reference`
+    of the training rows ``data[train_idx]`` (every row the model trained on, its augmented and stream-window
+    copies included: each speaker as the model heard them, under the conditions it learnt); None (nothing
+    written) for a model that is not speaker-adaptive."""
+    if not getattr(model, "statistics", False):
+        return None
+    path = Path(model_dir) / REFERENCE_FILE
+    speaker_reference(model, data, train_idx).save(path)
+    return path
 
 
 def training_offsets(rows: np.ndarray, speakers: Sequence[str], adapt: AdaptConfig, rng: np.random.Generator, dim: int,

@@ -32,7 +32,10 @@ the speaker (their mean statistics and emotion balance) rather than against the 
 origin: in a model trained on several corpora the plain speaker mean also removes the language and
 recording set-up, which the model had learned to read, and a population-wide ``balance`` fits none
 of its corpora. Then ``x`` and ``c`` above are taken relative to the neighbours' mean ``x`` and
-``c``, and ``balance`` is the neighbours' (docs/adaptation.md).
+``c``, and ``balance`` is the neighbours' (docs/adaptation.md). ``physioser train`` writes a model's
+reference beside its weights (:data:`REFERENCE_FILE`), an export puts it in the bundle
+(``engine.speaker_reference``); :func:`protocol_offsets` uses it wherever the model carries one, the
+stream only when asked (``Streamer(adapt_reference=True)``: in noise it lost there).
 
 * :func:`speaker_offsets` — the evaluation protocol: each utterance gets the offset of ``k``
   random utterances of its own speaker (``k=None``: all of them; ``k=0``: none, the strict protocol);
@@ -43,6 +46,7 @@ of its corpora. Then ``x`` and ``c`` above are taken relative to the neighbours'
 
 from __future__ import annotations
 
+import io
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -50,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STREAM_TAU", "REFERENCE_NEIGHBOURS", "SpeakerReference", "evidence", "output_evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "utterance_evidence",
+__all__ = ["STREAM_TAU", "REFERENCE_NEIGHBOURS", "REFERENCE_FILE", "SpeakerReference", "evidence", "output_evidence", "mixing_weight", "offsets_from_sums", "speaker_offset", "speaker_offsets", "utterance_evidence",
            "protocol_offsets", "SpeakerAdaptation", "VoiceIds", "AdaptationError"]
 
 
@@ -65,6 +69,10 @@ that emotion (docs/adaptation.md)."""
 REFERENCE_NEIGHBOURS = 5
 """Training speakers a :class:`SpeakerReference` measures a speaker against (chosen over 3 and 10 in a
 screen not kept in the repository; docs/adaptation.md gives its figures)."""
+
+
+REFERENCE_FILE = "speaker_reference.npz"
+"""A model directory's and a bundle's :class:`SpeakerReference` (written by ``physioser train``)."""
 
 
 class AdaptationError(ValueError):
@@ -100,6 +108,27 @@ class SpeakerReference:
         dist = ((x[:, None, :] - self.means[None, :, : self.dim]) ** 2).sum(-1)
         near = np.argsort(dist, axis=1, kind="stable")[:, : self.neighbours]
         return self.means[near].mean(1), self.balance[near].mean(1)
+
+    def save(self, path: str | Path) -> None:
+        """Write :data:`REFERENCE_FILE`: the means in float16 (standardised statistics, well inside its
+        range; half the size), the balances and the neighbour count."""
+        np.savez(Path(path), means=self.means.astype(np.float16), balance=self.balance.astype(np.float32),
+                 neighbours=np.array(self.neighbours))
+
+    @classmethod
+    def load(cls, source: str | Path | bytes, name: str | None = None) -> "SpeakerReference":
+        """A reference written by :meth:`save`, from a path or its (already verified) bytes; ``name``
+        names it in errors."""
+        name = name or str(source)
+        try:
+            with np.load(io.BytesIO(source) if isinstance(source, bytes) else Path(source), allow_pickle=False) as data:
+                means, balance, neighbours = data["means"], data["balance"], int(data["neighbours"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AdaptationError(f"{name} is not a speaker reference ({type(exc).__name__})") from None
+        try:
+            return cls(means, balance, neighbours)
+        except AdaptationError as exc:
+            raise AdaptationError(f"{name}: {exc}") from None
 
 
 def evidence(features: np.ndarray, speaker_features: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -184,10 +213,11 @@ def utterance_evidence(engine, audio: Sequence[np.ndarray], max_seconds: float =
 
 
 def protocol_offsets(engine, rows: np.ndarray, speakers: Sequence[str], k: int | None, seed: int = 0) -> np.ndarray:
-    """:func:`speaker_offsets` float32 [N, F] with the shrinkage and balance of the engine's metadata."""
+    """:func:`speaker_offsets` float32 [N, F] with the shrinkage and balance of the engine's metadata,
+    measured against the engine's :class:`SpeakerReference` where its model carries one."""
     settings = engine.metadata["adaptation"]
     return speaker_offsets(rows, speakers, k, engine.adaptation_dim, float(settings["tau"]),
-                           float(settings.get("balance", 0.0)), seed=seed).astype(np.float32)
+                           float(settings.get("balance", 0.0)), seed=seed, reference=engine.speaker_reference).astype(np.float32)
 
 
 class SpeakerAdaptation:
@@ -198,18 +228,23 @@ class SpeakerAdaptation:
     Args:
         dim: width F of the features. classes: number C of emotion classes. tau: shrinkage in
             utterances; balance: emotion balance of the training speakers (see the module doc).
+        reference: the model's training speakers, that offsets are measured against (None: the
+            training set's origin and ``balance``).
         max_speakers: speakers kept; the least recently used is evicted beyond it.
         horizon: utterance weight after which older speech is forgotten exponentially (a running
             estimate that follows a voice over a long session); None keeps the plain sums.
     """
 
     def __init__(self, dim: int, classes: int, tau: float, balance: float = 0.0, *, max_speakers: int = 16,
-                 horizon: float | None = 200.0) -> None:
+                 horizon: float | None = 200.0, reference: SpeakerReference | None = None) -> None:
         if (dim < 1 or classes < 2 or tau < 0 or not 0 <= balance <= 1 or max_speakers < 1
                 or (horizon is not None and horizon <= 0)):
             raise AdaptationError(f"bad adaptation settings: dim={dim}, classes={classes}, tau={tau}, balance={balance}, "
                                   f"max_speakers={max_speakers}, horizon={horizon}")
+        if reference is not None and reference.dim != dim:
+            raise AdaptationError(f"a speaker reference of width {reference.dim} does not fit features of width {dim}")
         self.dim, self.classes, self.tau, self.balance = int(dim), int(classes), float(tau), float(balance)
+        self.reference = reference
         self.max_speakers, self.horizon = int(max_speakers), horizon
         self._state: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()  # speaker -> (evidence sum, weight)
 
@@ -235,7 +270,8 @@ class SpeakerAdaptation:
             return np.zeros(self.dim, dtype=np.float32)
         total, weight = self._state[speaker]
         self._state.move_to_end(speaker)
-        return offsets_from_sums(total[None], np.array([weight]), self.dim, self.tau, self.balance)[0].astype(np.float32)
+        return offsets_from_sums(total[None], np.array([weight]), self.dim, self.tau, self.balance,
+                                 self.reference)[0].astype(np.float32)
 
     def update(self, speaker: str | None, row: np.ndarray, weight: float = 1.0) -> None:
         """Add one utterance's (or window's, with its share as ``weight``) :func:`evidence` row [2F + C]."""

@@ -3,8 +3,10 @@
 A bundle holds the ONNX graph (``model.onnx``), its contract metadata (``metadata.json``: sample
 rate, window, hop, classes, versions — what the runtime reads), the model card
 (``MODEL_CARD.md``) and ``SHA256SUMS`` covering all three, and optionally a speaker encoder
-(``voice.onnx``, :mod:`physioser.runtime.voice`) listed there too. :func:`read_bundle` verifies the
-hashes before anything is used, so a replaced or corrupt graph is refused.
+(``voice.onnx``, :mod:`physioser.runtime.voice`) and the training speakers that speaker adaptation
+measures against (``speaker_reference.npz``, :class:`~physioser.runtime.adaptation.SpeakerReference`),
+listed there too. :func:`read_bundle` verifies the hashes before anything is used, so a replaced or
+corrupt file is refused.
 
 The default bundle (the shipped model of ``physioser/assets/default``, exported) lives in the
 cache at :func:`default_bundle_dir`, keyed by the weights, the physioser version and the graph
@@ -20,6 +22,7 @@ from typing import Any
 
 import physioser
 from physioser.paths import cache_dir, default_model_dir
+from physioser.runtime.adaptation import REFERENCE_FILE
 from physioser.runtime.contract import GRAPH_VERSION, EngineError
 from physioser.runtime.integrity import sha256_file, verify_integrity
 from physioser.runtime.voice import VOICE_GRAPH
@@ -28,6 +31,13 @@ GRAPH = "model.onnx"
 METADATA = "metadata.json"
 CARD = "MODEL_CARD.md"
 BUNDLE_FILES = (GRAPH, METADATA, CARD)
+OPTIONAL_FILES = (VOICE_GRAPH, REFERENCE_FILE)
+
+
+def bundle_files(path: Path) -> list[str]:
+    """The files of the bundle folder ``path`` that its SHA256SUMS must list: the required ones and the
+    optional ones it holds."""
+    return [*BUNDLE_FILES, *(name for name in OPTIONAL_FILES if (path / name).exists())]
 
 
 def is_bundle(path: Path) -> bool:
@@ -38,8 +48,10 @@ def is_bundle(path: Path) -> bool:
 def read_bundle(path: Path) -> tuple[Path, dict[str, Any], dict[str, str]]:
     """Verify a bundle and return (graph path, metadata, {file: sha256} of the files SHA256SUMS lists)."""
     digests = verify_integrity(path, required=True, covering=BUNDLE_FILES)
-    if (path / VOICE_GRAPH).exists() and VOICE_GRAPH not in digests:
-        raise EngineError(f"{path}: {VOICE_GRAPH} is not listed in SHA256SUMS, so it cannot be verified (export the bundle again)")
+    unlisted = [name for name in bundle_files(path) if name not in digests]
+    if unlisted:
+        raise EngineError(f"{path}: {' and '.join(unlisted)} {'is' if len(unlisted) == 1 else 'are'} not listed in SHA256SUMS, "
+                          "so it cannot be verified (export the bundle again)")
     try:
         metadata = json.loads((path / METADATA).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -57,6 +69,8 @@ def checkpoint_key(model_dir: Path) -> str:
         if not path.is_file():
             raise EngineError(f"{model_dir}: {name} missing; not a physioser model directory (see `physioser train`)")
         h.update(sha256_file(path).encode())
+    if (model_dir / REFERENCE_FILE).is_file():
+        h.update(sha256_file(model_dir / REFERENCE_FILE).encode())
     h.update(f"{physioser.__version__} graph {GRAPH_VERSION}".encode())
     return h.hexdigest()[:16]
 

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from physioser.paths import DEFAULT_BACKBONE
+from physioser.runtime.adaptation import REFERENCE_FILE, AdaptationError, SpeakerReference
 from physioser.runtime.bundle import METADATA, default_bundle_dir, is_bundle, read_bundle, ships_default
 from physioser.runtime.contract import (ADAPTATION_INPUT, REQUIRED_METADATA, EngineError, check_graph, metadata_strings,
                                          parse_metadata)
@@ -182,6 +183,19 @@ class Engine:
         self.min_samples: int = int(self.metadata["min_samples"])
         self.voice_graph: tuple[Path, str] | None = None  # a bundle's speaker encoder and its sha256
         self._voice_encoder: VoiceEncoder | None = None
+        self.speaker_reference: SpeakerReference | None = None  # the training speakers adaptation measures against
+
+    def read_speaker_reference(self, path: Path, sha256: str | None = None) -> None:
+        """Take the model's :class:`SpeakerReference` from ``path`` (its bytes checked against ``sha256``
+        where SHA256SUMS lists it)."""
+        try:
+            reference = SpeakerReference.load(read_verified(path, sha256, "speaker reference"), str(path))
+        except AdaptationError as exc:
+            raise EngineError(str(exc)) from None
+        if reference.dim != self.adaptation_dim:
+            raise EngineError(f"{path}: a speaker reference of width {reference.dim} does not fit {self.source}, whose "
+                              f"speaker offset has width {self.adaptation_dim}")
+        self.speaker_reference = reference
 
     def voice_encoder(self) -> VoiceEncoder | None:
         """The bundle's speaker encoder (:mod:`physioser.runtime.voice`), loaded on first use; None without one."""
@@ -234,6 +248,8 @@ class Engine:
             engine = cls(OrtBackend(graph, prof, metadata=metadata, sha256=digests[graph.name]), prof, str(path))
             if VOICE_GRAPH in digests:
                 engine.voice_graph = (path / VOICE_GRAPH, digests[VOICE_GRAPH])
+            if REFERENCE_FILE in digests:
+                engine.read_speaker_reference(path / REFERENCE_FILE, digests[REFERENCE_FILE])
             return engine
         if (path.parent if path.is_file() else path).joinpath("config.yaml").is_file():
             raise EngineError(f"{path} is a training checkpoint, not a model bundle: export it with "

@@ -69,7 +69,10 @@ class Streamer:
     ``speaker_features`` and ``speaker_probs``, all without the offset) to that speaker's state (weight
     hop/window: overlapping windows count once per stretch of speech), shrunk by ``adapt_tau``
     utterance weights (:data:`~physioser.runtime.adaptation.STREAM_TAU`), see :mod:`physioser.runtime.adaptation`.
-    Adapted windows are inferred one at a time, so that each one's offset includes the windows before it. The speaker is the one named by
+    ``adapt_reference`` measures the offsets against the model's training speakers nearest to the speaker
+    (``engine.speaker_reference``, where the model carries one) as whole-file adaptation does; off by
+    default: on the shipped model's held-out speakers it gained on clean speech and lost in noise in the
+    stream (docs/adaptation.md). Adapted windows are inferred one at a time, so that each one's offset includes the windows before it. The speaker is the one named by
     :meth:`set_speaker`; while none is named (``None``, the default) windows are inferred strictly,
     unless ``adapt_unnamed``: then the stream names voices itself (:class:`~physioser.runtime.adaptation.VoiceIds`,
     cosine ``voice_threshold``) from ``voice_embedding(samples) -> vector`` of each window where one is
@@ -85,7 +88,7 @@ class Streamer:
                  vad_threshold_db: float = -45.0, smoothing: float = 0.5, batch: int = 4, sample_rate: int = SAMPLE_RATE,
                  adapt: bool = True, adapt_tau: float = STREAM_TAU, max_speakers: int = 16, voice_threshold: float | None = None,
                  adapt_unnamed: bool = False, voice_embedding: Callable[[np.ndarray], np.ndarray] | None = None,
-                 voice_encoder: bool = True):
+                 voice_encoder: bool = True, adapt_reference: bool = False):
         engine.check_sample_rate(sample_rate, "the stream")
         window_s = engine.metadata["window_s"] if window_s is None else window_s
         hop_s = engine.metadata["hop_s"] if hop_s is None else hop_s
@@ -130,7 +133,8 @@ class Streamer:
         if adapt and engine.adaptation_dim:
             settings = engine.metadata["adaptation"]
             self.adaptation = SpeakerAdaptation(engine.adaptation_dim, len(engine.class_names), adapt_tau,
-                                                float(settings.get("balance", 0.0)), max_speakers=max_speakers)
+                                                float(settings.get("balance", 0.0)), max_speakers=max_speakers,
+                                                reference=engine.speaker_reference if adapt_reference else None)
         self.adapt_unnamed = bool(adapt_unnamed)
         if self.adaptation is not None:
             if self.adapt_unnamed and voice_embedding is None and voice_encoder:
