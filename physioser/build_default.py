@@ -351,10 +351,12 @@ def model_card(meta: dict, results: dict, train_line: str, command: str, speaker
     backbone = meta["backbone"]
     title, users, weights = BACKBONE_CARD[backbone]
     referenced = REFERENCE_FILE in sizes
-    reference_file = (f", `{REFERENCE_FILE}` ({sizes[REFERENCE_FILE] / 1024:.0f} KiB: the training speakers' mean statistics and "
-                      "emotion balance, that speaker adaptation measures a speaker against)") if referenced else ""
-    against = (f"measured against the {REFERENCE_NEIGHBOURS} training speakers nearest to them and mixed by their emotion "
-               f"balance (`{REFERENCE_FILE}`; `docs/adaptation.md`), τ from the metadata") if referenced else "τ and β from the metadata"
+    reference_file = (f", `{REFERENCE_FILE}` ({sizes[REFERENCE_FILE] / 1024:.0f} KiB: the training speakers' mean statistics, of their "
+                      "recordings and of each kind of training copy apart, and their emotion balance, that speaker adaptation "
+                      "measures a speaker against)") if referenced else ""
+    against = (f"measured against the {REFERENCE_NEIGHBOURS} training speakers nearest to them, as heard clean or in the kind "
+               f"of training copy nearest, mixed and scaled by their emotion balance (`{REFERENCE_FILE}`; `docs/adaptation.md`), "
+               f"τ from the metadata") if referenced else "τ and β from the metadata"
     return f"""# Model card: {title}
 
 The model {users}.
@@ -462,19 +464,18 @@ def model_files(model_dir: Path, reference: bool = True) -> list[str]:
 
 
 def readapt(args: argparse.Namespace, command: str) -> None:
-    """``--readapt``: the adapted figures of the model in ``args.out`` measured again (with its speaker
-    reference, written first where it has none) into ``args.json``, beside the figures of its build."""
+    """``--readapt``: the speaker reference of the model in ``args.out`` written again from the rows it
+    trained on, and its adapted figures measured again into ``args.json``, beside the figures of its build."""
     from physioser.export import export_onnx, write_bundle
     from physioser.model.directory import load_checkpoint
     from physioser.runtime.integrity import write_integrity
 
     done = json.loads(args.json.read_text())
-    if not (args.out / REFERENCE_FILE).is_file():
-        add_speaker_reference(args.out, args.corpora_root, args.noise_root)
-        write_integrity(args.out, model_files(args.out))
     model, meta = load_checkpoint(args.out)
     if not meta.get("adaptation"):
         raise SystemExit(f"{args.out}: the model is not speaker-adaptive; nothing to measure again")
+    add_speaker_reference(args.out, args.corpora_root, args.noise_root)
+    write_integrity(args.out, model_files(args.out))
     with tempfile.TemporaryDirectory() as tmp:
         graph = export_onnx(model, Path(tmp) / "default.onnx", metadata=meta)
         rows = heldout_rows(args.out, args.corpora_root)
@@ -508,8 +509,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--card-only", action="store_true",
                     help="rewrite only MODEL_CARD.md of --out from the figures in --json (and --robustness)")
     ap.add_argument("--readapt", action="store_true",
-                    help="measure the adapted figures of the model in --out again (first writing its speaker reference "
-                    "if it has none) into --json, and rewrite its card; the strict figures stay")
+                    help="write the speaker reference of the model in --out again and measure its adapted figures again "
+                    "into --json, and rewrite its card; the strict figures stay")
     args = ap.parse_args(argv)
     robustness = json.loads(args.robustness.read_text()) if args.robustness else None
     columns = [json.loads(p.read_text()) for p in args.robustness_column] if robustness else []

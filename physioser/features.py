@@ -88,6 +88,12 @@ def _load_waveform(row, max_seconds: float | None) -> np.ndarray:
     return x
 
 
+RECORDING, AUGMENTED, WINDOW, AUGMENTED_WINDOW = "recording", "augmented", "window", "augmented window"
+COPY_KINDS = (RECORDING, AUGMENTED, WINDOW, AUGMENTED_WINDOW)
+"""What a row of a :class:`FeatureSet` is: a recording, or a training copy of one made by
+:func:`add_augmented_copies` (``train.augment``, ``train.stream_windows``, ``train.augmented_windows``)."""
+
+
 @dataclass
 class FeatureSet:
     """Rows with labels and their cached features; ``collate(indices)`` builds a padded batch."""
@@ -99,9 +105,14 @@ class FeatureSet:
     backbone_counts: torch.Tensor | None = None  # [N, 4] float32
     backbone_spread: torch.Tensor | None = None  # [N, L, D] float32 frame standard deviations (statistics pooling)
     quartets: list[torch.Tensor] | None = None  # N × [4, F, T_i] float16
+    copy_kinds: np.ndarray | None = None  # [N] str: COPY_KINDS, where training copies were added (else all recordings)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def kinds(self) -> np.ndarray:
+        """[N] what each row is (:data:`COPY_KINDS`): a recording or a training copy of one."""
+        return np.full(len(self), RECORDING, dtype=object) if self.copy_kinds is None else self.copy_kinds
 
     @property
     def speakers(self) -> np.ndarray:
@@ -312,7 +323,9 @@ def add_augmented_copies(data: FeatureSet, train_idx: np.ndarray, cfg: Config, c
             labels.append(data.labels[i])
             rows.append(row)
             new_idx.append(n + len(new_idx))
-    out = replace(data, rows=list(data.rows) + rows, labels=np.concatenate([data.labels, np.array(labels, dtype=data.labels.dtype)]),
+    kinds = np.repeat(np.array([AUGMENTED] * t.augment + [WINDOW] * t.stream_windows + [AUGMENTED_WINDOW] * t.augmented_windows,
+                               dtype=object), len(train_idx))
+    out = replace(data, rows=list(data.rows) + rows, copy_kinds=np.concatenate([data.kinds(), kinds]), labels=np.concatenate([data.labels, np.array(labels, dtype=data.labels.dtype)]),
                   backbone_segments=torch.cat([data.backbone_segments, torch.stack(segments)]),
                   backbone_counts=torch.cat([data.backbone_counts, data.backbone_counts[torch.as_tensor(np.tile(train_idx, copies))]]),
                   backbone_spread=torch.cat([data.backbone_spread, torch.stack(spreads)]))

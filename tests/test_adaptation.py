@@ -122,6 +122,26 @@ def test_speaker_reference_holds_each_training_speakers_mean_and_emotion_balance
     assert np.allclose(speaker_reference(model, data, one_emotion).balance, 0.0)
 
 
+def test_speaker_reference_keeps_each_kind_of_training_copy_of_a_speaker_apart() -> None:
+    from dataclasses import replace
+
+    data = _synthetic()
+    model = _model(data).eval()
+    train = np.arange(36)
+    kinds = np.array(["recording", "augmented"] * 18, dtype=object)
+    kinds[24:36] = "recording"  # speaker s2: recordings only
+    reference = speaker_reference(model, replace(data, copy_kinds=np.concatenate([kinds, np.full(36, "recording")])), train)
+    rows = speaker_evidence(model, data, train)
+    dim = model.class_offsets.shape[1]
+    # sorted entries: (s0, augmented), (s0, recording), (s1, augmented), (s1, recording), (s2, recording)
+    assert reference.means.shape == (5, 2 * dim)
+    assert np.allclose(reference.means[0], rows[1:12:2, : 2 * dim].mean(0))
+    assert np.allclose(reference.means[3], rows[12:24:2, : 2 * dim].mean(0))
+    assert np.allclose(reference.means[4], rows[24:36, : 2 * dim].mean(0))
+    # the emotion balance is the speaker's, over all their rows, whatever each kind of copy holds
+    assert np.allclose(reference.balance, 1.0)
+
+
 def _evidence(n: int, dim: int = 3, classes: int = 2, seed: int = 0):
     rng = np.random.default_rng(seed)
     x, c = rng.normal(size=(n, dim)), rng.normal(size=(n, dim))
@@ -166,9 +186,29 @@ def test_referenced_offset_is_measured_against_the_nearest_training_speakers() -
     got = speaker_offset(rows, dim, tau=0.0, balance=0.0, reference=reference)
     assert np.allclose(got, np.array([12.0, 2.0]) - [10.5, 0.0])  # the plain mean (local balance 1) less the neighbours'
     assert np.allclose(speaker_offset(rows, dim, tau=0.0, balance=0.0), [12.0, 2.0])  # no reference: compensated, from 0
-    far = rows - np.array([25.0, 2, 22, 1, 0, 0])  # near the single-emotion population: its compensated mean, less theirs
-    assert np.allclose(speaker_offset(far, dim, tau=0.0, balance=1.0, reference=reference), np.array([-10.0, 1.0]) - [-10.0, 0.0])
+    far = rows - np.array([25.0, 2, 22, 1, 0, 0])  # near the single-emotion population (balance 0): not trusted at all
+    assert np.allclose(speaker_offset(far, dim, tau=0.0, balance=1.0, reference=reference), 0.0)
+    # every training speaker as neighbours (balance 0.5, a = 0.5): the mixed mean less theirs, scaled by 0.5
+    everyone = SpeakerReference(means, np.array([1.0, 1.0, 0.0, 0.0]), neighbours=4)
+    x, c = np.array([12.0, 2.0]) - [0.0, 0.0], np.array([12.0, 2.0]) - [-0.25, 0.0]
+    assert np.allclose(speaker_offset(rows, dim, tau=0.0, balance=1.0, reference=everyone), 0.5 * (0.5 * x + 0.5 * c))
     assert np.allclose(offsets_from_sums(np.zeros((1, 2 * dim + 2)), np.zeros(1), dim, 1.0, 1.0, reference), 0.0)
+
+
+def test_a_saved_speaker_reference_keeps_the_speaker_features_as_a_low_rank_shift(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    x, probs, class_offsets = rng.normal(0, 3, (30, 64)), rng.dirichlet(np.ones(4), 30), rng.normal(0, 1, (4, 64))
+    reference = SpeakerReference(np.concatenate([x, x - probs @ class_offsets], axis=1), rng.uniform(0, 1, 30), neighbours=3)
+    reference.save(tmp_path / "ref.npz")
+    with np.load(tmp_path / "ref.npz") as data:  # the features' means, and the emotions' shift in rank <= classes
+        assert data["means"].shape == (30, 64) and data["shift_weights"].shape[1] <= 4 and data["shift_basis"].shape[0] <= 4
+    loaded = SpeakerReference.load(tmp_path / "ref.npz")
+    np.testing.assert_allclose(loaded.means, reference.means, atol=1e-2)  # float16 features
+    np.testing.assert_allclose(loaded.balance, reference.balance, atol=1e-6)
+    # a reference written with both means side by side still loads
+    np.savez(tmp_path / "both.npz", means=reference.means.astype(np.float16), balance=reference.balance.astype(np.float32),
+             neighbours=np.array(3))
+    np.testing.assert_allclose(SpeakerReference.load(tmp_path / "both.npz").means, reference.means, atol=1e-2)
 
 
 def test_a_speaker_reference_that_does_not_fit_is_refused() -> None:

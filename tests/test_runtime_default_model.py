@@ -152,7 +152,7 @@ def test_the_whisper_base_default_is_small_intact_and_measured():
     import json
 
     sizes = sum(p.stat().st_size for p in BASE_DIR.iterdir())
-    assert sizes < 5 * 2**20
+    assert sizes < 10 * 2**20  # head weights and the training speakers' reference, twice whisper-tiny.en's width
     verify_integrity(BASE_DIR)
     card = (BASE_DIR / "MODEL_CARD.md").read_text()
     figures = json.loads((REPO / "eval" / "bench" / "default_model_base.json").read_text())

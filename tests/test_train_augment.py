@@ -161,6 +161,7 @@ def test_stream_window_copies_follow_the_augmented_ones(monkeypatch):
     assert len(out) == n + 2 * len(train) and len(tr) == 3 * len(train)
     assert sorted(windows) == [("C", DEFAULT_WINDOW_S, 0, 3), ("D", DEFAULT_WINDOW_S, 0, 3)]
     assert [float(out.backbone_segments[n + j, 0, 0, 0]) for j in range(6)] == [100.0, 102.0, 109.0, -1.0, -3.0, -10.0]
+    assert out.kinds().tolist() == ["recording"] * n + ["augmented"] * 3 + ["window"] * 3  # each row says what it is
 
 
 def test_a_stream_window_is_a_seeded_window_of_the_clip_between_silences():
@@ -207,6 +208,7 @@ def test_augmented_windows_are_a_validated_option_that_follows_the_stream_window
     assert len(out) == n + 4 and tr.tolist() == [0, 9, n, n + 1, n + 2, n + 3]
     assert sorted(calls) == sorted((c, "/noise", DEFAULT_WINDOW_S, e, 3) for c in ("C", "D") for e in range(2))
     assert [float(out.backbone_segments[n + j, 0, 0, 0]) for j in range(4)] == [50.0, 59.0, 50.0, 59.0]
+    assert out.kinds().tolist() == ["recording"] * n + ["augmented window"] * 4
 
 
 def test_an_augmented_window_is_a_window_of_the_augmented_clip(tmp_path, monkeypatch):

@@ -7,9 +7,10 @@
 * :func:`training_offsets` — for each training row, with probability ``adapt.train_prob``, the
   offset of ``k`` *other* random utterances of its speaker (``k`` drawn from ``adapt.train_k``,
   0 = all others), so that one model learns the strict (zero offset) and adapted inputs;
-* :func:`speaker_reference` — the training speakers' mean evidence and emotion balance, that the
-  ``referenced`` rule measures a test speaker against; :func:`write_speaker_reference` keeps it beside
-  a trained model's weights, for the runtime;
+* :func:`speaker_reference` — the training speakers' mean evidence (of their recordings and of each
+  kind of training copy apart) and emotion balance, that the ``referenced`` rule measures a test
+  speaker against; :func:`write_speaker_reference` keeps it beside a trained model's weights, for the
+  runtime;
 * :func:`adapted_predictions` — test predictions under the adapted protocol with ``k`` random
   unlabelled utterances of each test speaker.
 """
@@ -56,24 +57,26 @@ def speaker_evidence(model, data, indices: np.ndarray, batch_size: int = 256) ->
 
 
 def speaker_reference(model, data, train_idx: np.ndarray) -> SpeakerReference:
-    """The :class:`SpeakerReference` of the training rows ``data[train_idx]``: each training speaker's
-    mean evidence features and speaker features, and the normalised entropy of their emotion labels
-    (training labels only)."""
+    """The :class:`SpeakerReference` of the training rows ``data[train_idx]``: the mean evidence features
+    and speaker features of each training speaker as each kind of row presents them (their recordings,
+    and each kind of training copy, ``data.kinds()``, apart: a speaker heard in noise then finds the
+    training speakers as the model heard them in noise), and the normalised entropy of the speaker's
+    emotion labels (training labels only)."""
     train_idx = np.asarray(train_idx)
     rows = speaker_evidence(model, data, train_idx)
     dim, classes = model.class_offsets.shape[1], model.class_offsets.shape[0]
-    speakers, labels = data.speakers[train_idx], np.asarray(data.labels)[train_idx]
-    names = np.unique(speakers)
-    means = np.stack([rows[speakers == s, : 2 * dim].mean(0) for s in names])
-    counts = np.stack([np.bincount(labels[speakers == s], minlength=classes) for s in names])
+    speakers, kinds, labels = data.speakers[train_idx], data.kinds()[train_idx], np.asarray(data.labels)[train_idx]
+    entries = sorted(set(zip(speakers.tolist(), kinds.tolist())))
+    means = np.stack([rows[(speakers == s) & (kinds == k), : 2 * dim].mean(0) for s, k in entries])
+    counts = np.stack([np.bincount(labels[speakers == s], minlength=classes) for s, _ in entries])
     return SpeakerReference(means, np.clip(mixing_weight(counts, 1.0), 0.0, 1.0))  # an entropy of 1 can round above it
 
 
 def write_speaker_reference(model, data, train_idx: np.ndarray, model_dir: str | Path) -> Path | None:
     """Write ``model_dir``/:data:`~physioser.runtime.adaptation.REFERENCE_FILE`, the :func:`speaker_reference`
     of the training rows ``data[train_idx]`` (every row the model trained on, its augmented and stream-window
-    copies included: each speaker as the model heard them, under the conditions it learnt); None (nothing
-    written) for a model that is not speaker-adaptive."""
+    copies included: each speaker as the model heard them, under each kind of condition it learnt); None
+    (nothing written) for a model that is not speaker-adaptive."""
     if not getattr(model, "statistics", False):
         return None
     path = Path(model_dir) / REFERENCE_FILE

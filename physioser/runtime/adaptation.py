@@ -28,11 +28,14 @@ adapted pass would feed the offset back into itself. Over the speaker's utteranc
 reads a label.
 
 With a :class:`SpeakerReference`, the offset is measured against the training speakers nearest to
-the speaker (their mean statistics and emotion balance) rather than against the training set's
+the speaker (their mean statistics, clean and as each kind of training copy presents them, and
+their emotion balance) rather than against the training set's
 origin: in a model trained on several corpora the plain speaker mean also removes the language and
 recording set-up, which the model had learned to read, and a population-wide ``balance`` fits none
 of its corpora. Then ``x`` and ``c`` above are taken relative to the neighbours' mean ``x`` and
-``c``, and ``balance`` is the neighbours' (docs/adaptation.md). ``physioser train`` writes a model's
+``c``, ``balance`` is the neighbours', and the offset is scaled by it: where the speakers most like
+this one were each heard in one emotion, a speaker's mean may be their emotion too, so it is trusted
+as far as those speakers spanned the emotions (docs/adaptation.md). ``physioser train`` writes a model's
 reference beside its weights (:data:`REFERENCE_FILE`), an export puts it in the bundle
 (``engine.speaker_reference``); :func:`protocol_offsets` uses it wherever the model carries one, the
 stream only when asked (``Streamer(adapt_reference=True)``: in noise it lost there).
@@ -80,10 +83,13 @@ class AdaptationError(ValueError):
 
 
 class SpeakerReference:
-    """The training speakers an offset is measured against: each one's mean :func:`evidence` features
-    and speaker features ``means`` [S, 2F] and emotion balance ``balance`` [S] (normalised entropy of
-    their true emotions, from training labels); :meth:`nearest` averages the ``neighbours`` nearest
-    (all of them where there are fewer)."""
+    """The training speakers an offset is measured against: entries of mean :func:`evidence` features
+    and speaker features ``means`` [S, 2F] (one per training speaker and kind of training row, as
+    :func:`physioser.model.adaptation.speaker_reference` writes them: a speaker in noise lies nearest
+    to the noisy copies of similar speakers, not to whichever clean speakers noise pushes it toward)
+    and the emotion balance ``balance`` [S] of each entry's speaker (normalised entropy of their true
+    emotions, from training labels); :meth:`nearest` averages the ``neighbours`` nearest entries (all
+    of them where there are fewer)."""
 
     def __init__(self, means: np.ndarray, balance: np.ndarray, neighbours: int = REFERENCE_NEIGHBOURS) -> None:
         self.means = np.asarray(means, dtype=np.float64)
@@ -100,8 +106,8 @@ class SpeakerReference:
         return self.means.shape[1] // 2
 
     def nearest(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Speaker mean features [m, F] -> (the nearest training speakers' mean features and speaker
-        features [m, 2F], their mean balance [m]), nearest by Euclidean distance of the features."""
+        """Speaker mean features [m, F] -> (the nearest entries' mean features and speaker features
+        [m, 2F], their mean balance [m]), nearest by Euclidean distance of the features."""
         x = np.atleast_2d(np.asarray(features, dtype=np.float64))
         if x.shape[1] != self.dim:
             raise AdaptationError(f"speaker features of width {x.shape[1]} do not fit a reference of width {self.dim}")
@@ -110,19 +116,27 @@ class SpeakerReference:
         return self.means[near].mean(1), self.balance[near].mean(1)
 
     def save(self, path: str | Path) -> None:
-        """Write :data:`REFERENCE_FILE`: the means in float16 (standardised statistics, well inside its
-        range; half the size), the balances and the neighbour count."""
-        np.savez(Path(path), means=self.means.astype(np.float16), balance=self.balance.astype(np.float32),
+        """Write :data:`REFERENCE_FILE`: the features' means in float16 (standardised statistics, well
+        inside its range), the speaker features' means as those less a shift of low rank in two float32
+        factors (the shift is the predicted emotions' offsets, ``x - c = p · class_offsets``: its rank is
+        at most the number of classes), the balances and the neighbour count."""
+        x, c = self.means[:, : self.dim], self.means[:, self.dim :]
+        u, s, vt = np.linalg.svd(x - c, full_matrices=False)
+        rank = int((s > 1e-5 * s[0]).sum()) if s.size and s[0] > 0 else 0
+        np.savez(Path(path), means=x.astype(np.float16), shift_weights=(u[:, :rank] * s[:rank]).astype(np.float32),
+                 shift_basis=vt[:rank].astype(np.float32), balance=self.balance.astype(np.float32),
                  neighbours=np.array(self.neighbours))
 
     @classmethod
     def load(cls, source: str | Path | bytes, name: str | None = None) -> "SpeakerReference":
-        """A reference written by :meth:`save`, from a path or its (already verified) bytes; ``name``
-        names it in errors."""
+        """A reference written by :meth:`save` (or by earlier versions, with both means in ``means``), from a
+        path or its (already verified) bytes; ``name`` names it in errors."""
         name = name or str(source)
         try:
             with np.load(io.BytesIO(source) if isinstance(source, bytes) else Path(source), allow_pickle=False) as data:
-                means, balance, neighbours = data["means"], data["balance"], int(data["neighbours"])
+                means, balance, neighbours = data["means"].astype(np.float64), data["balance"], int(data["neighbours"])
+                if "shift_basis" in data.files:
+                    means = np.concatenate([means, means - data["shift_weights"].astype(np.float64) @ data["shift_basis"]], axis=1)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AdaptationError(f"{name} is not a speaker reference ({type(exc).__name__})") from None
         try:
@@ -153,17 +167,20 @@ def offsets_from_sums(sums: np.ndarray, weights: np.ndarray, dim: int, tau: floa
                       reference: SpeakerReference | None = None) -> np.ndarray:
     """Offsets [m, F] from summed :func:`evidence` rows [m, 2F + C] and summed weights [m] (zeros
     where nothing was heard); with a ``reference``, measured against each speaker's nearest training
-    speakers and with their balance instead of ``balance``."""
+    speakers, with their balance instead of ``balance``, and scaled by that balance."""
     sums, weights = np.atleast_2d(np.asarray(sums, dtype=np.float64)), np.atleast_1d(np.asarray(weights, dtype=np.float64))
     if sums.shape[1] <= 2 * dim or len(weights) != len(sums):
         raise AdaptationError(f"evidence sums {sums.shape} and weights {weights.shape} do not fit features of width {dim}")
     heard = weights > 0
     x, c, p = sums[:, :dim], sums[:, dim : 2 * dim], sums[:, 2 * dim :]
+    trust = np.ones((len(sums), 1))
     if reference is not None:
         near, balance = reference.nearest(x / np.where(heard, weights, 1.0)[:, None])
         x, c = x - weights[:, None] * near[:, :dim], c - weights[:, None] * near[:, dim:]
+        # speakers like this one each spoke in few emotions: their mean may be their emotion, so adapt less
+        trust = balance[:, None]
     a = np.where(heard, mixing_weight(p, balance), 0.0)[:, None]
-    return (a * x + (1 - a) * c) / (weights[:, None] + float(tau))
+    return trust * (a * x + (1 - a) * c) / (weights[:, None] + float(tau))
 
 
 def speaker_offset(rows: np.ndarray, dim: int, tau: float, balance: float, weights: np.ndarray | None = None,
