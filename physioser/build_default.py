@@ -374,7 +374,7 @@ The model {users}.
 - **Speaker adaptation** (on by default in the stream; `Streamer(adapt=False)` or the node's `adapt: false` turns it
   off): the graph takes an optional `speaker_offset` and outputs `speaker_features` and `speaker_probs` (metadata
   `adaptation` = {json.dumps(adaptation)}); `Streamer` keeps a running offset per speaker from unlabelled speech
-  (`docs/adaptation.md`){f"; whole files are adapted against the training speakers nearest to the speaker (`{REFERENCE_FILE}`), the stream only with `Streamer(adapt_reference=True)`, measured there on one draw of speakers only" if referenced else ""}.
+  (`docs/adaptation.md`){f"; whole files are adapted against the training speakers nearest to the speaker (`{REFERENCE_FILE}`), the stream only with `Streamer(adapt_reference=True)`, as there it is level with the default rule" if referenced else ""}.
   Feeding no offset gives the strict figures below.
 - **Files**: `model.safetensors` ({sizes['model.safetensors'] / 1024:.0f} KiB: head weights
   only), `config.yaml`{reference_file}, `SHA256SUMS` (checked at every load). {weights}; the ONNX

@@ -38,7 +38,7 @@ this one were each heard in one emotion, a speaker's mean may be their emotion t
 as far as those speakers spanned the emotions (docs/adaptation.md). ``physioser train`` writes a model's
 reference beside its weights (:data:`REFERENCE_FILE`), an export puts it in the bundle
 (``engine.speaker_reference``); :func:`protocol_offsets` uses it wherever the model carries one, the
-stream only when asked (``Streamer(adapt_reference=True)``: measured there on one draw of speakers only).
+stream only when asked (``Streamer(adapt_reference=True)``: there it is level with the default rule).
 
 * :func:`speaker_offsets` — the evaluation protocol: each utterance gets the offset of ``k``
   random utterances of its own speaker (``k=None``: all of them; ``k=0``: none, the strict protocol);

@@ -71,8 +71,8 @@ class Streamer:
     utterance weights (:data:`~physioser.runtime.adaptation.STREAM_TAU`), see :mod:`physioser.runtime.adaptation`.
     ``adapt_reference`` measures the offsets against the model's training speakers nearest to the speaker
     (``engine.speaker_reference``, where the model carries one) as whole-file adaptation does; off by
-    default: in the stream it has been measured on one draw of the shipped model's held-out speakers
-    only, ahead of the default rule on clean speech and level in noise (docs/adaptation.md). Adapted windows are inferred one at a time, so that each one's offset includes the windows before it. The speaker is the one named by
+    default: on three draws of the shipped recipe's held-out speakers it is level with the default
+    rule in the stream (ahead on clean speech and in fan noise, behind in babble; docs/adaptation.md). Adapted windows are inferred one at a time, so that each one's offset includes the windows before it. The speaker is the one named by
     :meth:`set_speaker`; while none is named (``None``, the default) windows are inferred strictly,
     unless ``adapt_unnamed``: then the stream names voices itself (:class:`~physioser.runtime.adaptation.VoiceIds`,
     cosine ``voice_threshold``) from ``voice_embedding(samples) -> vector`` of each window where one is
