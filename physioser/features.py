@@ -89,7 +89,6 @@ def _load_waveform(row, max_seconds: float | None) -> np.ndarray:
 
 
 RECORDING, AUGMENTED, WINDOW, AUGMENTED_WINDOW = "recording", "augmented", "window", "augmented window"
-COPY_KINDS = (RECORDING, AUGMENTED, WINDOW, AUGMENTED_WINDOW)
 """What a row of a :class:`FeatureSet` is: a recording, or a training copy of one made by
 :func:`add_augmented_copies` (``train.augment``, ``train.stream_windows``, ``train.augmented_windows``)."""
 
@@ -105,13 +104,13 @@ class FeatureSet:
     backbone_counts: torch.Tensor | None = None  # [N, 4] float32
     backbone_spread: torch.Tensor | None = None  # [N, L, D] float32 frame standard deviations (statistics pooling)
     quartets: list[torch.Tensor] | None = None  # N × [4, F, T_i] float16
-    copy_kinds: np.ndarray | None = None  # [N] str: COPY_KINDS, where training copies were added (else all recordings)
+    copy_kinds: np.ndarray | None = None  # [N] str: RECORDING or a kind of copy, where copies were added (else all recordings)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def kinds(self) -> np.ndarray:
-        """[N] what each row is (:data:`COPY_KINDS`): a recording or a training copy of one."""
+        """[N] what each row is (:data:`RECORDING` or a kind of training copy)."""
         return np.full(len(self), RECORDING, dtype=object) if self.copy_kinds is None else self.copy_kinds
 
     @property
@@ -301,16 +300,17 @@ def add_augmented_copies(data: FeatureSet, train_idx: np.ndarray, cfg: Config, c
     corpora = list(dict.fromkeys(data.rows[i].corpus for i in train_idx))
     folders = {c: Path(corpora_root[c]) if isinstance(corpora_root, dict) else Path(corpora_root) / c for c in corpora}
     root = {c: str(f) for c, f in folders.items()} if isinstance(corpora_root, dict) else Path(corpora_root)
-    sources = [lambda c, e=e: augmented_statistics(c, folders[c], root, Path(noise_root), backbone, copy=e, seed=t.seed,
-                                                   progress=progress) for e in range(t.augment)]
-    sources += [lambda c, e=e: window_statistics(c, folders[c], root, backbone, DEFAULT_WINDOW_S, copy=e, seed=t.seed,
-                                                 progress=progress) for e in range(t.stream_windows)]
-    sources += [lambda c, e=e: augmented_window_statistics(c, folders[c], root, Path(noise_root), backbone, DEFAULT_WINDOW_S, copy=e,
-                                                           seed=t.seed, progress=progress) for e in range(t.augmented_windows)]
+    sources = [(AUGMENTED, lambda c, e=e: augmented_statistics(c, folders[c], root, Path(noise_root), backbone, copy=e,
+                                                               seed=t.seed, progress=progress)) for e in range(t.augment)]
+    sources += [(WINDOW, lambda c, e=e: window_statistics(c, folders[c], root, backbone, DEFAULT_WINDOW_S, copy=e, seed=t.seed,
+                                                          progress=progress)) for e in range(t.stream_windows)]
+    sources += [(AUGMENTED_WINDOW, lambda c, e=e: augmented_window_statistics(c, folders[c], root, Path(noise_root), backbone,
+                                                                              DEFAULT_WINDOW_S, copy=e, seed=t.seed, progress=progress))
+                for e in range(t.augmented_windows)]
     copies = len(sources)
-    segments, spreads, labels, rows, new_idx = [], [], [], [], []
+    segments, spreads, labels, rows, kinds, new_idx = [], [], [], [], [], []
     n = len(data)
-    for source in sources:
+    for kind, source in sources:
         stats = {c: source(c) for c in corpora}
         for i in train_idx.tolist():
             row = data.rows[i]
@@ -322,10 +322,10 @@ def add_augmented_copies(data: FeatureSet, train_idx: np.ndarray, cfg: Config, c
             spreads.append(std)
             labels.append(data.labels[i])
             rows.append(row)
+            kinds.append(kind)
             new_idx.append(n + len(new_idx))
-    kinds = np.repeat(np.array([AUGMENTED] * t.augment + [WINDOW] * t.stream_windows + [AUGMENTED_WINDOW] * t.augmented_windows,
-                               dtype=object), len(train_idx))
-    out = replace(data, rows=list(data.rows) + rows, copy_kinds=np.concatenate([data.kinds(), kinds]), labels=np.concatenate([data.labels, np.array(labels, dtype=data.labels.dtype)]),
+    out = replace(data, rows=list(data.rows) + rows, labels=np.concatenate([data.labels, np.array(labels, dtype=data.labels.dtype)]),
+                  copy_kinds=np.concatenate([data.kinds(), np.array(kinds, dtype=object)]),
                   backbone_segments=torch.cat([data.backbone_segments, torch.stack(segments)]),
                   backbone_counts=torch.cat([data.backbone_counts, data.backbone_counts[torch.as_tensor(np.tile(train_idx, copies))]]),
                   backbone_spread=torch.cat([data.backbone_spread, torch.stack(spreads)]))

@@ -173,7 +173,7 @@ def offsets_from_sums(sums: np.ndarray, weights: np.ndarray, dim: int, tau: floa
         raise AdaptationError(f"evidence sums {sums.shape} and weights {weights.shape} do not fit features of width {dim}")
     heard = weights > 0
     x, c, p = sums[:, :dim], sums[:, dim : 2 * dim], sums[:, 2 * dim :]
-    trust = np.ones((len(sums), 1))
+    trust = 1.0
     if reference is not None:
         near, balance = reference.nearest(x / np.where(heard, weights, 1.0)[:, None])
         x, c = x - weights[:, None] * near[:, :dim], c - weights[:, None] * near[:, dim:]
