@@ -210,7 +210,8 @@ def test_rejections_wrong_types_and_a_new_publisher_live(tiny, tmp_path):
                   "[(p.publish(Float32MultiArray(data=[0.0] * 320)), time.sleep(0.1)) for _ in range(150)]")
         talker = subprocess.Popen([sys.executable, "-c", script], env=node_env(DOMAIN_ID))
         try:
-            wait_until(lambda: "sends std_msgs/msg/Float32MultiArray" in node.output(), 30, "the wrong-type log line",
+            wait_until(lambda: "/wrong_talker sends std_msgs/msg/Float32MultiArray" in node.output(), 30,
+                       "the wrong-type log line naming the publisher",
                        nodes=[node])
             assert first.last_diagnostics()["wrong_type_publishers"] == 1
         finally:

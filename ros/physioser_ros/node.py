@@ -101,6 +101,14 @@ def descriptor(p: Param) -> ParameterDescriptor:
     return d
 
 
+def publisher_node(info) -> str:
+    """The publishing node's full name, or a plain phrase while the ROS graph has not yet named it
+    (rmw reports `_NODE_NAME_UNKNOWN_` until the publisher's participant is discovered)."""
+    if info.node_name == "_NODE_NAME_UNKNOWN_":
+        return "(a node not yet discovered)"
+    return f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+
+
 def ros_time(ns: int) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
@@ -289,8 +297,8 @@ class EmotionNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         if self._audio_sub is not None:
-            self.core.check_publishers([(f"{i.node_namespace.rstrip('/')}/{i.node_name}", i.topic_type)
-                                        for i in self.get_publishers_info_by_topic(self._audio_sub.topic_name)])
+            publishers = self.get_publishers_info_by_topic(self._audio_sub.topic_name)
+            self.core.check_publishers([(publisher_node(i), i.topic_type) for i in publishers])
         diag = self.core.diagnostics()
         self._outputs["diag_json"].publish(String(data=json.dumps(diag)))
         if "diag" not in self._outputs:
