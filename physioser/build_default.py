@@ -174,13 +174,12 @@ def write_reference(model, directory: Path) -> None:
                                                           "probs": probs.round(6).tolist()}, indent=1))
 
 
-SCORES = ROOT / "eval" / "results" / "recipe" / "scores.json"
-"""Per-fold UA of the recipe's speaker-independent cross-validation (``python -m physioser.experiments.recipe report``)."""
 RECIPE = "stats-mlp-reg-fixed"
-CROSSVAL = {DEFAULT_BACKBONE: (SCORES, RECIPE, "10@1"),
+CROSSVAL = {DEFAULT_BACKBONE: (ROOT / "eval" / "results" / "recipe" / "reference.json", RECIPE, "10@1/referenced"),
             "whisper-base": (ROOT / "eval" / "results" / "recipe" / "ensemble.json", "b", "10@1/balanced")}
-"""Each backbone's cross-validated recipe scores: (file, entry, adapted k = 10 key); whisper-base's are its two
-seeds of the ensemble comparison (Korean on its 5 diagonal cells, ASED on 8 folds)."""
+"""Each backbone's cross-validated recipe scores: (file, entry, adapted k = 10 key); whisper-tiny.en's are the runs
+adapted against the training speakers (as its bundle adapts whole files), whisper-base's its two seeds of the
+ensemble comparison (Korean on its 5 diagonal cells, ASED on 8 folds)."""
 BACKBONE_CARD = {
     DEFAULT_BACKBONE: ("physioser default model", "`physioser predict` / `physioser demo` / the ROS node use when no "
                        "`--model` is given (the `cpu` profile, and every profile where whisper-base is not installed)",
@@ -408,7 +407,8 @@ fp16 changes overall UA by {fp16['all']['ua'] - fp32['all']['ua']:+.3f}, int8 (d
 The same recipe trained per corpus on the folds of `physioser eval` (each corpus's own classes;
 Korean and ASED speaker- and sentence-disjoint), and leave-one-corpus-out on the four classes
 (trained on the other four corpora, tested on all of the fifth). UA, mean over folds of the
-mean over seeds; per-fold tables, the linear probe beside them and the commands: `eval/results/RECIPE.md`.
+mean over seeds; adapted = by the rule this model's bundle applies to whole files; per-fold tables,
+the linear probe beside them and the commands: `eval/results/RECIPE.md`.
 
 {chr(10).join(crossval_lines(backbone))}
 

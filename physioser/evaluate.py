@@ -208,6 +208,15 @@ def _fmt(summary: dict, key: str) -> str:
     return f"{summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}"
 
 
+def _korean_swapped(run: dict) -> bool:
+    """Whether ``run`` trained on KoreanEmotionTTS together with other corpora before the reader took the
+    recordings' angry and sad (:data:`physioser.data.readers.KOREAN_LABELS_FIXED`)."""
+    from physioser.data.readers import KOREAN_LABELS_FIXED
+
+    train = set(run["protocol"].get("train_corpora", []))
+    return "KoreanEmotionTTS" in train and len(train) > 1 and run["environment"].get("date", "") < KOREAN_LABELS_FIXED
+
+
 def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> Path:
     """Gather every ``results_dir/*/results.json`` into ``REPORT.md`` (+ ``report_ua.png``)."""
     path = path or results_dir / "REPORT.md"
@@ -222,7 +231,12 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
     lines = ["# Results", "", "Written by `physioser report` from `eval/results/*/results.json` (each written by "
              "`physioser eval`). UA = unweighted average recall (balanced accuracy), WA = accuracy, macro-F1; "
              "mean ± std over speaker-independent folds (scikit-learn). Each row names the command that reproduces "
-             "it and the hardware that ran it.", ""]
+             "it and the hardware that ran it.", "",
+             "KoreanEmotionTTS's angry and sad were swapped by its reader until they were corrected (docs/corpora.md). "
+             "Models trained on Korean alone are unaffected; runs of models trained on it together with other corpora "
+             "from before the fix are marked † below, and the cross-corpus and multi-corpus sections of the experiments "
+             "and BENCHMARK.md's leave-one-corpus-out predate it too. The recipe's leave-one-corpus-out figures are rerun "
+             "(RECIPE.md).", ""]
     lines += _summary_table(runs)
     if (path.parent / "RECIPE.md").is_file():
         lines += ["These are the `physioser eval` runs of the first heads. The training recipe that replaced them, speaker "
@@ -237,12 +251,17 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
     for title in sorted(by_protocol):
         entries = by_protocol[title]
         lines += [f"## {title}", "", "| run | model | folds | UA | WA | macro-F1 | hardware |", "|---|---|---|---|---|---|---|"]
+        swapped = [run for run, r, _ in entries if _korean_swapped(r)]
         for run, r, res in sorted(entries, key=lambda e: -e[2]["summary"]["ua"]["mean"]):
             s = res["summary"]
             m = r["config"]["model"]
             model = f"{r['config']['name']}: {'+'.join(m['branches'])}, head {m['head']}" + (", CPA" if r["config"]["cpa"]["weight"] else "")
             folds = f"{len(res['folds'])}" + (f" ({res['coverage']:.0%} of rows)" if res.get("coverage", 1.0) < 0.999 else "")
-            lines.append(f"| {run} | {model} | {folds} | {_fmt(s, 'ua')} | {_fmt(s, 'wa')} | {_fmt(s, 'macro_f1')} | {r['environment']['hardware']} |")
+            mark = " †" if run in swapped else ""
+            lines.append(f"| {run}{mark} | {model} | {folds} | {_fmt(s, 'ua')} | {_fmt(s, 'wa')} | {_fmt(s, 'macro_f1')} | {r['environment']['hardware']} |")
+        if swapped:
+            lines += ["", "† trained on KoreanEmotionTTS together with other corpora before its angry and sad were corrected "
+                      "(docs/corpora.md): it learnt Korean anger as sadness."]
         lines += ["", "Commands:", ""]
         for run, r, _ in entries:
             lines.append(f"- `{run}`: `{r['environment']['command']}` (git {r['environment']['git'][:12]})")

@@ -49,6 +49,19 @@ def test_report_tables_name_command_and_hardware(tmp_path) -> None:
         write_report(tmp_path / "empty")
 
 
+def test_runs_trained_on_korean_with_other_corpora_before_its_label_fix_are_marked(tmp_path) -> None:
+    for name, date in (("old", "2026-11-27T08:36:26Z"), ("new", "2026-12-06T08:00:00Z")):
+        run = _fake_run(name, "URDU", [0.5], f"physioser eval --run {name}")
+        run["protocol"].update(train_corpora=["RAVDESS", "KoreanEmotionTTS"], test_corpus="URDU", kind="cross-corpus")
+        run["environment"]["date"] = date
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(run))
+    lines = write_report(tmp_path).read_text().splitlines()
+    assert any(line.startswith("| old † |") for line in lines)
+    assert any(line.startswith("| new |") for line in lines)
+    assert sum(line.startswith("† trained on KoreanEmotionTTS") for line in lines) == 1
+
+
 @pytest.mark.corpora
 def test_fold_plans_are_speaker_disjoint(corpora_root) -> None:
     from physioser.data import read_corpus
