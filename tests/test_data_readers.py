@@ -245,7 +245,8 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
     "KoreanEmotionTTS": (
         {
             "emotional-to-emotional/nea/wav/nea00001.wav": ("neutral", "neutral", "nea", "F", "00001", None),
-            "plain-to-emotional/emf/wav/emf00399.flac": ("sad", "sad", "emf", "M", "00399", None),
+            "plain-to-emotional/emf/wav/emf00399.flac": ("angry", "angry", "emf", "M", "00399", None),
+            "plain-to-emotional/emf/wav/emf00201.flac": ("sad", "sad", "emf", "M", "00201", None),
             "emotional-to-emotional/neo/wav/neo00150.wav": ("happy", "happy", "neo", "M", "00150", None),
         },
         {
