@@ -209,12 +209,12 @@ def _fmt(summary: dict, key: str) -> str:
 
 
 def _korean_swapped(run: dict) -> bool:
-    """Whether ``run`` trained on KoreanEmotionTTS together with other corpora before the reader took the
-    recordings' angry and sad (:data:`physioser.data.readers.KOREAN_LABELS_FIXED`)."""
+    """Whether ``run`` met KoreanEmotionTTS together with other corpora (in training or as the test corpus)
+    before the reader took the recordings' angry and sad (:data:`physioser.data.readers.KOREAN_LABELS_FIXED`)."""
     from physioser.data.readers import KOREAN_LABELS_FIXED
 
-    train = set(run["protocol"].get("train_corpora", []))
-    return "KoreanEmotionTTS" in train and len(train) > 1 and run["environment"].get("date", "") < KOREAN_LABELS_FIXED
+    corpora = set(run["protocol"].get("train_corpora", [])) | ({run["protocol"]["test_corpus"]} - {None})
+    return "KoreanEmotionTTS" in corpora and len(corpora) > 1 and run["environment"].get("date", "") < KOREAN_LABELS_FIXED
 
 
 def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> Path:
@@ -233,7 +233,7 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
              "mean ± std over speaker-independent folds (scikit-learn). Each row names the command that reproduces "
              "it and the hardware that ran it.", "",
              "KoreanEmotionTTS's angry and sad were swapped by its reader until they were corrected (docs/corpora.md). "
-             "Models trained on Korean alone are unaffected; runs of models trained on it together with other corpora "
+             "Models trained and tested on Korean alone are unaffected; runs that met it together with other corpora "
              "from before the fix are marked † below, and the cross-corpus and multi-corpus sections of the experiments "
              "and BENCHMARK.md's leave-one-corpus-out predate it too. The recipe's leave-one-corpus-out figures are rerun "
              "(RECIPE.md).", ""]
@@ -260,8 +260,8 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
             mark = " †" if run in swapped else ""
             lines.append(f"| {run}{mark} | {model} | {folds} | {_fmt(s, 'ua')} | {_fmt(s, 'wa')} | {_fmt(s, 'macro_f1')} | {r['environment']['hardware']} |")
         if swapped:
-            lines += ["", "† trained on KoreanEmotionTTS together with other corpora before its angry and sad were corrected "
-                      "(docs/corpora.md): it learnt Korean anger as sadness."]
+            lines += ["", "† run on KoreanEmotionTTS together with other corpora before its angry and sad were corrected "
+                      "(docs/corpora.md): Korean anger counted as sadness."]
         lines += ["", "Commands:", ""]
         for run, r, _ in entries:
             lines.append(f"- `{run}`: `{r['environment']['command']}` (git {r['environment']['git'][:12]})")

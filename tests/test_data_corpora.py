@@ -101,8 +101,8 @@ def test_committed_protocol_on_four_class_subset():
 
 def test_korean_sad_recordings_are_the_low_pitched_ones():
     """The corpus README calls 00201-00300 angry and 00301-00400 sad; the recordings say the opposite
-    (the reader follows the recordings): the clips read as sad sit below neutral in pitch for every
-    speaker and below the angry ones for nearly every speaker."""
+    (the reader follows the recordings): the clips read as sad sit below neutral and below the angry
+    ones in pitch for nearly every speaker."""
     import librosa
     import soundfile as sf
 

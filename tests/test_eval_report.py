@@ -59,7 +59,7 @@ def test_runs_trained_on_korean_with_other_corpora_before_its_label_fix_are_mark
     lines = write_report(tmp_path).read_text().splitlines()
     assert any(line.startswith("| old † |") for line in lines)
     assert any(line.startswith("| new |") for line in lines)
-    assert sum(line.startswith("† trained on KoreanEmotionTTS") for line in lines) == 1
+    assert sum(line.startswith("† run on KoreanEmotionTTS") for line in lines) == 1
 
 
 @pytest.mark.corpora

@@ -580,12 +580,11 @@ def others_section(intra: dict, rules: dict, others: dict, probe_ua: dict, recip
                 "so that the adapted test features are what it was trained on" if "stats-mlp-reg-15ep-adapt" in mine else "")
              + ". Against the recipe on the corpus alone (strict: "
              "`eval/results/recipe/scores.json`; adapted, the adaptation `balanced` with k unlabelled utterances of each "
-             "test speaker: `eval/results/recipe/rules.json`) on the folds both have; Korean on the 5 diagonal cells of its "
-             "speaker × sentence grid. Cells: UA mean ± std over those folds; Δ: paired per-fold difference, mean ± std "
+             "test speaker: `eval/results/recipe/rules.json`) on the folds both have. Cells: UA mean ± std over those folds; Δ: paired per-fold difference, mean ± std "
              "(folds ahead / folds, worst fold). Per-fold scores: `eval/results/recipe/others.json`.", "",
              "Commands: `OMP_NUM_THREADS=1 RECIPE_DEVICE=cpu python -m physioser.experiments.recipe run --pack pack.npz "
-             "--out others/V --variant V --task <corpus>+others [--folds F] --seeds 2 --workers 1` (Korean `--folds "
-             "0,6,12,18,24`, ASED `--folds 0,6,7,9,12,18,22,24`; 2-core CPU, 25-45 s a training); `python -m physioser.experiments.recipe report --probe eval/results/recipe/probe.json --out "
+             "--out others/V --variant V --task <corpus>+others [--folds F] --seeds 2 --workers 1` (ASED `--folds "
+             "0,6,7,9,12,18,22,24`; 2-core CPU, 25-45 s a training); `python -m physioser.experiments.recipe report --probe eval/results/recipe/probe.json --out "
              "eval/results/RECIPE.md --scores eval/results/recipe/scores.json --rule-scores eval/results/recipe/rules.json "
              "--others-runs others/*/*.json.gz --others-scores eval/results/recipe/others.json`.", "",
              "| model, protocol " + cols, sep,
