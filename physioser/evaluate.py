@@ -235,8 +235,7 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
              "KoreanEmotionTTS's angry and sad were swapped by its reader until they were corrected (docs/corpora.md). "
              "Models trained and tested on Korean alone are unaffected; runs that met it together with other corpora "
              "from before the fix are marked † below, and the cross-corpus and multi-corpus sections of the experiments "
-             "and BENCHMARK.md's leave-one-corpus-out predate it too. The recipe's leave-one-corpus-out figures are rerun "
-             "(RECIPE.md).", ""]
+             "predate it too. The recipe's leave-one-corpus-out figures (RECIPE.md) and BENCHMARK.md's are rerun.", ""]
     lines += _summary_table(runs)
     if (path.parent / "RECIPE.md").is_file():
         lines += ["These are the `physioser eval` runs of the first heads. The training recipe that replaced them, speaker "
