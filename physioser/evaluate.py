@@ -234,8 +234,8 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path | None = None) -> P
              "it and the hardware that ran it.", "",
              "KoreanEmotionTTS's angry and sad were swapped by its reader until they were corrected (docs/corpora.md). "
              "Models trained and tested on Korean alone are unaffected; runs that met it together with other corpora "
-             "from before the fix are marked † below, and the cross-corpus and multi-corpus sections of the experiments "
-             "predate it too. The recipe's leave-one-corpus-out figures (RECIPE.md) and BENCHMARK.md's are rerun.", ""]
+             "from before the fix are marked † below. The experiments' cross-corpus and multi-corpus sections, the recipe's "
+             "leave-one-corpus-out figures (RECIPE.md) and BENCHMARK.md's are rerun with the corrected labels.", ""]
     lines += _summary_table(runs)
     if (path.parent / "RECIPE.md").is_file():
         lines += ["These are the `physioser eval` runs of the first heads. The training recipe that replaced them, speaker "

@@ -90,3 +90,17 @@ def test_handcrafted_features_see_pitch_and_loudness() -> None:
     assert 2 ** f["f0_mean"] == pytest.approx(150, rel=0.03) and f["voiced_fraction"] > 0.9
     assert dict(zip(FEATURE_NAMES, loud))["rms_mean"] - f["rms_mean"] == pytest.approx(20.0, abs=0.5)
     assert f["duration"] == pytest.approx(1.5)
+
+
+def test_tables_mark_rows_trained_before_a_date(tmp_path) -> None:
+    import json
+
+    from physioser.experiments.tables import table
+
+    for run, date in (("old-RAVDESS", "2026-11-27T08:00:00Z"), ("new-RAVDESS", "2026-12-05T20:00:00Z")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "results.json").write_text(json.dumps(
+            {"corpora": {"RAVDESS": {"folds": [{"fold": 0, "ua": 0.5}]}}, "environment": {"date": date}}))
+    lines, _ = table([("old", "old-{corpus}"), ("new", "new-{corpus}")], corpora=["RAVDESS"], root=tmp_path,
+                     dated_before="2026-12-05T15:55:00Z")
+    assert "| old † | 0.500 ± 0.000 | 0.500 |" in lines and "| new | 0.500 ± 0.000 | 0.500 |" in lines

@@ -76,9 +76,11 @@ def hardware_of(res: dict | None) -> set[str]:
 
 def table(rows: Sequence[tuple], corpora: Sequence[str] = CORPORA, root: Path = EXPERIMENTS_DIR,
           folds: dict[str, list[int] | None] | None = None, extra: dict[str, str] | None = None,
-          extra_name: str = "params", show_folds: Sequence[str] | None = None) -> tuple[list[str], set[str]]:
+          extra_name: str = "params", show_folds: Sequence[str] | None = None,
+          dated_before: str | None = None) -> tuple[list[str], set[str]]:
     """Markdown table of UA cells: rows = (label, run-name template with ``{corpus}``[, results root]),
-    all cells of a column over the same ``folds[corpus]`` (None = each run's own folds). Returns (lines, hardware)."""
+    all cells of a column over the same ``folds[corpus]`` (None = each run's own folds); a row with a run
+    dated before ``dated_before`` (ISO time) is marked †. Returns (lines, hardware)."""
     folds = folds or {}
     heads = []
     for c in corpora:
@@ -95,7 +97,9 @@ def table(rows: Sequence[tuple], corpora: Sequence[str] = CORPORA, root: Path = 
         cells = [ua_cell(runs[c], c, folds.get(c)) for c in corpora]
         means = [mean_ua(runs[c], c, folds.get(c)) for c in corpora]
         avg = "—" if any(m is None for m in means) else f"{np.mean(means):.3f}"
-        line = f"| {label} | " + " | ".join(cells) + f" | {avg} |"
+        stale = dated_before is not None and any(
+            r is not None and r.get("environment", {}).get("date", "") < dated_before for r in runs.values())
+        line = f"| {label}{' †' if stale else ''} | " + " | ".join(cells) + f" | {avg} |"
         if extra:
             line += f" {extra.get(label, '')} |"
         lines.append(line)
