@@ -104,13 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m physioser.experiments.padding pack|compare`` (see the module doc)."""
     import argparse
 
+    from physioser.experiments.recipe import CORPUS_ORDER, pack_parser
+
     ap = argparse.ArgumentParser(prog="python -m physioser.experiments.padding", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("pack")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--corpora-root", type=Path, required=True)
-    p.add_argument("-c", "--corpus", action="append", required=True)
-    p.add_argument("-b", "--backbone", default="whisper-tiny.en")
+    p = pack_parser(sub)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--workers", type=int, default=2)
     c = sub.add_parser("compare")
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("unpadded", type=Path, help="the same variant, tasks, folds and seeds on the recipe pack")
     a = ap.parse_args(argv)
     if a.cmd == "pack":
-        print(pack(a.corpus, a.out, a.corpora_root, a.seconds, a.backbone, a.workers))
+        print(pack(a.corpus or list(CORPUS_ORDER), a.out, a.corpora_root, a.seconds, a.backbone, a.workers))
     else:
         print("\n".join(compare(a.padded, a.unpadded)))
 

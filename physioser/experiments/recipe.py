@@ -910,15 +910,21 @@ def write_report(runs: list[Path], probe_json: Path, out: Path, scores_json: Pat
     return out
 
 
-def pack_and_run_parsers(ap, variants) -> object:
-    """The ``pack`` and ``run`` subcommands (shared with :mod:`physioser.experiments.finetune`); returns
-    the subparsers for more."""
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def pack_parser(sub) -> object:
+    """The ``pack`` subcommand's parser: --out, --corpora-root, -c (default: every corpus), -b."""
     p = sub.add_parser("pack")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--corpora-root", type=Path, required=True)
     p.add_argument("-c", "--corpus", action="append", default=None)
     p.add_argument("-b", "--backbone", default="whisper-tiny.en")
+    return p
+
+
+def pack_and_run_parsers(ap, variants) -> object:
+    """The ``pack`` and ``run`` subcommands (shared with :mod:`physioser.experiments.finetune`); returns
+    the subparsers for more."""
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    pack_parser(sub)
     r = sub.add_parser("run")
     r.add_argument("--pack", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
