@@ -17,16 +17,16 @@ from physioser.experiments.tables import SHORT, fold_ids_of, hardware_of, load_r
 
 __all__ = ["build_report"]
 
+PY = "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.experiments"
+SWEEP = f"{PY} sweep --commit <sha>"
+
+
 def _korean_note(body: list[str]) -> list[str]:
     """The footnote of rows :func:`~physioser.experiments.tables.table` marked as trained before the Korean label fix."""
     if not any(" † |" in line for line in body):
         return []
     return ["", "† trained before KoreanEmotionTTS's angry and sad were corrected (docs/corpora.md), not rerun since: "
                 "Korean's anger was learnt as sadness."]
-
-
-PY = "OMP_NUM_THREADS=1 .venv/bin/python -m physioser.experiments"
-SWEEP = f"{PY} sweep --commit <sha>"
 
 
 def _hw(hw: set[str]) -> str:
